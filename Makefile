@@ -1,0 +1,55 @@
+# dispatchwire: `make run` and `make test` work on a fresh machine (Debian, Python 3.11,
+# Java 17 + Maven). Everything they need is installed here.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install chromium kafka-fetch kafka-up kafka-down run test check lint bench bench-smoke clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "$(PY) is missing: install Python 3.11 (or run make PY=/path/to/python3.11)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+# Debian's chromium, driven by Playwright for the browser tests (no browser download).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+kafka-fetch: install
+	$(BIN)/dispatchwire kafka fetch >/dev/null
+
+kafka-up: install
+	$(BIN)/dispatchwire kafka up
+
+kafka-down: install
+	$(BIN)/dispatchwire kafka down
+
+# Kafka, worker, API, sink and demo traffic; prints the dashboard URL; Ctrl-C stops it all.
+run: install kafka-fetch
+	$(BIN)/dispatchwire run
+
+lint: install
+	$(BIN)/ruff check .
+
+# The whole suite. The test session starts its own Kafka broker on a free loopback port
+# and stops it at the end, pass or fail (set DISPATCHWIRE_KAFKA_BOOTSTRAP to use yours).
+test: install chromium kafka-fetch lint
+	$(BIN)/pytest
+
+check: test
+
+bench: install kafka-fetch
+	$(BIN)/python -m tests.benchmarks
+
+clean:
+	rm -rf $(VENV) artifacts bench-results snapshots

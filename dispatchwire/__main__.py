@@ -1,0 +1,5 @@
+import sys
+
+from dispatchwire.cli import main
+
+sys.exit(main())

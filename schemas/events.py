@@ -1,0 +1,135 @@
+"""Events: facts published to ``dispatch.events`` by the worker, keyed by region.
+
+Each event carries the full new state of every entity it changes (with its ``version``),
+the ``command_id`` that caused it and a deterministic ``event_id``
+(``<command_id>:<n>``, n counting the events of that command), so consumers are
+idempotent by ``event_id`` and by entity ``version``.
+
+``live_data()`` gives the payload of the live message of the same name (SSE ``data:``,
+WebSocket ``data``), in the shapes of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.commands import SCHEMA_VERSION, utcnow
+from schemas.entities import Emergency, Unit, UnitStatus
+
+
+def event_id_for(command_id: str, n: int) -> str:
+    return f"{command_id}:{n}"
+
+
+class Candidate(BaseModel):
+    """One unit that was considered for a dispatch, and why it ranked where it did."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    unit_id: str
+    callsign: str
+    distance_m: float
+    eta_s: float
+
+
+class DispatchDecision(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chosen_unit_id: str
+    overridden: bool = False
+    distance_m: float
+    eta_s: float
+    candidates: list[Candidate] = Field(default_factory=list)
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    event_id: str
+    command_id: str
+    region: str
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    def live_data(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class EmergencyCreated(EventBase):
+    event: Literal["emergency_created"] = "emergency_created"
+    emergency: Emergency
+
+    def live_data(self) -> dict[str, Any]:
+        return self.emergency.model_dump(mode="json")
+
+
+class EmergencyUpdated(EventBase):
+    event: Literal["emergency_updated"] = "emergency_updated"
+    action: Literal["assigned", "on_scene", "completed", "cancelled"]
+    emergency: Emergency
+    unit: Unit | None = None
+    dispatch: DispatchDecision | None = None
+    reason: str | None = None
+
+    def live_data(self) -> dict[str, Any]:
+        return self.model_dump(
+            mode="json", include={"action", "emergency", "unit", "dispatch", "reason"}
+        )
+
+
+class UnitStatusUpdate(EventBase):
+    event: Literal["unit_status_update"] = "unit_status_update"
+    unit_id: str
+    status: UnitStatus
+    emergency_id: str | None = None
+    unit: Unit
+
+    def live_data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", include={"unit_id", "status", "emergency_id", "unit"})
+
+
+class UnitLocation(EventBase):
+    event: Literal["unit_location"] = "unit_location"
+    unit_id: str
+    lat: float
+    lon: float
+    heading: float | None = None
+    eta_s: float | None = None
+    route_index: int | None = None
+    version: int = Field(ge=1, description="the unit's version after this move")
+
+    def live_data(self) -> dict[str, Any]:
+        return self.model_dump(
+            mode="json",
+            include={"unit_id", "lat", "lon", "heading", "eta_s", "route_index", "version"},
+        )
+
+
+class CommandRejectedEvent(EventBase):
+    event: Literal["command_rejected"] = "command_rejected"
+    command_kind: str
+    reason: str
+    emergency_id: str | None = None
+    unit_id: str | None = None
+
+    def live_data(self) -> dict[str, Any]:
+        return self.model_dump(
+            mode="json",
+            include={"command_id", "command_kind", "reason", "emergency_id", "unit_id"},
+        )
+
+
+Event = Annotated[
+    EmergencyCreated | EmergencyUpdated | UnitStatusUpdate | UnitLocation | CommandRejectedEvent,
+    Field(discriminator="event"),
+]
+EVENT_NAMES = (
+    "emergency_created",
+    "emergency_updated",
+    "unit_status_update",
+    "unit_location",
+    "command_rejected",
+)

@@ -93,3 +93,19 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child ``dispatchwire`` process see ``settings``."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        elif isinstance(value, (tuple, list)):
+            import json
+
+            value = json.dumps(list(value))
+        env[f"DISPATCHWIRE_{name.upper()}"] = str(value)
+    return env

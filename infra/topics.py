@@ -42,7 +42,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     try:
         existing = set(admin.list_topics())
         new = [
-            NewTopic(name, num_partitions=n, replication_factor=1)
+            NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor)
             for name, n in wanted.items()
             if name not in existing
         ]

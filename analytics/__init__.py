@@ -1,0 +1,10 @@
+"""Analysts and replay: the DuckDB sink, snapshots, ready queries, maps, log replay.
+
+    dispatch.events --> sink.py (own consumer group) --> tables.py (one DuckDB transaction:
+         |               rows + current state + Kafka offsets)    --> snapshot.py (.duckdb copy)
+         |                                                               |
+         |                                                   queries.py + queries/*.sql, maps.py
+         +--> replay.py (time/offset window, speed xN) --> JSONL file | another topic | http.py SSE
+
+Imports ``schemas``, ``dispatchwire`` and ``infra``; nothing imports it except the CLI and the API.
+"""

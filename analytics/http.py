@@ -1,0 +1,171 @@
+"""HTTP routes of the analytics part, mounted by the API: ``routes(settings)``.
+
+- ``GET /api/snapshot`` (authority): a fresh snapshot file (see ``snapshot.py``); the
+  ``X-Log-Position`` header says which log position it reflects.
+- ``GET /api/replay/stream?from=&to=&speed=`` (authority), or ``from_position=`` /
+  ``to_position=`` (``"0:10,1:4"``): a replay as SSE. First a ``snapshot`` of the state at
+  the window start (the fold of everything before it), then every event of the window
+  under its live message name (``emergency_created``, ``emergency_updated``, ...) paced at
+  ``speed`` (a factor, or ``max`` for no pacing), then ``replay_end``. Event ids are
+  ``partition:offset``; the snapshot's id is the start position.
+
+Both take ``Authorization: Bearer <authority token>`` or ``?token=`` (for EventSource,
+which cannot set headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from analytics.position import format_position, parse_position
+from analytics.replay import LogWindow, Pacer, Window, fold_until
+from analytics.snapshot import take_snapshot
+from dispatchwire.errors import DispatchwireError
+from dispatchwire.settings import Settings
+from schemas import SchemaError, decode_event
+from schemas.codec import dumps
+
+log = logging.getLogger(__name__)
+
+
+def _unauthorised(request: Request, settings: Settings) -> Response | None:
+    token = request.query_params.get("token")
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    expected = settings.authority_token.get_secret_value()
+    if token and hmac.compare_digest(token.encode(), expected.encode()):
+        return None
+    reason = "missing" if not token else "not the authority token"
+    return JSONResponse(
+        {"error": "authority token required",
+         "errors": [{"field": "Authorization", "reason": reason}]},
+        status_code=401, headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _parse_time(name: str, text: str, errors: list[dict[str, str]]) -> datetime | None:
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, UTC)
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        errors.append({"field": name, "reason": "expected an ISO-8601 time or epoch milliseconds"})
+        return None
+
+
+def parse_replay_query(params: Any) -> tuple[Window, float | None, list[dict[str, str]]]:
+    """Window and speed from a query string; the list holds field-level errors."""
+    errors: list[dict[str, str]] = []
+    window: dict[str, Any] = {}
+    for name, key in (("from", "start_time"), ("to", "stop_time")):
+        if params.get(name):
+            window[key] = _parse_time(name, params[name], errors)
+    for name, key in (("from_position", "start"), ("to_position", "stop")):
+        if params.get(name):
+            try:
+                window[key] = parse_position(params[name])
+            except ValueError as exc:
+                errors.append({"field": name, "reason": str(exc)})
+    speed: float | None = 1.0
+    raw_speed = params.get("speed", "1")
+    if raw_speed in ("max", "0"):
+        speed = None
+    else:
+        try:
+            speed = float(raw_speed)
+            if not 0 < speed <= 100_000:
+                raise ValueError
+        except ValueError:
+            errors.append({"field": "speed",
+                           "reason": "a factor between 0 and 100000, or 'max'"})
+    start, stop = window.get("start_time"), window.get("stop_time")
+    if start and stop and stop <= start:
+        errors.append({"field": "to", "reason": "must be after 'from'"})
+    return Window(**window), speed, errors
+
+
+def routes(settings: Settings) -> list[Route]:
+    async def snapshot_download(request: Request) -> Response:
+        if (denied := _unauthorised(request, settings)) is not None:
+            return denied
+        target = settings.data_dir / "downloads" / f"{uuid.uuid4().hex}.duckdb"
+        try:
+            info = await run_in_threadpool(take_snapshot, settings, target)
+        except DispatchwireError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return FileResponse(
+            target, media_type="application/vnd.duckdb",
+            filename=f"dispatchwire-{stamp}.duckdb",
+            headers={"X-Log-Position": info.position},
+            background=BackgroundTask(target.unlink, missing_ok=True),
+        )
+
+    async def replay_stream(request: Request) -> Response:
+        if (denied := _unauthorised(request, settings)) is not None:
+            return denied
+        window, speed, errors = parse_replay_query(request.query_params)
+        if errors:
+            return JSONResponse({"error": "invalid replay request", "errors": errors},
+                                status_code=400)
+        try:
+            resolved = await run_in_threadpool(LogWindow, settings, window)
+        except DispatchwireError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        return EventSourceResponse(_replay_messages(settings, resolved, speed),
+                                   ping=settings.heartbeat_s)
+
+    return [
+        Route("/api/snapshot", snapshot_download, methods=["GET"]),
+        Route("/api/replay/stream", replay_stream, methods=["GET"]),
+    ]
+
+
+async def _replay_messages(settings: Settings, window: LogWindow,
+                           speed: float | None) -> AsyncIterator[dict[str, Any]]:
+    start = format_position(window.start)
+    state = await run_in_threadpool(fold_until, settings, window.start, window.topic)
+    yield {"event": "snapshot", "id": start,
+           "data": dumps({**state.as_json(), "position": start,
+                          "replay": {"from": start, "to": format_position(window.stop),
+                                     "speed": speed, "events": window.size}})}
+    pacer = Pacer(speed)
+    records = window.records()
+    sent = 0
+    try:
+        async for rec in iterate_in_threadpool(records):
+            try:
+                event = decode_event(rec.value)
+            except SchemaError:
+                log.warning("replay skips undecodable record %d:%d", rec.partition, rec.offset)
+                continue
+            wait = pacer.delay(rec.timestamp)
+            if wait:
+                await asyncio.sleep(wait)
+            sent += 1
+            yield {"event": event.event, "id": f"{rec.partition}:{rec.offset}",
+                   "data": dumps(event.live_data())}
+        yield {"event": "replay_end", "id": format_position(window.stop),
+               "data": dumps({"position": format_position(window.stop), "events": sent})}
+    finally:
+        try:
+            records.close()
+        except ValueError:  # still running in a worker thread; it closes when it returns
+            log.debug("replay reader still busy at disconnect")
+        else:
+            window.close()

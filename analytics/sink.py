@@ -1,0 +1,192 @@
+"""``dispatchwire sink``: every event of ``dispatch.events`` into DuckDB, exactly once.
+
+The sink reads with its own consumer group (``<app_id>-sink``) but does not trust Kafka's
+committed offsets: the position it resumes from is the ``sink_offsets`` table, written in
+the same DuckDB transaction as the rows it describes (see ``tables.write_batch``). A sink
+killed at any instant therefore restarts exactly after the last batch that reached the
+file. It still commits to Kafka after each batch, only so that lag shows in the usual tools.
+
+Between batches it answers snapshot requests (``snapshot.serve_requests``), because while
+it runs no other process may open the database file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError as _KafkaError
+
+from analytics.position import format_position
+from analytics.snapshot import serve_requests
+from analytics.tables import (
+    BatchResult,
+    create_tables,
+    load_offsets,
+    load_projection,
+    write_batch,
+)
+from dispatchwire.errors import KafkaUnavailable, SinkError
+from dispatchwire.settings import Settings
+from infra.topics import ensure_topics
+from schemas.projection import Projection
+
+log = logging.getLogger(__name__)
+
+LINGER_S = 0.5  # how long a batch may wait to fill up before it is written anyway
+
+
+def connect(path: Path, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
+    """Open the sink database for writing, waiting while a snapshot copy holds it briefly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise SinkError(
+                    f"cannot open {path} for writing: {exc}. Is another `dispatchwire sink` "
+                    "running on it? Set DISPATCHWIRE_SINK_DB to use another file."
+                ) from exc
+            time.sleep(0.2)
+
+
+@dataclass
+class SinkStats:
+    batches: int = 0
+    records: int = 0
+    events: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.records += result.records
+        self.events += result.events
+
+    @property
+    def rate(self) -> float:
+        return self.records / max(time.monotonic() - self.started, 1e-9)
+
+
+class Sink:
+    """One sink over ``settings.events_topic`` writing to ``settings.sink_db``."""
+
+    def __init__(self, settings: Settings, batch_size: int | None = None) -> None:
+        self.settings = settings
+        self.topic = settings.events_topic
+        self.batch_size = batch_size or settings.sink_batch_size
+        self.stats = SinkStats()
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.consumer: KafkaConsumer | None = None
+        self.projection = Projection()
+        self.partitions: list[TopicPartition] = []
+
+    def open(self) -> None:
+        self.con = connect(self.settings.sink_db)
+        create_tables(self.con)
+        self.projection = load_projection(self.con)
+        stored = load_offsets(self.con, self.topic)
+        ensure_topics(self.settings)
+        try:
+            self.consumer = KafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                group_id=f"{self.settings.app_id}-sink",
+                client_id=f"{self.settings.app_id}-sink",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self.batch_size,
+            )
+            self.partitions = [TopicPartition(self.topic, p)
+                               for p in sorted(self._partition_ids())]
+            self.consumer.assign(self.partitions)
+            for tp in self.partitions:
+                if tp.partition in stored:
+                    self.consumer.seek(tp, stored[tp.partition])
+                else:
+                    self.consumer.seek_to_beginning(tp)
+        except _KafkaError as exc:
+            raise KafkaUnavailable(self.settings.kafka_bootstrap, str(exc)) from exc
+        log.info("sink on %s -> %s, resuming at %s", self.topic, self.settings.sink_db,
+                 format_position(stored) or "the beginning")
+
+    def _partition_ids(self, timeout: float = 30.0) -> set[int]:
+        assert self.consumer is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            ids = self.consumer.partitions_for_topic(self.topic)
+            if ids:
+                return set(ids)
+            if time.monotonic() > deadline:
+                raise SinkError(f"topic {self.topic} has no partitions; run `dispatchwire run` "
+                                "or check DISPATCHWIRE_TOPIC_PREFIX")
+            time.sleep(0.2)
+
+    def end_position(self) -> dict[int, int]:
+        assert self.consumer is not None
+        ends = self.consumer.end_offsets(self.partitions)
+        return {tp.partition: int(o) for tp, o in ends.items()}
+
+    def position(self) -> dict[int, int]:
+        assert self.consumer is not None
+        return {tp.partition: int(self.consumer.position(tp)) for tp in self.partitions}
+
+    def _collect(self) -> list:
+        assert self.consumer is not None
+        records: list = []
+        started = time.monotonic()
+        while len(records) < self.batch_size:
+            remaining = LINGER_S - (time.monotonic() - started)
+            if remaining <= 0:
+                break
+            polled = self.consumer.poll(timeout_ms=int(remaining * 1000) + 1,
+                                        max_records=self.batch_size - len(records))
+            for batch in polled.values():
+                records.extend(batch)
+        return records
+
+    def step(self) -> BatchResult | None:
+        """Write one batch (if anything arrived) and answer snapshot requests."""
+        assert self.con is not None and self.consumer is not None
+        records = self._collect()
+        result = None
+        if records:
+            result = write_batch(self.con, self.topic, records, self.projection)
+            self.stats.add(result)
+            log.debug("stored %d records (%d new events)", result.records, result.events)
+            try:
+                self.consumer.commit_async()  # informational only; sink_offsets is the truth
+            except _KafkaError as exc:
+                log.debug("Kafka offset commit failed (harmless): %s", exc)
+        serve_requests(self.con, self.settings)
+        return result
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False,
+            until_caught_up: bool = False) -> SinkStats:
+        """Consume until ``should_stop()`` (or, with ``until_caught_up``, the log end)."""
+        target = self.end_position() if until_caught_up else None
+        last_report = time.monotonic()
+        while not should_stop():
+            self.step()
+            if target is not None and all(
+                self.position()[p] >= o for p, o in target.items()
+            ):
+                break
+            if time.monotonic() - last_report > 10:
+                last_report = time.monotonic()
+                log.info("sink: %d records in %d batches (%.0f/s), at %s", self.stats.records,
+                         self.stats.batches, self.stats.rate, format_position(self.position()))
+        return self.stats
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+            self.consumer = None
+        if self.con is not None:
+            self.con.close()
+            self.con = None

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dispatchwire.settings import Settings
@@ -109,3 +113,109 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = json.dumps(list(value))
         env[f"DISPATCHWIRE_{name.upper()}"] = str(value)
     return env
+
+
+class WorkerProcess:
+    """A ``dispatchwire worker`` child process (see the ``running_worker`` fixture).
+
+    ``url`` is its introspection server: ``GET /dispatch/ready/`` (200 once it owns its
+    partitions and has recovered its table) and ``GET /dispatch/state/`` (the table's
+    emergencies and units, shaped like ``Projection.as_json()``).
+    """
+
+    def __init__(self, settings: Settings, log_path: Path, ready_timeout: float = 90.0) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def start(self) -> WorkerProcess:
+        assert not self.alive(), "worker already running"
+        self.port = free_port()
+        env = settings_env(self.settings)
+        env["DISPATCHWIRE_WORKER_WEB_PORT"] = str(self.port)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dispatchwire", "worker"],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_ready()
+        return self
+
+    def _ready(self) -> bool:
+        if not self.alive():
+            raise AssertionError(f"worker exited early:\n{self.log_tail()}")
+        try:
+            return httpx.get(f"{self.url}/dispatch/ready/", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self) -> None:
+        try:
+            wait_for(self._ready, timeout=self.ready_timeout, interval=0.2,
+                     message="the worker to own its partitions")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- worker log ---\n{self.log_tail()}") from None
+
+    def state(self) -> dict:
+        response = httpx.get(f"{self.url}/dispatch/state/", timeout=10.0)
+        response.raise_for_status()
+        return response.json()
+
+    def _signal(self, sig: int, timeout: float) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (a clean shutdown: the worker commits and leaves the group)."""
+        self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, nothing flushed or committed."""
+        self._signal(signal.SIGKILL, 10.0)
+
+    def restart(self) -> WorkerProcess:
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture
+def running_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+    """Factory: ``running_worker(settings)`` starts ``dispatchwire worker`` with those settings
+    and returns once it really consumes (its partitions assigned, its table recovered).
+    The handle has ``.stop()`` (SIGTERM), ``.kill()`` (SIGKILL), ``.restart()``, ``.url`` and
+    ``.state()``; every worker is killed at teardown. Topics must exist (use ``settings``)."""
+    workers: list[WorkerProcess] = []
+
+    def factory(settings: Settings) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker.start()
+
+    yield factory
+    for worker in workers:
+        worker.kill()

@@ -1,0 +1,6 @@
+"""The Faust worker: commands in, events out, current state in changelog-backed tables.
+
+``create_faust_app(settings)`` builds the app (``streams.app``); the rules live in
+``streams.decisions`` as pure functions; ``streams.routing`` routes over the OpenStreetMap
+road graph that ``streams.roadgraph`` builds.
+"""

@@ -1,0 +1,121 @@
+"""Routes and travel times over the road network.
+
+``Router`` is the seam: dispatch only needs "how long from each of these points to that
+point, and by which way", so an OSRM ``table``/``route`` client could stand in for
+``GraphRouter`` (Dijkstra over the committed OSM graph) without touching the decisions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from schemas.geo import RoadNetwork, haversine_m
+
+# Off-road legs (from a point to its nearest road node) are driven slowly.
+OFF_ROAD_SPEED_MS = 5.0
+
+
+@dataclass(frozen=True)
+class Route:
+    points: list[tuple[float, float]]  # [lat, lon], origin first
+    distance_m: float
+    duration_s: float
+
+
+class Router(Protocol):
+    def routes_to(
+        self, destination: tuple[float, float], origins: Sequence[tuple[float, float]]
+    ) -> list[Route | None]:
+        """One route from each origin to ``destination`` (``None`` where there is none)."""
+        ...
+
+
+class GraphRouter:
+    """Fastest paths on a ``RoadNetwork`` (one reverse Dijkstra per destination)."""
+
+    def __init__(self, network: RoadNetwork) -> None:
+        self.network = network
+        self._routable = sorted(network.routable)
+        # reverse adjacency: node -> [(previous node, edge index, forward?)]
+        self._into: dict[int, list[tuple[int, int, bool]]] = {}
+        for i, e in enumerate(network.edges):
+            if e.u in network.routable and e.v in network.routable:
+                self._into.setdefault(e.v, []).append((e.u, i, True))
+                if not e.oneway:
+                    self._into.setdefault(e.u, []).append((e.v, i, False))
+
+    def nearest_node(self, lat: float, lon: float) -> int:
+        kx = math.cos(math.radians(lat))
+        nodes = self.network.nodes
+        return min(
+            self._routable,
+            key=lambda i: (nodes[i][0] - lat) ** 2 + ((nodes[i][1] - lon) * kx) ** 2,
+        )
+
+    def _towards(self, target: int) -> dict[int, tuple[float, float, int, bool]]:
+        """For every node that reaches ``target``: (seconds, metres, next edge, forward)."""
+        best: dict[int, tuple[float, float, int, bool]] = {target: (0.0, 0.0, -1, True)}
+        heap = [(0.0, 0.0, target)]
+        done: set[int] = set()
+        edges = self.network.edges
+        while heap:
+            secs, metres, node = heapq.heappop(heap)
+            if node in done:
+                continue
+            done.add(node)
+            for prev, idx, forward in self._into.get(node, ()):
+                e = edges[idx]
+                cand = secs + e.travel_s
+                if prev not in best or cand < best[prev][0]:
+                    best[prev] = (cand, metres + e.length_m, idx, forward)
+                    heapq.heappush(heap, (cand, metres + e.length_m, prev))
+        return best
+
+    def routes_to(
+        self, destination: tuple[float, float], origins: Sequence[tuple[float, float]]
+    ) -> list[Route | None]:
+        if not origins:
+            return []
+        target = self.nearest_node(*destination)
+        tree = self._towards(target)
+        return [self._route(origin, target, destination, tree) for origin in origins]
+
+    def route(self, origin: tuple[float, float], destination: tuple[float, float]) -> Route | None:
+        return self.routes_to(destination, [origin])[0]
+
+    def _route(self, origin, target, destination, tree) -> Route | None:
+        nodes, edges = self.network.nodes, self.network.edges
+        start = self.nearest_node(*origin)
+        if start not in tree:
+            return None
+        points = [origin]
+        node = start
+        points.append(nodes[node])
+        while node != target:
+            _, _, idx, forward = tree[node]
+            e = edges[idx]
+            shape = list(e.shape) if forward else list(reversed(e.shape))
+            node = e.v if forward else e.u
+            points.extend(shape)
+            points.append(nodes[node])
+        points.append(destination)
+        points = _dedupe(points)
+        secs, metres = tree[start][0], tree[start][1]
+        lead = haversine_m(*origin, *nodes[start]) + haversine_m(*nodes[target], *destination)
+        return Route(points=[(round(a, 7), round(b, 7)) for a, b in points],
+                     distance_m=round(metres + lead, 1),
+                     duration_s=round(secs + lead / OFF_ROAD_SPEED_MS, 1))
+
+
+def _dedupe(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for p in points:
+        if not out or haversine_m(*out[-1], *p) > 0.5:
+            out.append(p)
+    if len(out) == 1:
+        out.append(out[0])
+    return out

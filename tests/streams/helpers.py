@@ -1,0 +1,83 @@
+"""Talking to the real broker from stream tests: send commands, read the event log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from dispatchwire.settings import Settings
+from schemas import decode_event, encode
+from schemas.events import Event
+from schemas.projection import Projection
+from tests.conftest import wait_for
+
+
+class Commands:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                      linger_ms=5)
+
+    def send(self, *commands: object) -> None:
+        self.send_all(commands)
+
+    def send_all(self, commands: Iterable[object]) -> None:
+        for cmd in commands:
+            self.producer.send(self.settings.commands_topic, key=cmd.region.encode(),  # type: ignore[attr-defined]
+                               value=encode(cmd))  # type: ignore[arg-type]
+        self.producer.flush(30)
+
+    def send_raw(self, key: bytes, value: bytes, topic: str | None = None) -> None:
+        self.producer.send(topic or self.settings.commands_topic, key=key, value=value)
+        self.producer.flush(30)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+class EventLog:
+    """Every record of a topic (default: the events topic), read from the beginning."""
+
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+        self.topic = topic or settings.events_topic
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                      enable_auto_commit=False, group_id=None)
+        parts = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.records: list = []
+        self.events: list[Event] = []
+
+    def poll(self) -> list[Event]:
+        for batch in self.consumer.poll(timeout_ms=200, max_records=5000).values():
+            for record in batch:
+                self.records.append(record)
+                if self.topic.endswith("dispatch.events"):
+                    self.events.append(decode_event(record.value))
+        return self.events
+
+    def for_command(self, command_id: str) -> list[Event]:
+        return [e for e in self.events if e.command_id == command_id]
+
+    def wait_command(self, command_id: str, count: int = 1, timeout: float = 30.0) -> list[Event]:
+        def done() -> list[Event]:
+            self.poll()
+            found = self.for_command(command_id)
+            return found if len(found) >= count else []
+
+        return wait_for(done, timeout=timeout, message=f"events of command {command_id}")  # type: ignore[return-value]
+
+    def wait(self, predicate, timeout: float = 30.0, message: str = "events") -> list[Event]:
+        def done() -> list[Event]:
+            self.poll()
+            return [e for e in self.events if predicate(e)]
+
+        return wait_for(done, timeout=timeout, message=message)  # type: ignore[return-value]
+
+    def projection(self) -> Projection:
+        return Projection().apply_all(self.events)
+
+    def close(self) -> None:
+        self.consumer.close()

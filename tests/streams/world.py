@@ -1,0 +1,83 @@
+"""A small dispatch world in a region of its own, driven through the real worker."""
+
+from __future__ import annotations
+
+import uuid
+
+from schemas import (
+    CancelEmergency,
+    CompleteEmergency,
+    DispatchEmergency,
+    EmergencyType,
+    RegisterUnit,
+    ReportEmergency,
+    SetUnitStatus,
+    UnitStatus,
+    UnitType,
+)
+from schemas.events import Event
+from tests.streams.helpers import Commands, EventLog
+
+STATION = (60.1757576, 24.9421563)  # a road node in the north-west of the extract
+FAR_STATION = (60.1660, 24.9500)  # south-east
+INCIDENT = (60.1770, 24.9419)  # a few hundred metres from STATION
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class World:
+    """Every case gets its own region, so its units are the only candidates."""
+
+    def __init__(self, commands: Commands, log: EventLog) -> None:
+        self.commands = commands
+        self.log = log
+        self.region = new_id("case")
+
+    def run(self, cmd: object) -> list[Event]:
+        """Send ``cmd`` and return all its events: a sentinel command sent after it on the
+        same partition proves every earlier event of the region is in the log."""
+        sentinel = SetUnitStatus(command_id=new_id("sentinel"), region=self.region,
+                                 unit_id="no-such-unit", status=UnitStatus.AVAILABLE)
+        self.commands.send(cmd, sentinel)
+        self.log.wait_command(sentinel.command_id)
+        return self.log.for_command(cmd.command_id)  # type: ignore[attr-defined]
+
+    def register(self, at: tuple[float, float], unit_type: UnitType = UnitType.AMBULANCE,
+                 unit_id: str | None = None) -> str:
+        unit_id = unit_id or new_id("unit")
+        self.run(RegisterUnit(command_id=new_id("reg"), region=self.region, unit_id=unit_id,
+                              callsign=unit_id[-8:], type=unit_type, lat=at[0], lon=at[1]))
+        return unit_id
+
+    def report(self, kind: EmergencyType = EmergencyType.MEDICAL,
+               at: tuple[float, float] = INCIDENT) -> str:
+        cmd = ReportEmergency(command_id=new_id("rep"), region=self.region, type=kind,
+                              priority=2, lat=at[0], lon=at[1])
+        self.run(cmd)
+        return cmd.emergency_id
+
+    def dispatch(self, emergency_id: str, unit_id: str | None = None) -> DispatchEmergency:
+        return DispatchEmergency(command_id=new_id("dsp"), region=self.region,
+                                 emergency_id=emergency_id, unit_id=unit_id)
+
+    def complete(self, emergency_id: str) -> CompleteEmergency:
+        return CompleteEmergency(command_id=new_id("cmp"), region=self.region,
+                                 emergency_id=emergency_id)
+
+    def cancel(self, emergency_id: str) -> CancelEmergency:
+        return CancelEmergency(command_id=new_id("cnc"), region=self.region,
+                               emergency_id=emergency_id, reason="caller hung up")
+
+    def set_status(self, unit_id: str, status: UnitStatus) -> SetUnitStatus:
+        return SetUnitStatus(command_id=new_id("sts"), region=self.region, unit_id=unit_id,
+                             status=status)
+
+
+def names(events: list[Event]) -> list[str]:
+    out = []
+    for e in events:
+        action = getattr(e, "action", None)
+        out.append(f"{e.event}:{action}" if action else e.event)
+    return out

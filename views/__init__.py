@@ -1,0 +1,8 @@
+"""The browser pages: Reporter, tracking, Dispatch dashboard and Units map.
+
+``routes(settings)`` is the one entry point; the API mounts what it returns.
+"""
+
+from views.pages import routes
+
+__all__ = ["routes"]

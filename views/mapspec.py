@@ -1,0 +1,166 @@
+"""The deck.gl map spec, built in Python with pydeck and rendered by pydeck's own bundle.
+
+The browser gets this spec once (``/views/map/base.json``): the static roads layer and the
+empty live layers (routes, emergencies, units, labels) with their accessors and styling.
+After that the pages only swap the ``data`` of the live layers (``updateDeck``); the roads
+layer object is created once and reused, so its 700-odd paths are never sent or uploaded
+to the GPU again.
+
+The roads are the drivable streets of the demo area from ``schemas.geo`` (the same
+OpenStreetMap extract the router uses). A tile style URL (``DISPATCHWIRE_MAP_STYLE_URL``)
+replaces the roads layer with a MapLibre base map; it is off by default because it makes
+the browser fetch tiles from the internet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pydeck as pdk
+
+from dispatchwire.settings import Settings
+from schemas import geo
+
+log = logging.getLogger(__name__)
+
+ROADS_LAYER_ID = "roads"
+LIVE_LAYER_IDS = ("routes", "emergencies", "units", "labels")
+ROAD_COLOR = [70, 82, 108]
+
+
+def road_network(settings: Settings) -> geo.RoadNetwork:
+    """The network the router uses: a ``.json.gz`` network file if configured, else Helsinki.
+
+    (A configured ``.pbf`` is converted by the worker into ``data_dir``; its derived file
+    is used when it exists, the same rule as ``streams.roadgraph.network_for``.)
+    """
+    source = settings.osm_file
+    if source is None:
+        return geo.load_network()
+    if source.name.endswith(".json.gz"):
+        return geo.load_network(source)
+    derived = settings.data_dir / f"roads-{source.name.split('.')[0].lower()}.json.gz"
+    if derived.exists():
+        return geo.load_network(derived)
+    log.warning("no road network derived from %s yet; drawing the default one", source)
+    return geo.load_network()
+
+
+def road_paths(network: geo.RoadNetwork) -> list[dict[str, Any]]:
+    """``[{"path": [[lon, lat], ...]}, ...]``: every way of the network, rounded to ~10 cm."""
+    return [
+        {"path": [[round(lon, 6), round(lat, 6)] for lon, lat in path]}
+        for path in network.road_paths()
+    ]
+
+
+def _view_state(network: geo.RoadNetwork) -> pdk.ViewState:
+    south, west, north, east = network.bbox
+    return pdk.ViewState(
+        latitude=(south + north) / 2,
+        longitude=(west + east) / 2,
+        zoom=14.9,
+        min_zoom=11,
+        max_zoom=19,
+    )
+
+
+def live_layers() -> list[pdk.Layer]:
+    """The layers the pages feed from the live stream; their data starts empty.
+
+    pydeck turns every string argument into a ``@@=`` expression; a literal string prop
+    (``'pixels'``) is written quoted.
+
+    Each datum carries its own ``position``/``path``, ``color`` and ``label`` (computed by
+    the page from the entity's status), so the accessors here stay plain field names.
+    """
+    return [
+        pdk.Layer(
+            "PathLayer",
+            id="routes",
+            data=[],
+            get_path="path",
+            get_color="color",
+            get_width=5,
+            width_units="'pixels'",
+            cap_rounded=True,
+            joint_rounded=True,
+            pickable=False,
+        ),
+        pdk.Layer(
+            "ScatterplotLayer",
+            id="emergencies",
+            data=[],
+            get_position="position",
+            get_fill_color="color",
+            get_line_color=[255, 255, 255],
+            get_radius=9,
+            radius_units="'pixels'",
+            stroked=True,
+            line_width_min_pixels=2,
+            pickable=True,
+        ),
+        pdk.Layer(
+            "ScatterplotLayer",
+            id="units",
+            data=[],
+            get_position="position",
+            get_fill_color="color",
+            get_line_color=[15, 20, 30],
+            get_radius=7,
+            radius_units="'pixels'",
+            stroked=True,
+            line_width_min_pixels=2,
+            pickable=True,
+        ),
+        pdk.Layer(
+            "TextLayer",
+            id="labels",
+            data=[],
+            get_position="position",
+            get_text="label",
+            get_color=[226, 232, 240],
+            get_size=12,
+            get_pixel_offset=[0, -16],
+            font_family="'DejaVu Sans Mono, Menlo, monospace'",
+            font_weight=600,
+            outline_width=2,
+            outline_color=[10, 14, 22],
+            font_settings={"sdf": True},
+            pickable=False,
+        ),
+    ]
+
+
+def build_base_spec(settings: Settings) -> str:
+    """``Deck.to_json()`` of the base map: roads (or a style URL) plus the empty live layers."""
+    network = road_network(settings)
+    paths = road_paths(network)
+    layers: list[pdk.Layer] = []
+    if not settings.map_style_url:
+        layers.append(
+            pdk.Layer(
+                "PathLayer",
+                id=ROADS_LAYER_ID,
+                data=paths,
+                get_path="path",
+                get_color=ROAD_COLOR,
+                get_width=2,
+                width_units="'pixels'",
+                pickable=False,
+            )
+        )
+    layers.extend(live_layers())
+    deck = pdk.Deck(
+        layers=layers,
+        initial_view_state=_view_state(network),
+        map_style=settings.map_style_url,
+        map_provider="carto" if settings.map_style_url else None,
+        views=[pdk.View(type="MapView", controller=True)],
+    )
+    spec = json.loads(deck.to_json())
+    # Not a deck prop: read by the page to caption the map (the roads are ODbL data).
+    spec["attribution"] = network.attribution
+    return json.dumps(spec, separators=(",", ":"))

@@ -1,0 +1,126 @@
+"""The pages, their static files and the base map spec, as routes the API mounts.
+
+Pages are plain HTML that load ES modules from ``/static/js``; everything live arrives
+through ``static/js/live.js`` (SSE, then WebSocket, then REST polling). The deck.gl bundle
+is served straight from the installed pydeck package, never copied into the repository.
+
+Every HTML response carries a strict Content-Security-Policy: same-origin only, no inline
+script or style, no outside hosts (unless a tile style URL is configured, whose origin is
+then allowed for fetching tiles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+import pydeck
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from dispatchwire.settings import Settings
+from views.mapspec import build_base_spec
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+PAGES_DIR = HERE / "pages"
+DECK_BUNDLE = Path(pydeck.__file__).resolve().parent / "nbextension" / "static" / "index.js"
+
+PAGES = {
+    "dashboard": "dashboard.html",
+    "report": "report.html",
+    "track": "track.html",
+    "units": "units.html",
+}
+
+
+def content_security_policy(settings: Settings) -> str:
+    """The CSP of every page: same origin only, no inline script or style, no eval.
+
+    Checked in Chromium against pydeck's bundle: the ``@@=`` accessors of the spec are
+    parsed by deck.gl's JSON converter without ``eval``, so ``'unsafe-eval'`` is not needed;
+    ``data:`` images are its WebP support probe. The bundle also probes WebAssembly once at
+    load (a try/catch around ``new WebAssembly.Module`` in loaders.gl); that probe is left
+    blocked (a CSP report in the console, nothing else) because no layer here uses WASM.
+    """
+    extra = ""
+    if settings.map_style_url:
+        parts = urlsplit(settings.map_style_url)
+        extra = f" {parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            f"style-src 'self'{extra}",
+            f"img-src 'self' data:{extra}",
+            f"connect-src 'self'{extra}",
+            f"worker-src 'self'{' blob:' if extra else ''}",
+            f"font-src 'self'{extra}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def _security_headers(settings: Settings) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": content_security_policy(settings),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
+
+
+class BaseMapSpec:
+    """The base map JSON, built once on first request (loading the roads takes seconds)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._body: bytes | None = None
+        self._etag = ""
+        self._lock = anyio.Lock()
+
+    async def body(self) -> tuple[bytes, str]:
+        async with self._lock:
+            if self._body is None:
+                text = await anyio.to_thread.run_sync(build_base_spec, self._settings)
+                self._body = text.encode()
+                self._etag = '"' + hashlib.sha256(self._body).hexdigest()[:32] + '"'
+        return self._body, self._etag
+
+    async def endpoint(self, request: Request) -> Response:
+        body, etag = await self.body()
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+
+async def _page(name: str, settings: Settings, request: Request) -> Response:
+    html = (PAGES_DIR / PAGES[name]).read_text(encoding="utf-8")
+    return HTMLResponse(html, headers=_security_headers(settings))
+
+
+async def _deck_bundle(request: Request) -> Response:
+    return FileResponse(DECK_BUNDLE, media_type="text/javascript")
+
+
+def routes(settings: Settings) -> list[BaseRoute]:
+    """Pages at ``/``, ``/report``, ``/track/{id}``, ``/units``; static files; the map spec."""
+    spec = BaseMapSpec(settings)
+    return [
+        Route("/", partial(_page, "dashboard", settings), name="dashboard"),
+        Route("/report", partial(_page, "report", settings), name="report"),
+        Route("/track/{id}", partial(_page, "track", settings), name="track"),
+        Route("/units", partial(_page, "units", settings), name="units"),
+        Route("/views/map/base.json", spec.endpoint, name="base_map"),
+        Route("/static/vendor/deck.js", _deck_bundle, name="deck_bundle"),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]

@@ -1,0 +1,110 @@
+// DOM helpers. Every piece of data goes in as textContent, never as HTML: descriptions
+// and reporter names are typed by strangers.
+
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") {
+      node.addEventListener(key.slice(2), value);
+    } else if (value === true) node.setAttribute(key, "");
+    else node.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+
+export const STATUS_RGB = {
+  PENDING: [245, 158, 11],
+  ASSIGNED: [59, 130, 246],
+  ON_SCENE: [168, 85, 247],
+  COMPLETED: [34, 197, 94],
+  CANCELLED: [100, 116, 139],
+  AVAILABLE: [34, 197, 94],
+  DISPATCHED: [59, 130, 246],
+  OUT_OF_SERVICE: [100, 116, 139],
+};
+
+export const TYPE_LABEL = {
+  medical: "Medical",
+  fire: "Fire",
+  police: "Police",
+  traffic: "Traffic",
+  ambulance: "Ambulance",
+  fire_engine: "Fire engine",
+  police_car: "Police car",
+};
+
+// Which unit types may answer which emergency (schemas.entities.FITTING_UNIT_TYPES).
+export const FITTING_UNIT_TYPES = {
+  medical: ["ambulance"],
+  fire: ["fire_engine"],
+  police: ["police_car"],
+  traffic: ["police_car", "ambulance"],
+};
+
+export function statusBadge(status) {
+  return h("span", { class: `badge status-${String(status).toLowerCase()}` },
+    String(status).replace("_", " "));
+}
+
+export function priorityBadge(priority) {
+  return h("span", { class: `prio prio-${priority}`, title: `priority ${priority} (1 is the most urgent)` },
+    `P${priority}`);
+}
+
+export function formatAge(iso, now = Date.now()) {
+  if (!iso) return "";
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+export function formatEta(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  const s = Math.max(0, Math.round(seconds));
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+}
+
+export function formatDistance(m) {
+  if (m === null || m === undefined) return "—";
+  return m < 1000 ? `${Math.round(m)} m` : `${(m / 1000).toFixed(1)} km`;
+}
+
+export function haversineM(lat1, lon1, lat2, lon2) {
+  const r = 6371000;
+  const rad = Math.PI / 180;
+  const dLat = (lat2 - lat1) * rad;
+  const dLon = (lon2 - lon1) * rad;
+  const a = Math.sin(dLat / 2) ** 2 +
+    Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * r * Math.asin(Math.sqrt(a));
+}
+
+// Toasts, one per change, deduplicated by key (the live message id) so a reconnect that
+// replays messages never shows the same toast twice.
+const shownToasts = new Set();
+
+export function toast(key, kind, title, detail = "") {
+  if (key) {
+    if (shownToasts.has(key)) return;
+    shownToasts.add(key);
+    if (shownToasts.size > 2000) shownToasts.delete(shownToasts.values().next().value);
+  }
+  const stack = document.getElementById("toasts");
+  if (!stack) return;
+  const node = h("div", { class: `toast toast-${kind}`, role: "status", dataset: { kind } },
+    h("strong", {}, title), detail ? h("span", {}, detail) : null);
+  stack.append(node);
+  while (stack.children.length > 6) stack.firstElementChild.remove();
+  setTimeout(() => node.classList.add("leaving"), 6000);
+  setTimeout(() => node.remove(), 6600);
+}

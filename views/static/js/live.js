@@ -1,0 +1,329 @@
+// The one live connection every page shares: current state, then deltas, gap-free.
+//
+// Transports, in order: SSE `/api/stream`; if it cannot be opened, the WebSocket `/ws`
+// (frames {"event","id","data"}); if that fails too, REST polling of `/api/state`.
+// Every message id is remembered; a manual reconnect passes `?last_event_id=` (EventSource
+// sends Last-Event-ID by itself on its own reconnects), so the server resumes right after
+// it, or sends a fresh `snapshot`. A `snapshot` replaces the state; deltas are applied only
+// when they move an entity's `version` forward, and messages whose id was already handled
+// are dropped, so a reconnect never duplicates rows or toasts.
+
+export const LIVE_EVENTS = [
+  "snapshot",
+  "emergency_created",
+  "emergency_updated",
+  "unit_status_update",
+  "unit_location",
+  "command_rejected",
+];
+
+// ---------------------------------------------------------------- state
+
+export class LiveState extends EventTarget {
+  constructor() {
+    super();
+    this.emergencies = new Map();
+    this.units = new Map();
+    this.decisions = new Map(); // emergency id -> dispatch decision (why this unit)
+    this.loaded = false;
+    this.lastId = null;
+    this.lastMessageAt = null;
+    this.seenIds = new Set();
+  }
+
+  _putEmergency(e) {
+    if (!e || !e.id) return false;
+    const cur = this.emergencies.get(e.id);
+    if (cur && (cur.version ?? 0) >= (e.version ?? 0)) return false;
+    this.emergencies.set(e.id, e);
+    return true;
+  }
+
+  _putUnit(u) {
+    if (!u || !u.id) return false;
+    const cur = this.units.get(u.id);
+    if (cur && (cur.version ?? 0) >= (u.version ?? 0)) return false;
+    this.units.set(u.id, u);
+    return true;
+  }
+
+  // Replace everything with a full state; report what changed against the old one so a
+  // page that reconnects (or polls) still gets one toast per real change.
+  _replace(data) {
+    const changes = [];
+    const oldE = this.emergencies;
+    const oldU = this.units;
+    this.emergencies = new Map();
+    this.units = new Map();
+    for (const e of data.emergencies || []) this.emergencies.set(e.id, e);
+    for (const u of data.units || []) this.units.set(u.id, u);
+    if (this.loaded) {
+      for (const [id, e] of this.emergencies) {
+        const before = oldE.get(id);
+        if (!before) changes.push({ kind: "emergency_new", emergency: e });
+        else if (before.status !== e.status) changes.push({ kind: "emergency_status", emergency: e, before });
+      }
+      for (const [id, u] of this.units) {
+        const before = oldU.get(id);
+        if (before && before.status !== u.status) changes.push({ kind: "unit_status", unit: u, before });
+      }
+    }
+    this.loaded = true;
+    return changes;
+  }
+
+  // Apply one message; returns the list of real changes (empty if it was already known).
+  apply(event, data, id = null) {
+    if (id !== null && id !== undefined && id !== "") {
+      if (event !== "snapshot" && this.seenIds.has(id)) return [];
+      this.seenIds.add(id);
+      if (this.seenIds.size > 5000) this.seenIds.delete(this.seenIds.values().next().value);
+      this.lastId = id;
+    }
+    this.lastMessageAt = Date.now();
+    let changes = [];
+    switch (event) {
+      case "snapshot":
+        changes = this._replace(data);
+        changes.unshift({ kind: "snapshot" });
+        break;
+      case "emergency_created": {
+        const existed = this.emergencies.has(data.id);
+        if (this._putEmergency(data)) {
+          changes.push({ kind: existed ? "emergency_changed" : "emergency_new", emergency: data });
+        }
+        break;
+      }
+      case "emergency_updated": {
+        const before = this.emergencies.get(data.emergency?.id);
+        if (data.dispatch && data.emergency) this.decisions.set(data.emergency.id, data.dispatch);
+        const unitBefore = data.unit ? this.units.get(data.unit.id) : null;
+        if (this._putEmergency(data.emergency)) {
+          changes.push({ kind: "emergency_status", action: data.action, emergency: data.emergency,
+            unit: data.unit, dispatch: data.dispatch, before });
+        }
+        if (data.unit && this._putUnit(data.unit) && unitBefore && unitBefore.status !== data.unit.status) {
+          changes.push({ kind: "unit_status", unit: data.unit, before: unitBefore });
+        }
+        break;
+      }
+      case "unit_status_update": {
+        const unit = data.unit || { ...(this.units.get(data.unit_id) || {}), status: data.status };
+        const before = this.units.get(unit.id);
+        if (this._putUnit(unit) && (!before || before.status !== unit.status)) {
+          changes.push({ kind: "unit_status", unit, before });
+        }
+        break;
+      }
+      case "unit_location": {
+        const cur = this.units.get(data.unit_id);
+        if (cur && (data.version === undefined || (cur.version ?? 0) < data.version)) {
+          const next = { ...cur, lat: data.lat, lon: data.lon, heading: data.heading, eta_s: data.eta_s };
+          if (data.route_index !== undefined) next.route_index = data.route_index;
+          if (data.version !== undefined) next.version = data.version;
+          this.units.set(cur.id, next);
+          changes.push({ kind: "unit_moved", unit: next });
+        }
+        break;
+      }
+      case "command_rejected":
+        changes.push({ kind: "rejected", reason: data.reason, data });
+        break;
+      default:
+        return [];
+    }
+    if (changes.length) {
+      this.dispatchEvent(new CustomEvent("change", { detail: { event, id, data, changes } }));
+    }
+    return changes;
+  }
+
+  openEmergencies() {
+    return [...this.emergencies.values()].filter((e) =>
+      ["PENDING", "ASSIGNED", "ON_SCENE"].includes(e.status));
+  }
+}
+
+// ---------------------------------------------------------------- connection
+
+function withQuery(path, params) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, v);
+  return url;
+}
+
+/**
+ * Keep `state` current. Options:
+ *   token      bearer token (query `token=` for SSE/WS, Authorization header for REST)
+ *   pollUrl    REST fallback returning {emergencies, units} (default /api/state)
+ *   toState    maps the REST body to {emergencies, units}
+ *   onStatus   called with {transport, phase, detail} on every transport change
+ */
+export function connectLive(state, options = {}) {
+  const opts = {
+    streamUrl: "/api/stream",
+    wsUrl: "/ws",
+    pollUrl: "/api/state",
+    pollMs: 2000,
+    toState: (body) => body,
+    onStatus: () => {},
+    onUnauthorized: () => {},
+    sseOpenTimeoutMs: 6000,
+    start: "sse", // or "poll": for pages whose readers may not open the stream
+    ...options,
+  };
+  let es = null;
+  let ws = null;
+  let pollTimer = null;
+  let watchdog = null;
+  let retryTimer = null;
+  let stopped = false;
+  let wsFailures = 0;
+  const status = { transport: "none", phase: "connecting", detail: "" };
+
+  const setStatus = (transport, phase, detail = "") => {
+    Object.assign(status, { transport, phase, detail });
+    opts.onStatus({ ...status });
+  };
+
+  const handle = (event, data, id) => state.apply(event, data, id);
+
+  function closeAll() {
+    clearTimeout(watchdog);
+    clearTimeout(retryTimer);
+    clearInterval(pollTimer);
+    pollTimer = null;
+    if (es) { es.close(); es = null; }
+    if (ws) { ws.onclose = null; ws.close(); ws = null; }
+  }
+
+  // --- SSE
+  function startSSE(resume) {
+    closeAll();
+    setStatus("sse", "connecting");
+    const url = withQuery(opts.streamUrl, { token: opts.token, last_event_id: resume ? state.lastId : null });
+    let opened = false;
+    let errors = 0;
+    es = new EventSource(url);
+    for (const name of LIVE_EVENTS) {
+      es.addEventListener(name, (msg) => {
+        let data;
+        try { data = JSON.parse(msg.data); } catch { return; }
+        handle(name, data, msg.lastEventId || null);
+      });
+    }
+    es.addEventListener("error", () => {
+      errors += 1;
+      // Never opened, or refused for good (HTTP error: readyState CLOSED): fall back.
+      if (!es || es.readyState === EventSource.CLOSED || (!opened && errors >= 2) || errors >= 4) {
+        startWS();
+      } else {
+        setStatus("sse", "reconnecting");
+      }
+    });
+    es.addEventListener("open", () => {
+      opened = true;
+      errors = 0;
+      clearTimeout(watchdog);
+      setStatus("sse", "live");
+    });
+    watchdog = setTimeout(() => { if (!opened) startWS(); }, opts.sseOpenTimeoutMs);
+  }
+
+  // --- WebSocket
+  function startWS() {
+    closeAll();
+    setStatus("ws", "connecting");
+    const url = withQuery(opts.wsUrl, { token: opts.token, last_event_id: state.lastId });
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    let opened = false;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      startPolling();
+      return;
+    }
+    ws.onopen = () => {
+      opened = true;
+      wsFailures = 0;
+      // The server waits briefly for a hello naming where to resume; say it at once.
+      ws.send(JSON.stringify({ last_event_id: state.lastId }));
+      setStatus("ws", "live");
+    };
+    ws.onmessage = (msg) => {
+      let frame;
+      try { frame = JSON.parse(msg.data); } catch { return; }
+      if (frame && frame.event) handle(frame.event, frame.data, frame.id ?? null);
+    };
+    ws.onclose = (ev) => {
+      ws = null;
+      if (stopped) return;
+      if (ev.code === 4401 || ev.code === 1008) opts.onUnauthorized();
+      if (!opened) wsFailures += 1;
+      if (wsFailures >= 2) { startPolling(); return; }
+      setStatus("ws", "reconnecting");
+      retryTimer = setTimeout(startWS, opened ? 500 : 1500);
+    };
+  }
+
+  // --- REST polling, the last resort; now and then it tries the stream again.
+  function startPolling() {
+    closeAll();
+    setStatus("poll", "connecting");
+    let polls = 0;
+    const poll = async () => {
+      polls += 1;
+      if (opts.start !== "poll" && polls % 15 === 0) { wsFailures = 0; startSSE(true); return; }
+      try {
+        const headers = opts.token ? { Authorization: `Bearer ${opts.token}` } : {};
+        const res = await fetch(opts.pollUrl, { headers, cache: "no-store" });
+        if (res.status === 401 || res.status === 403) { opts.onUnauthorized(); }
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const body = await res.json();
+        if (stopped || !pollTimer) return;
+        handle("snapshot", opts.toState(body), null);
+        setStatus("poll", "live");
+      } catch (err) {
+        if (!stopped) setStatus("poll", "offline", String(err.message || err));
+      }
+    };
+    pollTimer = setInterval(poll, opts.pollMs);
+    poll();
+  }
+
+  if (opts.start === "poll") startPolling();
+  else startSSE(false);
+  return {
+    status: () => ({ ...status }),
+    reconnect: () => { if (!stopped) startSSE(true); },
+    close: () => { stopped = true; closeAll(); setStatus("none", "closed"); },
+  };
+}
+
+// ---------------------------------------------------------------- indicator
+
+const TRANSPORT_LABEL = { sse: "SSE", ws: "WebSocket", poll: "Polling", none: "—" };
+
+// A small badge: which transport carries the data and how old the last message is.
+export function mountIndicator(node, state) {
+  let current = { transport: "none", phase: "connecting" };
+  const render = () => {
+    const age = state.lastMessageAt ? Math.round((Date.now() - state.lastMessageAt) / 1000) : null;
+    node.dataset.transport = current.transport;
+    node.dataset.phase = current.phase;
+    node.textContent = "";
+    const dot = document.createElement("span");
+    dot.className = "dot";
+    const label = document.createElement("span");
+    label.className = "transport";
+    label.textContent = `${TRANSPORT_LABEL[current.transport] || current.transport} · ${current.phase}`;
+    const fresh = document.createElement("span");
+    fresh.className = "freshness";
+    fresh.textContent = age === null ? "no data yet" : `last update ${age < 1 ? "now" : `${age}s ago`}`;
+    node.append(dot, label, fresh);
+    node.title = current.detail || "";
+  };
+  setInterval(render, 1000);
+  render();
+  return (status) => { current = status; render(); };
+}

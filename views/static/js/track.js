@@ -1,0 +1,87 @@
+// The reporter's tracking page, /track/{id}: follows one emergency live until it closes.
+
+import { call, storedToken } from "./api.js";
+import { $, TYPE_LABEL, formatEta, statusBadge } from "./dom.js";
+import { LiveState, connectLive, mountIndicator } from "./live.js";
+import { LiveMap, layerData } from "./map.js";
+import { unitLabel } from "./notify.js";
+
+const emergencyId = decodeURIComponent(location.pathname.split("/").pop());
+const state = new LiveState();
+const map = new LiveMap($("#map"));
+const STEPS = ["PENDING", "ASSIGNED", "ON_SCENE", "COMPLETED"];
+const TEXT = {
+  PENDING: "Your report has been received. A dispatcher is assigning a unit.",
+  ASSIGNED: "A unit is on its way.",
+  ON_SCENE: "The unit is at the scene.",
+  COMPLETED: "The response is complete.",
+  CANCELLED: "This report was cancelled.",
+};
+
+$("#share-link").href = location.href;
+$("#share-link").textContent = location.href;
+
+let live = null;
+let finished = false;
+
+function render() {
+  const e = state.emergencies.get(emergencyId);
+  if (!e) return;
+  const badge = statusBadge(e.status);
+  badge.id = "status-badge";
+  $("#status-badge").replaceWith(badge);
+  $("#status-text").textContent = TEXT[e.status] || e.status;
+  document.body.dataset.status = e.status;
+  const reached = STEPS.indexOf(e.status);
+  for (const li of document.querySelectorAll("#timeline li")) {
+    const i = STEPS.indexOf(li.dataset.step);
+    li.classList.toggle("done", e.status !== "CANCELLED" && i <= reached);
+    li.classList.toggle("current", i === reached);
+  }
+  const unit = e.assigned_unit_id ? state.units.get(e.assigned_unit_id) : null;
+  $("#fact-type").textContent = TYPE_LABEL[e.type] || e.type;
+  $("#fact-priority").textContent = `P${e.priority}`;
+  $("#fact-unit").textContent = unit ? `${unitLabel(unit)} (${TYPE_LABEL[unit.type] || unit.type})` :
+    (e.assigned_unit_id || "—");
+  $("#fact-eta").textContent = e.status === "ASSIGNED" && unit ? formatEta(unit.eta_s) : "—";
+  $("#fact-description").textContent = e.description || "—";
+  const open = ["PENDING", "ASSIGNED", "ON_SCENE"].includes(e.status);
+  const units = unit && open ? [unit] : [];
+  map.update(layerData({ emergencies: [e], units }));
+  // A closed report needs no more updates: stop following it.
+  if (!open && !finished) {
+    finished = true;
+    live?.close();
+  }
+}
+
+let frame = 0;
+state.addEventListener("change", () => {
+  if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
+});
+
+const indicator = mountIndicator($("#live-indicator"), state);
+
+try {
+  const e = await call("GET", `/api/emergencies/${encodeURIComponent(emergencyId)}`);
+  const emergency = e.emergency || e;
+  state.apply("snapshot", { emergencies: [emergency], units: e.unit ? [e.unit] : [] });
+  render();
+} catch (err) {
+  if (err.status !== 404) $("#status-text").textContent = `Could not load the report: ${err.message}`;
+  else $("#status-text").textContent = "Waiting for the report to be recorded…";
+}
+
+// The live stream is for dispatchers and units; a reporter (no token) polls this one
+// emergency, which anyone holding its id may read.
+const token = storedToken();
+if (!finished) {
+  live = connectLive(state, {
+    token,
+    start: token ? "sse" : "poll",
+    onStatus: indicator,
+    pollUrl: `/api/emergencies/${encodeURIComponent(emergencyId)}`,
+    toState: (body) => ({ emergencies: [body.emergency || body], units: body.unit ? [body.unit] : [] }),
+  });
+}
+window.dispatchwire = { state, map, live: () => live };

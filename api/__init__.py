@@ -1,0 +1,17 @@
+"""The live API: commands over HTTP, a read model of ``dispatch.events``, SSE and WebSocket.
+
+    HTTP POST --> commands.py --produce--> [dispatch.commands] --> worker
+                      ^ outcome (by command_id)                     |
+    readmodel.py <--consume (assign+seek, all partitions)-- [dispatch.events]
+        | fold (schemas.Projection), ring of recent messages, log position
+        v
+    broadcast.py  one encode per event -> the same bytes into every bounded client queue
+        |
+    feed.py (snapshot / resume from ring or Kafka / resync) -> sse.py, ws.py
+
+Build it with ``create_app(settings)``; ``dispatchwire api`` serves it with uvicorn.
+"""
+
+from api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,205 @@
+"""``create_app(settings)``: the Starlette app, its routes, middleware and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import commands
+from api.auth import READERS
+from api.http import ApiError
+from api.openapi import openapi_document
+from api.services import Services
+from api.sse import stream
+from api.ws import ws_endpoint
+from dispatchwire.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Pages load only our own scripts, styles and the pydeck bundle; the map draws into a
+# canvas (blob:/data: images and workers); live data comes from our own /api/stream.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
+
+
+class ContentSecurityPolicy:
+    """Adds a Content-Security-Policy to HTML responses that do not set their own."""
+
+    def __init__(self, app: ASGIApp, policy: str = CONTENT_SECURITY_POLICY) -> None:
+        self.app = app
+        self.policy = policy.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                ctype = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"")
+                if ctype.startswith(b"text/html") and b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", self.policy))
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def get_state(request: Request) -> JSONResponse:
+    services = _services(request)
+    services.auth.require(request, READERS, cookie=True)
+    return JSONResponse(services.model.state_json())
+
+
+async def list_emergencies(request: Request) -> JSONResponse:
+    services = _services(request)
+    services.auth.require(request, READERS, cookie=True)
+    return JSONResponse(services.model.projection.as_json()["emergencies"],
+                        headers={"X-Log-Position": services.model.position_id})
+
+
+async def list_units(request: Request) -> JSONResponse:
+    services = _services(request)
+    services.auth.require(request, READERS, cookie=True)
+    return JSONResponse(services.model.projection.as_json()["units"],
+                        headers={"X-Log-Position": services.model.position_id})
+
+
+async def get_emergency(request: Request) -> JSONResponse:
+    services = _services(request)
+    emergency = services.model.projection.emergencies.get(request.path_params["id"])
+    if emergency is None:
+        raise ApiError(404, "no such emergency", [{"field": "id", "reason": "unknown emergency"}])
+    return JSONResponse(emergency.model_dump(mode="json"),
+                        headers={"X-Log-Position": services.model.position_id})
+
+
+async def emergencies(request: Request) -> Response:
+    if request.method == "POST":
+        return await commands.report_emergency(request)
+    return await list_emergencies(request)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    model = _services(request).model
+    reachable = await model.kafka_reachable()
+    body: dict[str, Any] = {
+        "kafka": "reachable" if reachable else "unreachable",
+        "read_model": "caught up" if model.ready else "bootstrapping",
+        "position": model.position_id,
+    }
+    if model.last_error:
+        body["last_error"] = model.last_error
+    ready = reachable and model.ready
+    body["status"] = "ready" if ready else "not ready"
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    m = _services(request).metrics
+    return Response(m.render(), media_type=m.content_type)
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.openapi)
+
+
+def view_routes(settings: Settings) -> list[BaseRoute]:
+    """The pages of ``views`` (its ``routes(settings)``), or none while it does not exist."""
+    try:
+        import views
+    except ImportError:
+        return []
+    routes = getattr(views, "routes", None)
+    if routes is None:
+        log.info("views has no routes(settings) yet; serving the API only")
+        return []
+    return list(routes(settings))
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The API app for ``settings``; Kafka is reached in the lifespan, not here."""
+    services = Services.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _clear_stale_sse_exit_flag()
+        services.model.start()
+        await asyncio.to_thread(commands.warm_region_lookup)
+        try:
+            yield
+        finally:
+            services.hub.close_all("server shutting down")
+            await services.model.stop()
+            await services.bus.stop()
+
+    routes: list[BaseRoute] = [
+        Route("/api/emergencies", emergencies, methods=["GET", "POST"]),
+        Route("/api/emergencies/{id}", get_emergency, methods=["GET"]),
+        Route("/api/emergencies/{id}/dispatch", commands.dispatch_emergency, methods=["POST"]),
+        Route("/api/emergencies/{id}/complete", commands.complete_emergency, methods=["POST"]),
+        Route("/api/emergencies/{id}/cancel", commands.cancel_emergency, methods=["POST"]),
+        Route("/api/units", list_units, methods=["GET"]),
+        Route("/api/units/{id}/status", commands.set_unit_status, methods=["POST"]),
+        Route("/api/state", get_state, methods=["GET"]),
+        Route("/api/stream", stream, methods=["GET"]),
+        WebSocketRoute("/ws", ws_endpoint),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *view_routes(settings),
+    ]
+    middleware = [
+        Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                   allow_methods=["GET", "POST"],
+                   allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                   expose_headers=["Location", "Retry-After", "X-Log-Position"]),
+        Middleware(ContentSecurityPolicy),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers={ApiError: api_error})
+    app.state.services = services
+    app.state.openapi = openapi_document()
+    return app
+
+
+def _clear_stale_sse_exit_flag() -> None:
+    # sse-starlette's AppStatus.should_exit is process-wide and never reset; a server
+    # stopped earlier in this process (tests, an embedding app) would leave it set and
+    # end every new stream at once. A starting app is by definition not exiting.
+    from sse_starlette.sse import AppStatus
+
+    if AppStatus.should_exit:
+        log.info("clearing sse-starlette's stale AppStatus.should_exit")
+        AppStatus.should_exit = False

@@ -1,0 +1,196 @@
+"""HTTP commands: validate, write to Kafka, wait for the outcome on ``dispatch.events``.
+
+The outcome is the first event carrying the command's ``command_id`` that answers it
+(``emergency_created`` for a report, ``emergency_updated`` for dispatch / complete /
+cancel, ``unit_status_update`` for a status change) or its ``command_rejected``. The
+waiter is registered before the command is written, so a fast worker cannot answer
+before anyone listens. Answers: 201/200 with the entities, 409 with the reason, 202 with
+the command id when the outcome is later than ``DISPATCHWIRE_COMMAND_TIMEOUT_S``, 503
+when Kafka did not take the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.auth import Role
+from api.http import ApiError, read_model_body
+from dispatchwire.errors import KafkaUnavailable
+from schemas.commands import (
+    CancelEmergency,
+    CommandBase,
+    CompleteEmergency,
+    DispatchEmergency,
+    ReportEmergency,
+    SetUnitStatus,
+)
+from schemas.events import (
+    CommandRejectedEvent,
+    EmergencyCreated,
+    EmergencyUpdated,
+    Event,
+    UnitStatusUpdate,
+)
+from schemas.requests import (
+    CancelRequest,
+    CompleteRequest,
+    DispatchRequest,
+    ReportRequest,
+    UnitStatusRequest,
+)
+
+if TYPE_CHECKING:
+    from api.services import Services
+
+log = logging.getLogger(__name__)
+
+AUTHORITY = frozenset({Role.AUTHORITY})
+UNIT_OR_AUTHORITY = frozenset({Role.UNIT, Role.AUTHORITY})
+REPORTERS = frozenset({Role.REPORTER, Role.AUTHORITY})
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def region_for_report(body: ReportRequest, fallback: str) -> str:
+    """The body's region, else the region of its location (``schemas.geo``, the default
+    network), else the configured fallback."""
+    if body.region:
+        return body.region
+    try:
+        from schemas.geo import region_for
+    except ImportError:
+        return fallback
+    try:
+        return region_for(body.lat, body.lon) or fallback
+    except (OSError, ValueError, LookupError):
+        log.warning("no region for (%s, %s); using %s", body.lat, body.lon, fallback)
+        return fallback
+
+
+def warm_region_lookup() -> None:
+    """Load the road network once, off the event loop, before the first report needs it."""
+    region_for_report(ReportRequest(type="medical", lat=60.17, lon=24.94), "")
+
+
+async def submit(services: Services, command: CommandBase,
+                 answers: tuple[type, ...]) -> Event | None:
+    """Write ``command`` and wait for its outcome; None when it is late."""
+    model = services.model
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + services.settings.command_timeout_s
+    outcome = model.expect(command.command_id, answers)
+    try:
+        try:
+            await services.bus.send(command)
+        except KafkaUnavailable as exc:
+            services.metrics.commands.labels(command.kind, "unavailable").inc()
+            raise ApiError(503, str(exc), command_id=command.command_id) from exc
+        try:
+            result = await asyncio.wait_for(asyncio.shield(outcome),
+                                            max(deadline - loop.time(), 0.05))
+        except TimeoutError:
+            services.metrics.commands.labels(command.kind, "late").inc()
+            return None
+        kind = "rejected" if isinstance(result, CommandRejectedEvent) else "accepted"
+        services.metrics.commands.labels(command.kind, kind).inc()
+        return result
+    finally:
+        model.forget(command.command_id, outcome)
+
+
+def _rejected(event: CommandRejectedEvent) -> JSONResponse:
+    return JSONResponse({"error": "rejected", "reason": event.reason, "fields": [],
+                         "command_id": event.command_id}, status_code=409)
+
+
+def _late(command: CommandBase, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": "accepted", "command_id": command.command_id, **extra},
+                        status_code=202)
+
+
+async def report_emergency(request: Request) -> JSONResponse:
+    services = _services(request)
+    if services.settings.require_reporter_token:
+        services.auth.require(request, REPORTERS)
+    role = services.auth.role(request) or Role.REPORTER
+    services.report_limiter.check(request.client.host if request.client else "unknown")
+    body = await read_model_body(request, ReportRequest, services.settings.max_body_bytes)
+    fields = body.model_dump(exclude={"command_id", "region"}, exclude_none=True)
+    if body.command_id:
+        fields["command_id"] = body.command_id
+    command = ReportEmergency(
+        region=region_for_report(body, services.settings.api_fallback_region),
+        issued_by=role.value, **fields,
+    )
+    outcome = await submit(services, command, (EmergencyCreated,))
+    if outcome is None:
+        return _late(command, emergency_id=command.emergency_id)
+    if isinstance(outcome, CommandRejectedEvent):
+        return _rejected(outcome)
+    assert isinstance(outcome, EmergencyCreated)
+    return JSONResponse(outcome.live_data(), status_code=201,
+                        headers={"Location": f"/api/emergencies/{outcome.emergency.id}"})
+
+
+def _known_emergency_region(services: Services, emergency_id: str) -> str:
+    emergency = services.model.projection.emergencies.get(emergency_id)
+    if emergency is None:
+        raise ApiError(404, f"no emergency {emergency_id!r}",
+                       [{"field": "id", "reason": "unknown emergency"}])
+    return emergency.region
+
+
+async def _emergency_command(request: Request, request_model: type, build: Any) -> JSONResponse:
+    services = _services(request)
+    role = services.auth.require(request, AUTHORITY)
+    emergency_id = request.path_params["id"]
+    body = await read_model_body(request, request_model, services.settings.max_body_bytes,
+                                 allow_empty=True)
+    region = _known_emergency_region(services, emergency_id)
+    extra = body.model_dump(exclude_none=True)
+    command = build(region=region, emergency_id=emergency_id, issued_by=role.value, **extra)
+    outcome = await submit(services, command, (EmergencyUpdated,))
+    if outcome is None:
+        return _late(command)
+    if isinstance(outcome, CommandRejectedEvent):
+        return _rejected(outcome)
+    assert isinstance(outcome, EmergencyUpdated)
+    return JSONResponse(outcome.live_data())
+
+
+async def dispatch_emergency(request: Request) -> JSONResponse:
+    return await _emergency_command(request, DispatchRequest, DispatchEmergency)
+
+
+async def complete_emergency(request: Request) -> JSONResponse:
+    return await _emergency_command(request, CompleteRequest, CompleteEmergency)
+
+
+async def cancel_emergency(request: Request) -> JSONResponse:
+    return await _emergency_command(request, CancelRequest, CancelEmergency)
+
+
+async def set_unit_status(request: Request) -> JSONResponse:
+    services = _services(request)
+    role = services.auth.require(request, UNIT_OR_AUTHORITY)
+    unit_id = request.path_params["id"]
+    body = await read_model_body(request, UnitStatusRequest, services.settings.max_body_bytes)
+    unit = services.model.projection.units.get(unit_id)
+    if unit is None:
+        raise ApiError(404, f"no unit {unit_id!r}", [{"field": "id", "reason": "unknown unit"}])
+    command = SetUnitStatus(region=unit.region, unit_id=unit_id, issued_by=role.value,
+                            **body.model_dump(exclude_none=True))
+    outcome = await submit(services, command, (UnitStatusUpdate,))
+    if outcome is None:
+        return _late(command)
+    if isinstance(outcome, CommandRejectedEvent):
+        return _rejected(outcome)
+    assert isinstance(outcome, UnitStatusUpdate)
+    return JSONResponse(outcome.live_data())

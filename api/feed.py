@@ -1,0 +1,170 @@
+"""What one live client receives: a start (snapshot, or resume), then the live messages.
+
+Resume rule: the client's ``Last-Event-ID`` is a log position (see ``api.position``).
+- none given: a ``snapshot`` of current state;
+- a position we still have in the ring: every message after it, from memory;
+- an older position still in Kafka: the records after it, read from Kafka by offset;
+- anything else (not ours, beyond the log end, or before the log start because retention
+  or deleteRecords removed it): a fresh ``snapshot`` with ``"reset": true``.
+
+The race that matters: the client is subscribed to the hub *before* the start is
+computed, in the same synchronous step that reads the read model's position, so nothing
+falls between the start and the live messages. Duplicates cannot slip in either: the feed
+keeps the client's own position (per partition, the next offset it has seen) and drops
+any queued message below it, which is also what makes a resync snapshot safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError as AioKafkaError
+
+from api.broadcast import CLOSE, RESYNC, Client, LiveMessage, build_message, with_id
+from api.position import Position, decode_position, encode_position, pad
+from api.readmodel import ReadModel, events_consumer
+from schemas.codec import SchemaError, decode_event, dumps
+
+log = logging.getLogger(__name__)
+
+KAFKA_REPLAY_TIMEOUT_S = 30.0
+
+
+class PositionGone(Exception):
+    """The records after a position are no longer in the log."""
+
+
+async def live_feed(
+    model: ReadModel, client: Client, last_event_id: str | None
+) -> AsyncIterator[LiveMessage]:
+    last_event_id = last_event_id or None  # an empty id is no id
+    model.hub.subscribe(client)
+    try:
+        current = model.position
+        since = _resume_point(last_event_id, current)
+        if last_event_id is None or since is None:
+            first = model.snapshot(client.regions, reset=last_event_id is not None)
+            if last_event_id is not None:
+                log.info("resume id %r is not a position we have; sending a reset snapshot",
+                         last_event_id[:64])
+            position = list(current)
+            yield first
+        else:
+            position = list(since)
+            backlog = model.from_ring(since)
+            if backlog is not None:
+                for message in backlog:
+                    position[message.partition] = message.offset + 1
+                    if client.wants(message):
+                        yield _as_seen_from(message, position)
+            else:
+                try:
+                    async with aclosing(replay_from_kafka(model, since, current)) as replay:
+                        async for message in replay:
+                            if client.wants(message):
+                                yield message
+                except PositionGone:
+                    log.info("resume position %s is older than the log; reset snapshot",
+                             encode_position(since))
+                    position = list(model.position)
+                    yield model.snapshot(client.regions, reset=True)
+            for p, offset in enumerate(current):
+                position[p] = max(position[p], offset)
+        while True:
+            item = await client.queue.get()
+            if item is CLOSE:
+                return
+            if item is RESYNC:
+                model.metrics.resyncs.inc()
+                position = list(model.position)
+                yield model.snapshot(client.regions, reset=True)
+                continue
+            assert isinstance(item, LiveMessage)
+            if item.partition >= len(position):
+                position.extend([0] * (item.partition + 1 - len(position)))
+            if item.offset < position[item.partition]:
+                continue  # already in the snapshot or backlog this client got
+            position[item.partition] = item.offset + 1
+            yield item
+    finally:
+        model.hub.unsubscribe(client)
+
+
+def _as_seen_from(message: LiveMessage, position: list[int]) -> LiveMessage:
+    """``message`` with the id that is *this client's* position after it.
+
+    A ring message's id is the read model's position, which is the client's too when the
+    client has followed this server. A client that followed another server (before a
+    restart) or a Kafka replay may have interleaved the partitions differently; giving it
+    the read model's id would make its next resume skip or repeat records.
+    """
+    id = encode_position(position)
+    return message if id == message.id else with_id(message, id)
+
+
+def _resume_point(last_event_id: str | None, current: Position) -> Position | None:
+    if last_event_id is None:
+        return None
+    since = decode_position(last_event_id)
+    if since is None:
+        return None
+    since = pad(since, len(current))
+    if since is None or any(s > c for s, c in zip(since, current, strict=True)):
+        return None
+    return since
+
+
+async def replay_from_kafka(
+    model: ReadModel, since: Position, until: Position
+) -> AsyncIterator[LiveMessage]:
+    """The messages for the records in ``[since, until)`` of every partition, by offset.
+
+    Raises ``PositionGone`` if the log no longer starts at or before ``since``.
+    """
+    topic = model.settings.events_topic
+    wanted = [TopicPartition(topic, p) for p in range(len(until)) if since[p] < until[p]]
+    if not wanted:
+        return
+    consumer = events_consumer(model.settings, "dispatchwire-api-resume")
+    try:
+        await consumer.start()
+        begins = await consumer.beginning_offsets(wanted)
+        if any(since[tp.partition] < begins[tp] for tp in wanted):
+            raise PositionGone
+        consumer.assign(wanted)
+        for tp in wanted:
+            consumer.seek(tp, since[tp.partition])
+        position = list(since)
+        remaining = set(wanted)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + KAFKA_REPLAY_TIMEOUT_S
+        while remaining:
+            if loop.time() > deadline:
+                raise PositionGone  # cannot catch up in time: a snapshot is the honest answer
+            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=1_000)
+            for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition):
+                for record in records:
+                    if record.offset >= until[tp.partition]:
+                        break
+                    position[tp.partition] = record.offset + 1
+                    try:
+                        event = decode_event(record.value or b"")
+                    except SchemaError:
+                        continue
+                    yield build_message(
+                        event.event, encode_position(position), dumps(event.live_data()),
+                        partition=tp.partition, offset=record.offset, region=event.region,
+                    )
+            for tp in list(remaining):
+                if await consumer.position(tp) >= until[tp.partition]:
+                    remaining.discard(tp)
+                    consumer.pause(tp)
+    except AioKafkaError as exc:
+        log.warning("resume from Kafka failed (%s); sending a reset snapshot", exc)
+        raise PositionGone from exc
+    finally:
+        await consumer.stop()

@@ -1,0 +1,300 @@
+"""The API's read model: ``dispatch.events`` folded with ``schemas.Projection``.
+
+One aiokafka consumer, no consumer group: it assigns every partition and reads from the
+log start, so each API process rebuilds current state by itself at start (readiness = its
+position has reached the end offsets it saw when it started). For every record it folds
+the event, builds the live message once (id = the log position after it), keeps it in a
+ring of recent messages for resume, hands it to the hub, and wakes the HTTP requests
+waiting for that command's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict, deque
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError as AioKafkaError
+
+from api.broadcast import SNAPSHOT, Hub, LiveMessage, build_message
+from api.metrics import ApiMetrics
+from api.position import Position, encode_position
+from dispatchwire.settings import Settings
+from schemas.codec import SchemaError, decode_event, dumps
+from schemas.events import CommandRejectedEvent, EmergencyCreated, Event
+from schemas.projection import Projection
+
+log = logging.getLogger(__name__)
+
+RECENT_OUTCOMES = 10_000
+
+
+def events_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=15_000,
+        retry_backoff_ms=200,
+        # read_committed hides a transactional worker's aborted writes
+        isolation_level="read_committed",
+    )
+
+
+class ReadModel:
+    def __init__(self, settings: Settings, hub: Hub, metrics: ApiMetrics) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.metrics = metrics
+        self.projection = Projection()
+        self.offsets: list[int] = []  # next offset per partition
+        self.partitions = 0
+        self.target: Position | None = None  # end offsets seen at start
+        self.ready = False
+        self.kafka_ok = False
+        self.last_error: str | None = None
+        self._ring: deque[LiveMessage] = deque()
+        self._ring_counts: dict[int, int] = {}
+        self._evicted_next: list[int] = []  # below this, a partition's records left the ring
+        self._waiters: dict[str, list[tuple[tuple[type, ...], asyncio.Future[Event]]]] = {}
+        self._outcomes: OrderedDict[str, list[Event]] = OrderedDict()
+        self._snapshots: dict[tuple[object, ...], LiveMessage] = {}
+        self._snapshot_at: Position | None = None
+        self._burst = max(settings.client_queue_size // 2, 1)
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="read-model")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def started(self) -> bool:
+        return self.partitions > 0
+
+    @property
+    def position(self) -> Position:
+        return tuple(self.offsets)
+
+    @property
+    def position_id(self) -> str:
+        return encode_position(self.offsets)
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            consumer = events_consumer(self.settings, "dispatchwire-api-readmodel")
+            try:
+                await consumer.start()
+                self._consumer = consumer
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except (AioKafkaError, OSError) as exc:
+                self.kafka_ok = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("read model lost Kafka at %s (%s); retrying in %.1fs",
+                            self.settings.kafka_bootstrap, self.last_error, backoff)
+            finally:
+                self._consumer = None
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        topic = self.settings.events_topic
+        warned = False
+        while True:
+            # a fresh metadata fetch (partitions_for_topic alone reads a cache that only
+            # knows topics the consumer already tracks)
+            cluster = await consumer._client.fetch_all_metadata()
+            found = cluster.partitions_for_topic(topic)
+            if found:
+                return [TopicPartition(topic, p) for p in sorted(found)]
+            if not warned:
+                log.warning("topic %s does not exist yet; waiting (`dispatchwire worker` or "
+                            "the api creates it)", topic)
+                warned = True
+            await asyncio.sleep(1.0)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        tps = await self._partitions(consumer)
+        self._resize(len(tps))
+        consumer.assign(tps)
+        if self.target is None:
+            begins = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                self.offsets[tp.partition] = begins[tp]
+                self._evicted_next[tp.partition] = begins[tp]
+            self.target = tuple(ends[tp] for tp in tps)
+            log.info("read model bootstrapping %s up to %s", self.settings.events_topic,
+                     encode_position(self.target))
+        for tp in tps:
+            consumer.seek(tp, self.offsets[tp.partition])
+        self.kafka_ok = True
+        self.last_error = None
+        await self._check_ready(consumer, tps)
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+            folded = 0
+            for tp in sorted(batches, key=lambda t: t.partition):
+                for record in batches[tp]:
+                    self._fold(record.partition, record.offset, record.value)
+                    folded += 1
+                    if folded % self._burst == 0:
+                        # let the clients' senders drain their queues mid-batch, so a
+                        # burst larger than a queue overflows only clients that are slow
+                        await asyncio.sleep(0)
+            lag = 0
+            for tp in tps:
+                high = consumer.highwater(tp)
+                if high is not None:
+                    lag += max(0, high - self.offsets[tp.partition])
+            self.metrics.consumer_lag.set(lag)
+            if not self.ready:
+                await self._check_ready(consumer, tps)
+
+    async def _check_ready(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        assert self.target is not None
+        for tp in tps:
+            behind = tp.partition < len(self.target) and (
+                await consumer.position(tp) < self.target[tp.partition])
+            if behind:
+                return
+        self.ready = True
+        log.info("read model caught up at %s (%d emergencies, %d units)", self.position_id,
+                 len(self.projection.emergencies), len(self.projection.units))
+
+    def _resize(self, partitions: int) -> None:
+        if partitions < self.partitions:
+            raise RuntimeError(f"{self.settings.events_topic} lost partitions")
+        grow = partitions - self.partitions
+        self.offsets.extend([0] * grow)
+        self._evicted_next.extend([0] * grow)
+        self.partitions = partitions
+
+    # --- folding -----------------------------------------------------------------------
+
+    def _fold(self, partition: int, offset: int, value: bytes | None) -> None:
+        try:
+            event = decode_event(value or b"")
+        except SchemaError as exc:
+            log.warning("skipping undecodable record %s[%d]@%d: %s",
+                        self.settings.events_topic, partition, offset, exc)
+            self.offsets[partition] = offset + 1
+            return
+        self.projection.apply(event)
+        self.offsets[partition] = offset + 1
+        message = build_message(
+            event.event, encode_position(self.offsets), dumps(event.live_data()),
+            partition=partition, offset=offset, region=event.region,
+        )
+        self._remember(message)
+        self.hub.publish(message)
+        self.metrics.events_consumed.inc()
+        if self.ready and isinstance(event, EmergencyCreated):
+            age = (datetime.now(UTC) - event.emergency.reported_at).total_seconds()
+            self.metrics.report_to_delivery.observe(max(age, 0.0))
+        self._settle(event)
+
+    def _remember(self, message: LiveMessage) -> None:
+        if len(self._ring) >= max(self.settings.api_ring_size, 1):
+            old = self._ring.popleft()
+            self._evicted_next[old.partition] = old.offset + 1
+            self._ring_counts[old.partition] -= 1
+        self._ring.append(message)
+        self._ring_counts[message.partition] = self._ring_counts.get(message.partition, 0) + 1
+
+    def from_ring(self, since: Position) -> list[LiveMessage] | None:
+        """The messages after ``since`` up to now, or None if some have left the ring."""
+        if any(since[p] < self._evicted_next[p] for p in range(self.partitions)):
+            return None
+        pending = {p for p, n in self._ring_counts.items() if n}
+        newer: list[LiveMessage] = []
+        for message in reversed(self._ring):
+            if message.offset >= since[message.partition]:
+                newer.append(message)
+            else:
+                pending.discard(message.partition)
+                if not pending:
+                    break
+        newer.reverse()
+        return newer
+
+    def snapshot(self, regions: frozenset[str] | None = None, reset: bool = False) -> LiveMessage:
+        """The current state as one ``snapshot`` message (cached until the position moves)."""
+        position = self.position
+        if position != self._snapshot_at:
+            self._snapshots.clear()
+            self._snapshot_at = position
+        key = (tuple(sorted(regions)) if regions is not None else None, reset)
+        cached = self._snapshots.get(key)
+        if cached is None:
+            data = self.state_json(regions)
+            data["reset"] = reset
+            cached = build_message(SNAPSHOT, self.position_id, dumps(data))
+            self._snapshots[key] = cached
+        return cached
+
+    def state_json(self, regions: frozenset[str] | None = None) -> dict[str, object]:
+        state = self.projection.as_json()
+        if regions is not None:
+            state["emergencies"] = [e for e in state["emergencies"] if e["region"] in regions]
+            state["units"] = [u for u in state["units"] if u["region"] in regions]
+        return {**state, "position": self.position_id}
+
+    async def kafka_reachable(self, timeout: float = 2.0) -> bool:
+        consumer = self._consumer
+        if consumer is None or not self.kafka_ok:
+            return False
+        try:
+            await asyncio.wait_for(consumer.topics(), timeout)
+            return True
+        except (TimeoutError, AioKafkaError, OSError):
+            return False
+
+    # --- command outcomes ----------------------------------------------------------------
+
+    def expect(self, command_id: str, kinds: tuple[type, ...]) -> asyncio.Future[Event]:
+        """A future for the first event of ``command_id`` of one of ``kinds`` (or its
+        rejection); already resolved if that outcome was seen recently."""
+        kinds = (*kinds, CommandRejectedEvent)
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        for event in self._outcomes.get(command_id, ()):
+            if isinstance(event, kinds):
+                future.set_result(event)
+                return future
+        self._waiters.setdefault(command_id, []).append((kinds, future))
+        return future
+
+    def forget(self, command_id: str, future: asyncio.Future[Event]) -> None:
+        waiters = self._waiters.get(command_id)
+        if waiters:
+            waiters[:] = [w for w in waiters if w[1] is not future]
+            if not waiters:
+                del self._waiters[command_id]
+
+    def _settle(self, event: Event) -> None:
+        seen = self._outcomes.setdefault(event.command_id, [])
+        seen.append(event)
+        self._outcomes.move_to_end(event.command_id)
+        while len(self._outcomes) > RECENT_OUTCOMES:
+            self._outcomes.popitem(last=False)
+        for kinds, future in self._waiters.get(event.command_id, ()):
+            if isinstance(event, kinds) and not future.done():
+                future.set_result(event)

@@ -1,0 +1,37 @@
+"""The parts one app is made of, built together and kept on ``app.state.services``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api.auth import Auth, RateLimiter
+from api.broadcast import Hub
+from api.bus import CommandBus
+from api.metrics import ApiMetrics
+from api.readmodel import ReadModel
+from dispatchwire.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: ApiMetrics
+    hub: Hub
+    model: ReadModel
+    bus: CommandBus
+    auth: Auth
+    report_limiter: RateLimiter
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        metrics = ApiMetrics()
+        hub = Hub(on_delivered=metrics.fanned_out.inc)
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            hub=hub,
+            model=ReadModel(settings, hub, metrics),
+            bus=CommandBus(settings),
+            auth=Auth(settings),
+            report_limiter=RateLimiter(settings.report_rate_per_minute),
+        )

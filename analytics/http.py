@@ -52,7 +52,7 @@ def _unauthorised(request: Request, settings: Settings) -> Response | None:
     reason = "missing" if not token else "not the authority token"
     return JSONResponse(
         {"error": "authority token required",
-         "errors": [{"field": "Authorization", "reason": reason}]},
+         "fields": [{"field": "Authorization", "reason": reason}]},
         status_code=401, headers={"WWW-Authenticate": "Bearer"},
     )
 
@@ -121,7 +121,7 @@ def routes(settings: Settings) -> list[Route]:
             return denied
         window, speed, errors = parse_replay_query(request.query_params)
         if errors:
-            return JSONResponse({"error": "invalid replay request", "errors": errors},
+            return JSONResponse({"error": "invalid replay request", "fields": errors},
                                 status_code=400)
         try:
             resolved = await run_in_threadpool(LogWindow, settings, window)

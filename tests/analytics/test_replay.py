@@ -254,7 +254,7 @@ def test_replay_sse_refuses_bad_requests(settings, query: str, status: int, fiel
 
     response = asyncio.run(get())
     assert response.status_code == status
-    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert [e["field"] for e in response.json()["fields"]] == [field]
 
 
 def test_snapshot_download_is_for_the_authority_only(settings, tmp_path: Path) -> None:

@@ -5,9 +5,13 @@
     readmodel.py <--consume (assign+seek, all partitions)-- [dispatch.events]
         | fold (schemas.Projection), ring of recent messages, log position
         v
-    broadcast.py  one encode per event -> the same bytes into every bounded client queue
-        |
+    broadcast.py  one encode per event -> the same bytes appended to every bounded
+        |         client buffer; one keep-alive task pings idle buffers, ends stuck writers
     feed.py (snapshot / resume from ring or Kafka / resync) -> sse.py, ws.py
+
+``GET /api/stream`` (sse.py) is plain ASGI, dispatched ahead of Starlette's middleware
+(``app.ApiApp``): per client, the request's task writes everything buffered in one
+``send``, and one small task watches for the disconnect.
 
 Build it with ``create_app(settings)``; ``dispatchwire api`` serves it with uvicorn.
 """

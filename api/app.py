@@ -1,4 +1,11 @@
-"""``create_app(settings)``: the Starlette app, its routes, middleware and lifespan."""
+"""``create_app(settings)``: the Starlette app, its routes, middleware and lifespan.
+
+``GET /api/stream`` is the one path taken before the middleware stack (``ApiApp``): it is
+the fan-out's hot path, and each middleware layer would wrap every message it writes. Only
+requests that will stream are taken there, with the CORS headers added by the same
+``CORSMiddleware`` logic; anything else on that path (401, 403, 400, 503, other methods,
+preflights) goes through the full stack like every other route.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +23,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from analytics import http as analytics_http
 from api import commands
 from api.auth import READERS
 from api.http import ApiError
 from api.openapi import openapi_document
 from api.services import Services
-from api.sse import stream
+from api.sse import PATH as STREAM_PATH
+from api.sse import LiveStream
 from api.ws import ws_endpoint
 from dispatchwire.settings import Settings
 
@@ -60,6 +69,24 @@ class ContentSecurityPolicy:
             await send(message)
 
         await self.app(scope, receive, send_with_policy)
+
+
+class ApiApp(Starlette):
+    """Starlette, with ``GET /api/stream`` served ahead of the middleware stack."""
+
+    live: LiveStream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == STREAM_PATH and scope["method"] == "GET":
+            scope["app"] = self
+            try:
+                client, last_event_id = self.live.prepare(scope)
+            except ApiError:
+                pass  # answered by the full stack: error handler, CORS
+            else:
+                await self.live.serve(scope, receive, send, client, last_event_id)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _services(request: Request) -> Services:
@@ -147,19 +174,31 @@ def view_routes(settings: Settings) -> list[BaseRoute]:
     return list(routes(settings))
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ApiApp:
     """The API app for ``settings``; Kafka is reached in the lifespan, not here."""
     services = Services.build(settings)
+    cors = {
+        "allow_origins": list(settings.cors_origins),
+        "allow_methods": ["GET", "POST"],
+        "allow_headers": ["Authorization", "Content-Type", "Last-Event-ID"],
+        "expose_headers": ["Location", "Retry-After", "X-Log-Position"],
+    }
+    live = LiveStream(services, cors=CORSMiddleware(_no_app, **cors))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        _clear_stale_sse_exit_flag()
         services.model.start()
+        keep_alive = asyncio.get_running_loop().create_task(
+            services.hub.keep_alive(settings.heartbeat_s, settings.api_client_send_timeout_s),
+            name="live-keep-alive")
         await asyncio.to_thread(commands.warm_region_lookup)
         try:
             yield
         finally:
             services.hub.close_all("server shutting down")
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
             await services.model.stop()
             await services.bus.stop()
 
@@ -172,34 +211,23 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/units", list_units, methods=["GET"]),
         Route("/api/units/{id}/status", commands.set_unit_status, methods=["POST"]),
         Route("/api/state", get_state, methods=["GET"]),
-        Route("/api/stream", stream, methods=["GET"]),
+        Route(STREAM_PATH, live, methods=["GET"]),
         WebSocketRoute("/ws", ws_endpoint),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *analytics_http.routes(settings),  # /api/snapshot, /api/replay/stream
         *view_routes(settings),
     ]
-    middleware = [
-        Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                   allow_methods=["GET", "POST"],
-                   allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-                   expose_headers=["Location", "Retry-After", "X-Log-Position"]),
-        Middleware(ContentSecurityPolicy),
-    ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                    exception_handlers={ApiError: api_error})
+    middleware = [Middleware(CORSMiddleware, **cors), Middleware(ContentSecurityPolicy)]
+    app = ApiApp(routes=routes, middleware=middleware, lifespan=lifespan,
+                 exception_handlers={ApiError: api_error})
+    app.live = live
     app.state.services = services
     app.state.openapi = openapi_document()
     return app
 
 
-def _clear_stale_sse_exit_flag() -> None:
-    # sse-starlette's AppStatus.should_exit is process-wide and never reset; a server
-    # stopped earlier in this process (tests, an embedding app) would leave it set and
-    # end every new stream at once. A starting app is by definition not exiting.
-    from sse_starlette.sse import AppStatus
-
-    if AppStatus.should_exit:
-        log.info("clearing sse-starlette's stale AppStatus.should_exit")
-        AppStatus.should_exit = False
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("only CORSMiddleware.send is used, to add the stream's CORS headers")

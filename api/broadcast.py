@@ -1,10 +1,17 @@
-"""Encode-once fan-out to bounded client queues.
+"""Encode-once fan-out to bounded client buffers.
 
 Every live message is serialised once, into its SSE bytes and its WebSocket text frame,
-when it is built; delivering it to a client is one ``put_nowait`` of the same object into
-that client's queue. A client whose queue is full is not waited for: its queue is emptied
-and marked for a resync (a fresh snapshot), so one slow reader costs the broadcast nothing
-and holds at most ``client_queue_size`` messages.
+when it is built; delivering it to a client is one ``list.append`` of the same object to
+that client's buffer (and waking the client's writer if it was idle). A client whose
+buffer is full is not waited for: its backlog is dropped and replaced by one ``RESYNC``
+(the writer sends a fresh snapshot), so one slow reader costs the broadcast nothing and
+holds at most ``client_queue_size`` messages.
+
+Per connection there is the writer (the request's own task, see ``api.sse`` / ``api.ws``)
+and nothing else on the hot path: no queue object with its own futures, no ping task, no
+send-timeout scope. One ``Hub.keep_alive`` task serves every client: it drops the shared
+``PING`` into each idle buffer every ``heartbeat_s`` and closes a writer whose send has been
+stuck for longer than the send timeout (a client that stopped reading).
 """
 
 from __future__ import annotations
@@ -56,7 +63,9 @@ def with_id(message: LiveMessage, id: str) -> LiveMessage:
 
 
 class Signal:
-    """A control item in a client queue (not a message)."""
+    """A control item in a client buffer (not a message)."""
+
+    __slots__ = ("name",)
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -65,13 +74,30 @@ class Signal:
         return f"<{self.name}>"
 
 
-RESYNC = Signal("resync")
-CLOSE = Signal("close")
+RESYNC = Signal("resync")  # the backlog overflowed: send a fresh snapshot instead
+CLOSE = Signal("close")  # end the stream (``Client.close_reason`` says why)
+PING = Signal("ping")  # the heartbeat: a comment line on SSE, nothing on WebSocket
 QueueItem = LiveMessage | Signal
 
 
 class Client:
-    """One connected stream: its filters and its bounded queue."""
+    """One connected stream: its filters, its bounded buffer and the writer's state."""
+
+    __slots__ = (
+        "_items",
+        "_waiter",
+        "close_reason",
+        "events",
+        "filtered",
+        "gone",
+        "limit",
+        "overflows",
+        "regions",
+        "send_started",
+        "timed_out",
+        "transport",
+        "writer",
+    )
 
     def __init__(
         self, transport: str, queue_size: int,
@@ -80,9 +106,16 @@ class Client:
         self.transport = transport
         self.regions = regions
         self.events = events
-        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=max(queue_size, 2))
+        self.filtered = regions is not None or events is not None
+        self.limit = max(queue_size, 2)
         self.overflows = 0
         self.close_reason: str | None = None
+        self.gone = False  # the peer disconnected
+        self.send_started = 0.0  # loop time a write began; 0.0 while none is in flight
+        self.timed_out = False
+        self.writer: asyncio.Task[object] | None = None  # cancelled when a send is stuck
+        self._items: list[QueueItem] = []
+        self._waiter: asyncio.Future[None] | None = None
 
     def wants(self, message: LiveMessage) -> bool:
         if self.events is not None and message.event not in self.events:
@@ -90,23 +123,71 @@ class Client:
         return self.regions is None or message.region in self.regions
 
     def offer(self, message: LiveMessage) -> bool:
-        """Queue ``message``; on overflow drop the backlog and ask for a resync instead."""
-        try:
-            self.queue.put_nowait(message)
-            return True
-        except asyncio.QueueFull:
+        """Buffer ``message``; on overflow drop the backlog and ask for a resync instead."""
+        items = self._items
+        if len(items) >= self.limit:
             self.overflows += 1
             self._replace_backlog(RESYNC)
             return False
+        items.append(message)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        return True
+
+    def ping(self) -> None:
+        """The heartbeat, unless something is already waiting to go out."""
+        if not self._items:
+            self._items.append(PING)
+            self._wake()
 
     def close(self, reason: str) -> None:
         self.close_reason = reason
         self._replace_backlog(CLOSE)
 
+    def disconnected(self) -> None:
+        """The peer went away: end the writer without writing anything more."""
+        self.gone = True
+        self._items.clear()
+        self._items.append(CLOSE)
+        self._wake()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._items)
+
+    def take_nowait(self) -> list[QueueItem]:
+        """Everything buffered, oldest first; the buffer is left empty."""
+        items, self._items = self._items, []
+        return items
+
+    async def take(self) -> list[QueueItem]:
+        """Everything buffered, once there is something (one wake-up for a whole burst)."""
+        while not self._items:
+            await self.arrival()
+        items, self._items = self._items, []
+        return items
+
+    def arrival(self) -> asyncio.Future[None]:
+        """A future done when something is buffered. The writers await it directly (no
+        coroutine per wait: at 10,000 idle clients every object kept across a broadcast
+        is one more for the garbage collector to walk)."""
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
     def _replace_backlog(self, signal: Signal) -> None:
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(signal)
+        self._items.clear()
+        self._items.append(signal)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class Hub:
@@ -116,6 +197,7 @@ class Hub:
         self.clients: set[Client] = set()
         self._on_delivered = on_delivered
         self.delivered = 0
+        self.timeouts = 0
 
     def subscribe(self, client: Client) -> None:
         self.clients.add(client)
@@ -126,7 +208,9 @@ class Hub:
     def publish(self, message: LiveMessage) -> None:
         delivered = 0
         for client in self.clients:
-            if client.wants(message) and client.offer(message):
+            if client.filtered and not client.wants(message):
+                continue
+            if client.offer(message):
                 delivered += 1
         if delivered:
             self.delivered += delivered
@@ -136,3 +220,34 @@ class Hub:
     def close_all(self, reason: str) -> None:
         for client in list(self.clients):
             client.close(reason)
+
+    async def keep_alive(self, heartbeat_s: float, send_timeout_s: float) -> None:
+        """Forever: heartbeats into idle buffers, and stuck writers closed.
+
+        One task for all clients; it wakes often enough to notice a stuck send within a
+        fraction of the timeout, and pings on every ``heartbeat_s``.
+        """
+        loop = asyncio.get_running_loop()
+        tick = max(0.05, min(heartbeat_s, send_timeout_s / 4, 1.0))
+        next_ping = loop.time() + heartbeat_s
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            ping = now >= next_ping
+            if ping:
+                next_ping = now + heartbeat_s
+            for client in list(self.clients):
+                started = client.send_started
+                if started and now - started > send_timeout_s and not client.timed_out:
+                    self._time_out(client, now - started)
+                elif ping:
+                    client.ping()
+
+    def _time_out(self, client: Client, stuck_s: float) -> None:
+        log.info("closing a %s client that stopped reading (a write stuck for %.1fs)",
+                 client.transport, stuck_s)
+        self.timeouts += 1
+        client.timed_out = True
+        self.unsubscribe(client)
+        if client.writer is not None:
+            client.writer.cancel()

@@ -30,7 +30,7 @@ def run_api(settings: Settings, args: argparse.Namespace) -> int:
         ensure_topics(settings)
     except KafkaUnavailable as exc:
         log.warning("%s -- serving anyway; commands answer 503 until it is up", exc)
-    server = build_server(settings, args.host, args.port)
+    server = build_server(settings, args.host, args.port, tune_gc=True)
     host, port = server.config.host, server.config.port
     print(f"dispatchwire api on http://{host}:{port}  (stream: /api/stream, docs: /openapi.json)")
     if settings.mode == "dev":

@@ -24,7 +24,7 @@ from contextlib import aclosing
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
 
-from api.broadcast import CLOSE, RESYNC, Client, LiveMessage, build_message, with_id
+from api.broadcast import CLOSE, RESYNC, Client, LiveMessage, QueueItem, build_message, with_id
 from api.position import Position, decode_position, encode_position, pad
 from api.readmodel import ReadModel, events_consumer
 from schemas.codec import SchemaError, decode_event, dumps
@@ -38,12 +38,26 @@ class PositionGone(Exception):
     """The records after a position are no longer in the log."""
 
 
-async def live_feed(
-    model: ReadModel, client: Client, last_event_id: str | None
-) -> AsyncIterator[LiveMessage]:
-    last_event_id = last_event_id or None  # an empty id is no id
-    model.hub.subscribe(client)
-    try:
+class Feed:
+    """One client's feed: subscribed to the hub, then its start, then its buffer.
+
+    ``start`` yields the snapshot or resume backlog; after it, ``select`` turns each batch
+    the client's buffer hands over into what to write, keeping the client's position.
+    ``stop`` unsubscribes (always call it, in a ``finally``).
+    """
+
+    __slots__ = ("client", "model", "position")
+
+    def __init__(self, model: ReadModel, client: Client) -> None:
+        self.model = model
+        self.client = client
+        self.position: list[int] = []
+
+    async def start(self, last_event_id: str | None) -> AsyncIterator[LiveMessage]:
+        model, client = self.model, self.client
+        last_event_id = last_event_id or None  # an empty id is no id
+        # subscribe, read the position and build the start in one synchronous step
+        model.hub.subscribe(client)
         current = model.position
         since = _resume_point(last_event_id, current)
         if last_event_id is None or since is None:
@@ -51,47 +65,57 @@ async def live_feed(
             if last_event_id is not None:
                 log.info("resume id %r is not a position we have; sending a reset snapshot",
                          last_event_id[:64])
-            position = list(current)
+            self.position = list(current)
             yield first
+            return
+        position = self.position = list(since)
+        backlog = model.from_ring(since)
+        if backlog is not None:
+            for message in backlog:
+                position[message.partition] = message.offset + 1
+                if client.wants(message):
+                    yield _as_seen_from(message, position)
         else:
-            position = list(since)
-            backlog = model.from_ring(since)
-            if backlog is not None:
-                for message in backlog:
-                    position[message.partition] = message.offset + 1
-                    if client.wants(message):
-                        yield _as_seen_from(message, position)
-            else:
-                try:
-                    async with aclosing(replay_from_kafka(model, since, current)) as replay:
-                        async for message in replay:
-                            if client.wants(message):
-                                yield message
-                except PositionGone:
-                    log.info("resume position %s is older than the log; reset snapshot",
-                             encode_position(since))
-                    position = list(model.position)
-                    yield model.snapshot(client.regions, reset=True)
-            for p, offset in enumerate(current):
-                position[p] = max(position[p], offset)
-        while True:
-            item = await client.queue.get()
-            if item is CLOSE:
-                return
-            if item is RESYNC:
-                model.metrics.resyncs.inc()
-                position = list(model.position)
+            try:
+                async with aclosing(replay_from_kafka(model, since, current)) as replay:
+                    async for message in replay:
+                        if client.wants(message):
+                            yield message
+            except PositionGone:
+                log.info("resume position %s is older than the log; reset snapshot",
+                         encode_position(since))
+                self.position = position = list(model.position)
                 yield model.snapshot(client.regions, reset=True)
-                continue
-            assert isinstance(item, LiveMessage)
-            if item.partition >= len(position):
-                position.extend([0] * (item.partition + 1 - len(position)))
-            if item.offset < position[item.partition]:
-                continue  # already in the snapshot or backlog this client got
-            position[item.partition] = item.offset + 1
-            yield item
-    finally:
-        model.hub.unsubscribe(client)
+        for p, offset in enumerate(current):
+            position[p] = max(position[p], offset)
+
+    def select(self, items: list[QueueItem]) -> list[QueueItem]:
+        """What to write for a batch from the buffer, in order: the messages this client
+        has not seen yet, a reset snapshot in place of ``RESYNC``, ``PING``; a ``CLOSE``
+        ends the batch (and is kept, last)."""
+        out: list[QueueItem] = []
+        position = self.position
+        for item in items:
+            if item.__class__ is LiveMessage:
+                partition = item.partition
+                if partition >= len(position):
+                    position.extend([0] * (partition + 1 - len(position)))
+                if item.offset < position[partition]:
+                    continue  # already in the snapshot or backlog this client got
+                position[partition] = item.offset + 1
+                out.append(item)
+            elif item is RESYNC:
+                self.model.metrics.resyncs.inc()
+                self.position = position = list(self.model.position)
+                out.append(self.model.snapshot(self.client.regions, reset=True))
+            else:
+                out.append(item)
+                if item is CLOSE:
+                    break
+        return out
+
+    def stop(self) -> None:
+        self.model.hub.unsubscribe(self.client)
 
 
 def _as_seen_from(message: LiveMessage, position: list[int]) -> LiveMessage:

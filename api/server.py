@@ -3,10 +3,18 @@
 uvicorn waits for open responses before it runs the lifespan shutdown, and a live stream
 never ends by itself; so the server tells the app's hub to close every stream as soon as
 shutdown starts, instead of relying on sse-starlette's process-global ``AppStatus``.
+
+``dispatchwire api`` also tunes the cyclic garbage collector once started (``tune_gc``):
+everything alive after start-up (imports, the app, the street graph) is frozen out of
+its reach, and the young-generation threshold is raised, so that thousands of live
+connections are not walked over and over by collections that find nothing (at 10,000
+connections the default thresholds made a broadcast several times slower). Reference
+counting still frees almost everything at once; only cycles wait a little longer.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import uvicorn
@@ -18,13 +26,35 @@ from dispatchwire.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# gen0 collections every 20,000 net container allocations instead of 700: a broadcast
+# to 10,000 clients allocates a few per client, and each collection promotes the
+# waiters of every idle client a generation further (see tune_gc).
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    log.info("gc: %d start-up objects frozen, thresholds %s", gc.get_freeze_count(),
+             GC_THRESHOLDS)
+
+
 class ApiServer(uvicorn.Server):
-    def __init__(self, app: Starlette, host: str, port: int, **options: object) -> None:
+    def __init__(self, app: Starlette, host: str, port: int, *, tune_gc: bool = False,
+                 **options: object) -> None:
         config = uvicorn.Config(app, host=host, port=port, lifespan="on",
                                 timeout_graceful_shutdown=5, log_config=None,
-                                access_log=False, **options)  # type: ignore[arg-type]
+                                access_log=False, backlog=4096,
+                                **options)  # type: ignore[arg-type]
         super().__init__(config)
         self.app = app
+        self.tune_gc = tune_gc
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)
+        if self.tune_gc and not self.should_exit:
+            tune_gc()
 
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
         self.app.state.services.hub.close_all("server shutting down")
@@ -32,6 +62,9 @@ class ApiServer(uvicorn.Server):
 
 
 def build_server(settings: Settings, host: str | None = None, port: int | None = None,
-                 **options: object) -> ApiServer:
+                 *, tune_gc: bool = False, **options: object) -> ApiServer:
+    """The server for ``settings``; ``tune_gc`` for a process of its own (not in tests,
+    where freezing would keep the test run's garbage)."""
     return ApiServer(create_app(settings), host or settings.api_host,
-                     settings.api_port if port is None else port, **options)
+                     settings.api_port if port is None else port, tune_gc=tune_gc,
+                     **options)

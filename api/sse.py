@@ -1,41 +1,67 @@
-"""``GET /api/stream``: the live feed as Server-Sent Events (sse-starlette).
+"""``GET /api/stream``: the live feed as Server-Sent Events, served by a lean ASGI endpoint.
 
-Messages arrive as ready bytes (``LiveMessage.sse``) and go out as they are: sse-starlette
-passes ``bytes`` through untouched, so no per-client encoding happens here. Heartbeats
-are sse-starlette's comment pings; ``retry:`` is sent once, with the first message.
+This is the hot path of the fan-out, so it is written against ASGI directly and reached
+*before* Starlette's middleware stack (``api.app.ApiApp`` dispatches it; only requests
+that will stream are taken there, every error goes through the full stack). Per client:
 
-sse-starlette keeps shutdown state in its module-level ``AppStatus``; we do not rely on
-it. Each app ends its own streams on shutdown (``Hub.close_all`` from ``api.server``),
-and a stale ``AppStatus.should_exit`` left by an earlier server in the same process is
-cleared when an app starts (see ``api.app``).
+- the request's own task is the writer: it waits on the client's buffer and writes
+  everything buffered as ONE ``send`` of the joined bytes (a burst of 50 messages is one
+  write, not 50);
+- one small task watches ``receive()`` for the disconnect (uvicorn's ``send`` to a closed
+  connection returns quietly, so a failed send cannot tell us);
+- heartbeats and the send timeout cost nothing per client: ``Hub.keep_alive`` drops the
+  shared ``PING`` into idle buffers and cancels a writer whose send has been stuck for
+  ``api_client_send_timeout_s``.
+
+Messages arrive as ready bytes (``LiveMessage.sse``) and go out as they are. ``retry:``
+rides in the first message's block (a block without data is not an event to browsers,
+but some clients, httpx-sse, surface it as an empty one). A closing stream ends with
+``: closing: <reason>``.
+
+Why not sse-starlette's ``EventSourceResponse`` here: per connection it runs an anyio task
+group with a ping task, a disconnect listener and the sender, and wraps every single send
+in an anyio cancel scope for its send timeout; behind Starlette's middleware each write
+also passed five ``send`` wrappers. At 10,000 clients that per-message machinery was the
+whole cost of a broadcast (py-spy). sse-starlette still encodes our control lines
+(``ServerSentEvent``), and its process-wide ``AppStatus`` no longer matters to us.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
 from contextlib import aclosing
+from typing import Any
 
 from sse_starlette.event import ServerSentEvent
-from sse_starlette.sse import EventSourceResponse
-from starlette.requests import Request
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 
 from api.auth import READERS
-from api.broadcast import SNAPSHOT, Client
-from api.feed import live_feed
+from api.broadcast import CLOSE, PING, SNAPSHOT, Client, LiveMessage
+from api.feed import Feed
 from api.http import ApiError
 from api.services import Services
 from schemas.events import EVENT_NAMES
 
+log = logging.getLogger(__name__)
+
 LIVE_EVENTS = frozenset((SNAPSHOT, *EVENT_NAMES))
-
-
-class Heartbeat(ServerSentEvent):
-    """A bare comment line. Without the blank line that ends an event block, so clients
-    that (unlike browsers) dispatch an empty event for a comment-only block (httpx-sse,
-    once it has seen an id) see nothing at all."""
-
-    def encode(self) -> bytes:
-        return b": ping\r\n"
+PATH = "/api/stream"
+SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"connection", b"keep-alive"),
+    (b"x-accel-buffering", b"no"),  # proxies (nginx) must not buffer the stream
+)
+# A bare comment line, without the blank line that ends an event block: clients that
+# (unlike browsers) dispatch an empty event for a comment-only block (httpx-sse, once it
+# has seen an id) see nothing at all.
+PING_BYTES = ServerSentEvent(comment="ping").encode().removesuffix(b"\r\n")
+START_FLUSH_BYTES = 64 * 1024  # a long resume backlog goes out in writes of about this
 
 
 def stream_filters(params: dict[str, str]) -> tuple[frozenset[str] | None, frozenset[str] | None]:
@@ -58,42 +84,134 @@ def _csv(value: str | None) -> frozenset[str] | None:
     return items or None
 
 
-async def stream(request: Request) -> EventSourceResponse:
-    services: Services = request.app.state.services
-    services.auth.require(request, READERS, cookie=True, query=True)
-    if not services.model.started:
-        raise ApiError(503, "the live feed is not ready: the read model has not reached "
-                       f"Kafka at {services.settings.kafka_bootstrap} yet")
-    regions, events = stream_filters(dict(request.query_params))
-    last_event_id = request.headers.get("last-event-id") or request.query_params.get(
-        "last_event_id")
-    client = Client("sse", services.settings.client_queue_size, regions, events)
+def closing_comment(reason: str) -> bytes:
+    return ServerSentEvent(comment=f"closing: {reason}").encode()
 
-    async def body() -> AsyncIterator[bytes]:
+
+class LiveStream:
+    """The ASGI endpoint of ``/api/stream``.
+
+    As a Starlette route it runs behind the middleware (that is where its errors are
+    answered); ``ApiApp`` calls ``prepare`` and ``serve`` itself, ahead of the middleware,
+    with ``cors`` adding the same CORS headers the middleware would.
+    """
+
+    def __init__(self, services: Services, cors: CORSMiddleware | None = None) -> None:
+        self.services = services
+        self.cors = cors
+        self.retry = f"retry: {services.settings.retry_ms}\r\n".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client, last_event_id = self.prepare(scope)
+        await self.serve(scope, receive, send, client, last_event_id, direct=False)
+
+    def prepare(self, scope: Scope) -> tuple[Client, str | None]:
+        """Auth, readiness and filters: the client to serve, or an ``ApiError``."""
+        services = self.services
+        conn = HTTPConnection(scope)
+        services.auth.require(conn, READERS, cookie=True, query=True)
+        if not services.model.started:
+            raise ApiError(503, "the live feed is not ready: the read model has not reached "
+                           f"Kafka at {services.settings.kafka_bootstrap} yet")
+        params = conn.query_params
+        regions, events = stream_filters(dict(params))
+        last_event_id = conn.headers.get("last-event-id") or params.get("last_event_id")
+        client = Client("sse", services.settings.client_queue_size, regions, events)
+        return client, last_event_id
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, client: Client,
+                    last_event_id: str | None, *, direct: bool = True) -> None:
+        start: dict[str, Any] = {"type": "http.response.start", "status": 200,
+                                 "headers": list(SSE_HEADERS)}
+        if direct and self.cors is not None:
+            await self.cors.send(start, send=send, request_headers=Headers(scope=scope))
+        else:
+            await send(start)
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        services = self.services
         gauge = services.metrics.clients.labels("sse")
         gauge.inc()
+        feed = Feed(services.model, client)
+        loop = asyncio.get_running_loop()
+        client.writer = asyncio.current_task()
+        watcher = loop.create_task(_watch_disconnect(receive, client))
         try:
-            # retry: rides in the first message's block: a block without data is not an
-            # event to browsers, but some clients (httpx-sse) surface it as an empty one
-            retry = f"retry: {services.settings.retry_ms}\r\n".encode()
-            async with aclosing(live_feed(services.model, client, last_event_id)) as feed:
-                async for message in feed:
-                    if retry:
-                        yield retry + message.sse
-                        retry = b""
-                    else:
-                        yield message.sse
-            if client.close_reason:
-                yield f": closing: {client.close_reason}\r\n\r\n".encode()
+            await self._write(feed, client, send, last_event_id, loop)
+        except asyncio.CancelledError:
+            if not client.timed_out:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            # returning without ending the response makes uvicorn close the connection,
+            # which is what a client that stopped reading should get
         finally:
+            feed.stop()
+            watcher.cancel()
+            client.writer = None
             gauge.dec()
 
-    return EventSourceResponse(
-        body(),
-        ping=services.settings.heartbeat_s,
-        ping_message_factory=Heartbeat,
-        send_timeout=services.settings.api_client_send_timeout_s,
-        # when sse-starlette sees the server exiting, give our own close (the hub ends
-        # every feed first, see api.server) time to finish the response cleanly
-        shutdown_grace_period=2.0,
-    )
+    async def _write(self, feed: Feed, client: Client, send: Send, last_event_id: str | None,
+                     loop: asyncio.AbstractEventLoop) -> None:
+        retry = self.retry
+        parts: list[bytes] = []
+        size = 0
+        async with aclosing(feed.start(last_event_id)) as first:
+            async for message in first:
+                if retry:
+                    parts.append(retry)
+                    retry = b""
+                parts.append(message.sse)
+                size += len(message.sse)
+                if size >= START_FLUSH_BYTES:
+                    client.send_started = loop.time()
+                    await send({"type": "http.response.body", "body": b"".join(parts),
+                                "more_body": True})
+                    client.send_started = 0.0
+                    parts, size = [], 0
+        if parts:
+            client.send_started = loop.time()
+            await send({"type": "http.response.body", "body": b"".join(parts),
+                        "more_body": True})
+            client.send_started = 0.0
+        message_class = LiveMessage
+        while True:
+            if not client.backlog:
+                await client.arrival()
+                continue
+            parts = []
+            closing = False
+            for item in feed.select(client.take_nowait()):
+                if item.__class__ is message_class:
+                    if retry:
+                        parts.append(retry)
+                        retry = b""
+                    parts.append(item.sse)  # type: ignore[union-attr]
+                elif item is PING:
+                    parts.append(PING_BYTES)
+                elif item is CLOSE:
+                    closing = True
+            if closing:
+                if client.gone:
+                    return  # nobody to tell
+                if client.close_reason:
+                    parts.append(closing_comment(client.close_reason))
+                client.send_started = loop.time()
+                await send({"type": "http.response.body", "body": b"".join(parts),
+                            "more_body": False})
+                client.send_started = 0.0
+                return
+            if parts:
+                client.send_started = loop.time()
+                await send({"type": "http.response.body", "body": b"".join(parts),
+                            "more_body": True})
+                client.send_started = 0.0
+
+
+async def _watch_disconnect(receive: Receive, client: Client) -> None:
+    with contextlib.suppress(OSError):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    client.disconnected()

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.auth import READERS
-from api.broadcast import Client
-from api.feed import live_feed
+from api.broadcast import CLOSE, Client, LiveMessage
+from api.feed import Feed
 from api.http import ApiError
 from api.services import Services
 from api.sse import stream_filters
@@ -95,14 +95,35 @@ def _hello_last_id(text: str) -> str | None:
 
 async def _send_feed(websocket: WebSocket, services: Services, client: Client,
                      last_event_id: str | None) -> None:
-    timeout = services.settings.api_client_send_timeout_s
+    """The start, then every batch from the client's buffer, one frame per message.
+
+    A send stuck for ``api_client_send_timeout_s`` is cancelled by ``Hub.keep_alive``
+    (which marks the client ``timed_out``), as on the SSE stream."""
+    loop = asyncio.get_running_loop()
+    feed = Feed(services.model, client)
+    client.writer = asyncio.current_task()
     try:
-        async with contextlib.aclosing(live_feed(services.model, client, last_event_id)) as feed:
-            async for message in feed:
-                await asyncio.wait_for(websocket.send_text(message.ws), timeout)
-        reason = client.close_reason or "server closing"
-        await websocket.close(code=1001, reason=reason[:120])
-    except TimeoutError:
+        async with contextlib.aclosing(feed.start(last_event_id)) as first:
+            async for message in first:
+                client.send_started = loop.time()
+                await websocket.send_text(message.ws)
+                client.send_started = 0.0
+        while True:
+            for item in feed.select(await client.take()):
+                if item is CLOSE:
+                    reason = client.close_reason or "server closing"
+                    await websocket.close(code=1001, reason=reason[:120])
+                    return
+                if item.__class__ is LiveMessage:  # PING: uvicorn pings WebSockets itself
+                    client.send_started = loop.time()
+                    await websocket.send_text(item.ws)  # type: ignore[union-attr]
+                    client.send_started = 0.0
+    except asyncio.CancelledError:
+        if not client.timed_out:
+            raise
         log.info("closing a WebSocket client that stopped reading")
         with contextlib.suppress(Exception):
-            await websocket.close(code=1008, reason="client too slow")
+            await asyncio.wait_for(websocket.close(code=1008, reason="client too slow"), 1.0)
+    finally:
+        feed.stop()
+        client.writer = None

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from api.broadcast import CLOSE, RESYNC, Client, Hub, build_message, with_id
+from api.broadcast import CLOSE, PING, RESYNC, Client, Hub, build_message, with_id
 from api.position import decode_position, encode_position, pad
 
 
@@ -20,9 +20,9 @@ def test_one_encoding_is_handed_to_every_client():
         message = build_message("emergency_created", "1.0", '{"id":"e1"}', partition=0,
                                 offset=0, region="a")
         hub.publish(message)
-        got = [c.queue.get_nowait() for c in clients[:3]]
-        assert all(item is message for item in got)  # the same object, not a copy
-        assert clients[3].queue.empty()  # filtered out by region
+        got = [c.take_nowait() for c in clients[:3]]
+        assert all(items == [message] and items[0] is message for items in got)  # no copy
+        assert clients[3].backlog == 0  # filtered out by region
         assert hub.delivered == 3
 
     asyncio.run(run())
@@ -34,12 +34,51 @@ def test_overflow_replaces_the_backlog_with_one_resync():
         hub.subscribe(client)
         for n in range(10):
             hub.publish(build_message("unit_location", f"{n + 1}", "{}", partition=0, offset=n))
-        items = []
-        while not client.queue.empty():
-            items.append(client.queue.get_nowait())
+        items = client.take_nowait()
         assert items[0] is RESYNC and len(items) <= 2 and client.overflows >= 1
         client.close("bye")
-        assert client.queue.get_nowait() is CLOSE and client.queue.empty()
+        assert client.take_nowait() == [CLOSE] and client.backlog == 0
+
+    asyncio.run(run())
+
+
+def test_a_writer_takes_a_whole_burst_in_one_wake_up():
+    async def run() -> None:
+        hub, client = Hub(), Client("sse", 100)
+        hub.subscribe(client)
+        waiting = asyncio.get_running_loop().create_task(client.take())
+        await asyncio.sleep(0)  # the writer is now waiting on its buffer
+        messages = [build_message("unit_location", f"{n + 1}", "{}", partition=0, offset=n)
+                    for n in range(5)]
+        for message in messages:
+            hub.publish(message)
+        assert await waiting == messages
+        assert client.backlog == 0
+
+    asyncio.run(run())
+
+
+def test_heartbeats_go_only_into_idle_buffers_and_stuck_writers_are_closed():
+    async def run() -> None:
+        hub = Hub()
+        idle, busy, stuck = Client("sse", 8), Client("sse", 8), Client("sse", 8)
+        for client in (idle, busy, stuck):
+            hub.subscribe(client)
+        busy.offer(build_message("unit_location", "1", "{}", partition=0, offset=0))
+        loop = asyncio.get_running_loop()
+        stuck.writer = loop.create_task(asyncio.sleep(60))
+        stuck.send_started = loop.time()  # a write that never finishes
+        keep_alive = loop.create_task(hub.keep_alive(heartbeat_s=0.05, send_timeout_s=0.2))
+        try:
+            while stuck in hub.clients:
+                await asyncio.sleep(0.02)
+        finally:
+            keep_alive.cancel()
+        assert idle.take_nowait()[0] is PING
+        assert [item.event for item in busy.take_nowait()] == ["unit_location"]
+        assert stuck.timed_out and hub.timeouts == 1
+        with pytest.raises(asyncio.CancelledError):
+            await stuck.writer
 
     asyncio.run(run())
 

@@ -36,6 +36,9 @@ from dispatchwire.settings import Settings
 
 log = logging.getLogger(__name__)
 
+TRACKING_UNIT_FIELDS = {"id", "callsign", "type", "status", "lat", "lon", "eta_s", "heading",
+                        "version"}
+
 # Pages load only our own scripts, styles and the pydeck bundle; the map draws into a
 # canvas (blob:/data: images and workers); live data comes from our own /api/stream.
 CONTENT_SECURITY_POLICY = (
@@ -123,8 +126,13 @@ async def get_emergency(request: Request) -> JSONResponse:
     emergency = services.model.projection.emergencies.get(request.path_params["id"])
     if emergency is None:
         raise ApiError(404, "no such emergency", [{"field": "id", "reason": "unknown emergency"}])
-    return JSONResponse(emergency.model_dump(mode="json"),
-                        headers={"X-Log-Position": services.model.position_id})
+    # The reporter's tracking view: the emergency, plus the unit on its way while it is open
+    # (callsign, position and ETA; the stream itself is for dispatchers and units).
+    body = emergency.model_dump(mode="json")
+    unit = services.model.projection.units.get(emergency.assigned_unit_id or "")
+    body["unit"] = (unit.model_dump(mode="json", include=TRACKING_UNIT_FIELDS)
+                    if unit is not None and emergency.status.is_open else None)
+    return JSONResponse(body, headers={"X-Log-Position": services.model.position_id})
 
 
 async def emergencies(request: Request) -> Response:

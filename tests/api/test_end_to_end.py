@@ -85,6 +85,11 @@ def test_report_dispatch_complete_seen_by_every_client(api_settings, running_api
         assert body["unit"]["status"] == "DISPATCHED" and body["unit"]["type"] == "ambulance"
         unit_id = body["unit"]["id"]
         watch("emergency_updated", lambda d: d["action"] == "assigned")
+        # the reporter's tracking view names the unit on its way, with its ETA
+        tracked = api.get(f"/api/emergencies/{emergency['id']}").json()
+        assert tracked["status"] == "ASSIGNED" and tracked["unit"]["id"] == unit_id
+        assert tracked["unit"]["callsign"] and tracked["unit"]["eta_s"] is not None
+        assert "route" not in tracked["unit"]
         watch("unit_status_update", lambda d: d["unit_id"] == unit_id
               and d["status"] == "DISPATCHED")
 

@@ -7,7 +7,11 @@
   the window start (the fold of everything before it), then every event of the window
   under its live message name (``emergency_created``, ``emergency_updated``, ...) paced at
   ``speed`` (a factor, or ``max`` for no pacing), then ``replay_end``. Event ids are
-  ``partition:offset``; the snapshot's id is the start position.
+  ``partition:offset``; the snapshot's id is the start position. With ``clock=1`` the
+  stream also says where in time the replay is, for a time bar: a ``replay_clock``
+  (``{"time", "time_ms"}``: the Kafka time of the record that follows, at most every
+  ``CLOCK_EVERY_S`` of wall time, and once more for the last record before ``replay_end``).
+  It has no id and is opt-in, so the message list of a plain replay stays the live one.
 
 Both take ``Authorization: Bearer <authority token>`` or ``?token=`` (for EventSource,
 which cannot set headers).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -39,6 +44,8 @@ from schemas import SchemaError, decode_event
 from schemas.codec import dumps
 
 log = logging.getLogger(__name__)
+
+CLOCK_EVERY_S = 0.1  # at most ten clock messages a second: a time bar needs no more
 
 
 def _unauthorised(request: Request, settings: Settings) -> Response | None:
@@ -120,6 +127,9 @@ def routes(settings: Settings) -> list[Route]:
         if (denied := _unauthorised(request, settings)) is not None:
             return denied
         window, speed, errors = parse_replay_query(request.query_params)
+        clock = request.query_params.get("clock", "0")
+        if clock not in ("0", "1"):
+            errors.append({"field": "clock", "reason": "1 (send replay_clock messages) or 0"})
         if errors:
             return JSONResponse({"error": "invalid replay request", "fields": errors},
                                 status_code=400)
@@ -127,8 +137,9 @@ def routes(settings: Settings) -> list[Route]:
             resolved = await run_in_threadpool(LogWindow, settings, window)
         except DispatchwireError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        return EventSourceResponse(_replay_messages(settings, resolved, speed),
-                                   ping=settings.heartbeat_s)
+        return EventSourceResponse(
+            _replay_messages(settings, resolved, speed, clock=clock == "1"),
+            ping=settings.heartbeat_s)
 
     return [
         Route("/api/snapshot", snapshot_download, methods=["GET"]),
@@ -136,8 +147,13 @@ def routes(settings: Settings) -> list[Route]:
     ]
 
 
-async def _replay_messages(settings: Settings, window: LogWindow,
-                           speed: float | None) -> AsyncIterator[dict[str, Any]]:
+def _clock_message(timestamp_ms: int) -> dict[str, Any]:
+    iso = datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+    return {"event": "replay_clock", "data": dumps({"time": iso, "time_ms": timestamp_ms})}
+
+
+async def _replay_messages(settings: Settings, window: LogWindow, speed: float | None,
+                           clock: bool = False) -> AsyncIterator[dict[str, Any]]:
     start = format_position(window.start)
     state = await run_in_threadpool(fold_until, settings, window.start, window.topic)
     yield {"event": "snapshot", "id": start,
@@ -147,6 +163,8 @@ async def _replay_messages(settings: Settings, window: LogWindow,
     pacer = Pacer(speed)
     records = window.records()
     sent = 0
+    clock_ms = last_ms = None  # the time last told by a clock; the last record's time
+    clock_wall = 0.0
     try:
         async for rec in iterate_in_threadpool(records):
             try:
@@ -158,8 +176,14 @@ async def _replay_messages(settings: Settings, window: LogWindow,
             if wait:
                 await asyncio.sleep(wait)
             sent += 1
+            last_ms = rec.timestamp
+            if clock and last_ms != clock_ms and time.monotonic() - clock_wall >= CLOCK_EVERY_S:
+                clock_ms, clock_wall = last_ms, time.monotonic()
+                yield _clock_message(last_ms)
             yield {"event": event.event, "id": f"{rec.partition}:{rec.offset}",
                    "data": dumps(event.live_data())}
+        if clock and last_ms is not None and last_ms != clock_ms:
+            yield _clock_message(last_ms)
         yield {"event": "replay_end", "id": format_position(window.stop),
                "data": dumps({"position": format_position(window.stop), "events": sent})}
     finally:

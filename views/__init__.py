@@ -1,4 +1,4 @@
-"""The browser pages: Reporter, tracking, Dispatch dashboard and Units map.
+"""The browser pages: Reporter, tracking, Dispatch dashboard, Units map and Replay.
 
 ``routes(settings)`` is the one entry point; the API mounts what it returns.
 """

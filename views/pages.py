@@ -1,7 +1,9 @@
 """The pages, their static files and the base map spec, as routes the API mounts.
 
 Pages are plain HTML that load ES modules from ``/static/js``; everything live arrives
-through ``static/js/live.js`` (SSE, then WebSocket, then REST polling). The deck.gl bundle
+through ``static/js/live.js`` (SSE, then WebSocket, then REST polling), except on the
+replay page, whose board is fed by the analytics replay stream (``static/js/replayfeed.js``,
+``/api/replay/stream``) and sends no commands. The deck.gl bundle
 is served straight from the installed pydeck package, never copied into the repository.
 
 Every HTML response carries a strict Content-Security-Policy: same-origin only, no inline
@@ -36,6 +38,7 @@ PAGES = {
     "report": "report.html",
     "track": "track.html",
     "units": "units.html",
+    "replay": "replay.html",
 }
 
 
@@ -113,13 +116,15 @@ async def _deck_bundle(request: Request) -> Response:
 
 
 def routes(settings: Settings) -> list[BaseRoute]:
-    """Pages at ``/``, ``/report``, ``/track/{id}``, ``/units``; static files; the map spec."""
+    """Pages at ``/``, ``/report``, ``/track/{id}``, ``/units``, ``/replay``; static files;
+    the map spec."""
     spec = BaseMapSpec(settings)
     return [
         Route("/", partial(_page, "dashboard", settings), name="dashboard"),
         Route("/report", partial(_page, "report", settings), name="report"),
         Route("/track/{id}", partial(_page, "track", settings), name="track"),
         Route("/units", partial(_page, "units", settings), name="units"),
+        Route("/replay", partial(_page, "replay", settings), name="replay"),
         Route("/views/map/base.json", spec.endpoint, name="base_map"),
         Route("/static/vendor/deck.js", _deck_bundle, name="deck_bundle"),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),

@@ -31,6 +31,17 @@ export class LiveState extends EventTarget {
     this.seenIds = new Set();
   }
 
+  // Forget everything (a replay starting over or seeking): the next snapshot is a first
+  // load again, and message ids already seen count as new.
+  reset() {
+    this.emergencies = new Map();
+    this.units = new Map();
+    this.decisions = new Map();
+    this.loaded = false;
+    this.lastId = null;
+    this.seenIds = new Set();
+  }
+
   _putEmergency(e) {
     if (!e || !e.id) return false;
     const cur = this.emergencies.get(e.id);

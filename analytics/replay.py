@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import concurrent.futures
 import heapq
 import logging
 import threading
@@ -53,6 +54,20 @@ from schemas import SchemaError, decode_event
 from schemas.projection import Projection
 
 log = logging.getLogger(__name__)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from synchronous code.
+
+    ``asyncio.run`` refuses to start inside a running event loop (a Jupyter kernel, or a
+    test session whose browser driver keeps one running), so there it runs on a thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="replay") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 FETCH_RECORDS = 50_000  # records per getmany
 FETCH_MAX_BYTES = 32 << 20
@@ -492,7 +507,7 @@ def replay_to_topic(settings: Settings, window: Window, to_topic: str, *,
     """Re-emit a window of ``from_topic`` (default the events topic) into ``to_topic``,
     as fast as possible (``speed=None``) or at speed xN of the record times."""
     started = time.monotonic()
-    n = asyncio.run(_replay_to_topic(settings, window, to_topic, from_topic, speed,
+    n = run_sync(_replay_to_topic(settings, window, to_topic, from_topic, speed,
                                      progress or _NoProgress()))
     return ReplayStats(n, time.monotonic() - started)
 
@@ -526,7 +541,7 @@ def export_to_file(settings: Settings, window: Window, path: Path, *, topic: str
     started = time.monotonic()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb", buffering=FILE_CHUNK_BYTES) as out:
-        n = asyncio.run(_export(settings, window, out, topic, progress or _NoProgress()))
+        n = run_sync(_export(settings, window, out, topic, progress or _NoProgress()))
     return ReplayStats(n, time.monotonic() - started)
 
 
@@ -586,7 +601,7 @@ def import_from_file(settings: Settings, path: Path, topic: str, *, speed: float
     event stops the import before anything of its chunk is sent."""
     ensure_topic_like(settings, topic)
     started = time.monotonic()
-    n = asyncio.run(_import(settings, path, topic, speed, progress or _NoProgress()))
+    n = run_sync(_import(settings, path, topic, speed, progress or _NoProgress()))
     return ReplayStats(n, time.monotonic() - started)
 
 
@@ -653,7 +668,7 @@ def produce(settings: Settings, topic: str, records: Iterable[LogRecord]) -> int
                 await _write_grouped(writer, chunk)
         return writer.sent
 
-    return asyncio.run(send_all())
+    return run_sync(send_all())
 
 
 def fold_until(settings: Settings, position: dict[int, int],

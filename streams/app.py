@@ -17,6 +17,14 @@ order, so after a crash the table holds, for the command that was cut off, eithe
 which never overwrite newer versions, and re-publish its events with the same event ids).
 A client's retry of a command id is the same case: one effect, events re-published.
 
+How the writes leave (``ChangelogTable``): the agent's table writes are kept in write
+order and, once the command is decided, sent with one awaited ``producer.send`` each to
+the command's changelog partition, then the events; only then does the agent take the next
+command (which acks this one). Every piece is queued in the one aiokafka producer before
+the offset can be committed, and Faust flushes that producer before committing, so the
+argument above holds unchanged. Each JSON text is made once (``streams.state.Encoded``):
+the entity's text is the same string in its record, its table entry and its event.
+
 We chose this over ``processing_guarantee="exactly_once"``: Faust's transactional mode
 needs one producer per partition and fences on rebalance, adds a commit round-trip per
 transaction, and would still not cover a client retrying a command id. The record makes
@@ -25,6 +33,7 @@ redelivery harmless whatever its cause, and consumers dedupe by event id anyway.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -32,13 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.sensors import Monitor
+from faust.streams import current_event
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
 from schemas import SchemaError, UnitPosition, decode_command, encode
-from streams.decisions import decide, movement_command_id
+from streams.decisions import Outcome, decide, movement_command_id
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
-from streams.state import TABLE_NAME, DispatchState
+from streams.state import TABLE_NAME, DispatchState, encoded
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +61,108 @@ SESSION_TIMEOUT_S = 10.0
 RESEND_AFTER_S = 5.0
 
 
+# A command's changelog writes and events leave in one produce request instead of one each;
+# 5 ms is small beside the API's latency budget (issue 7: p99 <= 60 ms end to end).
+PRODUCER_LINGER_S = 0.005
+PRODUCER_BATCH_BYTES = 256 * 1024
+# Records per fetch, for the stream and for table recovery alike.
+MAX_POLL_RECORDS = 2_000
+
+
+# Faust builds its aiokafka consumer with fetch_max_wait_ms=1500, fixed. The consumer has
+# more than one partition on the broker (the commands partitions and Faust's own idle
+# ``__assignor-__leader`` topic), aiokafka keeps one fetch in flight per broker, and once a
+# busy partition's buffered records run out its next fetch waits behind the long poll of
+# the idle ones: the worker stalled up to 1.5 s per ``broker_max_poll_records`` batch
+# (a no-op Faust agent managed ~2.4k messages/s at 25 % CPU). 20 ms bounds that stall.
+FETCH_MAX_WAIT_MS = 20
+
+
+def _shorten_fetch_wait() -> None:
+    """Patch Faust's aiokafka driver (once per process) to use ``FETCH_MAX_WAIT_MS``."""
+    thread_cls = faust_aiokafka.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_dispatchwire_fetch_wait", False):
+        return
+    create = thread_cls._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by consumer.start()
+        return consumer
+
+    thread_cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+    thread_cls._dispatchwire_fetch_wait = True  # type: ignore[attr-defined]
+
+
+class QuietMonitor(Monitor):
+    """Faust's monitor without its per-message bookkeeping (counters, timestamps and
+    ``str(stream)`` lookups for every message, event and table access: ~7 % of the
+    worker's CPU). Commits, offsets, rebalances and sends are still tracked."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
+                            state: Any = None) -> None:
+        pass
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        pass
+
+
 def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{hostport.strip()}" for hostport in bootstrap.split(","))
 
 
+class ChangelogTable(faust.Table):
+    """A Faust table whose writes reach its changelog through ``send_unsent()``.
+
+    Faust's own path sends each write as a ``FutureMessage`` through the ``ProducerBuffer``
+    (a queue drained one message per task switch, with per-message serializer, channel and
+    callback layers), which cost more than our whole command. Here a write is kept, with
+    the partition of the command being processed, until the agent awaits
+    ``send_unsent()``: one ``producer.send`` per write, in write order, straight to the
+    aiokafka producer. The bytes are those Faust would write (JSON key, raw value), so
+    Faust's recovery reads them as usual. Safe for at-least-once because Faust flushes the
+    producer before it commits an offset, and the agent asks for the next command (which
+    acks this one) only after ``send_unsent()`` returned. Only for the memory store: the
+    skipped ``_on_changelog_sent`` callback records offsets for RocksDB alone.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unsent: list[tuple[int, str, Any]] = []
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        event = current_event()
+        if event is None:
+            raise RuntimeError(f"table {self.name} written outside the commands agent")
+        self.unsent.append((event.message.partition, key, value))
+
+    async def send_unsent(self) -> None:
+        if not self.unsent:
+            return
+        producer = self.app.producer
+        topic = self.changelog_topic.get_topic_name()
+        unsent, self.unsent = self.unsent, []
+        for partition, key, value in unsent:
+            await producer.send(topic, json.dumps(key).encode(),
+                                value if isinstance(value, bytes) else value.encode(),
+                                partition, None, None)
+
+
 def create_faust_app(settings: Settings, router: Router | None = None) -> faust.App:
     """Build the worker's app: topics, the state table, the agent, the timer, the pages."""
+    _shorten_fetch_wait()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -79,20 +187,31 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_in_thread=False,
+        # Throughput (see tests/streams/bench_worker.py): batch what we produce a little,
+        # hand the agent big fetches, and skip the per-message statistics nobody reads.
+        producer_linger=PRODUCER_LINGER_S,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
+        broker_max_poll_records=MAX_POLL_RECORDS,
+        Monitor=QuietMonitor,
     )
     router = router or GraphRouter(network_for(settings))
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw", "partitions": settings.partitions}
     commands = app.topic(settings.commands_topic, **raw)
-    events = app.topic(settings.events_topic, **raw)
     dead_letters = app.topic(settings.dead_letter_topic, **raw)
-    table = app.Table(TABLE_NAME, partitions=settings.partitions)
+    # values are JSON text made by pydantic (see streams.state); Faust passes them through
+    table = app.tables.add(ChangelogTable(
+        app, name=TABLE_NAME, beacon=app.tables.beacon, partitions=settings.partitions,
+        value_type=bytes))  # -> the "raw" value serializer; keys stay JSON
     state = DispatchState(table)
     tick_s = settings.tick_seconds
+    events_topic = settings.events_topic
 
-    async def publish(outcome_events: list[Any]) -> None:
-        for event in outcome_events:
-            await events.send(key=event.region.encode(), value=encode(event))
+    async def publish(outcome: Outcome) -> None:
+        producer = app.producer
+        for event, text in zip(outcome.events, encoded(outcome).events, strict=True):
+            await producer.send(events_topic, event.region.encode(), text.encode(),
+                                None, None, None)
 
     @app.agent(commands, name="apply_commands", concurrency=1)
     async def apply_commands(stream: faust.Stream) -> None:
@@ -112,15 +231,16 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
             if seen is not None:
                 # Redelivered (crash replay or client retry): finish what the record says.
                 state.apply(seen)
-                await publish(seen.events)
-                continue
-            now = datetime.fromtimestamp(message.message.timestamp, UTC)
-            outcome = decide(command, state, router, now, tick_s)
-            if not outcome.events:
-                continue  # a stale tick or a repeated registration: nothing happened
-            state.put_record(key, command.command_id, outcome)
-            state.apply(outcome)
-            await publish(outcome.events)
+            else:
+                now = datetime.fromtimestamp(message.message.timestamp, UTC)
+                seen = decide(command, state, router, now, tick_s)
+                if not seen.events:
+                    continue  # a stale tick or a repeated registration: nothing happened
+                state.put_record(key, command.command_id, seen)
+                state.apply(seen)
+            # the record and entity writes first (in that order), then the events
+            await table.send_unsent()
+            await publish(seen)
 
     sent: dict[str, float] = {}
 

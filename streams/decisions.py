@@ -60,6 +60,8 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     emergencies: list[Emergency] = field(default_factory=list)
     units: list[Unit] = field(default_factory=list)
+    # the JSON texts of the above, made once when first stored (``streams.state.encoded``)
+    encoded: object = field(default=None, repr=False, compare=False)
 
     @property
     def rejected(self) -> bool:

@@ -13,10 +13,21 @@ sequence anywhere but never reorder it, which is what crash safety rests on (see
     c:<command_id>     Record: the outcome a command produced (events + entity states)
     m:<unit_id>        Record of the unit's latest movement tick (ticks are many; one
                        record per unit keeps the table from growing with time)
+
+Values are JSON *text* (``str``; ``bytes`` once recovered from the changelog, whose value
+serializer is ``raw``), encoded once by pydantic and never re-encoded by Faust: an entity's
+text is the same string in its record, in its ``e:``/``u:`` entry and inside the event
+that is published. A record embeds those texts as JSON (not as escaped strings)::
+
+    {"command_id":"c-1","events":[{...},...],"emergencies":[{...}],"units":[{...}]}
+
+Reads parse only what they need: a record check compares the prefix, a version check
+reads the trailing ``"version":N`` (pydantic writes ``version`` last for both entities).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -24,7 +35,27 @@ from schemas import Emergency, Unit, decode_event
 from schemas.events import Event
 from streams.decisions import Outcome
 
-TABLE_NAME = "dispatch-state"
+# v2: values are raw JSON text (v1 was Faust-json-serialized dicts); a new name means a
+# new changelog topic, so a v1 changelog is never read with the v2 format.
+TABLE_NAME = "dispatch-state-v2"
+
+Text = str | bytes
+
+
+def _text(raw: Text) -> str:
+    return raw if isinstance(raw, str) else raw.decode()
+
+
+def stored_version(raw: Text) -> int:
+    """The ``version`` of a stored entity: its last field, so no full parse is needed."""
+    text = _text(raw)
+    _, found, tail = text.rpartition('"version":')
+    if found:
+        try:
+            return int(tail.rstrip(" }"))
+        except ValueError:
+            pass
+    return int(json.loads(text)["version"])
 
 
 class DispatchState:
@@ -36,18 +67,22 @@ class DispatchState:
     # -- reads (the ``decisions.State`` protocol) ----------------------------------------
     def emergency(self, emergency_id: str) -> Emergency | None:
         raw = self.table.get(f"e:{emergency_id}")
-        return Emergency.model_validate(raw) if raw is not None else None
+        return Emergency.model_validate_json(raw) if raw is not None else None
 
     def unit(self, unit_id: str) -> Unit | None:
         raw = self.table.get(f"u:{unit_id}")
-        return Unit.model_validate(raw) if raw is not None else None
+        return Unit.model_validate_json(raw) if raw is not None else None
+
+    def _list(self, key: str) -> list[str]:
+        raw = self.table.get(key)
+        return json.loads(raw) if raw is not None else []
 
     def units_in_region(self, region: str) -> list[Unit]:
-        units = (self.unit(uid) for uid in self.table.get(f"r:{region}") or [])
+        units = (self.unit(uid) for uid in self._list(f"r:{region}"))
         return [u for u in units if u is not None]
 
     def regions(self) -> list[str]:
-        return list(self.table.get("regions") or [])
+        return self._list("regions")
 
     def moving_units(self) -> Iterator[Unit]:
         for region in self.regions():
@@ -56,29 +91,34 @@ class DispatchState:
                     yield unit
 
     # -- writes --------------------------------------------------------------------------
-    def put_emergency(self, emergency: Emergency) -> None:
-        current = self.table.get(f"e:{emergency.id}")
-        if current is None or current["version"] < emergency.version:
-            self.table[f"e:{emergency.id}"] = emergency.model_dump(mode="json")
+    def _put_if_newer(self, key: str, version: int, text: str) -> bool:
+        current = self.table.get(key)
+        if current is not None and stored_version(current) >= version:
+            return False
+        self.table[key] = text
+        return True
 
-    def put_unit(self, unit: Unit) -> None:
-        current = self.table.get(f"u:{unit.id}")
-        if current is not None and current["version"] >= unit.version:
+    def put_emergency(self, emergency: Emergency, text: str | None = None) -> None:
+        self._put_if_newer(f"e:{emergency.id}", emergency.version,
+                           text or emergency.model_dump_json())
+
+    def put_unit(self, unit: Unit, text: str | None = None) -> None:
+        if not self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json()):
             return
-        self.table[f"u:{unit.id}"] = unit.model_dump(mode="json")
-        members = self.table.get(f"r:{unit.region}") or []
+        members = self._list(f"r:{unit.region}")
         if unit.id not in members:
-            self.table[f"r:{unit.region}"] = sorted([*members, unit.id])
+            self.table[f"r:{unit.region}"] = json.dumps(sorted([*members, unit.id]))
             regions = self.regions()
             if unit.region not in regions:
-                self.table["regions"] = sorted([*regions, unit.region])
+                self.table["regions"] = json.dumps(sorted([*regions, unit.region]))
 
     def apply(self, outcome: Outcome) -> None:
         """Store the entity states of an outcome; older versions never overwrite newer."""
-        for emergency in outcome.emergencies:
-            self.put_emergency(emergency)
-        for unit in outcome.units:
-            self.put_unit(unit)
+        enc = encoded(outcome)
+        for emergency, text in zip(outcome.emergencies, enc.emergencies, strict=True):
+            self.put_emergency(emergency, text)
+        for unit, text in zip(outcome.units, enc.units, strict=True):
+            self.put_unit(unit, text)
 
     # -- records of processed commands ---------------------------------------------------
     @staticmethod
@@ -87,12 +127,12 @@ class DispatchState:
 
     def record(self, key: str, command_id: str) -> Outcome | None:
         raw = self.table.get(key)
-        if raw is None or raw.get("command_id") != command_id:
+        if raw is None or not _text(raw).startswith(_record_head(command_id)):
             return None
         return outcome_from_json(raw)
 
     def put_record(self, key: str, command_id: str, outcome: Outcome) -> None:
-        self.table[key] = {"command_id": command_id, **outcome_to_json(outcome)}
+        self.table[key] = record_text(command_id, outcome)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """``{"emergencies": [...], "units": [...]}`` sorted by id, like ``Projection.as_json``."""
@@ -103,23 +143,53 @@ class DispatchState:
             elif key.startswith("u:"):
                 units[key[2:]] = value
         return {
-            "emergencies": [emergencies[k] for k in sorted(emergencies)],
-            "units": [units[k] for k in sorted(units)],
+            "emergencies": [json.loads(emergencies[k]) for k in sorted(emergencies)],
+            "units": [json.loads(units[k]) for k in sorted(units)],
         }
 
 
+class Encoded:
+    """An outcome's JSON texts, made once: the same strings go to the record, the entity
+    entries and (as bytes) the events topic."""
+
+    __slots__ = ("emergencies", "events", "units")
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.events = [e.model_dump_json() for e in outcome.events]
+        self.emergencies = [e.model_dump_json() for e in outcome.emergencies]
+        self.units = [u.model_dump_json() for u in outcome.units]
+
+
+def encoded(outcome: Outcome) -> Encoded:
+    cached = outcome.encoded
+    if cached is None:
+        cached = outcome.encoded = Encoded(outcome)
+    return cached  # type: ignore[no-any-return]
+
+
+def _record_head(command_id: str) -> str:
+    return '{"command_id":' + json.dumps(command_id) + ","
+
+
+def record_text(command_id: str, outcome: Outcome) -> str:
+    enc = encoded(outcome)
+    return (f'{_record_head(command_id)}"events":[{",".join(enc.events)}],'
+            f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]}}')
+
+
 def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
-    return {
-        "events": [e.model_dump(mode="json") for e in outcome.events],
-        "emergencies": [e.model_dump(mode="json") for e in outcome.emergencies],
-        "units": [u.model_dump(mode="json") for u in outcome.units],
-    }
+    """The outcome as plain JSON data (what a record holds, without its command id)."""
+    enc = encoded(outcome)
+    return {"events": [json.loads(t) for t in enc.events],
+            "emergencies": [json.loads(t) for t in enc.emergencies],
+            "units": [json.loads(t) for t in enc.units]}
 
 
-def outcome_from_json(raw: dict[str, Any]) -> Outcome:
-    events: list[Event] = [decode_event(e) for e in raw["events"]]
+def outcome_from_json(raw: Text | dict[str, Any]) -> Outcome:
+    data = raw if isinstance(raw, dict) else json.loads(raw)
+    events: list[Event] = [decode_event(e) for e in data["events"]]
     return Outcome(
         events=events,
-        emergencies=[Emergency.model_validate(e) for e in raw["emergencies"]],
-        units=[Unit.model_validate(u) for u in raw["units"]],
+        emergencies=[Emergency.model_validate(e) for e in data["emergencies"]],
+        units=[Unit.model_validate(u) for u in data["units"]],
     )

@@ -22,7 +22,7 @@ from tests.streams.invariants import assert_consistent, assert_no_divergent_dupl
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def workload(rng: random.Random, n: int = 240) -> list:
+def workload(rng: random.Random, n: int = 900) -> list:
     """Reports, their dispatches a little later, completions later still, and some
     commands sent twice (a client retry with the same command id)."""
     network = load_network()
@@ -60,10 +60,15 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(make_settings, running_wor
         work = workload(rng)
         backlog, rest = work[: len(work) * 2 // 3], work[len(work) * 2 // 3 :]
         commands.send_all(backlog)
-        wait_for(lambda: len(log.poll()) >= 150, timeout=60, message="the stream to be flowing")
+        backlog_ids = {c.command_id for c in backlog}
+
+        def flowing() -> bool:  # the worker is into the backlog (past the registrations)
+            return any(e.command_id in backlog_ids for e in log.poll())
+
+        wait_for(flowing, timeout=60, interval=0.05, message="the stream to be flowing")
         worker.kill()  # mid-stream: most of the backlog is still unprocessed
         answered_at_kill = {e.command_id for e in log.poll()}
-        assert len(answered_at_kill & {c.command_id for c in backlog}) < len(backlog) // 2
+        assert len(answered_at_kill & backlog_ids) < len(backlog) // 2
         commands.send_all(rest)
         worker.start()
 

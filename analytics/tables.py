@@ -349,8 +349,8 @@ FROM (
 # only the (rare) key hits are confirmed against events.event_id.
 _NEW_EVENTS = """
 CREATE TEMP TABLE sink_new AS
-SELECT seq, event_id, md5_number_lower(event_id) AS "key" FROM sink_parsed
-WHERE seq IN (SELECT min(seq) FROM sink_parsed WHERE error IS NULL GROUP BY event_id)
+SELECT min(seq) AS seq, event_id, md5_number_lower(event_id) AS "key" FROM sink_parsed
+WHERE error IS NULL GROUP BY event_id
 """
 _KEY_HITS = """
 SELECT count(*) FROM sink_event_keys WHERE "key" IN (SELECT "key" FROM sink_new)

@@ -9,7 +9,9 @@ file. It still commits to Kafka after each batch, only so that lag shows in the 
 It reads with aiokafka (driven by a private event loop; the rest of the sink is plain
 blocking code): its record parsing is C-accelerated and reaches some 250k records/s here,
 where kafka-python's pure-Python fetcher managed about 11k/s and was the whole limit.
-Fetches are sized so one ``getmany`` can return a full batch.
+Fetches are sized so one ``getmany`` can return a full batch. While DuckDB writes a batch
+(in a worker thread, with one core fewer than the machine has), the loop already reads and
+decodes the next one; ``sink_offsets`` and the Kafka commit only ever name written records.
 
 Between batches it answers snapshot requests (``snapshot.serve_requests``), because while
 it runs no other process may open the database file.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,6 +50,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LINGER_S = 0.5  # how long a batch may wait to fill up before it is written anyway
+# DuckDB threads of the sink: all cores but one, which fetches and decodes the next batch
+# while DuckDB writes (on 2 cores, 1 thread measured ~25 % faster end to end than 2).
+DUCKDB_THREADS = max(1, (os.cpu_count() or 2) - 1)
 FETCH_BYTES = 64 * 1024 * 1024  # per fetch and per partition: a batch of 50k events is ~25 MB
 
 
@@ -105,6 +111,7 @@ class Sink:
 
     def open(self) -> None:
         self.con = connect(self.settings.sink_db)
+        self.con.execute(f"SET threads = {DUCKDB_THREADS}")
         create_tables(self.con)
         stored = load_offsets(self.con, self.topic)
         self.written = dict(stored)

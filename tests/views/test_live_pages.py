@@ -254,3 +254,25 @@ def test_pages_load_only_from_the_server_under_a_strict_csp(
     unexpected = [e for e in requests_seen.console_errors
                   if "Content Security Policy" in e and "wasm" not in e.lower()]
     assert unexpected == []
+
+
+def test_rest_polling_carries_updates_when_sse_and_websocket_both_fail(
+    site: LiveSite, new_context
+) -> None:
+    context = new_context()
+    context.route("**/api/stream**", lambda route: route.abort())
+    # A WebSocket that is never connected to the server and is closed at once.
+    context.route_web_socket("**/ws**", lambda ws: ws.close())
+    dashboard = context.new_page()
+    dashboard.goto(site.base_url + "/")
+    indicator = dashboard.locator("#live-indicator")
+    expect(indicator).to_have_attribute("data-transport", "poll", timeout=LIVE)
+    expect(indicator).to_have_attribute("data-phase", "live", timeout=LIVE)
+    expect(dashboard.locator("#unit-rows tr")).to_have_count(16, timeout=LIVE)
+
+    emergency_id = site.report(description="smoke from a vent")
+    row = incident(dashboard, emergency_id)
+    expect(row).to_have_attribute("data-status", "PENDING", timeout=LIVE)
+    row.locator('button[data-action="dispatch"]').click()
+    expect(row).to_have_attribute("data-status", "ASSIGNED", timeout=LIVE)
+    assert dashboard.evaluate("window.dispatchwire.live().status().transport") == "poll"

@@ -14,7 +14,7 @@ then allowed for fetching tiles).
 from __future__ import annotations
 
 import hashlib
-from functools import partial
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -106,9 +106,14 @@ class BaseMapSpec:
         return Response(body, media_type="application/json", headers=headers)
 
 
-async def _page(name: str, settings: Settings, request: Request) -> Response:
+def _page(name: str, headers: dict[str, str]) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint serving one page, read from disk and given its headers once, at start."""
     html = (PAGES_DIR / PAGES[name]).read_text(encoding="utf-8")
-    return HTMLResponse(html, headers=_security_headers(settings))
+
+    async def endpoint(request: Request) -> Response:
+        return HTMLResponse(html, headers=headers)
+
+    return endpoint
 
 
 async def _deck_bundle(request: Request) -> Response:
@@ -119,12 +124,13 @@ def routes(settings: Settings) -> list[BaseRoute]:
     """Pages at ``/``, ``/report``, ``/track/{id}``, ``/units``, ``/replay``; static files;
     the map spec."""
     spec = BaseMapSpec(settings)
+    headers = _security_headers(settings)
     return [
-        Route("/", partial(_page, "dashboard", settings), name="dashboard"),
-        Route("/report", partial(_page, "report", settings), name="report"),
-        Route("/track/{id}", partial(_page, "track", settings), name="track"),
-        Route("/units", partial(_page, "units", settings), name="units"),
-        Route("/replay", partial(_page, "replay", settings), name="replay"),
+        Route("/", _page("dashboard", headers), name="dashboard"),
+        Route("/report", _page("report", headers), name="report"),
+        Route("/track/{id}", _page("track", headers), name="track"),
+        Route("/units", _page("units", headers), name="units"),
+        Route("/replay", _page("replay", headers), name="replay"),
         Route("/views/map/base.json", spec.endpoint, name="base_map"),
         Route("/static/vendor/deck.js", _deck_bundle, name="deck_bundle"),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),

@@ -32,11 +32,11 @@ class ChangelogDict(dict[str, Any]):
 async def consume_loop(settings: Settings, count: int) -> int:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from schemas import SchemaError, UnitPosition, decode_command, encode
+    from schemas import SchemaError, UnitPosition, decode_command
     from streams.decisions import decide
     from streams.roadgraph import network_for
     from streams.routing import GraphRouter
-    from streams.state import DispatchState
+    from streams.state import DispatchState, encoded
 
     router = GraphRouter(network_for(settings))
     table = ChangelogDict()
@@ -70,13 +70,15 @@ async def consume_loop(settings: Settings, count: int) -> int:
                         continue
                     state.put_record(key, command.command_id, outcome)
                     state.apply(outcome)
+                    # The same bytes the worker sends: table values are already JSON text
+                    # (streams.state) and events reuse the text made for the record.
                     for k, v in table.pending:
                         await producer.send(changelog, key=json.dumps(k).encode(),
-                                            value=json.dumps(v).encode())
+                                            value=v.encode() if isinstance(v, str) else v)
                     table.pending.clear()
-                    for event in outcome.events:
+                    for event, text in zip(outcome.events, encoded(outcome).events, strict=True):
                         await producer.send(settings.events_topic, key=event.region.encode(),
-                                            value=encode(event))
+                                            value=text.encode())
             await producer.flush()
             await consumer.commit()
     finally:

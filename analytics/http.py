@@ -114,7 +114,7 @@ def routes(settings: Settings) -> list[Route]:
         try:
             info = await run_in_threadpool(take_snapshot, settings, target)
         except DispatchwireError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
+            return JSONResponse({"error": str(exc), "fields": []}, status_code=503)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         return FileResponse(
             target, media_type="application/vnd.duckdb",
@@ -136,7 +136,7 @@ def routes(settings: Settings) -> list[Route]:
         try:
             resolved = await run_in_threadpool(LogWindow, settings, window)
         except DispatchwireError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
+            return JSONResponse({"error": str(exc), "fields": []}, status_code=503)
         return EventSourceResponse(
             _replay_messages(settings, resolved, speed, clock=clock == "1"),
             ping=settings.heartbeat_s)

@@ -67,6 +67,23 @@ def _view_state(network: geo.RoadNetwork) -> pdk.ViewState:
     )
 
 
+
+def _markers(layer_id: str, outline: list[int], radius_px: int) -> pdk.Layer:
+    """A live marker layer: points coloured per datum, a fixed outline, sized in pixels."""
+    return pdk.Layer(
+        "ScatterplotLayer",
+        id=layer_id,
+        data=[],
+        get_position="position",
+        get_fill_color="color",
+        get_line_color=outline,
+        get_radius=radius_px,
+        radius_units="'pixels'",
+        stroked=True,
+        line_width_min_pixels=2,
+        pickable=True,
+    )
+
 def live_layers() -> list[pdk.Layer]:
     """The layers the pages feed from the live stream; their data starts empty.
 
@@ -89,32 +106,8 @@ def live_layers() -> list[pdk.Layer]:
             joint_rounded=True,
             pickable=False,
         ),
-        pdk.Layer(
-            "ScatterplotLayer",
-            id="emergencies",
-            data=[],
-            get_position="position",
-            get_fill_color="color",
-            get_line_color=[255, 255, 255],
-            get_radius=9,
-            radius_units="'pixels'",
-            stroked=True,
-            line_width_min_pixels=2,
-            pickable=True,
-        ),
-        pdk.Layer(
-            "ScatterplotLayer",
-            id="units",
-            data=[],
-            get_position="position",
-            get_fill_color="color",
-            get_line_color=[15, 20, 30],
-            get_radius=7,
-            radius_units="'pixels'",
-            stroked=True,
-            line_width_min_pixels=2,
-            pickable=True,
-        ),
+        _markers("emergencies", outline=[255, 255, 255], radius_px=9),
+        _markers("units", outline=[15, 20, 30], radius_px=7),
         pdk.Layer(
             "TextLayer",
             id="labels",

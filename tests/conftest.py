@@ -45,12 +45,20 @@ def kafka_bootstrap() -> Iterator[str]:
         controller_port=controller,
         heap="768m",
     )
+    # A SIGTERM (CI timeout, `kill`) would end pytest without teardown and leave the
+    # broker running; turned into KeyboardInterrupt, pytest unwinds and this stops it.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         broker.start()
         yield broker.bootstrap
     finally:
         broker.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture

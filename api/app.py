@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import views
 from analytics import http as analytics_http
 from api import commands
 from api.auth import READERS
@@ -169,19 +170,6 @@ async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(request.app.state.openapi)
 
 
-def view_routes(settings: Settings) -> list[BaseRoute]:
-    """The pages of ``views`` (its ``routes(settings)``), or none while it does not exist."""
-    try:
-        import views
-    except ImportError:
-        return []
-    routes = getattr(views, "routes", None)
-    if routes is None:
-        log.info("views has no routes(settings) yet; serving the API only")
-        return []
-    return list(routes(settings))
-
-
 def create_app(settings: Settings) -> ApiApp:
     """The API app for ``settings``; Kafka is reached in the lifespan, not here."""
     services = Services.build(settings)
@@ -226,7 +214,7 @@ def create_app(settings: Settings) -> ApiApp:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         *analytics_http.routes(settings),  # /api/snapshot, /api/replay/stream
-        *view_routes(settings),
+        *views.routes(settings),
     ]
     middleware = [Middleware(CORSMiddleware, **cors), Middleware(ContentSecurityPolicy)]
     app = ApiApp(routes=routes, middleware=middleware, lifespan=lifespan,

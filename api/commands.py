@@ -36,6 +36,7 @@ from schemas.events import (
     Event,
     UnitStatusUpdate,
 )
+from schemas.geo import region_for
 from schemas.requests import (
     CancelRequest,
     CompleteRequest,
@@ -63,10 +64,6 @@ def region_for_report(body: ReportRequest, fallback: str) -> str:
     network), else the configured fallback."""
     if body.region:
         return body.region
-    try:
-        from schemas.geo import region_for
-    except ImportError:
-        return fallback
     try:
         return region_for(body.lat, body.lon) or fallback
     except (OSError, ValueError, LookupError):

@@ -1,0 +1,45 @@
+"""The live feed's vocabulary shared by the server and the pages: WebSocket close codes.
+
+A browser sees a refused WebSocket handshake only as close code 1006, with no status and no
+reason, so every refusal the page must act on is sent *after* accepting, as one of these
+application codes (4000-4999 are free for applications; the last three digits echo the HTTP
+status with the same meaning). The page reads this table (served by the views), never its
+own copy: ``action`` says what it does on that close.
+
+- ``reconnect``: resume with the last id it saw, after the usual back-off;
+- ``login``: ask for a token, then reconnect;
+- ``backoff``: reconnect later (the server is busy or not ready yet);
+- ``stop``: the request itself is wrong; reconnecting the same way cannot help.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+CloseAction = Literal["reconnect", "login", "backoff", "stop"]
+
+
+class CloseCode(NamedTuple):
+    code: int
+    name: str
+    action: CloseAction
+    reason: str
+
+
+GOING_AWAY = CloseCode(1001, "going_away", "reconnect", "server shutting down")
+BAD_REQUEST = CloseCode(4400, "bad_request", "stop", "malformed first frame or filter")
+UNAUTHORIZED = CloseCode(4401, "unauthorized", "login", "missing or unknown token")
+FORBIDDEN = CloseCode(4403, "forbidden", "login", "this token's role cannot read the feed")
+TOO_SLOW = CloseCode(4408, "too_slow", "reconnect", "client too slow")
+TOO_MANY = CloseCode(4429, "too_many_connections", "backoff", "too many connections")
+NOT_READY = CloseCode(4503, "not_ready", "backoff", "the live feed is not ready yet")
+
+CLOSE_CODES: tuple[CloseCode, ...] = (
+    GOING_AWAY, BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, TOO_SLOW, TOO_MANY, NOT_READY,
+)
+
+
+def close_codes_json() -> dict[str, dict[str, str]]:
+    """``{code: {"name", "action", "reason"}}``, what the pages load."""
+    return {str(c.code): {"name": c.name, "action": c.action, "reason": c.reason}
+            for c in CLOSE_CODES}

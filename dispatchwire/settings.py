@@ -65,6 +65,17 @@ class Settings(BaseSettings):
     api_fallback_region: str = "helsinki"  # report region when neither body nor schemas.geo has one
     api_ws_hello_timeout_s: float = 1.0  # how long /ws waits for a {"last_event_id"} first frame
 
+    # --- server limits (issue 11): request heads, slow requests, live connections, proxies ---
+    api_max_header_bytes: int = 16_384  # request line + headers; more is answered 431
+    api_max_headers: int = 100  # header lines per request; more is answered 431
+    api_head_timeout_s: float = 10.0  # request line + headers must arrive in this, else 408
+    api_body_timeout_s: float = 30.0  # the body must follow its headers in this, else 408
+    api_max_live_per_address: int = 100  # SSE + WebSocket connections per client address (429)
+    api_max_live_total: int = 10_000  # SSE + WebSocket connections in all (503)
+    # Proxy addresses whose X-Forwarded-For / X-Forwarded-Proto are believed; none by default,
+    # so a client cannot pick its own address (and rate-limit bucket) with a header.
+    api_trusted_proxies: tuple[str, ...] = ()
+
     # views: a MapLibre/Carto style URL drawn under the live layers instead of the offline
     # OSM roads layer. Off by default: with it set, the browser fetches tiles from that host.
     map_style_url: str | None = None

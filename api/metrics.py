@@ -40,8 +40,15 @@ class ApiMetrics:
             "dispatchwire_api_commands", "Commands by kind and outcome", ["kind", "outcome"],
             registry=r,
         )
+        self.connections_refused = Counter(
+            "dispatchwire_api_live_connections_refused",
+            "Live connections refused at a cap (per_address: 429, total: 503)",
+            ["transport", "cap"], registry=r,
+        )
         for transport in ("sse", "ws"):
             self.clients.labels(transport)
+            for cap in ("per_address", "total"):
+                self.connections_refused.labels(transport, cap)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from api.auth import Auth, RateLimiter
 from api.broadcast import Hub
 from api.bus import CommandBus
+from api.limits import LiveConnections
 from api.metrics import ApiMetrics
 from api.readmodel import ReadModel
 from dispatchwire.settings import Settings
@@ -21,6 +22,7 @@ class Services:
     bus: CommandBus
     auth: Auth
     report_limiter: RateLimiter
+    live: LiveConnections  # caps on SSE + WebSocket connections
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -34,4 +36,7 @@ class Services:
             bus=CommandBus(settings),
             auth=Auth(settings),
             report_limiter=RateLimiter(settings.report_rate_per_minute),
+            live=LiveConnections.from_settings(
+                settings, lambda transport, cap: metrics.connections_refused.labels(
+                    transport, cap).inc()),
         )

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -62,6 +63,7 @@ SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # has seen an id) see nothing at all.
 PING_BYTES = ServerSentEvent(comment="ping").encode().removesuffix(b"\r\n")
 START_FLUSH_BYTES = 64 * 1024  # a long resume backlog goes out in writes of about this
+REFUSED = "dispatchwire.live_refused"  # scope key: the ApiError this request was refused with
 
 
 def stream_filters(params: dict[str, str]) -> tuple[frozenset[str] | None, frozenset[str] | None]:
@@ -100,13 +102,29 @@ class LiveStream:
         self.services = services
         self.cors = cors
         self.retry = f"retry: {services.settings.retry_ms}\r\n".encode()
+        self._releases: dict[Client, Callable[[], None]] = {}  # connection slots held
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client, last_event_id = self.prepare(scope)
         await self.serve(scope, receive, send, client, last_event_id, direct=False)
 
     def prepare(self, scope: Scope) -> tuple[Client, str | None]:
-        """Auth, readiness and filters: the client to serve, or an ``ApiError``."""
+        """Auth, readiness, filters and a connection slot: the client to serve, or an
+        ``ApiError`` (remembered in the scope: a refused request reaches ``prepare`` twice,
+        first from ``ApiApp``, then through the middleware, and is refused and counted once)."""
+        refused = scope.get(REFUSED)
+        if refused is not None:
+            raise refused
+        try:
+            client, last_event_id = self._prepare(scope)
+            address = scope["client"][0] if scope.get("client") else "unknown"
+            self._releases[client] = self.services.live.acquire(address, "sse")
+        except ApiError as exc:
+            scope[REFUSED] = exc
+            raise
+        return client, last_event_id
+
+    def _prepare(self, scope: Scope) -> tuple[Client, str | None]:
         services = self.services
         conn = HTTPConnection(scope)
         services.auth.require(conn, READERS, cookie=True, query=True)
@@ -121,6 +139,15 @@ class LiveStream:
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, client: Client,
                     last_event_id: str | None, *, direct: bool = True) -> None:
+        release = self._releases.pop(client, None)
+        try:
+            await self._serve(scope, receive, send, client, last_event_id, direct)
+        finally:
+            if release is not None:
+                release()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, client: Client,
+                     last_event_id: str | None, direct: bool) -> None:
         start: dict[str, Any] = {"type": "http.response.start", "status": 200,
                                  "headers": list(SSE_HEADERS)}
         if direct and self.cors is not None:

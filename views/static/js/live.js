@@ -245,7 +245,8 @@ export function connectLive(state, options = {}) {
   function startWS() {
     closeAll();
     setStatus("ws", "connecting");
-    const url = withQuery(opts.wsUrl, { token: opts.token, last_event_id: state.lastId });
+    // The token goes in the first frame, not the URL (URLs end up in logs).
+    const url = withQuery(opts.wsUrl, {});
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     let opened = false;
     try {
@@ -258,7 +259,7 @@ export function connectLive(state, options = {}) {
       opened = true;
       wsFailures = 0;
       // The server waits briefly for a hello naming where to resume; say it at once.
-      ws.send(JSON.stringify({ last_event_id: state.lastId }));
+      ws.send(JSON.stringify({ token: opts.token || null, last_event_id: state.lastId }));
       setStatus("ws", "live");
     };
     ws.onmessage = (msg) => {

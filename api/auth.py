@@ -11,8 +11,9 @@ Tokens come from settings (``DISPATCHWIRE_AUTHORITY_TOKEN``, ``_UNIT_TOKEN``,
 
 Who may do what:
 
-- report an emergency: anyone (rate limited per client IP), or only reporter/authority
-  tokens when ``DISPATCHWIRE_REQUIRE_REPORTER_TOKEN`` is set;
+- report an emergency: anyone (rate limited per client IP; authority and unit tokens are
+  not limited), or only reporter/authority tokens when
+  ``DISPATCHWIRE_REQUIRE_REPORTER_TOKEN`` is set;
 - dispatch / complete / cancel: authority; unit status: unit or authority;
 - the live stream, ``/ws``, ``/api/state``, ``/api/emergencies``, ``/api/units``: authority
   or unit (the dashboard and the units map see every emergency and unit, which includes
@@ -102,8 +103,18 @@ class Auth:
         return role
 
 
+# Roles whose reports are not rate limited: they are authenticated, and behind a proxy that
+# sets no X-Forwarded-For they would otherwise share one bucket with every reporter.
+RATE_EXEMPT = frozenset({Role.AUTHORITY, Role.UNIT})
+
+
 class RateLimiter:
-    """At most ``per_minute`` hits per key in any 60-second window (sliding log)."""
+    """At most ``per_minute`` hits per key in any 60-second window (sliding log).
+
+    The key is the client address as uvicorn puts it in the scope: the peer's, or the
+    ``X-Forwarded-For`` client when the peer is one of ``DISPATCHWIRE_API_TRUSTED_PROXIES``
+    (``api.server``); a client cannot choose its bucket with a header.
+    """
 
     WINDOW_S = 60.0
     MAX_KEYS = 100_000

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.auth import Role
+from api.auth import RATE_EXEMPT, Role
 from api.http import ApiError, read_model_body
 from dispatchwire.errors import KafkaUnavailable
 from schemas.commands import (
@@ -117,7 +117,8 @@ async def report_emergency(request: Request) -> JSONResponse:
     if services.settings.require_reporter_token:
         services.auth.require(request, REPORTERS)
     role = services.auth.role(request) or Role.REPORTER
-    services.report_limiter.check(request.client.host if request.client else "unknown")
+    if role not in RATE_EXEMPT:
+        services.report_limiter.check(request.client.host if request.client else "unknown")
     body = await read_model_body(request, ReportRequest, services.settings.max_body_bytes)
     fields = body.model_dump(exclude={"command_id", "region"}, exclude_none=True)
     if body.command_id:

@@ -35,8 +35,9 @@ def run_api(settings: Settings, args: argparse.Namespace) -> int:
     print(f"dispatchwire api on http://{host}:{port}  (stream: /api/stream, docs: /openapi.json)")
     if settings.mode == "dev":
         print("dev mode tokens (the defaults are refused outside DISPATCHWIRE_MODE=dev):")
-        for name in DEV_TOKENS:
+        for name, default in DEV_TOKENS.items():
             token = getattr(settings, name).get_secret_value()
-            print(f"  {name.removesuffix('_token'):9} {token}")
+            shown = token if token == default else "(set, not shown)"  # never a real secret
+            print(f"  {name.removesuffix('_token'):9} {shown}")
     server.run()
     return 0

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from dispatchwire.settings import Settings
+from dispatchwire.settings import DEV_TOKENS, Settings
 from infra.kafka import broker_from_settings, port_answers
 from infra.topics import ensure_topics
 
@@ -73,6 +73,26 @@ def _parts(settings: Settings, args: argparse.Namespace, available: set[str]) ->
     return [p for p in wanted if p.argv[0] in available]
 
 
+def banner(settings: Settings) -> str:
+    """What ``run`` prints once everything started. The authority token only when it is the
+    public development default: a real secret never goes to stdout (or a terminal log)."""
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    token = settings.authority_token.get_secret_value()
+    if settings.mode == "dev" and token == DEV_TOKENS["authority_token"]:
+        login_hint = f"  Authority token (dev): {token}\n"
+    else:
+        login_hint = "  Authority token: the one in DISPATCHWIRE_AUTHORITY_TOKEN\n"
+    return (
+        f"\n  dispatchwire is running.\n"
+        f"  Dashboard:   {base}/\n"
+        f"  Reporter:    {base}/report\n"
+        f"  Units map:   {base}/units\n"
+        f"  Kafka:       {settings.kafka_bootstrap}\n"
+        f"{login_hint}"
+        f"  Press Ctrl-C to stop everything.\n"
+    )
+
+
 def run_all(settings: Settings, args: argparse.Namespace) -> int:
     from dispatchwire.cli import subcommands
 
@@ -100,16 +120,7 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
     try:
         for part in parts:
             part.start()
-        print(
-            f"\n  dispatchwire is running.\n"
-            f"  Dashboard:   http://{settings.api_host}:{settings.api_port}/\n"
-            f"  Reporter:    http://{settings.api_host}:{settings.api_port}/report\n"
-            f"  Units map:   http://{settings.api_host}:{settings.api_port}/units\n"
-            f"  Kafka:       {settings.kafka_bootstrap}\n"
-            f"  Authority token (dev): {settings.authority_token.get_secret_value()}\n"
-            f"  Press Ctrl-C to stop everything.\n",
-            flush=True,
-        )
+        print(banner(settings), flush=True)
         while not stopping:
             dead = [p for p in parts if not p.alive()]
             if dead:

@@ -22,6 +22,7 @@ uvicorn's loggers (and of the handlers configured before the server is built).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import re
@@ -49,6 +50,8 @@ def tune_gc() -> None:
     log.info("gc: %d start-up objects frozen, thresholds %s", gc.get_freeze_count(),
              GC_THRESHOLDS)
 
+
+SHUTDOWN_GOODBYE_S = 1.0  # at most this long for live streams to close themselves
 
 # Where uvicorn and the WebSocket library log request lines and handshakes.
 REDACTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi",
@@ -118,7 +121,13 @@ class ApiServer(uvicorn.Server):
             tune_gc()
 
     async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
-        self.app.state.services.hub.close_all("server shutting down")
+        hub = self.app.state.services.hub
+        hub.close_all("server shutting down")
+        # Let the writers say goodbye first (the SSE closing comment, the WebSocket close
+        # with GOING_AWAY): uvicorn's own shutdown closes WebSockets with 1012 at once.
+        writers = [c.writer for c in hub.clients if c.writer is not None]
+        if writers:
+            await asyncio.wait(writers, timeout=SHUTDOWN_GOODBYE_S)
         await super().shutdown(sockets)
 
 

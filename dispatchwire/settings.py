@@ -70,8 +70,8 @@ class Settings(BaseSettings):
     api_max_headers: int = 100  # header lines per request; more is answered 431
     api_head_timeout_s: float = 10.0  # request line + headers must arrive in this, else 408
     api_body_timeout_s: float = 30.0  # the body must follow its headers in this, else 408
-    api_max_live_per_address: int = 100  # SSE + WebSocket connections per client address (429)
-    api_max_live_total: int = 10_000  # SSE + WebSocket connections in all (503)
+    api_max_live_per_address: int = 100  # SSE + WebSocket per client address (429); 0: no cap
+    api_max_live_total: int = 10_000  # SSE + WebSocket connections in all (503); 0: no cap
     # Proxy addresses whose X-Forwarded-For / X-Forwarded-Proto are believed; none by default,
     # so a client cannot pick its own address (and rate-limit bucket) with a header.
     api_trusted_proxies: tuple[str, ...] = ()

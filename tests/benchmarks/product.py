@@ -49,6 +49,9 @@ def bench_settings(bootstrap: str, **overrides: Any) -> Settings:
         "sink_db": data / "sink.duckdb",
         "partitions": 1,
         "report_rate_per_minute": 10_000_000,
+        # every load client connects from 127.0.0.1: lift the live connection caps
+        "api_max_live_per_address": 0,
+        "api_max_live_total": 0,
         "client_queue_size": 1_000,
         "worker_web_port": free_port(),
     }

@@ -59,6 +59,21 @@ class RequestLimits:
                    settings.api_head_timeout_s, settings.api_body_timeout_s)
 
 
+class _LimitState:
+    __slots__ = ("head_began", "head_size", "header_count", "in_head", "raw_head", "refusal",
+                 "refused", "timer")
+
+    def __init__(self) -> None:
+        self.timer: TimerHandle | None = None
+        self.in_head = False
+        self.head_began = False  # set by on_message_begin, read by data_received
+        self.raw_head = 0  # bytes of an unfinished head, counted per received chunk
+        self.head_size = 0  # bytes of the URL and the completed header lines
+        self.header_count = 0
+        self.refusal: tuple[int, str, str, str] | None = None
+        self.refused = False
+
+
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing; ``data_received`` answers it."""
 
@@ -87,14 +102,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._timer: TimerHandle | None = None
-        self._in_head = False
-        self._head_began = False  # set by on_message_begin, read by data_received
-        self._raw_head = 0  # bytes of an unfinished head, counted per received chunk
-        self._head_size = 0  # bytes of the URL and the completed header lines
-        self._header_count = 0
-        self._refusal: tuple[int, str, str, str] | None = None
-        self._refused = False
+        # One attribute, not eight: CPython shares the key table of instance dicts only up
+        # to 30 keys, and past that every idle connection paid ~1.3 KiB more (measured).
+        self._limit = _LimitState()
 
     # --- connection
 
@@ -107,10 +117,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._limit.refused:
             return
         self._unset_keepalive_if_required()
-        self._head_began = False
+        self._limit.head_began = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -120,17 +130,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         except httptools.HttpParserError:
-            if self._refusal is not None:
-                self._refuse(*self._refusal)
+            if self._limit.refusal is not None:
+                self._refuse(*self._limit.refusal)
             else:
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("Invalid HTTP request received.")
             return
         # A head still unfinished after this chunk: llhttp holds its partial header line
         # in memory, so count what arrived (from the next chunk on, if it began in this one).
-        if self._in_head and not self._head_began:
-            self._raw_head += len(data)
-            if self._raw_head > self.limits.max_header_bytes:
+        if self._limit.in_head and not self._limit.head_began:
+            self._limit.raw_head += len(data)
+            if self._limit.raw_head > self.limits.max_header_bytes:
                 self._refuse(*self._too_large_head())
 
     def handle_websocket_upgrade(self) -> None:
@@ -141,31 +151,31 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
-        self._head_began = True
-        self._raw_head = self._head_size = self._header_count = 0
-        if self._timer is None:  # the first request's clock started with the connection
+        self._limit.in_head = True
+        self._limit.head_began = True
+        self._limit.raw_head = self._limit.head_size = self._limit.header_count = 0
+        if self._limit.timer is None:  # the first request's clock started with the connection
             self._arm(self.limits.head_timeout_s, self._head_timed_out)
 
     def on_url(self, url: bytes) -> None:
-        self._head_size += len(url)
-        if self._head_size > self.limits.max_header_bytes:
+        self._limit.head_size += len(url)
+        if self._limit.head_size > self.limits.max_header_bytes:
             self._stop(*self._too_large_head())
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._head_size += len(name) + len(value) + 4
-        if self._header_count > self.limits.max_headers:
+        self._limit.header_count += 1
+        self._limit.head_size += len(name) + len(value) + 4
+        if self._limit.header_count > self.limits.max_headers:
             self._stop(431, "too many request headers", "headers",
                        f"at most {self.limits.max_headers} header lines "
                        "(DISPATCHWIRE_API_MAX_HEADERS)")
-        if self._head_size > self.limits.max_header_bytes:
+        if self._limit.head_size > self.limits.max_header_bytes:
             self._stop(*self._too_large_head())
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._limit.in_head = False
         self._disarm()
         super().on_headers_complete()
         if not (self.parser.should_upgrade() and self._should_upgrade()):
@@ -183,24 +193,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 "(DISPATCHWIRE_API_MAX_HEADER_BYTES)")
 
     def _stop(self, status: int, error: str, field: str, reason: str) -> None:
-        self._refusal = (status, error, field, reason)
+        self._limit.refusal = (status, error, field, reason)
         raise _Refused(error)
 
     def _head_timed_out(self) -> None:
-        self._timer = None
+        self._limit.timer = None
         self._refuse(408, "request head not received in time", "headers",
                      f"the request line and headers must arrive within "
                      f"{self.limits.head_timeout_s:g}s (DISPATCHWIRE_API_HEAD_TIMEOUT_S)")
 
     def _body_timed_out(self) -> None:
-        self._timer = None
+        self._limit.timer = None
         self._refuse(408, "request body not received in time", "body",
                      f"the body must arrive within {self.limits.body_timeout_s:g}s of the "
                      "headers (DISPATCHWIRE_API_BODY_TIMEOUT_S)")
 
     def _refuse(self, status: int, error: str, field: str, reason: str) -> None:
         """Answer ``status`` (unless a response is under way) and close the connection."""
-        self._refused = True
+        self._limit.refused = True
         self._disarm()
         if self.transport.is_closing():
             return
@@ -220,12 +230,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
         self._disarm()
         if seconds > 0:
-            self._timer = self.loop.call_later(seconds, callback)
+            self._limit.timer = self.loop.call_later(seconds, callback)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._limit.timer is not None:
+            self._limit.timer.cancel()
+            self._limit.timer = None
 
 
 def limited_http_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol]:

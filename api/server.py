@@ -75,7 +75,10 @@ class SecretRedaction(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: the handler reports it, as without us
+            return True
         redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, ()

@@ -207,20 +207,25 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._limit.timer = None
         self._refuse(408, "request body not received in time", "body",
                      f"the body must arrive within {self.limits.body_timeout_s:g}s of the "
-                     "headers (DISPATCHWIRE_API_BODY_TIMEOUT_S)")
+                     "headers (DISPATCHWIRE_API_BODY_TIMEOUT_S)", in_body=True)
 
-    def _refuse(self, status: int, error: str, field: str, reason: str) -> None:
-        """Answer ``status`` (unless a response is under way) and close the connection."""
+    def _refuse(self, status: int, error: str, field: str, reason: str, *,
+                in_body: bool = False) -> None:
+        """Answer ``status`` unless this request (for a head: the one before it) already
+        has an answer under way, then close the connection."""
         self._limit.refused = True
         self._disarm()
         if self.transport.is_closing():
             return
-        cycle = self.cycle
-        answering = cycle is not None and not cycle.response_complete
-        if answering:  # the app is running: from now on it reads a disconnect
-            cycle.disconnected = True
+        cycle = self.cycle  # a refused head has none of its own yet: this is the last one
+        if in_body:
+            answer = cycle is not None and not cycle.response_started
+        else:
+            answer = cycle is None or cycle.response_complete
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app is running: from now on it reads a disconnect
             cycle.message_event.set()
-        if not (answering and cycle.response_started):
+        if answer:
             self.transport.write(refusal_bytes(status, error, field, reason))
         log.info("refused a request from %s: %d %s", self.client[0] if self.client else "?",
                  status, error)

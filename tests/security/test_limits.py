@@ -216,3 +216,15 @@ def test_websocket_over_the_cap_is_closed_with_its_code(secure_api):
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
     assert "per address" in closed.value.rcvd.reason or "connections" in closed.value.rcvd.reason
     assert refused_metric(api, "ws", "per_address") == 1
+
+
+def test_body_timeout_after_an_early_answer_only_closes(secure_api, raw_client):
+    """The app may answer before the body is in (413 here); the body timer then ends the
+    connection without a second, unasked-for answer."""
+    api = secure_api(ready=False, **SLOW)
+    client = raw_client(api)
+    client.send(b"POST /api/emergencies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+    raw = client.response(timeout=10)
+    assert status_and_body(raw)[0] == 413, raw[:200]
+    assert raw.count(b"HTTP/1.1 ") == 1, raw

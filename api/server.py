@@ -109,7 +109,8 @@ class ApiServer(uvicorn.Server):
         redact_secrets(settings)
         proxies = list(settings.api_trusted_proxies)
         options = {"http": limited_http_protocol(settings), "proxy_headers": bool(proxies),
-                   "forwarded_allow_ips": proxies or None, **options}
+                   "forwarded_allow_ips": proxies or None,
+                   "ws_max_size": settings.api_ws_max_frame_bytes, **options}
         config = uvicorn.Config(app, host=host, port=port, lifespan="on",
                                 timeout_graceful_shutdown=5, log_config=None,
                                 access_log=False, backlog=4096,

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     api_body_timeout_s: float = 30.0  # the body must follow its headers in this, else 408
     api_max_live_per_address: int = 100  # SSE + WebSocket per client address (429); 0: no cap
     api_max_live_total: int = 10_000  # SSE + WebSocket connections in all (503); 0: no cap
+    # A /ws client only ever sends its first frame (a token and a log position); a bigger
+    # frame is closed with 1009 instead of being buffered (uvicorn's default is 16 MiB).
+    api_ws_max_frame_bytes: int = 65_536
     # Proxy addresses whose X-Forwarded-For / X-Forwarded-Proto are believed; none by default,
     # so a client cannot pick its own address (and rate-limit bucket) with a header.
     api_trusted_proxies: tuple[str, ...] = ()

@@ -34,9 +34,16 @@ def close_code(ws, first_frame: str | None = None) -> tuple[int, str]:
 def test_deeply_nested_first_frame_is_closed_with_bad_request(secure_api):
     api = secure_api()
     with ws_connect(ws_url(api, "?token=dev-authority")) as ws:
-        code, reason = close_code(ws, "[" * 100_000)
+        code, reason = close_code(ws, "[" * 20_000)  # deeper than json can recurse
     assert code == BAD_REQUEST.code, reason
     assert api.get("/healthz").status_code == 200
+
+
+def test_oversized_frame_is_closed_with_message_too_big(secure_api):
+    api = secure_api()
+    with ws_connect(ws_url(api, "?token=dev-authority")) as ws:
+        code, _ = close_code(ws, '{"last_event_id": "' + "1" * 1_000_000 + '"}')
+    assert code == 1009  # not 16 MiB buffered per connection
 
 
 @pytest.mark.parametrize("frame", ['{"last_event_id": 5}', "[1]", '{"token": ["x"]}'])

@@ -20,10 +20,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.auth import READERS
 from api.broadcast import CLOSE, Client, LiveMessage
-from api.feed import Feed
+from api.feed import Feed, PositionNotReached
 from api.http import ApiError
 from api.services import Services
 from api.sse import stream_filters
+from schemas.live import NOT_READY
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
             raise ApiError(403, "WebSocket Origin not allowed", [
                 {"field": "Origin", "reason": "add it to DISPATCHWIRE_CORS_ORIGINS"}])
         services.auth.require(websocket, READERS, cookie=True, query=True)
-        if not services.model.started:
-            raise ApiError(503, "the live feed is not ready: the read model has not reached "
-                           "Kafka yet")
+        services.model.require_ready("the live feed")
         regions, events = stream_filters(dict(websocket.query_params))
     except ApiError as exc:
         await websocket.send_denial_response(exc.response())
@@ -118,6 +117,9 @@ async def _send_feed(websocket: WebSocket, services: Services, client: Client,
                     client.send_started = loop.time()
                     await websocket.send_text(item.ws)  # type: ignore[union-attr]
                     client.send_started = 0.0
+    except PositionNotReached as exc:
+        log.info("closing a WebSocket client: %s", exc)
+        await websocket.close(code=NOT_READY.code, reason=NOT_READY.reason)
     except asyncio.CancelledError:
         if not client.timed_out:
             raise

@@ -19,6 +19,7 @@ from websockets.sync.client import connect as ws_connect
 from dispatchwire.settings import Settings
 from schemas import encode
 from schemas.events import UnitLocation
+from schemas.live import NOT_READY
 from tests.api.helpers import AUTHORITY, EventLog, RunningApi, SseClient, data
 from tests.conftest import wait_for
 
@@ -206,6 +207,9 @@ def test_a_replica_that_stays_behind_closes_the_stream_without_a_reset(two_repli
                 break
     assert "snapshot" not in body and "event:" not in body
     assert body.startswith("retry: ") and ": closing: the read model has not reached 3" in body
+    # the same on the WebSocket: closed as "not ready" (back off, come back with the id)
+    ws_url = behind.url.replace("http", "ws") + "/ws?token=dev-authority"
+    assert _ws_first(ws_url, last_id) == f"closed {NOT_READY.code}"
     # an id beyond the end of the log is not a position of this log: a reset, at once
     with SseClient(behind, last_event_id="99") as client:
         snap = client.next()

@@ -6,7 +6,11 @@ cancel, ``unit_status_update`` for a status change) or its ``command_rejected``.
 waiter is registered before the command is written, so a fast worker cannot answer
 before anyone listens. Answers: 201/200 with the entities, 409 with the reason, 202 with
 the command id when the outcome is later than ``DISPATCHWIRE_COMMAND_TIMEOUT_S``, 503
-when Kafka did not take the command.
+when Kafka did not take the command, and 503 with ``Retry-After`` instead of 404 for an
+id the read model does not know while it is still bootstrapping (it may be further on).
+
+A report's emergency id is derived from its command id (``schemas.commands``), so the
+202 for a report and every retry of it name the emergency the worker creates.
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ async def report_emergency(request: Request) -> JSONResponse:
 def _known_emergency_region(services: Services, emergency_id: str) -> str:
     emergency = services.model.projection.emergencies.get(emergency_id)
     if emergency is None:
+        services.model.require_ready("commands")
         raise ApiError(404, f"no emergency {emergency_id!r}",
                        [{"field": "id", "reason": "unknown emergency"}])
     return emergency.region
@@ -182,6 +187,7 @@ async def set_unit_status(request: Request) -> JSONResponse:
     body = await read_model_body(request, UnitStatusRequest, services.settings.max_body_bytes)
     unit = services.model.projection.units.get(unit_id)
     if unit is None:
+        services.model.require_ready("commands")
         raise ApiError(404, f"no unit {unit_id!r}", [{"field": "id", "reason": "unknown unit"}])
     command = SetUnitStatus(region=unit.region, unit_id=unit_id, issued_by=role.value,
                             **body.model_dump(exclude_none=True))

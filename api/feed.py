@@ -4,8 +4,15 @@ Resume rule: the client's ``Last-Event-ID`` is a log position (see ``api.positio
 - none given: a ``snapshot`` of current state;
 - a position we still have in the ring: every message after it, from memory;
 - an older position still in Kafka: the records after it, read from Kafka by offset;
+- a position in the log that this read model has not reached yet (another replica served
+  it, or this one is a moment behind): wait until it has (``api_resume_wait_s``), then as
+  above; if it does not get there in time, ``PositionNotReached`` (the transport closes
+  and the client comes back with the same id). Never a reset snapshot behind the client;
 - anything else (not ours, beyond the log end, or before the log start because retention
   or deleteRecords removed it): a fresh ``snapshot`` with ``"reset": true``.
+
+A read model that is still bootstrapping serves no feed at all (``ReadModel.require_ready``
+in the transports): its snapshot would be a prefix of the log, behind a reconnecting client.
 
 The race that matters: the client is subscribed to the hub *before* the start is
 computed, in the same synchronous step that reads the read model's position, so nothing
@@ -38,6 +45,10 @@ class PositionGone(Exception):
     """The records after a position are no longer in the log."""
 
 
+class PositionNotReached(Exception):
+    """The client's position is in the log, but the read model has not reached it in time."""
+
+
 class Feed:
     """One client's feed: subscribed to the hub, then its start, then its buffer.
 
@@ -56,10 +67,14 @@ class Feed:
     async def start(self, last_event_id: str | None) -> AsyncIterator[LiveMessage]:
         model, client = self.model, self.client
         last_event_id = last_event_id or None  # an empty id is no id
+        since = _resume_point(last_event_id, model.partitions)
+        if since is not None and not model.has_reached(since):
+            since = await _catch_up(model, since)  # before subscribing: nothing to buffer
         # subscribe, read the position and build the start in one synchronous step
         model.hub.subscribe(client)
         current = model.position
-        since = _resume_point(last_event_id, current)
+        if since is not None:
+            since = pad(since, len(current))  # the topic may have grown while we waited
         if last_event_id is None or since is None:
             first = model.snapshot(client.regions, reset=last_event_id is not None)
             if last_event_id is not None:
@@ -130,15 +145,28 @@ def _as_seen_from(message: LiveMessage, position: list[int]) -> LiveMessage:
     return message if id == message.id else with_id(message, id)
 
 
-def _resume_point(last_event_id: str | None, current: Position) -> Position | None:
+def _resume_point(last_event_id: str | None, partitions: int) -> Position | None:
+    """The position ``last_event_id`` names, one entry per partition; None if it is not one
+    of ours."""
     if last_event_id is None:
         return None
     since = decode_position(last_event_id)
     if since is None:
         return None
-    since = pad(since, len(current))
-    if since is None or any(s > c for s, c in zip(since, current, strict=True)):
+    return pad(since, partitions)
+
+
+async def _catch_up(model: ReadModel, since: Position) -> Position | None:
+    """``since`` once the read model has reached it; None if it lies beyond the log's end
+    (not a position of this log: a reset is right)."""
+    ends = await model.end_offsets()
+    if ends is not None and any(s > e for s, e in zip(since, ends, strict=False)):
         return None
+    wait = model.settings.api_resume_wait_s
+    if not await model.reach(since, wait):
+        raise PositionNotReached(
+            f"the read model has not reached {encode_position(since)} within {wait:g}s "
+            f"(it is at {model.position_id}); reconnect with the same id")
     return since
 
 

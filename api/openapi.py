@@ -38,13 +38,23 @@ ERRORS = {
     "403": _json(ERROR, "the token's role may not do this"),
     "413": _json(ERROR, "body larger than DISPATCHWIRE_MAX_BODY_BYTES"),
     "422": _json(ERROR, "a field is invalid (fields name each one and the reason)"),
-    "503": _json(ERROR, "Kafka did not take the command; retry with the same command_id"),
+    "503": _json(ERROR, "Kafka did not take the command, or (with Retry-After) the read "
+                 "model is still bootstrapping; retry with the same command_id"),
 }
 ACCEPTED = _json({"type": "object", "properties": {"status": {"const": "accepted"},
                                                      "command_id": {"type": "string"}}},
                  "written, outcome not seen within DISPATCHWIRE_COMMAND_TIMEOUT_S")
+REPORT_ACCEPTED = _json({"type": "object", "properties": {
+    "status": {"const": "accepted"}, "command_id": {"type": "string"},
+    "emergency_id": {"type": "string", "description": "the emergency this report creates "
+                     "(the same for every retry with this command_id)"}}},
+    "written, outcome not seen within DISPATCHWIRE_COMMAND_TIMEOUT_S")
 REJECTED = _json(ERROR, "the worker rejected the command; reason says why")
-OUTCOME = _json({"type": "object", "properties": {"action": {"type": "string"},
+# every answer that is an event's live payload carries its event_id (as the live message does)
+EVENT_ID = {"type": "string", "description": "the event's id (<command_id>:<n>), the same "
+            "in the live message of that event"}
+OUTCOME = _json({"type": "object", "properties": {"event_id": EVENT_ID,
+                                                    "action": {"type": "string"},
                                                     "emergency": _ref("Emergency"),
                                                     "unit": _ref("Unit")}},
                 "the emergency and unit after the command")
@@ -88,9 +98,17 @@ def openapi_document() -> dict[str, Any]:
         "units": {"type": "array", "items": _ref("Unit")},
         "position": {"type": "string", "description": "log position, usable as Last-Event-ID"},
     }}
+    emergency = components["Emergency"]
+    components["CreatedEmergency"] = {
+        **emergency, "title": "CreatedEmergency",
+        "properties": {**emergency["properties"], "event_id": EVENT_ID},
+        "required": [*emergency.get("required", []), "event_id"],
+    }
     report = _command("Report an emergency (rate limited per client IP)", "ReportRequest",
-                      _json(_ref("Emergency"), "created, status PENDING"), "201", path_id=False)
+                      _json(_ref("CreatedEmergency"), "created, status PENDING"), "201",
+                      path_id=False)
     report["post"]["requestBody"]["required"] = True
+    report["post"]["responses"]["202"] = REPORT_ACCEPTED
     paths = {
         "/api/emergencies": {**report, **_get("All emergencies", {
             "type": "array", "items": _ref("Emergency")})},
@@ -105,12 +123,18 @@ def openapi_document() -> dict[str, Any]:
         "/api/emergencies/{id}/complete": _command("Complete", "CompleteRequest", OUTCOME),
         "/api/emergencies/{id}/cancel": _command("Cancel", "CancelRequest", OUTCOME),
         "/api/units/{id}/status": _command("Set a unit's status", "UnitStatusRequest",
-                                           _json({"type": "object"}, "unit_status_update")),
+                                           _json({"type": "object", "properties": {
+                                               "event_id": EVENT_ID,
+                                               "unit": _ref("Unit")}}, "unit_status_update")),
         "/api/units": _get("All units", {"type": "array", "items": _ref("Unit")}),
         "/api/state": _get("Current state with its log position", state),
         "/api/stream": {"get": {
             "summary": "Server-Sent Events: snapshot, then every event; resume with "
                        "Last-Event-ID (header) or ?last_event_id=",
+            "description": "Every event message's data carries its `event_id`: the `id` is a "
+                           "log position, so a copy of an event the worker re-published "
+                           "has another id but the same event_id. 503 with Retry-After "
+                           "while the read model is still bootstrapping.",
             "security": BEARER,
             "parameters": [
                 {"name": n, "in": "query", "required": False, "schema": {"type": "string"},

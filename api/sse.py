@@ -43,7 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.auth import READERS
 from api.broadcast import CLOSE, PING, SNAPSHOT, Client, LiveMessage
-from api.feed import Feed
+from api.feed import Feed, PositionNotReached
 from api.http import ApiError
 from api.services import Services
 from schemas.events import EVENT_NAMES
@@ -128,9 +128,7 @@ class LiveStream:
         services = self.services
         conn = HTTPConnection(scope)
         services.auth.require(conn, READERS, cookie=True, query=True)
-        if not services.model.started:
-            raise ApiError(503, "the live feed is not ready: the read model has not reached "
-                           f"Kafka at {services.settings.kafka_bootstrap} yet")
+        services.model.require_ready("the live feed")
         params = conn.query_params
         regions, events = stream_filters(dict(params))
         last_event_id = conn.headers.get("last-event-id") or params.get("last_event_id")
@@ -166,6 +164,10 @@ class LiveStream:
         watcher = loop.create_task(_watch_disconnect(receive, client))
         try:
             await self._write(feed, client, send, last_event_id, loop)
+        except PositionNotReached as exc:
+            # nothing was written yet: end the stream, the client comes back with the same id
+            await send({"type": "http.response.body", "more_body": False,
+                        "body": self.retry + closing_comment(str(exc))})
         except asyncio.CancelledError:
             if not client.timed_out:
                 raise

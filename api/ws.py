@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.auth import READERS
 from api.broadcast import CLOSE, Client, LiveMessage
-from api.feed import Feed
+from api.feed import Feed, PositionNotReached
 from api.http import ApiError
 from api.services import Services
 from api.sse import stream_filters
@@ -125,8 +125,10 @@ async def _admit(websocket: WebSocket, services: Services,
     except ApiError as exc:
         code = FORBIDDEN if exc.status == 403 else UNAUTHORIZED
         raise Refusal(code, exc.error) from exc
-    if not services.model.started:
-        raise Refusal(NOT_READY)
+    try:
+        services.model.require_ready("the live feed")
+    except ApiError as exc:
+        raise Refusal(NOT_READY, exc.error) from exc
     return Client("ws", settings.client_queue_size, regions, events), last_event_id
 
 
@@ -213,6 +215,9 @@ async def _send_feed(websocket: WebSocket, services: Services, client: Client,
                     client.send_started = loop.time()
                     await websocket.send_text(item.ws)  # type: ignore[union-attr]
                     client.send_started = 0.0
+    except PositionNotReached as exc:
+        log.info("closing a WebSocket client: %s", exc)
+        await websocket.close(code=NOT_READY.code, reason=NOT_READY.reason)
     except asyncio.CancelledError:
         if not client.timed_out:
             raise

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # OSM roads layer. Off by default: with it set, the browser fetches tiles from that host.
     map_style_url: str | None = None
 
+    # api resume (issue 10): how long a Last-Event-ID that is in the log but ahead of this
+    # read model (another replica served it) waits for the model before the stream closes.
+    api_resume_wait_s: float = 5.0
+
     @model_validator(mode="after")
     def _refuse_dev_tokens_outside_dev(self) -> Settings:
         if self.mode != "dev":

@@ -6,6 +6,7 @@ Only the Faust worker turns a command into events. Every command carries a
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -20,6 +21,17 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+EMERGENCY_ID_NAMESPACE = b"dispatchwire/emergency/"
+
+
+def emergency_id_for(command_id: str) -> str:
+    """The id of the emergency a report creates: derived from its command id, so every copy
+    of a retried report (which the worker de-duplicates by command id, keeping the first)
+    names the same emergency. 32 hex digits like ``new_id()``, and as unguessable as the
+    command id: a server-generated command id is random."""
+    return hashlib.sha256(EMERGENCY_ID_NAMESPACE + command_id.encode()).hexdigest()[:32]
 
 
 def utcnow() -> datetime:
@@ -38,7 +50,10 @@ class CommandBase(BaseModel):
 
 class ReportEmergency(CommandBase):
     kind: Literal["report_emergency"] = "report_emergency"
-    emergency_id: Identifier = Field(default_factory=new_id)
+    emergency_id: Identifier = Field(
+        default_factory=lambda data: emergency_id_for(data["command_id"]),
+        description="defaults to a hash of the command id (the same for every retry)",
+    )
     type: EmergencyType
     priority: int = Field(ge=1, le=5)
     lat: float = Latitude

@@ -6,7 +6,9 @@ the ``command_id`` that caused it and a deterministic ``event_id``
 idempotent by ``event_id`` and by entity ``version``.
 
 ``live_data()`` gives the payload of the live message of the same name (SSE ``data:``,
-WebSocket ``data``), in the shapes of DESIGN.md.
+WebSocket ``data``), in the shapes of DESIGN.md plus the ``event_id``: a message's ``id`` is
+a log position, which differs between copies of an event the worker re-published after a
+crash or a retry, so the event id is what lets a client drop such a copy itself.
 """
 
 from __future__ import annotations
@@ -57,13 +59,16 @@ class EventBase(BaseModel):
     def live_data(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _live(self, fields: set[str]) -> dict[str, Any]:
+        return self.model_dump(mode="json", include={"event_id", *fields})
+
 
 class EmergencyCreated(EventBase):
     event: Literal["emergency_created"] = "emergency_created"
     emergency: Emergency
 
     def live_data(self) -> dict[str, Any]:
-        return self.emergency.model_dump(mode="json")
+        return {**self.emergency.model_dump(mode="json"), "event_id": self.event_id}
 
 
 class EmergencyUpdated(EventBase):
@@ -75,9 +80,7 @@ class EmergencyUpdated(EventBase):
     reason: str | None = None
 
     def live_data(self) -> dict[str, Any]:
-        return self.model_dump(
-            mode="json", include={"action", "emergency", "unit", "dispatch", "reason"}
-        )
+        return self._live({"action", "emergency", "unit", "dispatch", "reason"})
 
 
 class UnitStatusUpdate(EventBase):
@@ -88,7 +91,7 @@ class UnitStatusUpdate(EventBase):
     unit: Unit
 
     def live_data(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", include={"unit_id", "status", "emergency_id", "unit"})
+        return self._live({"unit_id", "status", "emergency_id", "unit"})
 
 
 class UnitLocation(EventBase):
@@ -102,10 +105,7 @@ class UnitLocation(EventBase):
     version: int = Field(ge=1, description="the unit's version after this move")
 
     def live_data(self) -> dict[str, Any]:
-        return self.model_dump(
-            mode="json",
-            include={"unit_id", "lat", "lon", "heading", "eta_s", "route_index", "version"},
-        )
+        return self._live({"unit_id", "lat", "lon", "heading", "eta_s", "route_index", "version"})
 
 
 class CommandRejectedEvent(EventBase):
@@ -116,10 +116,7 @@ class CommandRejectedEvent(EventBase):
     unit_id: str | None = None
 
     def live_data(self) -> dict[str, Any]:
-        return self.model_dump(
-            mode="json",
-            include={"command_id", "command_kind", "reason", "emergency_id", "unit_id"},
-        )
+        return self._live({"command_id", "command_kind", "reason", "emergency_id", "unit_id"})
 
 
 Event = Annotated[

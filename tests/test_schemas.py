@@ -125,7 +125,7 @@ def test_live_data_shapes_match_the_design() -> None:
     assert assigned["action"] == "assigned"
     assert assigned["emergency"]["status"] == "ASSIGNED"
     assert assigned["unit"]["status"] == "DISPATCHED"
-    assert set(status) == {"unit_id", "status", "emergency_id", "unit"}
+    assert set(status) == {"event_id", "unit_id", "status", "emergency_id", "unit"}
     assert {"unit_id", "lat", "lon", "heading", "eta_s"} <= set(location)
     assert rejected["command_id"] == "c4" and rejected["reason"].startswith("no available")
 

@@ -36,7 +36,7 @@ from schemas.events import (
     Event,
     UnitStatusUpdate,
 )
-from schemas.geo import region_for
+from schemas.geo import load_network
 from schemas.requests import (
     CancelRequest,
     CompleteRequest,
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTHORITY = frozenset({Role.AUTHORITY})
-UNIT_OR_AUTHORITY = frozenset({Role.UNIT, Role.AUTHORITY})
 REPORTERS = frozenset({Role.REPORTER, Role.AUTHORITY})
 
 
@@ -60,20 +59,28 @@ def _services(request: Request) -> Services:
 
 
 def region_for_report(body: ReportRequest, fallback: str) -> str:
-    """The body's region, else the region of its location (``schemas.geo``, the default
-    network), else the configured fallback."""
-    if body.region:
-        return body.region
+    """The region of the report's location (``schemas.geo``, the default network); 422 for
+    a point outside the served area; the configured fallback if the network is missing."""
     try:
-        return region_for(body.lat, body.lon) or fallback
+        network = load_network()
     except (OSError, ValueError, LookupError):
-        log.warning("no region for (%s, %s); using %s", body.lat, body.lon, fallback)
+        log.warning("no road network for (%s, %s); using %s", body.lat, body.lon, fallback)
         return fallback
+    if not network.in_service_area(body.lat, body.lon):
+        south, west, north, east = network.bbox
+        reason = (f"outside the served area ({network.name}: latitude {south:.4f} to "
+                  f"{north:.4f}, longitude {west:.4f} to {east:.4f})")
+        raise ApiError(422, "this location is outside the area we serve",
+                       [{"field": "lat", "reason": reason}, {"field": "lon", "reason": reason}])
+    return network.region_for(body.lat, body.lon)
 
 
 def warm_region_lookup() -> None:
     """Load the road network once, off the event loop, before the first report needs it."""
-    region_for_report(ReportRequest(type="medical", lat=60.17, lon=24.94), "")
+    try:
+        load_network()
+    except (OSError, ValueError, LookupError):
+        log.warning("no road network: reports go to DISPATCHWIRE_API_FALLBACK_REGION")
 
 
 async def submit(services: Services, command: CommandBase,
@@ -82,7 +89,9 @@ async def submit(services: Services, command: CommandBase,
     model = services.model
     loop = asyncio.get_running_loop()
     deadline = loop.time() + services.settings.command_timeout_s
-    outcome = model.expect(command.command_id, answers)
+    # not answered from the recent outcomes: the worker tells a retry of this command
+    # from another command under the same id (which it refuses)
+    outcome = model.expect(command.command_id, answers, recent=False)
     try:
         try:
             await services.bus.send(command)
@@ -118,8 +127,14 @@ async def report_emergency(request: Request) -> JSONResponse:
         services.auth.require(request, REPORTERS)
     role = services.auth.role(request) or Role.REPORTER
     services.report_limiter.check(request.client.host if request.client else "unknown")
-    body = await read_model_body(request, ReportRequest, services.settings.max_body_bytes)
-    fields = body.model_dump(exclude={"command_id", "region"}, exclude_none=True)
+    try:
+        body = await read_model_body(request, ReportRequest, services.settings.max_body_bytes)
+    except ApiError as exc:
+        for field in exc.fields:
+            if field["field"] == "region":
+                field["reason"] = "the server derives the region from lat and lon; omit it"
+        raise
+    fields = body.model_dump(exclude={"command_id"}, exclude_none=True)
     if body.command_id:
         fields["command_id"] = body.command_id
     command = ReportEmergency(
@@ -176,8 +191,8 @@ async def cancel_emergency(request: Request) -> JSONResponse:
 
 async def set_unit_status(request: Request) -> JSONResponse:
     services = _services(request)
-    role = services.auth.require(request, UNIT_OR_AUTHORITY)
     unit_id = request.path_params["id"]
+    role = services.auth.require_unit(request, unit_id)
     body = await read_model_body(request, UnitStatusRequest, services.settings.max_body_bytes)
     unit = services.model.projection.units.get(unit_id)
     if unit is None:

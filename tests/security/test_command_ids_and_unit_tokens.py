@@ -10,10 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from api.auth import Auth, Role, unit_token_for
 from schemas.commands import ReportEmergency, SetUnitStatus
 from streams.decisions import Outcome
-from streams.state import DispatchState, command_fingerprint, reused_id_outcome
 from tests.conftest import settings_env
 from tests.security.conftest import AUTHORITY
 
@@ -62,6 +60,8 @@ def test_a_retry_of_the_same_command_is_answered_with_its_outcome(stack):
 
 
 def test_fingerprint_ignores_only_what_a_retry_changes():
+    from streams.state import DispatchState, command_fingerprint, reused_id_outcome
+
     report = ReportEmergency(command_id="c1", region="hki-ne", type="fire", priority=2,
                              lat=60.17, lon=24.94, description="smoke")
     retry = report.model_copy(update={"issued_at": report.issued_at + timedelta(seconds=5),
@@ -84,17 +84,24 @@ def test_fingerprint_ignores_only_what_a_retry_changes():
 
 # -- item 8: unit tokens --------------------------------------------------------------------
 
-def test_a_unit_token_changes_its_own_unit_only(stack):
-    mine, theirs = stack.units[0].unit_id, stack.units[1].unit_id
-    own = bearer(unit_token_for(stack.settings, mine))
-    path = "/api/units/{}/status"
-
-    assert stack.api.post(path.format(theirs), headers=own,
-                          json={"status": "OUT_OF_SERVICE"}).status_code == 403
-    shared = stack.api.post(path.format(theirs), headers=bearer("dev-unit"),
+def test_the_shared_unit_token_changes_no_unit(stack):
+    theirs = stack.units[1].unit_id
+    shared = stack.api.post(f"/api/units/{theirs}/status", headers=bearer("dev-unit"),
                             json={"status": "OUT_OF_SERVICE"})
     assert shared.status_code == 403, shared.text
     assert "unit-token" in shared.json()["fields"][0]["reason"]
+    units = {u["id"]: u for u in stack.api.get("/api/units", headers=AUTHORITY).json()}
+    assert units[theirs]["status"] == "AVAILABLE"
+
+
+def test_a_unit_token_changes_its_own_unit_only(stack):
+    from api.auth import unit_token_for
+
+    mine, theirs = stack.units[0].unit_id, stack.units[1].unit_id
+    own = bearer(unit_token_for(stack.settings, mine))
+    path = "/api/units/{}/status"
+    refused = stack.api.post(path.format(theirs), headers=own, json={"status": "OUT_OF_SERVICE"})
+    assert refused.status_code == 403, refused.text
     units = {u["id"]: u for u in stack.api.get("/api/units", headers=AUTHORITY).json()}
     assert units[theirs]["status"] == "AVAILABLE"
 
@@ -108,6 +115,8 @@ def test_a_unit_token_changes_its_own_unit_only(stack):
 
 
 def test_a_forged_or_foreign_unit_token_is_refused(secure_settings):
+    from api.auth import Auth, Role, unit_token_for
+
     settings = secure_settings()
     auth = Auth(settings)
     good = unit_token_for(settings, "hki-ne-amb-1")
@@ -121,6 +130,8 @@ def test_a_forged_or_foreign_unit_token_is_refused(secure_settings):
 
 
 def test_unit_token_cli_prints_a_token_the_api_accepts(secure_settings):
+    from api.auth import Auth, unit_token_for
+
     settings = secure_settings()
     out = subprocess.run([sys.executable, "-m", "dispatchwire", "unit-token", "hki-ne-fire-1"],
                          env=settings_env(settings), capture_output=True, text=True, timeout=60,

@@ -80,6 +80,35 @@ def module_api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
     api.stop()
 
 
+def write_emergency(settings: Settings, reporter: dict[str, str] | None = None,
+                    region: str = "hki-ne") -> str:
+    """An emergency written to the events topic the way the worker writes it; its id."""
+    from datetime import UTC, datetime
+
+    from schemas.entities import Emergency, EmergencyType, Reporter
+    from schemas.events import EmergencyCreated, event_id_for
+    from tests.api.helpers import EventLog
+
+    log = EventLog(settings)
+    try:
+        command_id = uuid.uuid4().hex
+        emergency = Emergency(id=uuid.uuid4().hex, region=region, type=EmergencyType.MEDICAL,
+                              priority=2, lat=60.17, lon=24.94, description="fell down",
+                              reporter=Reporter(**reporter) if reporter else None,
+                              reported_at=datetime.now(UTC))
+        log.write(EmergencyCreated(event_id=event_id_for(command_id, 0), command_id=command_id,
+                                   region=region, emergency=emergency))
+    finally:
+        log.close()
+    return emergency.id
+
+
+def wait_in_read_model(api: RunningApi, emergency_id: str) -> str:
+    projection = api.services.model.projection
+    wait_for(lambda: emergency_id in projection.emergencies, 30, message="the emergency")
+    return emergency_id
+
+
 class Stack:
     """Worker + seeded fleet + API on topics of their own."""
 

@@ -3,19 +3,12 @@ reporter, security headers on every response, and prod mode's protections."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 
 from dispatchwire.errors import ConfigurationError
 from dispatchwire.settings import DEV_TOKENS, Settings
-from schemas.entities import Emergency, EmergencyType, Reporter
-from schemas.events import EmergencyCreated, event_id_for
-from tests.api.helpers import EventLog
-from tests.conftest import wait_for
-from tests.security.conftest import AUTHORITY
+from tests.security.conftest import AUTHORITY, wait_in_read_model, write_emergency
 
 pytestmark = pytest.mark.kafka
 
@@ -24,21 +17,9 @@ NAME, PHONE = "Alice Example", "+358 40 123 4567"
 
 @pytest.fixture(scope="module")
 def reported(module_api) -> str:
-    """An emergency with a reporter, written to the log the way the worker writes it."""
-    log = EventLog(module_api.settings)
-    try:
-        command_id = uuid.uuid4().hex
-        emergency = Emergency(id=uuid.uuid4().hex, region="hki-ne", type=EmergencyType.MEDICAL,
-                              priority=2, lat=60.17, lon=24.94, description="fell down",
-                              reporter=Reporter(name=NAME, phone=PHONE),
-                              reported_at=datetime.now(UTC))
-        log.write(EmergencyCreated(event_id=event_id_for(command_id, 0), command_id=command_id,
-                                   region="hki-ne", emergency=emergency))
-    finally:
-        log.close()
-    projection = module_api.services.model.projection
-    wait_for(lambda: emergency.id in projection.emergencies, 30, message="the emergency")
-    return emergency.id
+    """An emergency with a reporter, in the API's read model."""
+    reporter = {"name": NAME, "phone": PHONE}
+    return wait_in_read_model(module_api, write_emergency(module_api.settings, reporter))
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer dev-unit"},

@@ -109,6 +109,21 @@ def wait_in_read_model(api: RunningApi, emergency_id: str) -> str:
     return emergency_id
 
 
+def create_sink_database(settings: Settings) -> None:
+    """An empty sink database, as ``dispatchwire sink`` leaves it before the first event,
+    so ``/api/snapshot`` has something to copy."""
+    import duckdb
+
+    from analytics.tables import create_tables
+
+    settings.sink_db.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(settings.sink_db))
+    try:
+        create_tables(con)
+    finally:
+        con.close()
+
+
 class Stack:
     """Worker + seeded fleet + API on topics of their own."""
 
@@ -133,6 +148,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
     folder = tmp_path_factory.mktemp("sec-stack")
     settings = new_settings(kafka_bootstrap, folder)
+    create_sink_database(settings)
     worker = WorkerProcess(settings, folder / "worker.log").start()
     try:
         units = seed(settings)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -83,15 +84,33 @@ def warm_region_lookup() -> None:
         log.warning("no road network: reports go to DISPATCHWIRE_API_FALLBACK_REGION")
 
 
-async def submit(services: Services, command: CommandBase,
-                 answers: tuple[type, ...]) -> Event | None:
-    """Write ``command`` and wait for its outcome; None when it is late."""
+REPORT_CONTENT = {"region", "type", "priority", "lat", "lon", "description", "reporter"}
+
+
+def same_report(command: ReportEmergency) -> Callable[[Event], bool]:
+    """Whether a known outcome is this report's own: an ``emergency_created`` with the
+    same content (a retry). Another client's report under the same id is not answered
+    with it: the worker refuses that one."""
+    wanted = command.model_dump(include=REPORT_CONTENT)
+
+    def same(event: Event) -> bool:
+        return (isinstance(event, EmergencyCreated)
+                and event.emergency.model_dump(include=REPORT_CONTENT) == wanted)
+
+    return same
+
+
+async def submit(services: Services, command: CommandBase, answers: tuple[type, ...],
+                 same: Callable[[Event], bool] | None = None) -> Event | None:
+    """Write ``command`` and wait for its outcome; None when it is late. A recently seen
+    outcome of its command id answers at once only if ``same`` says it is this command's:
+    a command id is the client's choice, so it may be another client's (issue 11)."""
     model = services.model
     loop = asyncio.get_running_loop()
     deadline = loop.time() + services.settings.command_timeout_s
-    # not answered from the recent outcomes: the worker tells a retry of this command
-    # from another command under the same id (which it refuses)
-    outcome = model.expect(command.command_id, answers, recent=False)
+    outcome = model.expect(command.command_id, answers, recent=same is not None)
+    if outcome.done() and not (same is not None and same(outcome.result())):
+        outcome = model.expect(command.command_id, answers, recent=False)
     try:
         try:
             await services.bus.send(command)
@@ -141,7 +160,7 @@ async def report_emergency(request: Request) -> JSONResponse:
         region=region_for_report(body, services.settings.api_fallback_region),
         issued_by=role.value, **fields,
     )
-    outcome = await submit(services, command, (EmergencyCreated,))
+    outcome = await submit(services, command, (EmergencyCreated,), same=same_report(command))
     if outcome is None:
         return _late(command, emergency_id=command.emergency_id)
     if isinstance(outcome, CommandRejectedEvent):

@@ -81,7 +81,7 @@ def module_api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 
 
 def write_emergency(settings: Settings, reporter: dict[str, str] | None = None,
-                    region: str = "hki-ne") -> str:
+                    region: str = "hki-ne", command_id: str | None = None) -> str:
     """An emergency written to the events topic the way the worker writes it; its id."""
     from datetime import UTC, datetime
 
@@ -91,7 +91,7 @@ def write_emergency(settings: Settings, reporter: dict[str, str] | None = None,
 
     log = EventLog(settings)
     try:
-        command_id = uuid.uuid4().hex
+        command_id = command_id or uuid.uuid4().hex
         emergency = Emergency(id=uuid.uuid4().hex, region=region, type=EmergencyType.MEDICAL,
                               priority=2, lat=60.17, lon=24.94, description="fell down",
                               reporter=Reporter(**reporter) if reporter else None,

@@ -13,7 +13,7 @@ import pytest
 from schemas.commands import ReportEmergency, SetUnitStatus
 from streams.decisions import Outcome
 from tests.conftest import settings_env
-from tests.security.conftest import AUTHORITY
+from tests.security.conftest import AUTHORITY, wait_in_read_model, write_emergency
 
 pytestmark = pytest.mark.kafka
 
@@ -45,6 +45,20 @@ def test_a_used_command_id_with_another_body_is_refused_and_reveals_nothing(stac
     emergencies = stack.api.get("/api/emergencies", headers=AUTHORITY).json()
     assert [e["id"] for e in emergencies if e["description"] == "bin on fire"] == []
     assert [e["id"] for e in emergencies if e["id"] == alice_id] == [alice_id]
+
+
+def test_the_api_does_not_hand_out_a_known_outcome_to_another_command(secure_settings,
+                                                                       start_api):
+    """The API's own shortcut (a recently seen outcome answers a retry at once) is taken
+    only for the same report; without a worker to refuse it, another one is merely late."""
+    api = start_api(secure_settings(command_timeout_s=1.0))
+    command_id = f"cid-{uuid.uuid4().hex[:12]}"
+    alice = {"name": "Alice Example", "phone": "+358 40 111 1111"}
+    emergency_id = wait_in_read_model(api, write_emergency(api.settings, alice,
+                                                           command_id=command_id))
+    answer = api.post("/api/emergencies", json={**MALLORY, "command_id": command_id})
+    assert answer.status_code == 202, answer.text
+    assert "Alice" not in answer.text and emergency_id not in answer.text
 
 
 def test_a_retry_of_the_same_command_is_answered_with_its_outcome(stack):

@@ -9,6 +9,7 @@ Schemathesis comes with the dev extras (``make install``)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -55,5 +56,7 @@ def test_live_openapi_holds_under_schemathesis(stack, tmp_path, token):
     run = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S,
                          cwd=tmp_path)
     output = run.stdout + run.stderr
+    (tmp_path / "schemathesis.txt").write_text(output)
     assert run.returncode == 0, output[-12000:]
-    assert "No issues found" in output or "passed" in output, output[-4000:]
+    generated = re.search(r"(\d+) generated", output)
+    assert generated and int(generated.group(1)) >= 100, output[-4000:]  # it did test

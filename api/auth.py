@@ -159,7 +159,6 @@ class Auth:
                            [{"field": "Authorization", "reason": f"role {role} not allowed"}])
         return role
 
-
     def require_authority(self, conn: HTTPConnection) -> None:
         """Authority by header, cookie (GET) or ``?token=`` (EventSource): 401 without a
         token or with an unknown one, 403 for another role."""

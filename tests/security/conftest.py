@@ -21,7 +21,7 @@ from tests.conftest import WorkerProcess, wait_for
 
 # Timeouts generous enough for a shared 2-core machine: a late outcome (202) is not what
 # these tests are about.
-SECURITY_SETTINGS = {"heartbeat_s": 0.5, "retry_ms": 500, "command_timeout_s": 15.0,
+SECURITY_SETTINGS = {"heartbeat_s": 0.5, "retry_ms": 500, "command_timeout_s": 30.0,
                      "report_rate_per_minute": 100_000, "partitions": 2}
 
 AUTHORITY = {"Authorization": "Bearer dev-authority"}

@@ -24,7 +24,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,14 +48,25 @@ log = logging.getLogger(__name__)
 CLOCK_EVERY_S = 0.1  # at most ten clock messages a second: a time bar needs no more
 
 
+COOKIE = "dw_token"  # the API's token cookie (api.auth.COOKIE)
+
+
 def _unauthorised(request: Request, settings: Settings) -> Response | None:
-    token = request.query_params.get("token")
+    """Without the API's roles (``routes(authorize=None)``): the authority token by header,
+    ``?token=`` or cookie; 401 without one, 403 for another known token."""
+    token = request.query_params.get("token") or request.cookies.get(COOKIE)
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
     expected = settings.authority_token.get_secret_value()
     if token and hmac.compare_digest(token.encode(), expected.encode()):
         return None
+    others = (settings.unit_token.get_secret_value(), settings.reporter_token.get_secret_value())
+    if token and any(hmac.compare_digest(token.encode(), t.encode()) for t in others):
+        return JSONResponse(
+            {"error": "this needs the authority token",
+             "fields": [{"field": "Authorization", "reason": "role not allowed"}]},
+            status_code=403)
     reason = "missing" if not token else "not the authority token"
     return JSONResponse(
         {"error": "authority token required",
@@ -66,11 +77,11 @@ def _unauthorised(request: Request, settings: Settings) -> Response | None:
 
 def _parse_time(name: str, text: str, errors: list[dict[str, str]]) -> datetime | None:
     try:
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return datetime.fromtimestamp(int(text) / 1000, UTC)
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
         return t if t.tzinfo else t.replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, OSError):  # OSError: a year the C library refuses
         errors.append({"field": name, "reason": "expected an ISO-8601 time or epoch milliseconds"})
         return None
 
@@ -106,10 +117,20 @@ def parse_replay_query(params: Any) -> tuple[Window, float | None, list[dict[str
     return Window(**window), speed, errors
 
 
-def routes(settings: Settings) -> list[Route]:
+def routes(settings: Settings,
+           authorize: Callable[[Request], None] | None = None) -> list[Route]:
+    """The routes; ``authorize(request)`` (the API's role check, raising its own error
+    answer) admits the authority, else the authority token alone does."""
+
+    def denied(request: Request) -> Response | None:
+        if authorize is None:
+            return _unauthorised(request, settings)
+        authorize(request)
+        return None
+
     async def snapshot_download(request: Request) -> Response:
-        if (denied := _unauthorised(request, settings)) is not None:
-            return denied
+        if (refusal := denied(request)) is not None:
+            return refusal
         target = settings.data_dir / "downloads" / f"{uuid.uuid4().hex}.duckdb"
         try:
             info = await run_in_threadpool(take_snapshot, settings, target)
@@ -124,8 +145,8 @@ def routes(settings: Settings) -> list[Route]:
         )
 
     async def replay_stream(request: Request) -> Response:
-        if (denied := _unauthorised(request, settings)) is not None:
-            return denied
+        if (refusal := denied(request)) is not None:
+            return refusal
         window, speed, errors = parse_replay_query(request.query_params)
         clock = request.query_params.get("clock", "0")
         if clock not in ("0", "1"):

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import views
 from analytics import http as analytics_http
 from api import commands
-from api.auth import READERS
+from api.auth import READERS, Role
 from api.http import ApiError
 from api.openapi import openapi_document
 from api.services import Services
@@ -37,6 +37,9 @@ from dispatchwire.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The tracking view (``GET /api/emergencies/{id}`` without an authority token) is what the
+# /track page draws; the reporter (name, phone) is for authority only.
+TRACKING_HIDDEN_FIELDS = {"reporter"}
 TRACKING_UNIT_FIELDS = {"id", "callsign", "type", "status", "lat", "lon", "eta_s", "heading",
                         "version"}
 
@@ -73,6 +76,34 @@ class ContentSecurityPolicy:
             await send(message)
 
         await self.app(scope, receive, send_with_policy)
+
+
+class SecurityHeaders:
+    """Adds ``nosniff``, a ``Referrer-Policy`` and (unless the response sets its own)
+    ``Cache-Control: no-store`` to every HTTP response: JSON answers carry tokens' worth of
+    data (reporters, positions) that no shared cache or later user of the browser should
+    get, and a static file must never be sniffed into something executable."""
+
+    HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+               (b"cache-control", b"no-store"))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                headers.extend((k, v) for k, v in self.HEADERS if k not in names)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class ApiApp(Starlette):
@@ -124,16 +155,20 @@ async def list_units(request: Request) -> JSONResponse:
 
 async def get_emergency(request: Request) -> JSONResponse:
     services = _services(request)
+    role = services.auth.role(request, cookie=True)
     emergency = services.model.projection.emergencies.get(request.path_params["id"])
     if emergency is None:
         raise ApiError(404, "no such emergency", [{"field": "id", "reason": "unknown emergency"}])
-    # The reporter's tracking view: the emergency, plus the unit on its way while it is open
-    # (callsign, position and ETA; the stream itself is for dispatchers and units).
-    body = emergency.model_dump(mode="json")
+    # Authority sees the whole emergency; anyone else holding the id gets the reporter's
+    # tracking view: what the /track page shows, never the reporter's name or phone.
+    # The unit on its way is added while it is open (callsign, position, ETA).
+    hidden = None if role is Role.AUTHORITY else TRACKING_HIDDEN_FIELDS
+    body = emergency.model_dump(mode="json", exclude=hidden)
     unit = services.model.projection.units.get(emergency.assigned_unit_id or "")
     body["unit"] = (unit.model_dump(mode="json", include=TRACKING_UNIT_FIELDS)
                     if unit is not None and emergency.status.is_open else None)
-    return JSONResponse(body, headers={"X-Log-Position": services.model.position_id})
+    return JSONResponse(body, headers={"X-Log-Position": services.model.position_id,
+                                       "Cache-Control": "no-store"})
 
 
 async def emergencies(request: Request) -> Response:
@@ -162,7 +197,10 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    m = _services(request).metrics
+    services = _services(request)
+    if not services.settings.metrics_open:
+        services.auth.require_metrics(request)
+    m = services.metrics
     return Response(m.render(), media_type=m.content_type)
 
 
@@ -213,10 +251,12 @@ def create_app(settings: Settings) -> ApiApp:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        *analytics_http.routes(settings),  # /api/snapshot, /api/replay/stream
+        # /api/snapshot, /api/replay/stream: authority, by this app's roles (403 for others)
+        *analytics_http.routes(settings, authorize=services.auth.require_authority),
         *views.routes(settings),
     ]
-    middleware = [Middleware(CORSMiddleware, **cors), Middleware(ContentSecurityPolicy)]
+    middleware = [Middleware(CORSMiddleware, **cors), Middleware(SecurityHeaders),
+                  Middleware(ContentSecurityPolicy)]
     app = ApiApp(routes=routes, middleware=middleware, lifespan=lifespan,
                  exception_handlers={ApiError: api_error})
     app.live = live

@@ -21,6 +21,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--port", type=int, default=None, help="port (DISPATCHWIRE_API_PORT)")
     parser.set_defaults(func=run_api)
 
+    mint = sub.add_parser(
+        "unit-token", help="print the bearer token of one unit (it may change that unit only)",
+        description="Print the token that lets a unit change its own status (and read the "
+        "live feed). Signed with DISPATCHWIRE_UNIT_SIGNING_KEY, else a key derived from "
+        "DISPATCHWIRE_AUTHORITY_TOKEN: changing either invalidates every unit token.",
+    )
+    mint.add_argument("unit_id", help="the unit's id, e.g. hki-ne-amb-1")
+    mint.set_defaults(func=print_unit_token)
+
+
+def print_unit_token(settings: Settings, args: argparse.Namespace) -> int:
+    from api.auth import unit_token_for
+
+    print(unit_token_for(settings, args.unit_id))
+    return 0
+
 
 def run_api(settings: Settings, args: argparse.Namespace) -> int:
     from api.server import build_server

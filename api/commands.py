@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -40,7 +41,7 @@ from schemas.events import (
     Event,
     UnitStatusUpdate,
 )
-from schemas.geo import region_for
+from schemas.geo import load_network
 from schemas.requests import (
     CancelRequest,
     CompleteRequest,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUTHORITY = frozenset({Role.AUTHORITY})
-UNIT_OR_AUTHORITY = frozenset({Role.UNIT, Role.AUTHORITY})
 REPORTERS = frozenset({Role.REPORTER, Role.AUTHORITY})
 
 
@@ -64,29 +64,57 @@ def _services(request: Request) -> Services:
 
 
 def region_for_report(body: ReportRequest, fallback: str) -> str:
-    """The body's region, else the region of its location (``schemas.geo``, the default
-    network), else the configured fallback."""
-    if body.region:
-        return body.region
+    """The region of the report's location (``schemas.geo``, the default network); 422 for
+    a point outside the served area; the configured fallback if the network is missing."""
     try:
-        return region_for(body.lat, body.lon) or fallback
+        network = load_network()
     except (OSError, ValueError, LookupError):
-        log.warning("no region for (%s, %s); using %s", body.lat, body.lon, fallback)
+        log.warning("no road network for (%s, %s); using %s", body.lat, body.lon, fallback)
         return fallback
+    if not network.in_service_area(body.lat, body.lon):
+        south, west, north, east = network.bbox
+        reason = (f"outside the served area ({network.name}: latitude {south:.4f} to "
+                  f"{north:.4f}, longitude {west:.4f} to {east:.4f})")
+        raise ApiError(422, "this location is outside the area we serve",
+                       [{"field": "lat", "reason": reason}, {"field": "lon", "reason": reason}])
+    return network.region_for(body.lat, body.lon)
 
 
 def warm_region_lookup() -> None:
     """Load the road network once, off the event loop, before the first report needs it."""
-    region_for_report(ReportRequest(type="medical", lat=60.17, lon=24.94), "")
+    try:
+        load_network()
+    except (OSError, ValueError, LookupError):
+        log.warning("no road network: reports go to DISPATCHWIRE_API_FALLBACK_REGION")
 
 
-async def submit(services: Services, command: CommandBase,
-                 answers: tuple[type, ...]) -> Event | None:
-    """Write ``command`` and wait for its outcome; None when it is late."""
+REPORT_CONTENT = {"region", "type", "priority", "lat", "lon", "description", "reporter"}
+
+
+def same_report(command: ReportEmergency) -> Callable[[Event], bool]:
+    """Whether a known outcome is this report's own: an ``emergency_created`` with the
+    same content (a retry). Another client's report under the same id is not answered
+    with it: the worker refuses that one."""
+    wanted = command.model_dump(include=REPORT_CONTENT)
+
+    def same(event: Event) -> bool:
+        return (isinstance(event, EmergencyCreated)
+                and event.emergency.model_dump(include=REPORT_CONTENT) == wanted)
+
+    return same
+
+
+async def submit(services: Services, command: CommandBase, answers: tuple[type, ...],
+                 same: Callable[[Event], bool] | None = None) -> Event | None:
+    """Write ``command`` and wait for its outcome; None when it is late. A recently seen
+    outcome of its command id answers at once only if ``same`` says it is this command's:
+    a command id is the client's choice, so it may be another client's (issue 11)."""
     model = services.model
     loop = asyncio.get_running_loop()
     deadline = loop.time() + services.settings.command_timeout_s
-    outcome = model.expect(command.command_id, answers)
+    outcome = model.expect(command.command_id, answers, recent=same is not None)
+    if outcome.done() and not (same is not None and same(outcome.result())):
+        outcome = model.expect(command.command_id, answers, recent=False)
     try:
         try:
             await services.bus.send(command)
@@ -123,15 +151,21 @@ async def report_emergency(request: Request) -> JSONResponse:
     role = services.auth.role(request) or Role.REPORTER
     if role not in RATE_EXEMPT:
         services.report_limiter.check(request.client.host if request.client else "unknown")
-    body = await read_model_body(request, ReportRequest, services.settings.max_body_bytes)
-    fields = body.model_dump(exclude={"command_id", "region"}, exclude_none=True)
+    try:
+        body = await read_model_body(request, ReportRequest, services.settings.max_body_bytes)
+    except ApiError as exc:
+        for field in exc.fields:
+            if field["field"] == "region":
+                field["reason"] = "the server derives the region from lat and lon; omit it"
+        raise
+    fields = body.model_dump(exclude={"command_id"}, exclude_none=True)
     if body.command_id:
         fields["command_id"] = body.command_id
     command = ReportEmergency(
         region=region_for_report(body, services.settings.api_fallback_region),
         issued_by=role.value, **fields,
     )
-    outcome = await submit(services, command, (EmergencyCreated,))
+    outcome = await submit(services, command, (EmergencyCreated,), same=same_report(command))
     if outcome is None:
         return _late(command, emergency_id=command.emergency_id)
     if isinstance(outcome, CommandRejectedEvent):
@@ -182,8 +216,8 @@ async def cancel_emergency(request: Request) -> JSONResponse:
 
 async def set_unit_status(request: Request) -> JSONResponse:
     services = _services(request)
-    role = services.auth.require(request, UNIT_OR_AUTHORITY)
     unit_id = request.path_params["id"]
+    role = services.auth.require_unit(request, unit_id)
     body = await read_model_body(request, UnitStatusRequest, services.settings.max_body_bytes)
     unit = services.model.projection.units.get(unit_id)
     if unit is None:

@@ -39,7 +39,8 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     """The body, refusing (413) anything over ``max_bytes`` before reading all of it."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        # isdigit() alone takes "²", which int() refuses
+        if not (declared.isascii() and declared.isdigit()):
             raise ApiError(400, "invalid Content-Length header",
                            [{"field": "Content-Length", "reason": "not a number"}])
         if int(declared) > max_bytes:
@@ -59,10 +60,26 @@ def _too_large(max_bytes: int) -> ApiError:
                       "(DISPATCHWIRE_MAX_BODY_BYTES)"}])
 
 
+def require_json(request: Request, body_sent: bool) -> None:
+    """415 unless the body is declared ``application/json``. A form or ``text/plain`` post
+    from another site needs no CORS preflight, so a command must never be read from one;
+    a POST without any body (and no Content-Type) is fine where an empty body is."""
+    ctype = request.headers.get("content-type")
+    if ctype is None and not body_sent:
+        return
+    media = (ctype or "").partition(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, "send the body as application/json",
+                       [{"field": "Content-Type",
+                         "reason": f"expected application/json, got {media or 'none'}"}])
+
+
 async def read_model_body(request: Request, model: type[T], max_bytes: int,
                           allow_empty: bool = False) -> T:
-    """Parse the JSON body as ``model``: 400 if it is not JSON, 422 naming each bad field."""
+    """Parse the JSON body as ``model``: 415 if it is not declared JSON, 400 if it is not
+    JSON, 422 naming each bad field."""
     raw = await read_body(request, max_bytes)
+    require_json(request, bool(raw))
     if not raw.strip():
         if allow_empty:
             raw = b"{}"
@@ -71,7 +88,10 @@ async def read_model_body(request: Request, model: type[T], max_bytes: int,
                            [{"field": "body", "reason": "empty"}])
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError as exc:  # "[[[[..." deeper than the interpreter's stack
+        raise ApiError(400, "request body is nested too deeply",
+                       [{"field": "body", "reason": "JSON nested too deeply"}]) from exc
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4300 digits
         raise ApiError(400, "request body is not valid JSON",
                        [{"field": "body", "reason": str(exc)}]) from exc
     if not isinstance(data, dict):

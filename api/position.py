@@ -23,7 +23,8 @@ def decode_position(text: str | None) -> Position | None:
     if not text or len(text) > MAX_ID_LENGTH:
         return None
     parts = text.strip().split(".")
-    if not all(p.isdigit() for p in parts):
+    # isdigit() alone takes "²" and other digits int() refuses
+    if not all(p.isascii() and p.isdigit() for p in parts):
         return None
     return tuple(int(p) for p in parts)
 

@@ -332,12 +332,14 @@ class ReadModel:
 
     # --- command outcomes ----------------------------------------------------------------
 
-    def expect(self, command_id: str, kinds: tuple[type, ...]) -> asyncio.Future[Event]:
+    def expect(self, command_id: str, kinds: tuple[type, ...],
+               recent: bool = True) -> asyncio.Future[Event]:
         """A future for the first event of ``command_id`` of one of ``kinds`` (or its
-        rejection); already resolved if that outcome was seen recently."""
+        rejection); already resolved if that outcome was seen recently, unless ``recent``
+        is false (a client's command id may be another client's: only the worker knows)."""
         kinds = (*kinds, CommandRejectedEvent)
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        for event in self._outcomes.get(command_id, ()):
+        for event in self._outcomes.get(command_id, ()) if recent else ():
             if isinstance(event, kinds):
                 future.set_result(event)
                 return future

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     # Proxy addresses whose X-Forwarded-For / X-Forwarded-Proto are believed; none by default,
     # so a client cannot pick its own address (and rate-limit bucket) with a header.
     api_trusted_proxies: tuple[str, ...] = ()
+    # --- security (issue 11, sec-app) ---
+    # HMAC key of the per-unit tokens (``dispatchwire unit-token UNIT_ID``); empty: a key
+    # derived from the authority token.
+    unit_signing_key: SecretStr = SecretStr("")
+    # /metrics without a token: None means public in dev mode, authority token (or
+    # metrics_token) in prod mode.
+    metrics_public: bool | None = None
+    metrics_token: SecretStr = SecretStr("")  # a bearer token for a Prometheus scraper
 
     # views: a MapLibre/Carto style URL drawn under the live layers instead of the offline
     # OSM roads layer. Off by default: with it set, the browser fetches tiles from that host.
@@ -89,6 +97,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_dev_tokens_outside_dev(self) -> Settings:
+        for name in DEV_TOKENS:
+            if not getattr(self, name).get_secret_value().strip():
+                env = "DISPATCHWIRE_" + name.upper()
+                raise ConfigurationError(
+                    f"{env} is empty, which would leave that role without a secret; "
+                    f"set a real secret in {env}"
+                )
         if self.mode != "dev":
             for name, default in DEV_TOKENS.items():
                 if getattr(self, name).get_secret_value() == default:
@@ -98,6 +113,11 @@ class Settings(BaseSettings):
                         f"in {env} or run with DISPATCHWIRE_MODE=dev"
                     )
         return self
+
+    @property
+    def metrics_open(self) -> bool:
+        """Whether ``/metrics`` answers without a token."""
+        return self.mode == "dev" if self.metrics_public is None else self.metrics_public
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

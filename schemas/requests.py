@@ -1,11 +1,21 @@
-"""Bodies of the HTTP commands, as clients send them (the API turns them into commands)."""
+"""Bodies of the HTTP commands, as clients send them (the API turns them into commands).
+
+Types are strict: a number must be a JSON number and a string a JSON string (``"lat": true``
+is refused, not read as 1.0). A report carries no ``region``: the server derives it from the
+location (``schemas.geo``), so a client cannot file a report into a region of its choosing.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from schemas.commands import Identifier
 from schemas.entities import EmergencyType, Latitude, Longitude, Reporter, UnitStatus
+
+StrictFloat = Annotated[float, Strict()]  # a JSON number (an integer too), never a bool
+StrictInt = Annotated[int, Strict()]
 
 
 class RequestBody(BaseModel):
@@ -18,12 +28,11 @@ class RequestBody(BaseModel):
 
 class ReportRequest(RequestBody):
     type: EmergencyType
-    priority: int = Field(3, ge=1, le=5, description="1 is the most urgent")
-    lat: float = Latitude
-    lon: float = Longitude
+    priority: StrictInt = Field(3, ge=1, le=5, description="1 is the most urgent")
+    lat: StrictFloat = Latitude
+    lon: StrictFloat = Longitude
     description: str = Field("", max_length=2000)
     reporter: Reporter | None = None
-    region: Identifier | None = Field(None, description="derived from the location if omitted")
 
 
 class DispatchRequest(RequestBody):

@@ -57,7 +57,13 @@ from schemas import SchemaError, UnitPosition, decode_command, encode
 from streams.decisions import Outcome, decide, movement_command_id
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
-from streams.state import TABLE_NAME, DispatchState, encoded
+from streams.state import (
+    TABLE_NAME,
+    DispatchState,
+    command_fingerprint,
+    encoded,
+    reused_id_outcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +248,12 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
             return None
         is_tick = isinstance(command, UnitPosition) and command.lat is None
         key = state.record_key(command.command_id, command.unit_id if is_tick else None)
+        fingerprint = command_fingerprint(command)
         seen = state.record(key, command.command_id)
         if seen is not None:
+            if not is_tick and not state.same_command(key, fingerprint):
+                # Another command under a used id (issue 11): refused, and not recorded.
+                return reused_id_outcome(command, fingerprint)
             # Redelivered (crash replay or client retry): finish what the record says.
             state.apply(seen)
             return seen
@@ -251,7 +261,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         seen = decide(command, state, router, now, tick_s)
         if not seen.events:
             return None  # a stale tick or a repeated registration: nothing happened
-        state.put_record(key, command.command_id, seen)
+        state.put_record(key, command.command_id, seen, fingerprint)
         state.apply(seen)
         return seen
 

@@ -11,6 +11,7 @@ sequence anywhere but never reorder it, which is what crash safety rests on (see
     r:<region>         sorted ids of the region's units (so dispatch needn't scan)
     regions            regions that have units (for the movement timer)
     c:<command_id>     Record: the outcome a command produced (events + entity states)
+                       and the fingerprint of the command that produced it
     m:<unit_id>        Record of the unit's latest movement tick (ticks are many; one
                        record per unit keeps the table from growing with time)
 
@@ -19,7 +20,12 @@ serializer is ``raw``), encoded once by pydantic and never re-encoded by Faust: 
 text is the same string in its record, in its ``e:``/``u:`` entry and inside the event
 that is published. A record embeds those texts as JSON (not as escaped strings)::
 
-    {"command_id":"c-1","events":[{...},...],"emergencies":[{...}],"units":[{...}]}
+    {"command_id":"c-1","fingerprint":"9f..","events":[{...},...],"emergencies":[...],...}
+
+A command id is chosen by the client, so two clients can send different commands under one
+id. The fingerprint (``command_fingerprint``) tells a true retry (same command, only
+``issued_at`` differs) from such a collision, which is refused, not answered with the first
+command's outcome.
 
 Reads parse only what they need: a record check compares the prefix, a version check
 reads the trailing ``"version":N`` (pydantic writes ``version`` last for both entities).
@@ -27,12 +33,14 @@ reads the trailing ``"version":N`` (pydantic writes ``version`` last for both en
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from schemas import Emergency, Unit, decode_event
-from schemas.events import Event
+from schemas.commands import CommandBase
+from schemas.events import CommandRejectedEvent, Event
 from streams.decisions import Outcome
 
 # v2: values are raw JSON text (v1 was Faust-json-serialized dicts); a new name means a
@@ -131,8 +139,19 @@ class DispatchState:
             return None
         return outcome_from_json(raw)
 
-    def put_record(self, key: str, command_id: str, outcome: Outcome) -> None:
-        self.table[key] = record_text(command_id, outcome)
+    def same_command(self, key: str, fingerprint: str) -> bool:
+        """Whether the record at ``key`` was made by the command of ``fingerprint``
+        (records written before fingerprints existed count as the same)."""
+        raw = self.table.get(key)
+        if raw is None:
+            return False
+        head = _text(raw)[:FINGERPRINT_SCAN]
+        _, found, tail = head.partition(',"fingerprint":"')
+        return not found or tail.startswith(fingerprint + '"')
+
+    def put_record(self, key: str, command_id: str, outcome: Outcome,
+                   fingerprint: str | None = None) -> None:
+        self.table[key] = record_text(command_id, outcome, fingerprint)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """``{"emergencies": [...], "units": [...]}`` sorted by id, like ``Projection.as_json``."""
@@ -171,9 +190,42 @@ def _record_head(command_id: str) -> str:
     return '{"command_id":' + json.dumps(command_id) + ","
 
 
-def record_text(command_id: str, outcome: Outcome) -> str:
+# the fingerprint sits right after the (at most 64-character) command id
+FINGERPRINT_SCAN = 200
+# Server-made fields that differ between two sends of the same command: the time, and the
+# id the API makes up for a new report's emergency.
+NOT_FINGERPRINTED = {"issued_at": True}
+NOT_FINGERPRINTED_BY_KIND = {"report_emergency": {"issued_at": True, "emergency_id": True}}
+
+
+def command_fingerprint(command: CommandBase) -> str:
+    """A hash of what the command asks for (its canonical JSON without ``issued_at``)."""
+    kind = getattr(command, "kind", "")
+    data = command.model_dump(mode="json",
+                              exclude=NOT_FINGERPRINTED_BY_KIND.get(kind, NOT_FINGERPRINTED))
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def reused_id_outcome(command: CommandBase, fingerprint: str) -> Outcome:
+    """The refusal of a command sent under an id another command already used: it says
+    nothing of that command. Its event id is its own (the first command's events hold
+    ``<command_id>:<n>``), and the same stray command gets the same one."""
+    event = CommandRejectedEvent(
+        event_id=f"{command.command_id}:reused-{fingerprint[:16]}",
+        command_id=command.command_id, region=command.region,
+        command_kind=getattr(command, "kind", "command"),
+        reason="command_id is already used by a different command; choose a new command_id",
+    )
+    return Outcome(events=[event])
+
+
+def record_text(command_id: str, outcome: Outcome, fingerprint: str | None = None) -> str:
     enc = encoded(outcome)
-    return (f'{_record_head(command_id)}"events":[{",".join(enc.events)}],'
+    head = _record_head(command_id)
+    if fingerprint is not None:
+        head += f'"fingerprint":{json.dumps(fingerprint)},'
+    return (f'{head}"events":[{",".join(enc.events)}],'
             f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]}}')
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+from api.auth import unit_token_for
 from streams.seed import seed
 from tests.api.helpers import AUTHORITY, UNIT, SseClient, data
 
@@ -140,12 +141,13 @@ def test_cancel_and_unit_status_through_http(api_settings, running_api, running_
     unit_id = units[0].unit_id
     with SseClient(api, headers=UNIT, params={"events": "unit_status_update"}) as client:
         client.next()
-        changed = api.post(f"/api/units/{unit_id}/status", headers=UNIT,
+        own = {"Authorization": f"Bearer {unit_token_for(api.settings, unit_id)}"}
+        changed = api.post(f"/api/units/{unit_id}/status", headers=own,
                            json={"status": "OUT_OF_SERVICE"})
         assert changed.status_code == 200, changed.text
         assert changed.json()["unit"]["status"] == "OUT_OF_SERVICE"
         seen = client.until(lambda m: data(m)["unit_id"] == unit_id
                             and data(m)["status"] == "OUT_OF_SERVICE")
         assert {m.event for m in seen} == {"unit_status_update"}
-    assert api.post("/api/units/nope/status", headers=UNIT,
+    assert api.post("/api/units/nope/status", headers=AUTHORITY,
                     json={"status": "AVAILABLE"}).status_code == 404

@@ -54,6 +54,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
 from schemas import SchemaError, UnitPosition, decode_command, encode
+from streams import offsets
 from streams.decisions import Outcome, decide, movement_command_id
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
@@ -179,6 +180,7 @@ class ChangelogTable(faust.Table):
 def create_faust_app(settings: Settings, router: Router | None = None) -> faust.App:
     """Build the worker's app: topics, the state table, the agent, the timer, the pages."""
     _shorten_fetch_wait()
+    offsets.install()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
 from schemas import SchemaError, UnitPosition, decode_command, encode
-from streams import offsets
+from streams import deadletters, offsets
 from streams.decisions import Outcome, decide, movement_command_id
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
@@ -216,7 +216,6 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw", "partitions": settings.partitions}
     commands = app.topic(settings.commands_topic, **raw)
-    dead_letters = app.topic(settings.dead_letter_topic, **raw)
     # values are JSON text made by pydantic (see streams.state); Faust passes them through
     table = app.tables.add(ChangelogTable(
         app, name=TABLE_NAME, beacon=app.tables.beacon, partitions=settings.partitions,
@@ -232,16 +231,25 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
                                 None, None, None)
 
     async def apply_one(message: Any) -> Outcome | None:
-        """Decide one command; its table writes are kept in ``table.unsent``."""
+        """Decide one command; its table writes are kept in ``table.unsent``. A command that
+        cannot be applied is dead-lettered (``streams.deadletters``) before it counts as done."""
         try:
-            command = decode_command(message.value)
+            return decide_one(message)
         except SchemaError as exc:
             log.warning("undecodable command at %s[%s]@%s sent to %s: %s",
                         message.message.topic, message.message.partition,
                         message.message.offset, settings.dead_letter_topic, exc)
-            await dead_letters.send(key=message.key, value=message.value,
-                                    headers={"error": str(exc)[:1000].encode()})
-            return None
+            error = str(exc)
+        except Exception as exc:
+            log.exception("command at %s[%s]@%s failed; sent to %s", message.message.topic,
+                          message.message.partition, message.message.offset,
+                          settings.dead_letter_topic)
+            error = f"{type(exc).__name__}: {exc}"
+        await deadletters.forward(app, settings.dead_letter_topic, message, error)
+        return None
+
+    def decide_one(message: Any) -> Outcome | None:
+        command = decode_command(message.value)
         is_tick = isinstance(command, UnitPosition) and command.lat is None
         key = state.record_key(command.command_id, command.unit_id if is_tick else None)
         seen = state.record(key, command.command_id)
@@ -259,19 +267,27 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
 
     @app.agent(commands, name="apply_commands", concurrency=1)
     async def apply_commands(stream: faust.Stream) -> None:
+        # (partition, generation) whose dead letter could not be sent before the partition
+        # was revoked: its later messages are released unacked too (streams.deadletters).
+        held: set[tuple[int, int]] = set()
         async for batch in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
             outcomes: list[Outcome] = []
+            done: list[Any] = []  # applied or dead-lettered: only these are acked
             for message in batch:
+                source = (message.message.partition, message.message.generation_id)
+                if source in held:
+                    deadletters.release(app, message)
+                    continue
                 table.partition = message.message.partition
                 try:
                     seen = await apply_one(message)
-                except Exception:
-                    # As Faust does with a message whose agent raised: log it, ack it, go on.
-                    log.exception("command at %s[%s]@%s failed", message.message.topic,
-                                  message.message.partition, message.message.offset)
+                except deadletters.DeadLetterNotSent:
+                    held.add(source)
+                    deadletters.release(app, message)
                     continue
                 finally:
                     table.partition = None
+                done.append(message)
                 if seen is not None:
                     outcomes.append(seen)
             # The batch's record and entity writes (in write order, so each command's record
@@ -279,7 +295,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
             await table.send_unsent()
             for seen in outcomes:
                 await publish(seen)
-            for message in batch:
+            for message in done:
                 await stream.ack(message)
 
     sent: dict[str, float] = {}

@@ -54,7 +54,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
 from schemas import SchemaError, UnitPosition, decode_command, encode
-from streams import deadletters, offsets
+from streams import deadletters, offsets, readiness
 from streams.decisions import Outcome, decide, movement_command_id
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
@@ -324,13 +324,28 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         """The table's emergencies and units (this worker's partitions), for tests and ops."""
         return web.json(state.snapshot())
 
+    broker = readiness.BrokerContact(settings.worker_broker_timeout_s)
+
+    @app.timer(interval=readiness.PROBE_INTERVAL_S, name="probe_broker")
+    async def probe_broker() -> None:
+        await broker.probe(app)
+
     @app.page("/dispatch/ready/")
     async def ready_page(web: Any, request: Any) -> Any:
+        """200 while the worker owns its partitions, has recovered its table and hears
+        from the broker; else 503 with the reason."""
         assigned = sorted(tp.partition for tp in app.consumer.assignment()
                           if tp.topic == settings.commands_topic)
-        ready = bool(assigned) and not app.rebalancing and not app.in_recovery \
-            and app.tables.recovery.completed.is_set()
-        return web.json({"ready": ready, "partitions": assigned}, status=200 if ready else 503)
+        if not assigned:
+            reason = "no commands partition assigned"
+        elif app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+            reason = "rebalancing or recovering the table"
+        else:
+            reason = broker.unreachable()
+        body: dict[str, Any] = {"ready": reason is None, "partitions": assigned}
+        if reason is not None:
+            body["reason"] = reason
+        return web.json(body, status=200 if reason is None else 503)
 
     return app
 

@@ -13,7 +13,7 @@ the record was acked anyway. Now:
 - The send is awaited. If it fails, the record is not acked: the worker logs the reason and
   tries again (backing off up to ``RETRY_MAX_S``) for as long as the partition is still its
   own, holding the agent (commands are applied in order, so nothing behind the record may be
-  acked either). If the partition is revoked or the worker stops first, it gives up with
+  acked either). If a rebalance or a shutdown begins first, it gives up with
   ``DeadLetterNotSent``: the record and every later one of that partition in that assignment
   are released unacked (``release``), so the committed offset stays at the record and the
   partition's next owner reads it again.
@@ -33,7 +33,7 @@ DEAD_LETTER_MAX_KEY_BYTES = 1024
 ERROR_MAX_BYTES = 1000
 # A failed dead-letter send is tried again after 0.5 s, 1 s, 2 s, ... at most this long.
 RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 10.0
+RETRY_MAX_S = 5.0
 
 
 class DeadLetterNotSent(Exception):
@@ -76,8 +76,10 @@ async def forward(app: Any, topic: str, event: Any, error: str) -> None:
             await app.producer.send_and_wait(topic, key, value, None, None, headers)
             return
         except Exception as exc:  # any failure: the record must stay unacked
+            # A rebalance or a shutdown stops the consumer's flow first, and then waits
+            # for the messages the streams hold: give this one back rather than block it.
             owned = (message.generation_id == app.consumer_generation_id
-                     and not app.should_stop)
+                     and app.consumer.flow_active and not app.should_stop)
             log.error("dead letter of %s[%s]@%s (%d bytes) not sent to %s: %r; the record is "
                       "not acked, %s", message.topic, message.partition, message.offset,
                       size, topic, exc,

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     app_id: str = "dispatchwire"  # Faust app id: consumer group and changelog topic prefix
     worker_web_port: int = 6066
     tick_seconds: float = 1.0  # unit movement cadence
+    # worker readiness (issue 10): /dispatch/ready/ turns 503 once the broker has not
+    # answered the worker's metadata probe for this long
+    worker_broker_timeout_s: float = 5.0
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -125,6 +125,10 @@ class KafkaDistribution:
         )
 
 
+BROKER_HEARTBEAT_MS = 500
+BROKER_SESSION_TIMEOUT_MS = 3_000
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -190,6 +194,13 @@ class LocalBroker:
                     "transaction.state.log.min.isr=1",
                     "transaction.state.log.num.partitions=4",
                     "group.initial.rebalance.delay.ms=0",
+                    # After an unclean stop (SIGKILL) the controller refuses the restarted
+                    # broker's registration (DUPLICATE_BROKER_REGISTRATION) until the old
+                    # incarnation's session expires: 9 s by default, most of the 15 s
+                    # `dispatchwire kafka up` took after a SIGKILL. One node heartbeating its
+                    # own controller over loopback needs far less slack.
+                    f"broker.heartbeat.interval.ms={BROKER_HEARTBEAT_MS}",
+                    f"broker.session.timeout.ms={BROKER_SESSION_TIMEOUT_MS}",
                     "auto.create.topics.enable=true",
                     "delete.topic.enable=true",
                     "log.retention.hours=168",

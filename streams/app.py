@@ -54,6 +54,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
 from schemas import SchemaError, UnitPosition, decode_command, encode
+from streams import deadletters, offsets, readiness
 from streams.decisions import Outcome, decide, movement_command_id
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
@@ -185,6 +186,7 @@ class ChangelogTable(faust.Table):
 def create_faust_app(settings: Settings, router: Router | None = None) -> faust.App:
     """Build the worker's app: topics, the state table, the agent, the timer, the pages."""
     _shorten_fetch_wait()
+    offsets.install()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +222,6 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw", "partitions": settings.partitions}
     commands = app.topic(settings.commands_topic, **raw)
-    dead_letters = app.topic(settings.dead_letter_topic, **raw)
     # values are JSON text made by pydantic (see streams.state); Faust passes them through
     table = app.tables.add(ChangelogTable(
         app, name=TABLE_NAME, beacon=app.tables.beacon, partitions=settings.partitions,
@@ -236,16 +237,25 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
                                 None, None, None)
 
     async def apply_one(message: Any) -> Outcome | None:
-        """Decide one command; its table writes are kept in ``table.unsent``."""
+        """Decide one command; its table writes are kept in ``table.unsent``. A command that
+        cannot be applied is dead-lettered (``streams.deadletters``) before it counts as done."""
         try:
-            command = decode_command(message.value)
+            return decide_one(message)
         except SchemaError as exc:
             log.warning("undecodable command at %s[%s]@%s sent to %s: %s",
                         message.message.topic, message.message.partition,
                         message.message.offset, settings.dead_letter_topic, exc)
-            await dead_letters.send(key=message.key, value=message.value,
-                                    headers={"error": str(exc)[:1000].encode()})
-            return None
+            error = str(exc)
+        except Exception as exc:
+            log.exception("command at %s[%s]@%s failed; sent to %s", message.message.topic,
+                          message.message.partition, message.message.offset,
+                          settings.dead_letter_topic)
+            error = f"{type(exc).__name__}: {exc}"
+        await deadletters.forward(app, settings.dead_letter_topic, message, error)
+        return None
+
+    def decide_one(message: Any) -> Outcome | None:
+        command = decode_command(message.value)
         is_tick = isinstance(command, UnitPosition) and command.lat is None
         key = state.record_key(command.command_id, command.unit_id if is_tick else None)
         fingerprint = command_fingerprint(command)
@@ -267,19 +277,27 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
 
     @app.agent(commands, name="apply_commands", concurrency=1)
     async def apply_commands(stream: faust.Stream) -> None:
+        # (partition, generation) whose dead letter could not be sent before the partition
+        # was revoked: its later messages are released unacked too (streams.deadletters).
+        held: set[tuple[int, int]] = set()
         async for batch in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
             outcomes: list[Outcome] = []
+            done: list[Any] = []  # applied or dead-lettered: only these are acked
             for message in batch:
+                source = (message.message.partition, message.message.generation_id)
+                if source in held:
+                    deadletters.release(app, message)
+                    continue
                 table.partition = message.message.partition
                 try:
                     seen = await apply_one(message)
-                except Exception:
-                    # As Faust does with a message whose agent raised: log it, ack it, go on.
-                    log.exception("command at %s[%s]@%s failed", message.message.topic,
-                                  message.message.partition, message.message.offset)
+                except deadletters.DeadLetterNotSent:
+                    held.add(source)
+                    deadletters.release(app, message)
                     continue
                 finally:
                     table.partition = None
+                done.append(message)
                 if seen is not None:
                     outcomes.append(seen)
             # The batch's record and entity writes (in write order, so each command's record
@@ -287,7 +305,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
             await table.send_unsent()
             for seen in outcomes:
                 await publish(seen)
-            for message in batch:
+            for message in done:
                 await stream.ack(message)
 
     sent: dict[str, float] = {}
@@ -316,13 +334,28 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         """The table's emergencies and units (this worker's partitions), for tests and ops."""
         return web.json(state.snapshot())
 
+    broker = readiness.BrokerContact(settings.worker_broker_timeout_s)
+
+    @app.timer(interval=readiness.PROBE_INTERVAL_S, name="probe_broker")
+    async def probe_broker() -> None:
+        await broker.probe(app)
+
     @app.page("/dispatch/ready/")
     async def ready_page(web: Any, request: Any) -> Any:
+        """200 while the worker owns its partitions, has recovered its table and hears
+        from the broker; else 503 with the reason."""
         assigned = sorted(tp.partition for tp in app.consumer.assignment()
                           if tp.topic == settings.commands_topic)
-        ready = bool(assigned) and not app.rebalancing and not app.in_recovery \
-            and app.tables.recovery.completed.is_set()
-        return web.json({"ready": ready, "partitions": assigned}, status=200 if ready else 503)
+        if not assigned:
+            reason = "no commands partition assigned"
+        elif app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+            reason = "rebalancing or recovering the table"
+        else:
+            reason = broker.unreachable()
+        body: dict[str, Any] = {"ready": reason is None, "partitions": assigned}
+        if reason is not None:
+            body["reason"] = reason
+        return web.json(body, status=200 if reason is None else 503)
 
     return app
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from dispatchwire.errors import ConfigurationError
 from dispatchwire.settings import Settings
 from infra.kafka import KafkaDistribution, LocalBroker, free_port, min_heap, port_answers
+from tests.conftest import wait_for
 
 
 def test_settings_read_the_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,6 +60,39 @@ def test_broker_starts_answers_and_stops_without_leftovers(tmp_path: Path) -> No
     assert not port_answers("127.0.0.1", broker.port)
     assert not Path(f"/proc/{pid}").exists()
     assert broker.stop() is False
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_broker_restarted_after_sigkill_is_not_refused_by_its_own_controller(
+        tmp_path: Path) -> None:
+    """Issue 10, item 5: `kafka up` after a SIGKILL took 15 s, mostly the controller refusing
+    the new incarnation (DUPLICATE_BROKER_REGISTRATION) until the dead one's broker session
+    (9 s by default) expired. The broker's own session timeout is now short."""
+    base = Settings()
+    broker = LocalBroker(KafkaDistribution(base.kafka_version, base.cache_dir), tmp_path / "b",
+                         port=free_port(), controller_port=free_port(), heap="384m")
+    broker.start()
+    try:
+        pid = broker.running_pid()
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        assert broker._proc is not None
+        broker._proc.wait(30)
+        broker._proc = None
+        before = len(broker.log_file.read_text(errors="replace"))
+        started = time.monotonic()
+        broker.start()
+        print(f"broker up {time.monotonic() - started:.1f}s after a SIGKILL")
+
+        def restart_log() -> str:
+            text = broker.log_file.read_text(errors="replace")[before:]
+            return text if "Kafka Server started" in text else ""
+
+        text = wait_for(restart_log, timeout=60, message="the restarted broker's startup")
+        assert "DUPLICATE_BROKER_REGISTRATION" not in text  # type: ignore[operator]
+    finally:
+        broker.stop()
 
 
 def test_cli_help_lists_every_subcommand() -> None:

@@ -1,0 +1,90 @@
+"""Two repairs to Faust's committed-offset bookkeeping (issue 10, item 2).
+
+Faust commits, per partition, the end of the first run of consecutive offsets in its acked
+list (``Consumer._new_offset``). After a worker restart under load the probe saw one commands
+partition's committed offset advance by one per commit interval while 600-1,500 records sat
+uncommitted: the acked list held every offset twice (``[12489, 12490, 12490, 12491, ...]``),
+and each duplicate ends a run.
+
+Where the duplicates come from (seen with a debug timer in ``tests/streams/
+test_offsets_after_restart.py``). A freshly started consumer's flow was never stopped (only a
+revocation stops it), and Faust's table recovery resumes the stream partitions *before* it
+awaits ``perform_seek()``: the agent processes and acks records while the seek's round trip is
+in flight. ``perform_seek()`` then sets the read offset back to the committed offset, so the
+next record of the fetch already in hand (say 185 after a seek to 171) looks like a hole in
+the log, and ``_add_gap`` marks 172..185 as "never coming": offsets that were delivered and
+acked. ``_new_offset`` merges the hole into the acked list, and every offset of it is now
+there twice. A hole is also worse than slow: had those records still been waiting in the
+agent's queue, the commit could have skipped them (the restarted worker would never see them).
+
+The repairs, installed once per process like the fetch-wait patch in ``streams.app``:
+
+1. ``perform_seek`` stops the consumer's flow before it seeks when the flow is still running,
+   so no record of a fetch taken before the seek reaches a stream afterwards; the records
+   are fetched again from the committed offset. Every caller (the two recovery paths, and
+   ``getmany`` when the flow is already stopped) resumes the flow itself right after the
+   seek; if the seek fails we resume it here unless a rebalance has begun since.
+2. ``_new_offset`` drops duplicate offsets before it looks for the run. A duplicate says
+   nothing an offset's first copy did not, so this never commits more than was acked; it
+   keeps a duplicate from any other source (Faust's ``_add_gap`` also puts the record that
+   revealed a real hole, e.g. a transaction marker, into the hole) from costing a commit
+   interval each (robinhood/faust#625, #559).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.transport import consumer as faust_consumer
+from faust.utils.functional import consecutive_numbers
+
+
+def install() -> None:
+    """Patch Faust's ``Consumer`` (once per process)."""
+    consumer_cls = faust_consumer.Consumer
+    if getattr(consumer_cls, "_dispatchwire_offsets", False):
+        return
+    perform_seek = consumer_cls.perform_seek
+
+    async def seek_with_flow_stopped(self: Any) -> None:
+        if not self.flow_active:
+            await perform_seek(self)
+            return
+        rebalances = self.app.rebalancing_count
+        self.stop_flow()
+        try:
+            await perform_seek(self)
+        except BaseException:
+            if self.app.rebalancing_count == rebalances:
+                self.resume_flow()
+            raise
+
+    consumer_cls.perform_seek = seek_with_flow_stopped  # type: ignore[method-assign]
+    consumer_cls._new_offset = new_offset  # type: ignore[method-assign]
+    consumer_cls._dispatchwire_offsets = True  # type: ignore[attr-defined]
+
+
+def new_offset(self: Any, tp: Any) -> int | None:
+    """Faust's ``Consumer._new_offset`` with duplicates dropped after holes are merged in:
+    the offset after the first run of consecutive acked offsets, if that run starts at the
+    committed offset (or one past it, Faust's allowance for a compacted record)."""
+    acked: list[int] = self._acked[tp]
+    if not acked:
+        return None
+    holes = self._gap[tp]
+    if holes:
+        top = max(acked)
+        found = sorted(holes.overlap(0, top), key=lambda interval: interval.begin)
+        if found:
+            filled = [offset for interval in found for offset in range(interval.begin,
+                                                                          interval.end)]
+            acked.extend(filled)
+            holes.chop(0, max(filled[-1], top + 1))
+    acked[:] = sorted(set(acked))
+    committed = self._committed_offset[tp]
+    if committed and acked[0] - committed > 1:
+        return None
+    run = next(consecutive_numbers(acked))
+    del acked[: len(run)]
+    self._acked_index[tp].difference_update(run)
+    return int(run[-1]) + 1

@@ -1,4 +1,5 @@
-"""Create the project's topics with the partition counts the design expects."""
+"""Create the project's topics with the partition counts the design expects, and place
+each region's records on its partition (``schemas.placement``) from every producer."""
 
 from __future__ import annotations
 
@@ -8,11 +9,35 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError as _KafkaError
 from kafka.errors import TopicAlreadyExistsError
+from kafka.partitioner import Partitioner
 
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
+from schemas.placement import RegionPartitioner
 
 log = logging.getLogger(__name__)
+
+
+def region_partitioner(settings: Settings) -> RegionPartitioner:
+    """The partitioner of aiokafka and Faust producers: a region to its own partition."""
+    return RegionPartitioner(settings.regions)
+
+
+class KafkaPythonRegionPartitioner(Partitioner):
+    """``schemas.placement.RegionPartitioner`` in kafka-python's partitioner interface."""
+
+    def __init__(self, regions: tuple[str, ...]) -> None:
+        self.placement = RegionPartitioner(regions)
+
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster) -> int:  # type: ignore[no-untyped-def]
+        ids = sorted(cluster.partitions_for_topic(topic))
+        available = list(cluster.available_partitions_for_topic(topic) or ())
+        return self.placement(serialized_key, ids, available)
+
+
+def kafka_python_partitioner(settings: Settings) -> KafkaPythonRegionPartitioner:
+    """The same placement for ``kafka.KafkaProducer(partitioner=...)``."""
+    return KafkaPythonRegionPartitioner(settings.regions)
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:

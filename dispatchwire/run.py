@@ -55,7 +55,8 @@ class Part:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="start Kafka and the whole pipeline with demo traffic")
     run.add_argument("--no-simulate", action="store_true", help="no demo traffic")
-    run.add_argument("--rate", type=float, default=0.2, help="demo reports per second")
+    run.add_argument("--rate", type=float, default=None,
+                     help="demo reports per second (default: what the seeded fleet can serve)")
     run.set_defaults(func=run_all)
 
 
@@ -66,7 +67,8 @@ def _parts(settings: Settings, args: argparse.Namespace, available: set[str]) ->
         Part("sink", ["sink"]),
     ]
     if not args.no_simulate:
-        wanted.append(Part("simulator", ["simulate", "--rate", str(args.rate), "--auto"]))
+        rate = [] if args.rate is None else ["--rate", str(args.rate)]
+        wanted.append(Part("simulator", ["simulate", *rate, "--auto"]))
     missing = [p.name for p in wanted if p.argv[0] not in available]
     if missing:
         log.warning("not built yet, not started: %s", ", ".join(missing))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from dispatchwire.settings import Settings
 from infra.kafka import broker_from_settings, port_answers
-from infra.topics import ensure_topics
+from infra.topics import ensure_topics, wait_for_group_coordinators
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,9 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         broker.start()
         started_kafka = True
     ensure_topics(settings)
+    # the worker's and the sink's consumer groups; asked before they start (start-up noise)
+    waited = wait_for_group_coordinators(settings, [settings.app_id, f"{settings.app_id}-sink"])
+    log.debug("group coordinator ready after %.1fs", waited)
     if "seed" in available:
         subprocess.run([sys.executable, "-m", "dispatchwire", "seed"], check=True)
 

@@ -42,14 +42,13 @@ from typing import Any, BinaryIO, NamedTuple, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError as _AioKafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError as _KafkaError
 from kafka.errors import TopicAlreadyExistsError
 
 from dispatchwire.errors import KafkaError, KafkaUnavailable, ValidationFailed
 from dispatchwire.settings import Settings
-from infra.topics import admin_client
+from infra.topics import admin_client, region_partitioner
 from schemas import SchemaError, decode_event
 from schemas.projection import Projection
 
@@ -322,7 +321,8 @@ class TopicWriter:
         self._producer: AIOKafkaProducer | None = None
         self._open: dict[int, Any] = {}
         self._pending: list[asyncio.Future[Any]] = []
-        self._partitioner = DefaultPartitioner()
+        # a region to its own partition, as every producer (schemas.placement)
+        self._partitioner = region_partitioner(settings)
         self._by_key: dict[bytes, int] = {}
         self._all: list[int] = []
 

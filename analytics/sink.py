@@ -159,7 +159,8 @@ class Sink:
 
     def _fetch_partition_ids(self) -> set[int]:
         metadata = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                 client_id=f"{self.settings.app_id}-sink-metadata")
+                                 client_id=f"{self.settings.app_id}-sink-metadata",
+                                 enable_auto_commit=False)  # no group: nothing to commit
         try:
             return set(metadata.partitions_for_topic(self.topic) or ())
         finally:

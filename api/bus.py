@@ -1,4 +1,5 @@
-"""The producer side: commands to ``dispatch.commands``, keyed by region.
+"""The producer side: commands to ``dispatch.commands``, keyed by region and placed on
+the region's partition (``schemas.placement``).
 
 acks=all and an idempotent producer, so a command the broker acknowledged is written
 once. A command is only acknowledged to the HTTP client after the broker acknowledged
@@ -17,6 +18,7 @@ from aiokafka.errors import KafkaError as AioKafkaError
 
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
+from infra.topics import region_partitioner
 from schemas.codec import encode
 from schemas.commands import CommandBase
 
@@ -40,6 +42,8 @@ class CommandBus:
                     enable_idempotence=True,
                     request_timeout_ms=timeout_ms,
                     linger_ms=0,
+                    # the region's own partition (schemas.placement), as every producer
+                    partitioner=region_partitioner(self.settings),
                 )
                 try:
                     await asyncio.wait_for(producer.start(), self.settings.command_timeout_s)

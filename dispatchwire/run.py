@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from dispatchwire.settings import DEV_TOKENS, Settings
 from infra.kafka import broker_from_settings, port_answers
-from infra.topics import ensure_topics
+from infra.topics import ensure_topics, wait_for_group_coordinators
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class Part:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="start Kafka and the whole pipeline with demo traffic")
     run.add_argument("--no-simulate", action="store_true", help="no demo traffic")
-    run.add_argument("--rate", type=float, default=0.2, help="demo reports per second")
+    run.add_argument("--rate", type=float, default=None,
+                     help="demo reports per second (default: what the seeded fleet can serve)")
     run.set_defaults(func=run_all)
 
 
@@ -66,7 +67,8 @@ def _parts(settings: Settings, args: argparse.Namespace, available: set[str]) ->
         Part("sink", ["sink"]),
     ]
     if not args.no_simulate:
-        wanted.append(Part("simulator", ["simulate", "--rate", str(args.rate), "--auto"]))
+        rate = [] if args.rate is None else ["--rate", str(args.rate)]
+        wanted.append(Part("simulator", ["simulate", *rate, "--auto"]))
     missing = [p.name for p in wanted if p.argv[0] not in available]
     if missing:
         log.warning("not built yet, not started: %s", ", ".join(missing))
@@ -104,6 +106,9 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         broker.start()
         started_kafka = True
     ensure_topics(settings)
+    # the worker's and the sink's consumer groups; asked before they start (start-up noise)
+    waited = wait_for_group_coordinators(settings, [settings.app_id, f"{settings.app_id}-sink"])
+    log.debug("group coordinator ready after %.1fs", waited)
     if "seed" in available:
         subprocess.run([sys.executable, "-m", "dispatchwire", "seed"], check=True)
 

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     partitions: int = 4
     replication_factor: int = 1  # 3 on the docker-compose cluster
+    # Region placement (issue 14): the dispatch regions in order, append-only. A region's
+    # partition is its index here modulo the partition count (schemas/placement.py), the
+    # same for commands, events and the worker's changelog; add new regions at the end.
+    regions: tuple[str, ...] = ("hki-nw", "hki-ne", "hki-sw", "hki-se")
 
     app_id: str = "dispatchwire"  # Faust app id: consumer group and changelog topic prefix
     worker_web_port: int = 6066

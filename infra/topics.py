@@ -1,18 +1,45 @@
-"""Create the project's topics with the partition counts the design expects."""
+"""Create the project's topics with the partition counts the design expects, and place
+each region's records on its partition (``schemas.placement``) from every producer."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError as _KafkaError
 from kafka.errors import TopicAlreadyExistsError
+from kafka.partitioner import Partitioner
 
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
+from schemas.placement import RegionPartitioner
 
 log = logging.getLogger(__name__)
+
+
+def region_partitioner(settings: Settings) -> RegionPartitioner:
+    """The partitioner of aiokafka and Faust producers: a region to its own partition."""
+    return RegionPartitioner(settings.regions)
+
+
+class KafkaPythonRegionPartitioner(Partitioner):
+    """``schemas.placement.RegionPartitioner`` in kafka-python's partitioner interface."""
+
+    def __init__(self, regions: tuple[str, ...]) -> None:
+        self.placement = RegionPartitioner(regions)
+
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster) -> int:  # type: ignore[no-untyped-def]
+        ids = sorted(cluster.partitions_for_topic(topic))
+        available = list(cluster.available_partitions_for_topic(topic) or ())
+        return self.placement(serialized_key, ids, available)
+
+
+def kafka_python_partitioner(settings: Settings) -> KafkaPythonRegionPartitioner:
+    """The same placement for ``kafka.KafkaProducer(partitioner=...)``."""
+    return KafkaPythonRegionPartitioner(settings.regions)
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
@@ -59,3 +86,33 @@ def ensure_topics(settings: Settings) -> list[str]:
     if created:
         log.info("created topics %s", ", ".join(created))
     return created
+
+
+def wait_for_group_coordinators(settings: Settings, group_ids: Iterable[str],
+                                timeout_s: float = 30.0) -> float:
+    """Return once the broker names a coordinator for every consumer group; the seconds it took.
+
+    A fresh broker creates ``__consumer_offsets`` on the first FindCoordinator request and
+    answers COORDINATOR_NOT_AVAILABLE until its partitions are loaded (about a second here).
+    A consumer that asks in that window logs the retry at ERROR (aiokafka: "Group
+    Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError") although it
+    then joins normally; ``dispatchwire run`` asks first, so that line is not on its screen.
+    """
+    groups = sorted(set(group_ids))
+    start = time.monotonic()
+    admin = admin_client(settings)
+    try:
+        while True:
+            try:
+                admin.describe_groups(groups)
+                return time.monotonic() - start
+            except _KafkaError as exc:
+                if not getattr(exc, "retriable", False) or time.monotonic() - start > timeout_s:
+                    raise KafkaUnavailable(
+                        settings.kafka_bootstrap,
+                        f"no group coordinator for {', '.join(groups)} after "
+                        f"{time.monotonic() - start:.0f}s: {exc}") from exc
+                log.debug("waiting for the group coordinator: %s", exc)
+                time.sleep(0.2)
+    finally:
+        admin.close()

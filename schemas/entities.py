@@ -49,7 +49,19 @@ class UnitStatus(StrEnum):
     AVAILABLE = "AVAILABLE"
     DISPATCHED = "DISPATCHED"
     ON_SCENE = "ON_SCENE"
+    # Driving back to its station after its emergency closed. It may be dispatched again on
+    # the way (ranked from where it is), as a real dispatcher would send a returning crew.
+    RETURNING = "RETURNING"
     OUT_OF_SERVICE = "OUT_OF_SERVICE"
+
+    @property
+    def dispatchable(self) -> bool:
+        return self in (UnitStatus.AVAILABLE, UnitStatus.RETURNING)
+
+    @property
+    def moving(self) -> bool:
+        """Driving a route, moved by the worker's movement ticks."""
+        return self in (UnitStatus.DISPATCHED, UnitStatus.RETURNING)
 
 
 class Entity(BaseModel):

@@ -53,6 +53,7 @@ from faust.streams import current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
+from infra.topics import region_partitioner
 from schemas import SchemaError, UnitPosition, decode_command, encode
 from streams import deadletters, offsets, readiness
 from streams.decisions import Outcome, decide, movement_command_id
@@ -217,6 +218,9 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
         broker_max_poll_records=MAX_POLL_RECORDS,
         Monitor=QuietMonitor,
+        # Events and the movement timer's commands go to their region's partition, the one
+        # its commands come from (schemas.placement; changelog writes name theirs).
+        producer_partitioner=region_partitioner(settings),
     )
     router = router or GraphRouter(network_for(settings))
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     seed.set_defaults(func=cmd_seed)
 
     sim = sub.add_parser("simulate", help="report emergencies at random road points")
-    sim.add_argument("--rate", type=float, default=0.2, help="reports per second")
+    sim.add_argument("--rate", type=float, default=None,
+                     help="reports per second (default: what the seeded fleet can serve)")
     sim.add_argument("--auto", action="store_true",
                      help="also dispatch them and complete them a while after arrival")
     sim.add_argument("--count", type=int, default=None, help="stop after N reports")

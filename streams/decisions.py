@@ -8,6 +8,13 @@ testable without a broker.
 
 Time comes in as ``now`` (the command record's timestamp), so replaying a command against
 the same state yields the same events, byte for byte.
+
+A unit's life: AVAILABLE -> DISPATCHED (dispatch) -> ON_SCENE (arrival) -> RETURNING (its
+emergency completed or cancelled: it drives back to its station, moved by the same ticks)
+-> AVAILABLE (at the station). A unit closer than ``AT_STATION_M`` to its station is
+AVAILABLE at once. A RETURNING unit may be dispatched again, ranked by its road time from
+where it is; a unit may also report itself AVAILABLE or OUT_OF_SERVICE on the way, which
+ends the drive where it is.
 """
 
 from __future__ import annotations
@@ -42,11 +49,13 @@ from schemas import (
     UnitStatusUpdate,
     event_id_for,
 )
-from schemas.geo import bearing_deg
+from schemas.geo import bearing_deg, haversine_m
 from streams.movement import advance
 from streams.routing import Router
 
 MAX_CANDIDATES = 10
+# A unit this close to its station needs no drive back: it is AVAILABLE at once.
+AT_STATION_M = 30.0
 
 
 class State(Protocol):
@@ -159,10 +168,10 @@ def dispatch_emergency(cmd: DispatchEmergency, state: State, out: _Events, *,
             return out.reject(f"unit {unit.callsign} is a {unit.type.value.replace('_', ' ')}; "
                               f"a {em.type.value} emergency needs a {kinds}",
                               emergency_id=em.id, unit_id=unit.id)
-        if unit.status != UnitStatus.AVAILABLE:
+        if not unit.status.dispatchable:
             return out.reject(_unit_busy_reason(unit), emergency_id=em.id, unit_id=unit.id)
     pool = [u for u in state.units_in_region(em.region) if u.type in fitting]
-    available = sorted((u for u in pool if u.status == UnitStatus.AVAILABLE), key=lambda u: u.id)
+    available = sorted((u for u in pool if u.status.dispatchable), key=lambda u: u.id)
     if cmd.unit_id is not None and all(u.id != cmd.unit_id for u in available):
         available.append(unit)
     routes = router.routes_to((em.lat, em.lon), [(u.lat, u.lon) for u in available])
@@ -206,13 +215,29 @@ def _unit_status(out: _Events, unit: Unit) -> Outcome:
                    emergency_id=unit.emergency_id, unit=unit)
 
 
-def _release(unit: Unit, now: datetime) -> Unit:
-    return _bump(unit, now, status=UnitStatus.AVAILABLE, emergency_id=None, route=None,
-                 route_index=None, eta_s=None)
+def _release(unit: Unit, now: datetime, router: Router) -> Unit:
+    """The unit after its emergency closed: RETURNING on a route to its station, or
+    AVAILABLE where it is if it is at its station (or has none, or no road leads there)."""
+    home = (unit.home_lat, unit.home_lon)
+    if home[0] is not None and home[1] is not None \
+            and haversine_m(unit.lat, unit.lon, *home) > AT_STATION_M:
+        route = router.routes_to(home, [(unit.lat, unit.lon)])[0]  # type: ignore[list-item]
+        if route is not None and len(route.points) >= 2 and route.duration_s > 0:
+            first, second = route.points[0], route.points[1]
+            return _bump(unit, now, status=UnitStatus.RETURNING, emergency_id=None,
+                         route=route.points, route_index=0, eta_s=route.duration_s,
+                         heading=round(bearing_deg(*first, *second), 1))
+    return _available(unit, now)
+
+
+def _available(unit: Unit, now: datetime, status: UnitStatus = UnitStatus.AVAILABLE) -> Unit:
+    return _bump(unit, now, status=status, emergency_id=None, route=None, route_index=None,
+                 eta_s=None)
 
 
 def _close(cmd: CompleteEmergency | CancelEmergency, state: State, out: _Events,
-           action: str, allowed: Sequence[EmergencyStatus], status: EmergencyStatus) -> Outcome:
+           action: str, allowed: Sequence[EmergencyStatus], status: EmergencyStatus,
+           router: Router) -> Outcome:
     em = state.emergency(cmd.emergency_id)
     if em is None:
         return out.reject(f"no emergency {cmd.emergency_id} in region {cmd.region}",
@@ -223,21 +248,24 @@ def _close(cmd: CompleteEmergency | CancelEmergency, state: State, out: _Events,
                           emergency_id=em.id)
     new_em = _bump(em, out.now, status=status, closed_at=out.now)
     unit = state.unit(em.assigned_unit_id) if em.assigned_unit_id else None
-    new_unit = _release(unit, out.now) if unit and unit.emergency_id == em.id else None
+    new_unit = _release(unit, out.now, router) if unit and unit.emergency_id == em.id else None
     out.store(new_em, *([new_unit] if new_unit else []))
     reason = getattr(cmd, "reason", None)
     out.add(EmergencyUpdated, action=action, emergency=new_em, unit=new_unit, reason=reason)
     return _unit_status(out, new_unit) if new_unit else out.outcome
 
 
-def complete_emergency(cmd: CompleteEmergency, state: State, out: _Events, **_: object) -> Outcome:
+def complete_emergency(cmd: CompleteEmergency, state: State, out: _Events, *, router: Router,
+                       **_: object) -> Outcome:
     return _close(cmd, state, out, "completed",
-                  (EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE), EmergencyStatus.COMPLETED)
+                  (EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE), EmergencyStatus.COMPLETED,
+                  router)
 
 
-def cancel_emergency(cmd: CancelEmergency, state: State, out: _Events, **_: object) -> Outcome:
+def cancel_emergency(cmd: CancelEmergency, state: State, out: _Events, *, router: Router,
+                     **_: object) -> Outcome:
     open_states = (EmergencyStatus.PENDING, EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE)
-    return _close(cmd, state, out, "cancelled", open_states, EmergencyStatus.CANCELLED)
+    return _close(cmd, state, out, "cancelled", open_states, EmergencyStatus.CANCELLED, router)
 
 
 def _arrive(out: _Events, state: State, unit: Unit) -> Outcome:
@@ -267,10 +295,16 @@ def set_unit_status(cmd: SetUnitStatus, state: State, out: _Events, **_: object)
     if target == UnitStatus.DISPATCHED:
         return out.reject("a unit is DISPATCHED by dispatching an emergency to it",
                           unit_id=unit.id)
+    if target == UnitStatus.RETURNING:
+        return out.reject("a unit is RETURNING when its emergency is completed or cancelled",
+                          unit_id=unit.id)
     if unit.emergency_id is not None:
         return out.reject(f"unit {unit.callsign} is assigned to emergency {unit.emergency_id}; "
                           "complete or cancel that emergency first", unit_id=unit.id)
-    new_unit = _bump(unit, out.now, status=target)
+    if unit.status == UnitStatus.RETURNING:
+        new_unit = _available(unit, out.now, target)  # the drive back ends where it is
+    else:
+        new_unit = _bump(unit, out.now, status=target)
     out.store(new_unit)
     return _unit_status(out, new_unit)
 
@@ -289,14 +323,25 @@ def unit_position(cmd: UnitPosition, state: State, out: _Events, *, tick_s: floa
         return _location(out, new_unit)
     # A timer tick only applies to the unit version it was computed from: a stale or
     # repeated tick is a no-op, so ticks from two timers or a replay never double-move.
-    if unit is None or unit.status != UnitStatus.DISPATCHED or unit.version != cmd.tick:
+    if unit is None or not unit.status.moving or unit.version != cmd.tick:
         return out.outcome
     step = advance(unit, tick_s)
     moved = _bump(unit, out.now, lat=step.lat, lon=step.lon, route_index=step.route_index,
                   eta_s=step.eta_s, heading=step.heading)
     out.store(moved)
     _location(out, moved)
-    return _arrive(out, state, moved) if step.arrived else out.outcome
+    if not step.arrived:
+        return out.outcome
+    if unit.status == UnitStatus.RETURNING:
+        return _at_station(out, moved)
+    return _arrive(out, state, moved)
+
+
+def _at_station(out: _Events, unit: Unit) -> Outcome:
+    """A RETURNING unit reached its station: AVAILABLE there."""
+    home = _available(unit, out.now)
+    out.store(home)
+    return _unit_status(out, home)
 
 
 def _location(out: _Events, unit: Unit) -> Outcome:

@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
-from infra.topics import ensure_topics
+from infra.topics import ensure_topics, kafka_python_partitioner
 from schemas import RegisterUnit, UnitType, encode
 from schemas.geo import RoadNetwork
 from streams.roadgraph import network_for
@@ -66,7 +66,8 @@ def seed(settings: Settings) -> list[SeedUnit]:
     ensure_topics(settings)
     units = fleet(network_for(settings))
     try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                 partitioner=kafka_python_partitioner(settings))
     except Exception as exc:
         raise KafkaUnavailable(settings.kafka_bootstrap, str(exc)) from exc
     try:

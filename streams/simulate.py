@@ -1,9 +1,22 @@
-"""``dispatchwire simulate``: demo traffic on the real street network.
+"""``dispatchwire simulate``: demo traffic on the real street network, shaped like a shift.
 
-Reports emergencies at random points on routable roads at ``rate`` per second. With
-``auto`` it also plays the dispatcher: it dispatches each of its reports a moment after it
-appears, retries while no unit is free, and completes an emergency a while after its unit
-arrives, so the map stays lively. It only sends commands and reads events, like any client.
+The plan fits the fleet ``seed`` registers (``plan_shift``). Each region reports emergencies
+as a Poisson process at a rate its own units can serve, with a type mix that follows what
+those units are: ambulances take the medical calls and part of the traffic accidents, the
+police car the police calls and the rest of the traffic, the fire engine the fires. A call
+keeps a unit busy for about the dispatch delay, the drive there (measured on the road graph
+from the region's station to sample points of the region) and the time on scene; the drive
+back does not count, because a RETURNING unit can be dispatched again. Each unit type gets
+a planned busy share (``UTILISATION``), so the queue of PENDING emergencies stays short
+(dispatch looks only inside the emergency's region) and about half the fleet is out at a
+time. ``--rate R`` scales the same mix to R reports per second (above the fleet's capacity
+the queue grows without end, as it did with the old fixed 0.2/s: issue 12).
+
+With ``auto`` it also plays the dispatcher for its own reports: it dispatches each a moment
+after it appears, and when no unit fits it waits for a fitting unit of that region to become
+free (AVAILABLE or RETURNING) and then dispatches the most urgent, oldest waiting call, with
+a slow periodic retry as a fallback; it completes an emergency ``ON_SCENE_S`` after its unit
+arrives. It only sends commands and reads events, like any client.
 """
 
 from __future__ import annotations
@@ -12,28 +25,35 @@ import heapq
 import itertools
 import logging
 import random
+import statistics
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
+from infra.topics import kafka_python_partitioner
 from schemas import (
+    FITTING_UNIT_TYPES,
     CompleteEmergency,
     DispatchEmergency,
     EmergencyType,
     ReportEmergency,
+    UnitStatus,
+    UnitType,
     decode_event,
     encode,
 )
-from schemas.geo import RoadNetwork
+from schemas.geo import Edge, RoadNetwork
 from streams.roadgraph import network_for
+from streams.routing import GraphRouter
+from streams.seed import SeedUnit, fleet
 
 log = logging.getLogger(__name__)
 
-TYPES = ((EmergencyType.MEDICAL, 0.5), (EmergencyType.POLICE, 0.2),
-         (EmergencyType.FIRE, 0.15), (EmergencyType.TRAFFIC, 0.15))
 DESCRIPTIONS = {
     EmergencyType.MEDICAL: ("person collapsed on the street", "cyclist fell, head injury",
                             "breathing difficulties", "allergic reaction"),
@@ -41,28 +61,132 @@ DESCRIPTIONS = {
     EmergencyType.FIRE: ("smoke from a window", "car on fire", "fire alarm going off"),
     EmergencyType.TRAFFIC: ("two cars collided", "tram and car collision", "scooter crash"),
 }
-DISPATCH_AFTER_S = (1.0, 3.0)
-RETRY_AFTER_S = 8.0
-COMPLETE_AFTER_S = (8.0, 20.0)
+DISPATCH_AFTER_S = (1.0, 3.0)  # the simulated dispatcher's reaction time
+ON_SCENE_S = (60.0, 150.0)  # how long a unit works on scene before the call is completed
+RETRY_AFTER_S = 30.0  # fallback retry of a waiting call no freed unit has picked up
+# The planned busy share of each unit type (ambulances and police cars are the busy ones).
+UTILISATION = {UnitType.AMBULANCE: 0.5, UnitType.FIRE_ENGINE: 0.3, UnitType.POLICE_CAR: 0.5}
+# What each unit type's planned work is made of (shares sum to 1 per unit type).
+WORK_MIX: dict[UnitType, tuple[tuple[EmergencyType, float], ...]] = {
+    UnitType.AMBULANCE: ((EmergencyType.MEDICAL, 0.85), (EmergencyType.TRAFFIC, 0.15)),
+    UnitType.FIRE_ENGINE: ((EmergencyType.FIRE, 1.0),),
+    UnitType.POLICE_CAR: ((EmergencyType.POLICE, 0.8), (EmergencyType.TRAFFIC, 0.2)),
+}
+TRAVEL_SAMPLES = 30  # road points per region to measure the drive from its station
 
 
-def random_road_point(network: RoadNetwork, rng: random.Random) -> tuple[float, float]:
-    edges = [e for e in network.edges if e.u in network.routable and e.v in network.routable]
-    edge = rng.choice(edges)
+def _routable_edges(network: RoadNetwork) -> list[Edge]:
+    return [e for e in network.edges if e.u in network.routable and e.v in network.routable]
+
+
+def _point_on(network: RoadNetwork, edge: Edge, rng: random.Random) -> tuple[float, float]:
     a, b = network.nodes[edge.u], network.nodes[edge.v]
     f = rng.random()
     return round(a[0] + (b[0] - a[0]) * f, 7), round(a[1] + (b[1] - a[1]) * f, 7)
 
 
-def random_report(network: RoadNetwork, rng: random.Random) -> ReportEmergency:
-    kinds, weights = zip(*TYPES, strict=True)
-    kind = rng.choices(kinds, weights)[0]
-    lat, lon = random_road_point(network, rng)
-    return ReportEmergency(
-        command_id=f"sim-{uuid.uuid4().hex[:20]}", region=network.region_for(lat, lon),
-        type=kind, priority=rng.randint(1, 5), lat=lat, lon=lon,
-        description=rng.choice(DESCRIPTIONS[kind]), issued_by="simulator",
-    )
+def random_road_point(network: RoadNetwork, rng: random.Random) -> tuple[float, float]:
+    return _point_on(network, rng.choice(_routable_edges(network)), rng)
+
+
+def region_edges(network: RoadNetwork) -> dict[str, list[Edge]]:
+    """The routable road segments whose both ends lie in each region (so every point on
+    them is in the region: regions are rectangles)."""
+    out: dict[str, list[Edge]] = {r.id: [] for r in network.regions}
+    for edge in _routable_edges(network):
+        region = network.region_for(*network.nodes[edge.u])
+        if region == network.region_for(*network.nodes[edge.v]) and region in out:
+            out[region].append(edge)
+    return out
+
+
+@dataclass
+class ShiftPlan:
+    """Reports per second, by region and emergency type."""
+
+    rates: dict[str, dict[EmergencyType, float]]
+    busy_s: dict[str, float] = field(default_factory=dict)  # planned busy time of a call
+
+    @property
+    def total(self) -> float:
+        return sum(sum(by_type.values()) for by_type in self.rates.values())
+
+    def scaled(self, total: float) -> ShiftPlan:
+        factor = total / self.total if self.total else 0.0
+        return ShiftPlan({r: {t: v * factor for t, v in by_type.items()}
+                          for r, by_type in self.rates.items()}, dict(self.busy_s))
+
+    def offered_load(self, region: str, units: Sequence[SeedUnit]) -> dict[UnitType, float]:
+        """Planned busy share of each unit type of ``region`` (``rate * busy_s / units``),
+        counting a call that several types can answer against its first choice's plan."""
+        counts: dict[UnitType, int] = {}
+        for u in units:
+            if u.region == region:
+                counts[u.type] = counts.get(u.type, 0) + 1
+        work: dict[UnitType, float] = dict.fromkeys(counts, 0.0)
+        for kind, rate in self.rates.get(region, {}).items():
+            shares = {ut: dict(WORK_MIX[ut]).get(kind, 0.0) * counts.get(ut, 0) * UTILISATION[ut]
+                      for ut in FITTING_UNIT_TYPES[kind] if ut in counts}
+            whole = sum(shares.values()) or 1.0
+            for ut, share in shares.items():
+                work[ut] += rate * self.busy_s[region] * share / whole
+        return {ut: work[ut] / counts[ut] for ut in counts}
+
+    def describe(self) -> str:
+        per_region = ", ".join(
+            f"{r} {sum(by_type.values()) * 60:.2f}/min" for r, by_type in self.rates.items())
+        return f"{self.total * 60:.1f} reports/min ({per_region})"
+
+
+def plan_shift(network: RoadNetwork, units: Sequence[SeedUnit], rng: random.Random,
+               samples: int = TRAVEL_SAMPLES) -> ShiftPlan:
+    """Rates that keep each unit type of each region at its ``UTILISATION``."""
+    router = GraphRouter(network)
+    edges = region_edges(network)
+    rates: dict[str, dict[EmergencyType, float]] = {}
+    busy: dict[str, float] = {}
+    for region in network.regions:
+        mine = [u for u in units if u.region == region.id]
+        if not mine or not edges[region.id]:
+            continue
+        station = (mine[0].lat, mine[0].lon)
+        drives = []
+        for _ in range(samples):
+            route = router.route(station, _point_on(network, rng.choice(edges[region.id]), rng))
+            if route is not None:
+                drives.append(route.duration_s)
+        drive = statistics.fmean(drives) if drives else 60.0
+        busy[region.id] = statistics.fmean(DISPATCH_AFTER_S) + drive + statistics.fmean(ON_SCENE_S)
+        by_type: dict[EmergencyType, float] = {}
+        for unit in mine:
+            budget = UTILISATION[unit.type] / busy[region.id]  # calls per second for this unit
+            for kind, share in WORK_MIX[unit.type]:
+                by_type[kind] = by_type.get(kind, 0.0) + budget * share
+        rates[region.id] = by_type
+    return ShiftPlan(rates, busy)
+
+
+class Reports:
+    """Draws the next report from a plan: its region and type by rate, a road point in it."""
+
+    def __init__(self, network: RoadNetwork, plan: ShiftPlan, rng: random.Random) -> None:
+        self.network, self.plan, self.rng = network, plan, rng
+        self.edges = region_edges(network)
+        self.choices = [(region, kind) for region, by_type in plan.rates.items()
+                        for kind in by_type]
+        self.weights = [plan.rates[r][k] for r, k in self.choices]
+
+    def next_gap_s(self) -> float:
+        return self.rng.expovariate(self.plan.total)
+
+    def next(self) -> ReportEmergency:
+        region, kind = self.rng.choices(self.choices, self.weights)[0]
+        lat, lon = _point_on(self.network, self.rng.choice(self.edges[region]), self.rng)
+        return ReportEmergency(
+            command_id=f"sim-{uuid.uuid4().hex[:20]}", region=self.network.region_for(lat, lon),
+            type=kind, priority=self.rng.randint(1, 5), lat=lat, lon=lon,
+            description=self.rng.choice(DESCRIPTIONS[kind]), issued_by="simulator",
+        )
 
 
 class _Client:
@@ -70,7 +194,8 @@ class _Client:
         self.settings = settings
         try:
             self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                          linger_ms=5)
+                                          linger_ms=5,
+                                          partitioner=kafka_python_partitioner(settings))
             self.consumer = None
             if follow_events:
                 self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
@@ -103,60 +228,119 @@ class _Client:
             self.consumer.close()
 
 
-def simulate(settings: Settings, rate: float, auto: bool = False, count: int | None = None,
-             duration: float | None = None, seed: int | None = None) -> int:
-    """Run until ``count`` reports or ``duration`` seconds (or Ctrl-C); returns reports sent."""
+@dataclass
+class _Call:
+    """One of the simulator's own reports, as far as its events tell."""
+
+    region: str
+    type: EmergencyType
+    priority: int
+    reported: float  # monotonic
+    status: str = "PENDING"
+    waiting: bool = False  # rejected for want of a unit; dispatched when one is freed
+
+
+class _Dispatcher:
+    """Plays the dispatcher for the simulator's own reports (see the module docstring)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.calls: dict[str, _Call] = {}
+        self.todo: list[tuple[float, int, str, str]] = []  # (when, tiebreak, action, id)
+        self.order = itertools.count()
+
+    def later(self, delay: float, action: str, emergency_id: str) -> None:
+        heapq.heappush(self.todo, (time.monotonic() + delay, next(self.order), action,
+                                   emergency_id))
+
+    def due(self, now: float) -> list[DispatchEmergency | CompleteEmergency]:
+        out: list[DispatchEmergency | CompleteEmergency] = []
+        while self.todo and self.todo[0][0] <= now:
+            _, _, action, em_id = heapq.heappop(self.todo)
+            call = self.calls.get(em_id)
+            if call is None:
+                continue
+            if action == "complete":
+                out.append(CompleteEmergency(region=call.region, emergency_id=em_id,
+                                             issued_by="simulator"))
+            elif call.status == "PENDING" and (action == "dispatch" or call.waiting):
+                call.waiting = False
+                out.append(DispatchEmergency(region=call.region, emergency_id=em_id,
+                                             issued_by="simulator"))
+        return out
+
+    def on_event(self, event: object) -> None:
+        kind = getattr(event, "event", None)
+        if kind == "unit_status_update":
+            unit = event.unit  # type: ignore[attr-defined]
+            if unit.status in (UnitStatus.AVAILABLE, UnitStatus.RETURNING):
+                self._unit_freed(unit.region, unit.type)
+            return
+        em_id = getattr(getattr(event, "emergency", None), "id", None) \
+            or getattr(event, "emergency_id", None)
+        call = self.calls.get(em_id)  # type: ignore[arg-type]
+        if call is None:
+            return
+        if kind == "emergency_created":
+            self.later(self.rng.uniform(*DISPATCH_AFTER_S), "dispatch", em_id)
+        elif kind == "command_rejected" and event.command_kind == "dispatch_emergency":  # type: ignore[attr-defined]
+            if call.status == "PENDING":  # (a late duplicate's rejection changes nothing)
+                call.waiting = True
+                self.later(RETRY_AFTER_S, "retry", em_id)
+        elif kind == "emergency_updated":
+            call.status = event.emergency.status.value  # type: ignore[attr-defined]
+            if event.action == "on_scene":  # type: ignore[attr-defined]
+                self.later(self.rng.uniform(*ON_SCENE_S), "complete", em_id)
+            elif event.action in ("completed", "cancelled"):  # type: ignore[attr-defined]
+                self.calls.pop(em_id, None)
+
+    def _unit_freed(self, region: str, unit_type: UnitType) -> None:
+        waiting = [(c.priority, c.reported, em_id) for em_id, c in self.calls.items()
+                   if c.waiting and c.region == region and unit_type in FITTING_UNIT_TYPES[c.type]]
+        if waiting:
+            _, _, em_id = min(waiting)
+            self.calls[em_id].waiting = False
+            self.later(self.rng.uniform(*DISPATCH_AFTER_S), "dispatch", em_id)
+
+
+def simulate(settings: Settings, rate: float | None = None, auto: bool = False,
+             count: int | None = None, duration: float | None = None,
+             seed: int | None = None) -> int:
+    """Run until ``count`` reports or ``duration`` seconds (or Ctrl-C); returns reports sent.
+
+    ``rate`` None: the shift plan fitted to the seeded fleet; else that mix at ``rate``/s."""
     network = network_for(settings)
     rng = random.Random(seed)
+    plan = plan_shift(network, fleet(network), rng)
+    if rate is not None:
+        plan = plan.scaled(rate)
+    log.info("simulator plan: %s", plan.describe())
+    reports = Reports(network, plan, rng)
+    dispatcher = _Dispatcher(rng)
     client = _Client(settings, follow_events=auto)
     start = time.monotonic()
-    next_report = start
+    next_report = start + (reports.next_gap_s() if plan.total > 0 else 0.0)
     sent = 0
-    ours: dict[str, str] = {}  # emergency id -> region
-    todo: list[tuple[float, int, object]] = []  # (when, tiebreak, command factory)
-    order = itertools.count()
     try:
         while True:
             now = time.monotonic()
             if duration is not None and now - start >= duration:
                 break
-            if (count is None or sent < count) and rate > 0 and now >= next_report:
-                report = random_report(network, rng)
+            if (count is None or sent < count) and plan.total > 0 and now >= next_report:
+                report = reports.next()
                 client.send(report)
-                ours[report.emergency_id] = report.region
+                if auto:
+                    dispatcher.calls[report.emergency_id] = _Call(
+                        report.region, report.type, report.priority, now)
                 sent += 1
-                next_report += 1.0 / rate
-            elif count is not None and sent >= count and (not auto or not ours):
+                next_report += reports.next_gap_s()
+            elif count is not None and sent >= count and (not auto or not dispatcher.calls):
                 break  # with --auto, once every report of ours is closed
-            while todo and todo[0][0] <= now:
-                _, _, cmd = heapq.heappop(todo)
-                client.send(cmd)  # type: ignore[arg-type]
+            for cmd in dispatcher.due(now):
+                client.send(cmd)
             wait = max(0.01, min(next_report - time.monotonic(), 0.2))
             for event in client.events(wait):
-                em_id = getattr(getattr(event, "emergency", None), "id", None) \
-                    or getattr(event, "emergency_id", None)
-                if em_id not in ours:
-                    continue
-                region = ours[em_id]
-                when, after = None, None
-                if event.event == "emergency_created":
-                    when = rng.uniform(*DISPATCH_AFTER_S)
-                    after = DispatchEmergency(region=region, emergency_id=em_id,
-                                              issued_by="simulator")
-                elif event.event == "command_rejected" and event.command_kind == \
-                        "dispatch_emergency":
-                    when = RETRY_AFTER_S
-                    after = DispatchEmergency(region=region, emergency_id=em_id,
-                                              issued_by="simulator")
-                elif event.event == "emergency_updated" and event.action == "on_scene":
-                    when = rng.uniform(*COMPLETE_AFTER_S)
-                    after = CompleteEmergency(region=region, emergency_id=em_id,
-                                              issued_by="simulator")
-                elif event.event == "emergency_updated" and event.action in (
-                        "completed", "cancelled"):
-                    ours.pop(em_id, None)
-                if after is not None and when is not None:
-                    heapq.heappush(todo, (time.monotonic() + when, next(order), after))
+                dispatcher.on_event(event)
             client.producer.flush(5)
     except KeyboardInterrupt:
         pass

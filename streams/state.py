@@ -95,7 +95,7 @@ class DispatchState:
     def moving_units(self) -> Iterator[Unit]:
         for region in self.regions():
             for unit in self.units_in_region(region):
-                if unit.status == "DISPATCHED":
+                if unit.status in ("DISPATCHED", "RETURNING"):
                     yield unit
 
     # -- writes --------------------------------------------------------------------------

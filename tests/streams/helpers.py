@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from dispatchwire.settings import Settings
+from infra.topics import kafka_python_partitioner
 from schemas import decode_event, encode
 from schemas.events import Event
 from schemas.projection import Projection
@@ -16,8 +17,9 @@ from tests.conftest import wait_for
 class Commands:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # placed like the API's and the worker's records (schemas.placement)
         self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                      linger_ms=5)
+                                      linger_ms=5, partitioner=kafka_python_partitioner(settings))
 
     def send(self, *commands: object) -> None:
         self.send_all(commands)

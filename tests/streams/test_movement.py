@@ -1,4 +1,5 @@
-"""Dispatched units drive their route in real steps and turn ON_SCENE on arrival."""
+"""Dispatched units drive their route in real steps, turn ON_SCENE on arrival and drive
+back to their station (RETURNING) once their emergency is completed."""
 
 from __future__ import annotations
 
@@ -47,8 +48,17 @@ def test_unit_drives_to_the_emergency_and_arrives(make_settings, running_worker)
         assert on_scene.emergency.on_scene_at is not None
         assert on_scene.unit.status == UnitStatus.ON_SCENE
 
+        # completed: the unit drives back to its station (RETURNING), then is AVAILABLE there
         done = world.run(world.complete(emergency))
-        assert done[0].unit.status == UnitStatus.AVAILABLE and done[0].unit.route is None
+        back = done[0].unit
+        assert back.status == UnitStatus.RETURNING and back.emergency_id is None
+        assert tuple(back.route[-1]) == pytest.approx(STATION, abs=1e-6)
+        home = log.wait(lambda e: e.event == "unit_status_update" and e.unit_id == unit_id
+                        and e.status == UnitStatus.AVAILABLE and e.unit.version > back.version,
+                        timeout=back.eta_s + 60,
+                        message="the unit back at its station")
+        assert (home[0].unit.lat, home[0].unit.lon) == pytest.approx(STATION, abs=1e-6)
+        assert home[0].unit.route is None
         fold = log.projection()
         assert fold.units[unit_id].status == UnitStatus.AVAILABLE
     finally:

@@ -7,6 +7,7 @@ stand in for another person (a reporter elsewhere). Waits are on what the page s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -143,10 +144,14 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
 
     expect(row).to_have_attribute("data-status", "COMPLETED", timeout=LIVE)
     expect(dashboard.locator(f'#closed-list .incident[data-id="{emergency_id}"]')).to_be_visible()
-    expect(dashboard.locator(f'#unit-rows tr[data-unit="{unit_id}"]')).to_have_attribute(
-        "data-status", "AVAILABLE", timeout=LIVE)
+    # The unit drives back to its station (RETURNING on the board, unless it was still at
+    # the station), then is AVAILABLE there.
+    unit_row = dashboard.locator(f'#unit-rows tr[data-unit="{unit_id}"]')
+    expect(unit_row).to_have_attribute("data-status", re.compile("^(RETURNING|AVAILABLE)$"),
+                                       timeout=LIVE)
     expect(dashboard.locator("#map")).to_have_attribute("data-layer_routes", "0")
     expect(dashboard.locator(".toast", has_text="Emergency completed")).to_have_count(1)
+    expect(unit_row).to_have_attribute("data-status", "AVAILABLE", timeout=4 * LIVE)
     expect(dashboard.locator(".toast", has_text="Unit available")).to_have_count(1)
 
     expect(tracking.locator("#status-badge")).to_have_text("COMPLETED", timeout=LIVE)

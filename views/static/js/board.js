@@ -48,7 +48,7 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
   function candidates(emergency) {
     const fitting = FITTING_UNIT_TYPES[emergency.type] || [];
     return [...state.units.values()]
-      .filter((u) => u.status === "AVAILABLE" && fitting.includes(u.type))
+      .filter((u) => (u.status === "AVAILABLE" || u.status === "RETURNING") && fitting.includes(u.type))
       .map((u) => ({ unit: u, distance: haversineM(emergency.lat, emergency.lon, u.lat, u.lon) }))
       .sort((a, b) => a.distance - b.distance);
   }

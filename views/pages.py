@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dispatchwire.settings import Settings
+from views.config import config_endpoint
 from views.mapspec import build_base_spec
 
 HERE = Path(__file__).resolve().parent
@@ -122,7 +123,7 @@ async def _deck_bundle(request: Request) -> Response:
 
 def routes(settings: Settings) -> list[BaseRoute]:
     """Pages at ``/``, ``/report``, ``/track/{id}``, ``/units``, ``/replay``; static files;
-    the map spec."""
+    the map spec; the page config module."""
     spec = BaseMapSpec(settings)
     headers = _security_headers(settings)
     return [
@@ -132,6 +133,8 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/units", _page("units", headers), name="units"),
         Route("/replay", _page("replay", headers), name="replay"),
         Route("/views/map/base.json", spec.endpoint, name="base_map"),
+        Route("/views/config.js", config_endpoint(settings, {"Cache-Control": "no-cache"}),
+              name="page_config"),
         Route("/static/vendor/deck.js", _deck_bundle, name="deck_bundle"),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]

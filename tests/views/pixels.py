@@ -20,8 +20,13 @@ DISPATCHED = (59, 130, 246)
 AVAILABLE = (34, 197, 94)
 PICKED = (244, 63, 94)
 
-# Overlays that are not the map: hidden while the screenshot is taken.
-NOT_THE_MAP = "#toasts, #details, .attribution, #legend { visibility: hidden !important; }"
+# Overlays that are not the map: hidden while the screenshot is taken (through the CSSOM:
+# the pages' CSP refuses the <style> element Playwright's ``style=`` option would add).
+NOT_THE_MAP = "#toasts, #details, .attribution, #legend"
+_HIDE_JS = """(selector) => { for (const n of document.querySelectorAll(selector)) {
+  n.dataset.pixelsVisibility = n.style.visibility; n.style.visibility = 'hidden'; } }"""
+_SHOW_JS = """(selector) => { for (const n of document.querySelectorAll(selector)) {
+  n.style.visibility = n.dataset.pixelsVisibility || ''; delete n.dataset.pixelsVisibility; } }"""
 
 _COUNT_JS = """
 async ([b64, colours, tolerance]) => {
@@ -69,7 +74,11 @@ def map_pixels(page: object, selector: str = "#map", tolerance: int = 30,
                path: str | None = None, **colours: tuple[int, int, int]) -> MapPixels:
     """Screenshot the element ``selector`` of ``page`` (overlays hidden) and count, for each
     named colour, the pixels within ``tolerance`` of it per channel."""
-    png = page.locator(selector).screenshot(path=path, style=NOT_THE_MAP, animations="disabled")  # type: ignore[attr-defined]
+    page.evaluate(_HIDE_JS, NOT_THE_MAP)  # type: ignore[attr-defined]
+    try:
+        png = page.locator(selector).screenshot(path=path)  # type: ignore[attr-defined]
+    finally:
+        page.evaluate(_SHOW_JS, NOT_THE_MAP)  # type: ignore[attr-defined]
     # A context of its own: the page's may route or block requests, or own only one page.
     scratch = page.context.browser.new_context()  # type: ignore[attr-defined]
     try:

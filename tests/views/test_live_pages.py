@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.views.conftest import AUTHORITY, LiveSite, Requests
+from tests.views.pixels import AVAILABLE, DISPATCHED, PICKED, ROAD, assert_map_shows
 
 pytestmark = [pytest.mark.browser, pytest.mark.kafka, pytest.mark.slow]
 
@@ -66,6 +67,8 @@ def test_report_in_one_tab_appears_on_the_dashboard_without_refresh(
     expect(reporter.locator("#f-lat")).not_to_have_value("95")
     lat = float(reporter.input_value("#f-lat"))
     assert 60.16 < lat < 60.18
+    assert_map_shows(reporter, path=str(artifacts_dir / "views-report-map.png"), road=ROAD,
+                     picked=PICKED)
     reporter.fill("#f-name", "Maija")
     reporter.click("#submit-report")
     reporter.wait_for_url("**/track/*", timeout=LIVE)
@@ -119,6 +122,9 @@ def test_dispatch_assigns_a_unit_with_a_toast_and_a_route_on_the_map(
     expect(dashboard.locator(f'.incident[data-id="{emergency_id}"]')).to_have_count(1)
     expect(dashboard.locator(".toast", has_text="Assigned")).to_have_count(1)
     expect(dashboard.locator("#unit-rows tr")).to_have_count(16)
+    # Drawn, not only fed: streets, the route and assigned incident, the free units.
+    assert_map_shows(dashboard, path=str(artifacts_dir / "views-dashboard-map.png"), road=ROAD,
+                     dispatched=DISPATCHED, available=AVAILABLE)
     dashboard.screenshot(path=str(artifacts_dir / "views-dashboard-dispatched.png"))
 
 
@@ -182,6 +188,8 @@ def test_several_tabs_update_together(site: LiveSite, new_context, artifacts_dir
     expect(unit_row).to_have_attribute("data-status", "DISPATCHED", timeout=LIVE)
     expect(units.locator("#map")).to_have_attribute("data-layer_routes", "1", timeout=LIVE)
     start = unit_row.locator(".pos").inner_text()
+    assert_map_shows(units, path=str(artifacts_dir / "views-units-route-map.png"), road=ROAD,
+                     dispatched=DISPATCHED, available=AVAILABLE)
     expect(unit_row.locator(".pos")).not_to_have_text(start, timeout=LIVE)
     units.screenshot(path=str(artifacts_dir / "views-units-map.png"))
 

@@ -140,6 +140,8 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
     tracking.goto(f"{site.base_url}/track/{emergency_id}")
     expect(tracking.locator("#status-badge")).to_have_text("ASSIGNED", timeout=LIVE)
     expect(tracking.locator("#fact-unit")).not_to_have_text("—")
+    assert_map_shows(tracking, path=str(artifacts_dir / "views-track-map.png"), road=ROAD,
+                     assigned=DISPATCHED)  # the incident (ASSIGNED) and its unit share a colour
 
     dashboard = open_dashboard(new_context(), site)
     row = incident(dashboard, emergency_id)

@@ -2,7 +2,7 @@
 // fed by the live connection, with the dispatcher's commands, keys and toasts.
 
 import { call, ensureToken, newCommandId } from "./api.js";
-import { $, toast } from "./dom.js";
+import { $, toast, toastHistory } from "./dom.js";
 import { mountBoard } from "./board.js";
 import { LiveState, connectLive, mountIndicator } from "./live.js";
 import { announce, rejectionToast } from "./notify.js";
@@ -82,5 +82,5 @@ function start() {
 const indicator = mountIndicator($("#live-indicator"), state);
 token = await ensureToken();
 let live = start();
-window.dispatchwire = { state, map: board.map, live: () => live };
+window.dispatchwire = { state, map: board.map, live: () => live, toasts: toastHistory };
 board.render();

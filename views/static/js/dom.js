@@ -95,6 +95,9 @@ export function haversineM(lat1, lon1, lat2, lon2) {
 // one already shown (same kind, title and detail) is not stacked again, it counts up
 // ("×3") and stays a little longer.
 const shownToasts = new Set();
+// Every toast shown (repeats included), newest last: what the page announced beyond the
+// few seconds a toast stays (read by the browser tests, which may look later than that).
+export const toastHistory = [];
 const MAX_TOASTS = 3;
 const TOAST_MS = 6000;
 
@@ -114,6 +117,8 @@ export function toast(key, kind, title, detail = "") {
   }
   const stack = document.getElementById("toasts");
   if (!stack) return;
+  toastHistory.push({ kind, title, detail });
+  if (toastHistory.length > 500) toastHistory.shift();
   const signature = JSON.stringify([kind, title, detail]);
   const same = [...stack.children].find((n) => n.dataset.signature === signature);
   if (same) {

@@ -1,7 +1,9 @@
 """``dispatchwire export-map``: a self-contained pydeck HTML map of a snapshot.
 
 Incidents are aggregated in a HexagonLayer, unit tracks drawn as a PathLayer, units'
-last positions as dots. The page works offline: pydeck's own ``to_html`` template pulls
+last positions as dots, over the same street network the live pages draw (the roads of
+``schemas.geo``, styled as in ``views.mapspec``); the view is fitted to the data. The page
+works offline: pydeck's own ``to_html`` template pulls
 mapbox-gl, bootstrap and maplibre CSS and the widget stylesheet from CDNs even in its
 ``offline`` mode, so the page is written from our own small template that inlines the
 deck.gl bundle shipped in the pydeck package (``nbextension/static/index.js``, which
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ import duckdb
 import pydeck as pdk
 
 from dispatchwire.errors import SinkError
+from schemas import geo
+from views.mapspec import ROAD_COLOR, road_paths
 
 TRACKS_SQL = """
 SELECT e.unit_id, any_value(u.type) AS type, any_value(u.callsign) AS callsign,
@@ -31,7 +36,12 @@ ORDER BY e.unit_id
 """
 UNIT_COLORS = {"ambulance": [46, 204, 113], "fire_engine": [231, 76, 60],
                "police_car": [52, 152, 219]}
-FALLBACK_VIEW = (60.1699, 24.9384)  # central Helsinki
+# pydeck turns every string prop into an ``@@=`` expression; deck.gl's JSON converter
+# reads a quoted string as a literal. Plain "pixels" reached deck.gl as "@@=pixels", an
+# accessor instead of a unit, and the map came out as one solid rectangle of track colour.
+PIXELS = "'pixels'"
+# The view fitted to the data: the spread of the points plus this margin on each side.
+FIT_MARGIN = 0.15
 
 PAGE = """<!DOCTYPE html>
 <html>
@@ -88,26 +98,50 @@ def build_deck(db: Path) -> pdk.Deck:
     finally:
         con.close()
     points = [i["position"] for i in incidents] + [p for t in tracks for p in t["path"]]
-    if points:
-        lon = sum(p[0] for p in points) / len(points)
-        lat = sum(p[1] for p in points) / len(points)
-    else:
-        lat, lon = FALLBACK_VIEW
+    network = geo.load_network()
     layers = [
+        pdk.Layer("PathLayer", id="roads", data=road_paths(network), get_path="path",
+                  get_color=ROAD_COLOR, get_width=2, width_units=PIXELS, pickable=False),
         pdk.Layer("HexagonLayer", id="incidents", data=incidents, get_position="position",
                   radius=150, coverage=0.9, extruded=False, opacity=0.6, pickable=True),
         pdk.Layer("PathLayer", id="unit-tracks", data=tracks, get_path="path",
-                  get_color="color", get_width=3, width_units="pixels", pickable=True,
+                  get_color="color", get_width=3, width_units=PIXELS, pickable=True,
                   cap_rounded=True, joint_rounded=True),
         pdk.Layer("ScatterplotLayer", id="unit-positions",
                   data=[{"position": t["path"][-1], "color": t["color"],
                          "callsign": t["callsign"]} for t in tracks if t["path"]],
                   get_position="position", get_fill_color="color", get_radius=6,
-                  radius_units="pixels", pickable=True),
+                  radius_units=PIXELS, get_line_color=[15, 20, 30], stroked=True,
+                  line_width_min_pixels=1, pickable=True),
     ]
     return pdk.Deck(layers=layers, map_style=None,
-                    initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=13),
+                    initial_view_state=fitted_view(points or _corners(network)),
                     tooltip={"text": "{callsign}"})
+
+
+def _corners(network: geo.RoadNetwork) -> list[list[float]]:
+    south, west, north, east = network.bbox
+    return [[west, south], [east, north]]
+
+
+def fitted_view(points: list[list[float]]) -> pdk.ViewState:
+    """A view whose zoom shows every ``[lon, lat]`` point (with a margin), centred on them.
+
+    ``pdk.data_utils.compute_view`` centres on the mean, which a long track pulls off the
+    middle of the box; this centres on the box and rounds the zoom down to a half step.
+    """
+    lons = [p[0] for p in points]
+    lats = [p[1] for p in points]
+    west, east, south, north = min(lons), max(lons), min(lats), max(lats)
+    lat = (south + north) / 2
+    # Web Mercator: the world is 360 degrees of longitude at zoom 0 (512 px in deck.gl);
+    # latitude spans are stretched by 1/cos(lat). Fit the larger of the two to ~720 px,
+    # a laptop window's height.
+    span_lon = max(east - west, 1e-4) * (1 + 2 * FIT_MARGIN)
+    span_lat = max(north - south, 1e-4) * (1 + 2 * FIT_MARGIN) / math.cos(math.radians(lat))
+    zoom = math.log2(360 * 720 / 512 / max(span_lon, span_lat))
+    return pdk.ViewState(latitude=lat, longitude=(west + east) / 2,
+                         zoom=math.floor(min(zoom, 17.0) * 2) / 2, min_zoom=9, max_zoom=19)
 
 
 def write_map(db: Path, out: Path) -> Path:

@@ -26,7 +26,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dispatchwire.settings import Settings
+from views.config import config_endpoint
 from views.mapspec import build_base_spec
+from views.streets import load_index_bytes
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -116,13 +118,27 @@ def _page(name: str, headers: dict[str, str]) -> Callable[[Request], Awaitable[R
     return endpoint
 
 
+def _street_index() -> Callable[[Request], Awaitable[Response]]:
+    """The street names of the report page's place search (``views.streets``), read once."""
+    body = load_index_bytes()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+
+    async def endpoint(request: Request) -> Response:
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    return endpoint
+
+
 async def _deck_bundle(request: Request) -> Response:
     return FileResponse(DECK_BUNDLE, media_type="text/javascript")
 
 
 def routes(settings: Settings) -> list[BaseRoute]:
     """Pages at ``/``, ``/report``, ``/track/{id}``, ``/units``, ``/replay``; static files;
-    the map spec."""
+    the map spec; the page config module; the street names of the place search."""
     spec = BaseMapSpec(settings)
     headers = _security_headers(settings)
     return [
@@ -132,6 +148,9 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/units", _page("units", headers), name="units"),
         Route("/replay", _page("replay", headers), name="replay"),
         Route("/views/map/base.json", spec.endpoint, name="base_map"),
+        Route("/views/config.js", config_endpoint(settings, {"Cache-Control": "no-cache"}),
+              name="page_config"),
+        Route("/views/streets.json", _street_index(), name="street_index"),
         Route("/static/vendor/deck.js", _deck_bundle, name="deck_bundle"),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]

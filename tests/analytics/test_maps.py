@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from analytics.maps import UNIT_COLORS
+from schemas import geo
 from tests.analytics.conftest import run_cli, stored_snapshot
 from tests.analytics.test_queries import known_story
+from tests.views.pixels import ROAD, assert_map_shows
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
@@ -16,7 +19,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
-def test_exported_map_renders_offline(make_settings, tmp_path: Path) -> None:
+def test_exported_map_renders_offline_with_streets_tracks_and_a_fitted_view(
+        make_settings, tmp_path: Path, artifacts_dir: Path) -> None:
+    # Regression (issue 12, item 1): "pixels" reached deck.gl as the expression
+    # "@@=pixels" and the whole map was one solid rectangle of the police colour.
     from playwright.sync_api import sync_playwright
 
     settings = make_settings()
@@ -52,8 +58,30 @@ def test_exported_map_renders_offline(make_settings, tmp_path: Path) -> None:
                 " && document.querySelector('#deck-container canvas')", timeout=60_000)
             layers = page.evaluate(
                 "() => window.deckInstance.props.layers.map(l => [l.id, l.props.data.length])")
+            pixels = assert_map_shows(
+                page, "#deck-container", path=str(artifacts_dir / "analytics-export-map.png"),
+                road=ROAD, **{k: tuple(v) for k, v in UNIT_COLORS.items()})
+            # Where the data lands on the screen: every point inside, spread over it.
+            spread = page.evaluate("""() => {
+                const vp = window.deckInstance.getViewports()[0];
+                const layers = window.deckInstance.props.layers;
+                const pts = [
+                  ...layers.find((l) => l.id === 'incidents').props.data.map((d) => d.position),
+                  ...layers.find((l) => l.id === 'unit-tracks').props.data.flatMap((d) => d.path)];
+                const xy = pts.map((p) => vp.project(p));
+                const xs = xy.map((p) => p[0]), ys = xy.map((p) => p[1]);
+                return {w: vp.width, h: vp.height, left: Math.min(...xs), right: Math.max(...xs),
+                        top: Math.min(...ys), bottom: Math.max(...ys)};
+            }""")
         finally:
             browser.close()
     assert outside == []
     assert errors == []
-    assert dict(layers) == {"incidents": 5, "unit-tracks": 3, "unit-positions": 3}
+    assert dict(layers) == {"roads": len(geo.load_network().paths), "incidents": 5,
+                            "unit-tracks": 3, "unit-positions": 3}
+    assert pixels.counts["road"] > 1000  # the street network, not a few stray pixels
+    # Fitted to the data: all of it on screen, and filling most of one dimension.
+    assert 0 <= spread["left"] < spread["right"] <= spread["w"], spread
+    assert 0 <= spread["top"] < spread["bottom"] <= spread["h"], spread
+    assert max((spread["right"] - spread["left"]) / spread["w"],
+               (spread["bottom"] - spread["top"]) / spread["h"]) > 0.5, spread

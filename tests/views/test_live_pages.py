@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.views.conftest import AUTHORITY, LiveSite, Requests
+from tests.views.pixels import AVAILABLE, DISPATCHED, PICKED, ROAD, assert_map_shows
 
 pytestmark = [pytest.mark.browser, pytest.mark.kafka, pytest.mark.slow]
 
@@ -26,6 +27,20 @@ def open_dashboard(context, site: LiveSite) -> Page:
     expect(page.locator("#live-indicator")).to_have_attribute("data-phase", "live", timeout=LIVE)
     expect(page.locator("#unit-rows tr")).to_have_count(16, timeout=LIVE)
     return page
+
+
+def toasts_shown(page: Page, title: str) -> int:
+    """How many toasts with ``title`` in their title the page has shown (from its history:
+    a toast leaves the screen after a few seconds, sooner than a loaded machine checks)."""
+    return page.evaluate(
+        "(t) => window.dispatchwire.toasts.filter((x) => x.title.includes(t)).length", title)
+
+
+def expect_one_toast(page: Page, title: str) -> None:
+    page.wait_for_function(
+        "(t) => window.dispatchwire.toasts.some((x) => x.title.includes(t))", arg=title,
+        timeout=LIVE)
+    assert toasts_shown(page, title) == 1, title
 
 
 def incident(page: Page, emergency_id: str):
@@ -67,6 +82,8 @@ def test_report_in_one_tab_appears_on_the_dashboard_without_refresh(
     expect(reporter.locator("#f-lat")).not_to_have_value("95")
     lat = float(reporter.input_value("#f-lat"))
     assert 60.16 < lat < 60.18
+    assert_map_shows(reporter, path=str(artifacts_dir / "views-report-map.png"), road=ROAD,
+                     picked=PICKED)
     reporter.fill("#f-name", "Maija")
     reporter.click("#submit-report")
     reporter.wait_for_url("**/track/*", timeout=LIVE)
@@ -79,7 +96,7 @@ def test_report_in_one_tab_appears_on_the_dashboard_without_refresh(
     expect(row).to_have_attribute("data-status", "PENDING")
     expect(dashboard.locator("#pending-list .incident").first).to_have_attribute(
         "data-id", emergency_id)  # priority 1 heads the queue
-    expect(dashboard.locator(".toast", has_text="New emergency")).to_have_count(1)
+    expect_one_toast(dashboard, "New emergency")
     assert dashboard.evaluate("window.__sameDocument") is True  # no reload happened
     assert dispatcher.storage_state()["origins"][0]["localStorage"][0]["value"] == AUTHORITY
     assert requests_seen.outside(site.base_url) == []
@@ -105,8 +122,8 @@ def test_dispatch_assigns_a_unit_with_a_toast_and_a_route_on_the_map(
     assert unit_id and unit_id.endswith(("fire-1",)), unit_id
     expect(dashboard.locator(f'#unit-rows tr[data-unit="{unit_id}"]')).to_have_attribute(
         "data-status", "DISPATCHED", timeout=LIVE)
-    expect(dashboard.locator(".toast", has_text="Assigned")).to_have_count(1)
-    expect(dashboard.locator(".toast", has_text="Unit dispatched")).to_have_count(1)
+    expect_one_toast(dashboard, "Assigned")
+    expect_one_toast(dashboard, "Unit dispatched")
     expect(dashboard.locator("#map")).to_have_attribute("data-layer_routes", "1", timeout=LIVE)
     # Why this unit: the worker's decision, with the candidates it weighed.
     expect(dashboard.locator("#details .decision")).to_contain_text("ETA", timeout=LIVE)
@@ -118,8 +135,11 @@ def test_dispatch_assigns_a_unit_with_a_toast_and_a_route_on_the_map(
                                                                    timeout=LIVE)
     dashboard.wait_for_function("() => window.dispatchwire.state.lastMessageAt > Date.now() - 3000")
     expect(dashboard.locator(f'.incident[data-id="{emergency_id}"]')).to_have_count(1)
-    expect(dashboard.locator(".toast", has_text="Assigned")).to_have_count(1)
+    expect_one_toast(dashboard, "Assigned")
     expect(dashboard.locator("#unit-rows tr")).to_have_count(16)
+    # Drawn, not only fed: streets, the route and assigned incident, the free units.
+    assert_map_shows(dashboard, path=str(artifacts_dir / "views-dashboard-map.png"), road=ROAD,
+                     dispatched=DISPATCHED, available=AVAILABLE)
     dashboard.screenshot(path=str(artifacts_dir / "views-dashboard-dispatched.png"))
 
 
@@ -135,6 +155,8 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
     tracking.goto(f"{site.base_url}/track/{emergency_id}")
     expect(tracking.locator("#status-badge")).to_have_text("ASSIGNED", timeout=LIVE)
     expect(tracking.locator("#fact-unit")).not_to_have_text("—")
+    assert_map_shows(tracking, path=str(artifacts_dir / "views-track-map.png"), road=ROAD,
+                     assigned=DISPATCHED)  # the incident (ASSIGNED) and its unit share a colour
 
     dashboard = open_dashboard(new_context(), site)
     row = incident(dashboard, emergency_id)
@@ -150,9 +172,9 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
     expect(unit_row).to_have_attribute("data-status", re.compile("^(RETURNING|AVAILABLE)$"),
                                        timeout=LIVE)
     expect(dashboard.locator("#map")).to_have_attribute("data-layer_routes", "0")
-    expect(dashboard.locator(".toast", has_text="Emergency completed")).to_have_count(1)
+    expect_one_toast(dashboard, "Emergency completed")
     expect(unit_row).to_have_attribute("data-status", "AVAILABLE", timeout=4 * LIVE)
-    expect(dashboard.locator(".toast", has_text="Unit available")).to_have_count(1)
+    expect_one_toast(dashboard, "Unit available")
 
     expect(tracking.locator("#status-badge")).to_have_text("COMPLETED", timeout=LIVE)
     expect(tracking.locator("#live-indicator")).to_have_attribute("data-phase", "closed")
@@ -180,13 +202,15 @@ def test_several_tabs_update_together(site: LiveSite, new_context, artifacts_dir
         unit_id = unit_id or site.emergency(emergency_id)["assigned_unit_id"]
         expect(page.locator(f'#unit-rows tr[data-unit="{unit_id}"]')).to_have_attribute(
             "data-status", "DISPATCHED", timeout=LIVE)
-        expect(page.locator(".toast", has_text="Assigned")).to_have_count(1)
+        expect_one_toast(page, "Assigned")
 
     # The units map: the route appears and the unit moves along it.
     unit_row = units.locator(f'#unit-rows tr[data-unit="{unit_id}"]')
     expect(unit_row).to_have_attribute("data-status", "DISPATCHED", timeout=LIVE)
     expect(units.locator("#map")).to_have_attribute("data-layer_routes", "1", timeout=LIVE)
     start = unit_row.locator(".pos").inner_text()
+    assert_map_shows(units, path=str(artifacts_dir / "views-units-route-map.png"), road=ROAD,
+                     dispatched=DISPATCHED, available=AVAILABLE)
     expect(unit_row.locator(".pos")).not_to_have_text(start, timeout=LIVE)
     units.screenshot(path=str(artifacts_dir / "views-units-map.png"))
 
@@ -213,7 +237,7 @@ def test_the_websocket_carries_updates_when_sse_is_blocked(site: LiveSite, new_c
     expect(row).to_have_attribute("data-status", "PENDING", timeout=LIVE)
     row.locator('button[data-action="dispatch"]').click()
     expect(row).to_have_attribute("data-status", "ASSIGNED", timeout=LIVE)
-    expect(dashboard.locator(".toast", has_text="New emergency")).to_have_count(1)
+    expect_one_toast(dashboard, "New emergency")
     assert dashboard.evaluate("window.dispatchwire.live().status().transport") == "ws"
 
 

@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import wait_for
 from tests.views.conftest import FLEET_SIZE, LiveSite, Requests
+from tests.views.pixels import AVAILABLE, DISPATCHED, PENDING, ROAD, assert_map_shows
 
 pytestmark = [pytest.mark.browser, pytest.mark.kafka, pytest.mark.slow]
 
@@ -87,6 +88,9 @@ def test_replay_ends_with_the_state_at_the_window_end_and_pauses_and_resumes(
     assert whole == replay_stat(page, "windowEvents") > FLEET_SIZE
     expect(page.locator("#map")).to_have_attribute("data-layer_routes", "1")
     expect(page.locator("#map")).to_have_attribute("data-layer_emergencies", "2")
+    # Drawn, not only fed: streets, the waiting incident, the free units, the route.
+    assert_map_shows(page, path=str(artifacts_dir / "views-replay-map.png"), road=ROAD,
+                     pending=PENDING, available=AVAILABLE, dispatched=DISPATCHED)
     assert page.locator("#timebar").input_value() == page.locator("#timebar").get_attribute("max")
     # Read-only: no command buttons anywhere, not even for the pending incident.
     page.locator(f'.incident[data-id="{waiting}"]').click()

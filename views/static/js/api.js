@@ -1,5 +1,7 @@
 // REST calls and the authority token (asked once, kept in localStorage).
 
+import { CONFIG } from "/views/config.js";
+
 const TOKEN_KEY = "dispatchwire.token";
 
 export function storedToken() {
@@ -20,6 +22,7 @@ export function ensureToken({ force = false, message = "" } = {}) {
   const note = dialog.querySelector(".dialog-error");
   note.textContent = message;
   input.value = "";
+  showDevHint(dialog);
   return new Promise((resolve) => {
     const form = dialog.querySelector("form");
     form.onsubmit = (ev) => {
@@ -33,6 +36,17 @@ export function ensureToken({ force = false, message = "" } = {}) {
     dialog.showModal();
     input.focus();
   });
+}
+
+// The development token as a hint, only when the server runs in dev mode with it.
+function showDevHint(dialog) {
+  const hint = dialog.querySelector(".dev-hint");
+  if (!hint) return;
+  hint.hidden = !CONFIG.devTokenHint;
+  if (!CONFIG.devTokenHint) { hint.replaceChildren(); return; }
+  const code = document.createElement("code");
+  code.textContent = CONFIG.devTokenHint;
+  hint.replaceChildren(" Development default: ", code, ".");
 }
 
 export class ApiError extends Error {

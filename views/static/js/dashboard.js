@@ -2,28 +2,33 @@
 // fed by the live connection, with the dispatcher's commands, keys and toasts.
 
 import { call, ensureToken, newCommandId } from "./api.js";
-import { $, toast } from "./dom.js";
+import { $, toast, toastHistory } from "./dom.js";
 import { mountBoard } from "./board.js";
 import { LiveState, connectLive, mountIndicator } from "./live.js";
-import { announce } from "./notify.js";
+import { announce, rejectionToast } from "./notify.js";
 
 const state = new LiveState();
 let token = "";
 const busy = new Set(); // emergency ids with a command in flight
+const sentCommands = new Set(); // ids of the commands this page sent: only theirs toast
 
 // ------------------------------------------------------------------ commands
 
 async function command(emergency, verb, body = {}) {
   busy.add(emergency.id);
   board.render();
+  const commandId = newCommandId();
+  sentCommands.add(commandId);
+  if (sentCommands.size > 500) sentCommands.delete(sentCommands.values().next().value);
   try {
     await call("POST", `/api/emergencies/${encodeURIComponent(emergency.id)}/${verb}`,
-      { token, body: { command_id: newCommandId(), ...body } });
+      { token, body: { command_id: commandId, ...body } });
   } catch (err) {
     if (err.status === 401 || err.status === 403) {
       token = await ensureToken({ force: true, message: "The server refused that token." });
     }
-    toast(null, "error", `${verb} failed`, err.message);
+    if (err.status === 409) rejectionToast(commandId, err.message);
+    else toast(null, "error", `${verb} failed`, err.message);
   } finally {
     busy.delete(emergency.id);
     board.render();
@@ -37,7 +42,7 @@ const cancel = (e) => command(e, "cancel", { reason: "cancelled by dispatcher" }
 const board = mountBoard({ state, commands: { dispatch, complete, cancel, busy } });
 
 state.addEventListener("change", (ev) => {
-  announce(ev.detail, state);
+  announce(ev.detail, state, { ownCommand: (id) => sentCommands.has(id) });
   board.scheduleRender();
 });
 
@@ -77,5 +82,5 @@ function start() {
 const indicator = mountIndicator($("#live-indicator"), state);
 token = await ensureToken();
 let live = start();
-window.dispatchwire = { state, map: board.map, live: () => live };
+window.dispatchwire = { state, map: board.map, live: () => live, toasts: toastHistory };
 board.render();

@@ -91,8 +91,24 @@ export function haversineM(lat1, lon1, lat2, lon2) {
 }
 
 // Toasts, one per change, deduplicated by key (the live message id) so a reconnect that
-// replays messages never shows the same toast twice.
+// replays messages never shows the same toast twice. At most MAX_TOASTS are on screen, in
+// their own corner of the map (never over the queue or the unit board); a toast equal to
+// one already shown (same kind, title and detail) is not stacked again, it counts up
+// ("×3") and stays a little longer.
 const shownToasts = new Set();
+// Every toast shown (repeats included), newest last: what the page announced beyond the
+// few seconds a toast stays (read by the browser tests, which may look later than that).
+export const toastHistory = [];
+const MAX_TOASTS = 3;
+const TOAST_MS = 6000;
+
+function toastTimers(node) {
+  clearTimeout(node._leave);
+  clearTimeout(node._remove);
+  node.classList.remove("leaving");
+  node._leave = setTimeout(() => node.classList.add("leaving"), TOAST_MS);
+  node._remove = setTimeout(() => node.remove(), TOAST_MS + 600);
+}
 
 export function toast(key, kind, title, detail = "") {
   if (key) {
@@ -102,10 +118,35 @@ export function toast(key, kind, title, detail = "") {
   }
   const stack = document.getElementById("toasts");
   if (!stack) return;
-  const node = h("div", { class: `toast toast-${kind}`, role: "status", dataset: { kind } },
-    h("strong", {}, title), detail ? h("span", {}, detail) : null);
+  toastHistory.push({ kind, title, detail });
+  if (toastHistory.length > 500) toastHistory.shift();
+  const signature = JSON.stringify([kind, title, detail]);
+  const same = [...stack.children].find((n) => n.dataset.signature === signature);
+  if (same) {
+    const count = Number(same.dataset.count) + 1;
+    same.dataset.count = String(count);
+    same.querySelector(".repeat").textContent = `×${count}`;
+    stack.append(same); // the newest goes last
+    toastTimers(same);
+    return;
+  }
+  const node = h("div", { class: `toast toast-${kind}`, role: "status",
+    dataset: { kind, signature, count: "1" } },
+  h("strong", {}, title, h("span", { class: "repeat" })), detail ? h("span", {}, detail) : null);
   stack.append(node);
-  while (stack.children.length > 6) stack.firstElementChild.remove();
-  setTimeout(() => node.classList.add("leaving"), 6000);
-  setTimeout(() => node.remove(), 6600);
+  while (stack.children.length > MAX_TOASTS) stack.firstElementChild.remove();
+  toastTimers(node);
+}
+
+// The quiet list of what concerns other people (their rejected commands): no toast, a line
+// in the page's activity list, if it has one, newest first.
+export function logActivity(kind, title, detail = "") {
+  const list = document.getElementById("activity-list");
+  if (!list) return;
+  const at = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  list.prepend(h("li", { class: `activity-${kind}`, dataset: { kind } },
+    h("time", {}, at), h("strong", {}, title), detail ? h("span", {}, detail) : null));
+  while (list.children.length > 30) list.lastElementChild.remove();
+  const count = document.getElementById("activity-count");
+  if (count) count.textContent = String(Number(count.textContent || 0) + 1);
 }

@@ -8,6 +8,8 @@
 // when they move an entity's `version` forward, and messages whose id was already handled
 // are dropped, so a reconnect never duplicates rows or toasts.
 
+import { CONFIG } from "/views/config.js";
+
 export const LIVE_EVENTS = [
   "snapshot",
   "emergency_created",
@@ -155,6 +157,19 @@ export class LiveState extends EventTarget {
   }
 }
 
+// ---------------------------------------------------------------- close codes
+
+// What the server means by a WebSocket close code, and what to do about it: the one table
+// in schemas/live.py, served as /views/config.js. A code it does not name (1006 for a
+// connection that failed, 1008, 1011...) is a failed connection: retry, then fall back.
+export function closeRule(code) {
+  const rule = CONFIG.closeCodes[String(code)];
+  return rule ? { code, ...rule } : null;
+}
+
+const BACKOFF_FIRST_MS = 5000;
+const BACKOFF_MAX_MS = 60000;
+
 // ---------------------------------------------------------------- connection
 
 function withQuery(path, params) {
@@ -190,6 +205,7 @@ export function connectLive(state, options = {}) {
   let retryTimer = null;
   let stopped = false;
   let wsFailures = 0;
+  let backoffMs = 0;
   const status = { transport: "none", phase: "connecting", detail: "" };
 
   const setStatus = (transport, phase, detail = "") => {
@@ -270,12 +286,35 @@ export function connectLive(state, options = {}) {
     ws.onclose = (ev) => {
       ws = null;
       if (stopped) return;
-      if (ev.code === 4401 || ev.code === 1008) opts.onUnauthorized();
+      const rule = closeRule(ev.code);
+      if (rule) { onServerClose(rule); return; }
       if (!opened) wsFailures += 1;
       if (wsFailures >= 2) { startPolling(); return; }
       setStatus("ws", "reconnecting");
       retryTimer = setTimeout(startWS, opened ? 500 : 1500);
     };
+  }
+
+  // The server closed the socket and said why (schemas/live.py): act on its action.
+  function onServerClose({ action, reason }) {
+    if (action !== "backoff") backoffMs = 0;
+    switch (action) {
+      case "login": // the page asks for a token and starts a new connection with it
+        setStatus("ws", "unauthorized", reason);
+        opts.onUnauthorized(reason);
+        return;
+      case "backoff":
+        backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs ? backoffMs * 2 : BACKOFF_FIRST_MS);
+        setStatus("ws", "backoff", reason);
+        retryTimer = setTimeout(startWS, backoffMs);
+        return;
+      case "stop": // reconnecting the same way cannot help; a reload or new token may
+        setStatus("ws", "stopped", reason);
+        return;
+      default: // "reconnect": resume after the last id seen
+        setStatus("ws", "reconnecting", reason);
+        retryTimer = setTimeout(startWS, 500);
+    }
   }
 
   // --- REST polling, the last resort; now and then it tries the stream again.

@@ -42,20 +42,61 @@ export function layerData({ emergencies = [], units = [], marker = null, routesF
   return { routes, emergencies: em, units: un, labels: stackedLabels(un) };
 }
 
-// Units parked together (a station) get one label, "NE-AMB1 +3", not four on top of
-// each other.
+// Units parked together (a station) get one label listing them all, one callsign a line,
+// instead of labels drawn over each other. Only exact positions are grouped here; labels
+// that still collide at the current zoom are merged by LiveMap (declutter), which knows
+// where they land on the screen.
 function stackedLabels(units) {
   const groups = new Map();
   for (const u of units) {
-    const key = `${u.position[0].toFixed(4)},${u.position[1].toFixed(4)}`;
+    const key = `${u.position[0].toFixed(5)},${u.position[1].toFixed(5)}`;
     const group = groups.get(key);
-    if (group) group.count += 1;
-    else groups.set(key, { position: u.position, first: u.label, count: 1 });
+    if (group) group.names.push(u.label);
+    else groups.set(key, { position: u.position, names: [u.label] });
   }
-  return [...groups.values()].map((g) => ({
-    position: g.position,
-    label: g.count > 1 ? `${g.first} +${g.count - 1}` : g.first,
-  }));
+  return [...groups.values()].map((g) => ({ position: g.position, names: g.names.sort() }));
+}
+
+// The label box on screen, from the TextLayer of mapspec.py (12 px monospace, anchored
+// above the marker): about 0.6 em a character, 14 px a line, 16 px above the point.
+const LABEL_CHAR_PX = 7.5;
+const LABEL_LINE_PX = 14;
+const LABEL_OFFSET_PX = 16;
+
+const LABEL_MAX_LINES = 6;
+
+// A callsign a line; a crowd (zoomed far out) shows its first few and how many more.
+function labelText(names) {
+  if (names.length <= LABEL_MAX_LINES) return names.join("\n");
+  return [...names.slice(0, LABEL_MAX_LINES - 1), `+${names.length - LABEL_MAX_LINES + 1} more`].join("\n");
+}
+
+function labelBox([x, y], allNames) {
+  const names = labelText(allNames).split("\n");
+  const width = Math.max(...names.map((n) => n.length)) * LABEL_CHAR_PX + 6;
+  const height = names.length * LABEL_LINE_PX + 2;
+  return { left: x - width / 2, right: x + width / 2, top: y - LABEL_OFFSET_PX - height, bottom: y - LABEL_OFFSET_PX + 4 };
+}
+
+const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+
+// Merge labels whose boxes overlap at this viewport into one (at the first one's place),
+// until none overlap; `project` maps [lon, lat] to screen pixels.
+export function declutter(groups, project) {
+  const placed = [];
+  for (const g of groups) {
+    const at = project(g.position);
+    let item = { position: g.position, at, names: [...g.names] };
+    item.box = labelBox(at, item.names);
+    for (let hit = placed.findIndex((p) => overlaps(p.box, item.box)); hit >= 0;
+      hit = placed.findIndex((p) => overlaps(p.box, item.box))) {
+      const into = placed.splice(hit, 1)[0];
+      item = { position: into.position, at: into.at, names: [...into.names, ...item.names].sort() };
+      item.box = labelBox(item.at, item.names);
+    }
+    placed.push(item);
+  }
+  return placed.map((p) => ({ position: p.position, names: p.names, label: labelText(p.names), box: p.box }));
 }
 
 export class LiveMap {
@@ -101,6 +142,13 @@ export class LiveMap {
       },
     });
     this.roads = (this.deck.props.layers || []).find((l) => l && l.id === ROADS) || null;
+    // Labels are decluttered for a zoom; zooming in or out re-runs it (once a frame).
+    this.labelZoom = null;
+    this.deck.setProps({ onViewStateChange: ({ viewState }) => {
+      if (this.last && this.labelZoom !== null && Math.abs(viewState.zoom - this.labelZoom) > 0.05 && !this.relabel) {
+        this.relabel = requestAnimationFrame(() => { this.relabel = 0; this.update(this.last); });
+      }
+    } });
     this.container.dataset.ready = "1";
     if (this.pending) this.update(this.pending);
   }
@@ -108,16 +156,30 @@ export class LiveMap {
   // Swap the data of the live layers; nothing else is sent.
   update(data) {
     if (!this.deck) { this.pending = data; return; }
+    if (!this.deck.isInitialized) {
+      // No viewport to declutter for until deck.gl has its canvas: try again next frame.
+      this.pending = data;
+      if (!this.waiting) {
+        this.waiting = requestAnimationFrame(() => { this.waiting = 0; this.update(this.pending); });
+      }
+      return;
+    }
     this.pending = null;
+    this.last = data;
+    const viewport = this.deck.getViewports()[0];
+    this.labelZoom = viewport ? viewport.zoom : null;
+    const project = viewport ? (p) => viewport.project(p) : () => [0, 0];
+    this.labels = viewport ? declutter(data.labels || [], project)
+      : (data.labels || []).map((g) => ({ ...g, label: labelText(g.names) }));
     const layers = [];
     for (const [id, template] of this.templates) {
-      layers.push({ ...template, data: data[id] || [] });
+      layers.push({ ...template, data: id === "labels" ? this.labels : (data[id] || []) });
     }
     const roads = this.roads;
     const target = {
       setProps: (props) => this.deck.setProps({ layers: roads ? [roads, ...props.layers] : props.layers }),
     };
     window.updateDeck({ layers }, target);
-    for (const id of this.templates.keys()) this.container.dataset[`layer_${id}`] = String((data[id] || []).length);
+    for (const layer of layers) this.container.dataset[`layer_${layer.id}`] = String(layer.data.length);
   }
 }

@@ -1,13 +1,22 @@
 // One toast per real change. The key is the live message id (plus the entity and its
 // version, for changes found by comparing snapshots), so nothing is announced twice.
+// A rejected command toasts only on the page that sent it (`ownCommand(command_id)`);
+// everyone else's rejections (other dispatchers, the simulator) go to the quiet activity
+// list.
 
-import { TYPE_LABEL, formatEta, toast } from "./dom.js";
+import { TYPE_LABEL, formatEta, logActivity, toast } from "./dom.js";
 
 export function unitLabel(unit) {
   return unit ? (unit.callsign || unit.id) : "—";
 }
 
-export function announce(detail, state) {
+// The toast of a rejected command; the page that sent it may also learn of it from the
+// HTTP answer (409): both use this key, so it is shown once.
+export function rejectionToast(commandId, reason) {
+  toast(commandId ? `r:${commandId}` : null, "error", "Command rejected", reason || "");
+}
+
+export function announce(detail, state, { ownCommand = () => false } = {}) {
   for (const change of detail.changes) {
     switch (change.kind) {
       case "emergency_new": {
@@ -41,7 +50,8 @@ export function announce(detail, state) {
         break;
       }
       case "rejected":
-        toast(detail.id ? `r:${detail.id}` : null, "error", "Command rejected", change.reason || "");
+        if (ownCommand(change.data?.command_id)) rejectionToast(change.data.command_id, change.reason);
+        else logActivity("rejected", "Command rejected", change.reason || "");
         break;
       default:
         break;

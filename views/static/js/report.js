@@ -3,6 +3,7 @@
 import { ApiError, call, newCommandId } from "./api.js";
 import { $ } from "./dom.js";
 import { LiveMap, layerData } from "./map.js";
+import { mountPlaceSearch } from "./places.js";
 
 const form = $("#report-form");
 const latInput = $("#f-lat");
@@ -27,6 +28,18 @@ function showMarker() {
 }
 latInput.addEventListener("input", showMarker);
 lonInput.addEventListener("input", showMarker);
+
+const places = mountPlaceSearch({
+  input: $("#f-street"),
+  list: $("#street-results"),
+  locate: $("#use-location"),
+  status: $("#place-status"),
+  onPlace: ({ lat, lon }) => {
+    latInput.value = lat.toFixed(6);
+    lonInput.value = lon.toFixed(6);
+    showMarker();
+  },
+});
 
 function clearErrors() {
   $("#form-error").hidden = true;
@@ -101,4 +114,4 @@ form.addEventListener("submit", async (ev) => {
   }
 });
 
-window.dispatchwire = { map };
+window.dispatchwire = { map, places };

@@ -1,7 +1,7 @@
 // Units tracking: the unit table and a map of units moving live along their routes.
 
 import { ensureToken } from "./api.js";
-import { $, TYPE_LABEL, formatEta, h, statusBadge } from "./dom.js";
+import { $, TYPE_LABEL, formatEta, h, statusBadge, toastHistory } from "./dom.js";
 import { LiveState, connectLive, mountIndicator } from "./live.js";
 import { LiveMap, layerData } from "./map.js";
 import { announce, unitLabel } from "./notify.js";
@@ -56,5 +56,5 @@ $("#change-token").addEventListener("click", async () => {
 const indicator = mountIndicator($("#live-indicator"), state);
 token = await ensureToken();
 let live = start();
-window.dispatchwire = { state, map, live: () => live };
+window.dispatchwire = { state, map, live: () => live, toasts: toastHistory };
 render();

@@ -1,0 +1,132 @@
+"""What a dispatcher sees besides the board, in real Chromium against the real stack
+(issue 12): rejections toast only for the dispatcher who sent the command (item 3); toasts
+are capped, collapse repeats and stay off the queue and the unit board (item 4); units
+sharing a station get one readable label, and no labels overlap (item 5).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.views.conftest import LiveSite
+from tests.views.pixels import AVAILABLE, ROAD, assert_map_shows
+from tests.views.test_live_pages import LIVE, incident, open_dashboard, toasts_shown
+
+pytestmark = [pytest.mark.browser, pytest.mark.kafka, pytest.mark.slow]
+
+FIRE_AT = {"lat": 60.1745, "lon": 24.9415}
+
+
+def box(page: Page, selector: str) -> dict:
+    found = page.locator(selector).bounding_box()
+    assert found, selector
+    return found
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+def test_a_rejection_toasts_only_for_the_dispatcher_who_sent_the_command(
+        site: LiveSite, new_context, artifacts_dir: Path) -> None:
+    dashboard = open_dashboard(new_context(), site)
+    errors = dashboard.locator('.toast[data-kind="error"]')
+    activity = dashboard.locator("#activity-list li")
+
+    # Someone else's command is rejected: a quiet line in the activity list, no toast.
+    cancelled = site.report(description="false alarm")
+    site.command(cancelled, "cancel")
+    response = site.http.post(f"/api/emergencies/{cancelled}/dispatch", json={})
+    assert response.status_code == 409, response.text
+    expect(activity).to_have_count(1, timeout=LIVE)
+    expect(activity.first).to_contain_text("CANCELLED")
+    expect(dashboard.locator("#activity-count")).to_have_text("1")
+    assert toasts_shown(dashboard, "Command rejected") == 0
+
+    # This dispatcher's own command is rejected (the region's only fire engine is out):
+    # one toast, from the HTTP answer or the event, whichever comes first, not two.
+    first = site.report(type="fire", priority=1, description="bin fire", **FIRE_AT)
+    site.command(first, "dispatch")
+    second = site.report(type="fire", priority=1, description="car fire", **FIRE_AT)
+    row = incident(dashboard, second)
+    expect(row).to_have_attribute("data-status", "PENDING", timeout=LIVE)
+    row.locator('button[data-action="dispatch"]').click()
+    expect(errors).to_have_count(1, timeout=LIVE)
+    expect(errors.first).to_contain_text("no available")
+    # A later event of the same region (same partition, so after the rejection in the log)
+    # shows that the page has read the rejection event too: still one toast.
+    later = site.report(type="fire", priority=2, description="smoke", **FIRE_AT)
+    expect(incident(dashboard, later)).to_be_visible(timeout=LIVE)
+    assert toasts_shown(dashboard, "Command rejected") == 1
+    expect(activity).to_have_count(1)  # own rejections are not "activity" of others
+    dashboard.screenshot(path=str(artifacts_dir / "views-own-rejection-toast.png"))
+
+
+def test_toasts_are_capped_collapse_repeats_and_stay_off_the_board(
+        site: LiveSite, new_context, artifacts_dir: Path) -> None:
+    dashboard = open_dashboard(new_context(), site)
+    toasts = dashboard.locator(".toast")
+
+    # The same report four times (as a caller hitting redial): one toast, "x4".
+    same = [site.report(type="medical", priority=2, description="man down by the kiosk")
+            for _ in range(4)]
+    for emergency_id in same:
+        expect(incident(dashboard, emergency_id)).to_be_visible(timeout=LIVE)
+    expect(toasts).to_have_count(1)
+    expect(toasts.first.locator(".repeat")).to_have_text("\u00d74")  # x4
+
+    # Five different ones: no more than three on screen at once.
+    for priority, kind in enumerate(("fire", "police", "traffic", "medical", "fire"), start=1):
+        emergency_id = site.report(type=kind, priority=priority, description=f"{kind} {priority}")
+        expect(incident(dashboard, emergency_id)).to_be_visible(timeout=LIVE)
+        assert toasts.count() <= 3
+    expect(toasts).to_have_count(3)
+
+    # Where they are: over the map, never over the queue, the unit board or the header.
+    dashboard.screenshot(path=str(artifacts_dir / "views-toasts.png"))
+    mapcol = box(dashboard, ".panel.mapcol")
+    for i in range(toasts.count()):
+        toast = toasts.nth(i).bounding_box()
+        assert toast
+        for covered in (".panel.queue", ".panel.units", ".topbar"):
+            assert not overlap(toast, box(dashboard, covered)), covered
+        assert mapcol["x"] <= toast["x"]
+        assert toast["x"] + toast["width"] <= mapcol["x"] + mapcol["width"]
+
+
+def test_units_sharing_a_station_get_one_label_and_no_labels_overlap(
+        site: LiveSite, new_context, artifacts_dir: Path) -> None:
+    units = new_context().new_page()
+    units.goto(site.base_url + "/units")
+    expect(units.locator("#unit-rows tr")).to_have_count(16, timeout=LIVE)
+    callsigns = sorted(u["callsign"] for u in site.state()["units"])
+    labels_js = "() => window.dispatchwire.map.labels.map((l) => ({names: l.names, box: l.box}))"
+    named = "() => window.dispatchwire.map.labels?.flatMap((l) => l.names).length"
+    units.wait_for_function(f"{named} === {len(callsigns)}", timeout=LIVE)
+
+    def check(zoom: str) -> None:
+        labels = units.evaluate(labels_js)
+        # Every unit named exactly once, co-located units together, one name a line.
+        assert sorted(n for label in labels for n in label["names"]) == callsigns, zoom
+        assert len(labels) <= 4, labels  # the four stations
+        boxes = [label["box"] for label in labels]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not (a["left"] < b["right"] and b["left"] < a["right"]
+                            and a["top"] < b["bottom"] and b["top"] < a["bottom"]), (zoom, a, b)
+
+    check("start")
+    assert_map_shows(units, path=str(artifacts_dir / "views-units-labels.png"),
+                     road=ROAD, available=AVAILABLE, label=(226, 232, 240))
+    # Zoomed far out the stations crowd together: their labels merge, still no overlap.
+    box_ = box(units, "#map")
+    units.mouse.move(box_["x"] + box_["width"] / 2, box_["y"] + box_["height"] / 2)
+    for _ in range(6):
+        units.mouse.wheel(0, 400)
+    units.wait_for_function("() => window.dispatchwire.map.labels.length < 4", timeout=LIVE)
+    check("zoomed out")
+    units.screenshot(path=str(artifacts_dir / "views-units-labels-zoomed-out.png"))

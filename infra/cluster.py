@@ -180,6 +180,8 @@ class LocalCluster:
     ports: list[tuple[int, int]]
     host: str = "127.0.0.1"
     heap: str = "512m"
+    # broker defaults for topics created without their own (Faust's, auto-created ones);
+    # ours get settings.replication_factor / min_insync_replicas from infra.topics
     replication_factor: int | None = None  # default: min(N, 3)
     min_insync_replicas: int | None = None  # default: one less than the replication factor
     login: ScramLogin | None = field(default=None, repr=False)
@@ -317,8 +319,6 @@ def cluster_from_settings(settings: Settings, brokers: int | None = None) -> Loc
         ports=[(base + 2 * i, base + 2 * i + 1) for i in range(brokers)],
         host=host,
         heap=settings.kafka_heap,
-        replication_factor=settings.replication_factor,
-        min_insync_replicas=settings.min_insync_replicas,
         login=login,
         client_options=broker_credentials(settings, "kafka-python") if login else {},
         settings=settings,

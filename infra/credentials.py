@@ -7,14 +7,18 @@ keyword arguments of one client library, so a producer is built as
 The three libraries spell the same thing three ways (aiokafka wants an ``SSLContext``,
 kafka-python a CA file path, Faust a ``Credentials`` object), which is why this is one room.
 
-``refused_credentials(settings, exc)`` recognises the libraries' "authentication failed"
-errors and turns them into a ``ConfigurationError`` that names the settings to fix.
+``refused_credentials(settings, exc)`` tells a refused login from an unreachable broker
+and turns it into a ``ConfigurationError`` that names the settings to fix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
+
+from aiokafka.errors import KafkaError as AioKafkaError
 
 from dispatchwire.errors import ConfigurationError
 from dispatchwire.settings import Settings
@@ -92,25 +96,53 @@ def _faust_credentials(settings: Settings) -> dict[str, Any]:
 
 
 def refused_credentials(settings: Settings, exc: BaseException) -> ConfigurationError | None:
-    """Our error for a library's "SASL authentication failed", else None.
+    """Our error if ``exc`` (a client failing to connect) means the broker refused the login.
 
-    kafka-python raises ``SaslAuthenticationFailedError`` (also as the cause of a failed
-    bootstrap); aiokafka logs the broker's refusal and fails the bootstrap with a
-    ``KafkaConnectionError`` whose cause is its own ``SaslAuthenticationFailedError``.
+    Neither client says so itself: aiokafka logs the broker's ``SaslAuthenticationFailed``
+    and raises a bare "Unable to bootstrap", and kafka-python 3.0 loses the broker's answer
+    (the broker closes the socket right after it) and retries until its bootstrap timeout.
+    So unless the error already is an authentication failure, this asks the broker once
+    itself, with one aiokafka connection and the same login, which reports the refusal.
     """
     from aiokafka.errors import AuthenticationFailedError as _AioAuthFailed
     from aiokafka.errors import SaslAuthenticationFailed as _AioSaslFailed
     from kafka.errors import SaslAuthenticationFailedError as _SaslFailed
 
+    if not uses_sasl(settings):
+        return None
+    refusals = (_SaslFailed, _AioSaslFailed, _AioAuthFailed)
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (_SaslFailed, _AioSaslFailed, _AioAuthFailed)) or (
-            "authentication failed" in str(seen).lower()
-        ):
-            return ConfigurationError(
-                f"Kafka at {settings.kafka_bootstrap} refused the SASL login "
-                f"({settings.kafka_sasl_mechanism}) of {USERNAME_ENV}="
-                f"{settings.kafka_sasl_username!r}: check {USERNAME_ENV} and {PASSWORD_ENV}"
-            )
+    while seen is not None and not isinstance(seen, refusals):
         seen = seen.__cause__ or seen.__context__
-    return None
+    if seen is None and not _login_refused(settings):
+        return None
+    return ConfigurationError(
+        f"Kafka at {settings.kafka_bootstrap} refused the SASL login "
+        f"({settings.kafka_sasl_mechanism}) of {USERNAME_ENV}={settings.kafka_sasl_username!r}: "
+        f"check {USERNAME_ENV} and {PASSWORD_ENV}"
+    )
+
+
+def _login_refused(settings: Settings, timeout_s: float = 10.0) -> bool:
+    """True if the first bootstrap broker answers our login with an authentication error."""
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import AuthenticationFailedError as _AioAuthFailed
+    from aiokafka.errors import SaslAuthenticationFailed as _AioSaslFailed
+
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000),
+                            **broker_credentials(settings, "aiokafka")), timeout_s)
+        except (_AioSaslFailed, _AioAuthFailed):
+            return True
+        except (OSError, TimeoutError, AioKafkaError):
+            return False
+        conn.close()
+        return False
+
+    # its own thread and loop: callers may be inside a running loop (aiokafka) or not
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, probe()).result()

@@ -160,7 +160,14 @@ def test_topics_on_the_cluster_get_replication_3_and_min_insync_2(
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     try:
         topics = [settings.commands_topic, settings.events_topic]
-        for topic in admin.describe_topics(topics):
+        # a new topic reaches every node's metadata a moment after it is created
+        def all_known() -> list[dict] | None:
+            found = admin.describe_topics(topics)
+            return found if all(t["error_code"] == 0 for t in found) else None
+
+        described = wait_for(all_known, timeout=30, interval=0.2,
+                             message="the new topics in the metadata")
+        for topic in described:
             assert len(topic["partitions"]) == 2, topic
             for partition in topic["partitions"]:
                 assert sorted(partition["replica_nodes"]) == [1, 2, 3], (topic["name"], partition)
@@ -377,3 +384,13 @@ def test_sasl_settings_without_a_password_name_the_missing_variable() -> None:
     settings = Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u")
     with pytest.raises(ConfigurationError, match="DISPATCHWIRE_KAFKA_SASL_PASSWORD"):
         broker_credentials(settings, "aiokafka")
+
+
+def test_cluster_size_sets_replication_defaults_and_explicit_values_win() -> None:
+    assert (Settings().replication_factor, Settings().min_insync_replicas) == (1, 1)
+    three = Settings(kafka_brokers=3)
+    assert (three.replication_factor, three.min_insync_replicas) == (3, 2)
+    five = Settings(kafka_brokers=5)
+    assert (five.replication_factor, five.min_insync_replicas) == (3, 2)
+    mine = Settings(kafka_brokers=3, replication_factor=2, min_insync_replicas=1)
+    assert (mine.replication_factor, mine.min_insync_replicas) == (2, 1)

@@ -12,7 +12,7 @@ import sys
 
 from dispatchwire.errors import ConfigurationError, DispatchwireError
 from dispatchwire.settings import Settings
-from infra.cluster import cluster_from_settings, wants_cluster
+from infra.cluster import cluster_from_settings, scram_login, wants_cluster
 from infra.kafka import broker_from_settings
 
 
@@ -39,6 +39,7 @@ def kafka_up(settings: Settings, args: argparse.Namespace) -> int:
     brokers = getattr(args, "brokers", None)
     if brokers is not None and brokers < 1:
         raise ConfigurationError("--brokers must be 1 or more")
+    scram_login(settings)  # refuses security settings a local broker cannot offer
     if wants_cluster(settings, brokers):
         cluster = cluster_from_settings(settings, brokers or settings.kafka_brokers)
         cluster.start(timeout=args.timeout or 180.0)

@@ -312,7 +312,9 @@ def cluster_from_settings(settings: Settings, brokers: int | None = None) -> Loc
             brokers = int(json.loads((data_dir / "cluster.json").read_text())["brokers"])
         except (OSError, ValueError, KeyError):
             brokers = settings.kafka_brokers
-    login = scram_login(settings)
+    # `kafka up` checks the protocol first (scram_login refuses what a local node cannot
+    # offer); `down` and `status` only need the nodes, whatever clients are configured for
+    login = scram_login(settings) if settings.kafka_security_protocol == "SASL_PLAINTEXT" else None
     cluster = LocalCluster(
         distribution=KafkaDistribution(settings.kafka_version, settings.cache_dir),
         data_dir=data_dir,

@@ -394,3 +394,21 @@ def test_cluster_size_sets_replication_defaults_and_explicit_values_win() -> Non
     assert (five.replication_factor, five.min_insync_replicas) == (3, 2)
     mine = Settings(kafka_brokers=3, replication_factor=2, min_insync_replicas=1)
     assert (mine.replication_factor, mine.min_insync_replicas) == (2, 1)
+
+
+def test_a_local_broker_refuses_security_it_cannot_offer() -> None:
+    from infra.cluster import scram_login
+
+    with pytest.raises(ConfigurationError, match="DISPATCHWIRE_KAFKA_SECURITY_PROTOCOL"):
+        scram_login(Settings(kafka_security_protocol="SSL"))
+    with pytest.raises(ConfigurationError, match="DISPATCHWIRE_KAFKA_SASL_PASSWORD"):
+        scram_login(Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u",
+                             kafka_sasl_password='with"quote'))
+
+
+def test_a_cluster_started_with_three_nodes_is_not_restarted_with_five(tmp_path: Path) -> None:
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", cache_dir=_own_cache(tmp_path))
+    cluster_from_settings(settings, 3)._cluster_id()  # as `kafka up --brokers 3` records it
+    with pytest.raises(ConfigurationError, match="--brokers 3"):
+        cluster_from_settings(settings, 5).start(timeout=5)
+    assert len(cluster_from_settings(settings).nodes) == 3  # down/status find all three

@@ -36,7 +36,7 @@ kafka-down: install
 
 # Kafka, worker, API, sink and demo traffic; prints the dashboard URL; Ctrl-C stops it all.
 run: install kafka-fetch
-	$(BIN)/dispatchwire run
+	$(BIN)/dispatchwire run $(if $(BROKERS),--brokers $(BROKERS))
 
 lint: install
 	$(BIN)/ruff check .

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 
 from dispatchwire.settings import DEV_TOKENS, Settings
-from infra.kafka import broker_from_settings, port_answers
+from infra.cluster import LocalCluster, cluster_from_settings, wants_cluster
+from infra.kafka import LocalBroker, broker_from_settings, port_answers
 from infra.topics import ensure_topics, wait_for_group_coordinators
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--no-simulate", action="store_true", help="no demo traffic")
     run.add_argument("--rate", type=float, default=None,
                      help="demo reports per second (default: what the seeded fleet can serve)")
+    run.add_argument("--brokers", type=int, default=None, metavar="N",
+                     help="Kafka nodes to start on loopback (as `kafka up --brokers N`)")
     run.set_defaults(func=run_all)
 
 
@@ -99,8 +102,17 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
     from dispatchwire.cli import subcommands
 
     available = subcommands()
-    broker = broker_from_settings(settings)
+    if args.brokers is not None and args.brokers > 1:
+        # every part (own processes, reading the environment) sees the same cluster size,
+        # so topics and Faust's changelog get its replication factor
+        os.environ["DISPATCHWIRE_KAFKA_BROKERS"] = str(args.brokers)
+        settings = Settings()
+    broker: LocalBroker | LocalCluster = broker_from_settings(settings)
     host, port = broker.host, broker.port
+    if wants_cluster(settings, args.brokers):
+        broker = cluster_from_settings(settings, args.brokers or settings.kafka_brokers)
+        os.environ["DISPATCHWIRE_KAFKA_BOOTSTRAP"] = broker.bootstrap
+        settings = Settings()
     started_kafka = False
     if not port_answers(host, port):
         broker.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,23 @@ class Settings(BaseSettings):
     # partition is its index here modulo the partition count (schemas/placement.py), the
     # same for commands, events and the worker's changelog; add new regions at the end.
     regions: tuple[str, ...] = ("hki-nw", "hki-ne", "hki-sw", "hki-se")
+    replication_factor: int = 1  # 3 on the docker-compose cluster (see the cluster block)
+
+    # --- cluster (issue 14): the local cluster `kafka up` starts and what topics ask of it ---
+    # KRaft nodes `dispatchwire kafka up` / `run` start on loopback (`--brokers N` overrides).
+    # With more than one, replication_factor defaults to min(N, 3) and min_insync_replicas to
+    # one less than that (a write survives one lost node); set either to override.
+    kafka_brokers: int = Field(1, ge=1, le=9)
+    min_insync_replicas: int = Field(1, ge=1)
+    # Kafka security, as a managed or company cluster has it. `infra.credentials` turns
+    # these into client options; `kafka up` opens its client listener with them (SCRAM
+    # users are created when KRaft storage is formatted).
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = (
+        "PLAINTEXT")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None  # CA bundle for SSL / SASL_SSL; system CAs if unset
 
     app_id: str = "dispatchwire"  # Faust app id: consumer group and changelog topic prefix
     worker_web_port: int = 6066
@@ -101,6 +119,18 @@ class Settings(BaseSettings):
     # api resume (issue 10): how long a Last-Event-ID that is in the log but ahead of this
     # read model (another replica served it) waits for the model before the stream closes.
     api_resume_wait_s: float = 5.0
+    @model_validator(mode="before")
+    @classmethod
+    def _replication_from_cluster_size(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        brokers = int(data.get("kafka_brokers") or 1)
+        if brokers > 1 and data.get("replication_factor") is None:
+            data = {**data, "replication_factor": min(brokers, 3)}
+        if data.get("min_insync_replicas") is None:
+            rf = int(data.get("replication_factor") or 1)
+            data = {**data, "min_insync_replicas": max(rf - 1, 1)}
+        return data
 
     @model_validator(mode="after")
     def _refuse_dev_tokens_outside_dev(self) -> Settings:

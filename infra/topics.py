@@ -15,6 +15,7 @@ from kafka.partitioner import Partitioner
 
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
+from infra.credentials import broker_credentials, refused_credentials
 from schemas.placement import RegionPartitioner
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,11 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
             bootstrap_servers=settings.kafka_bootstrap,
             client_id="dispatchwire-admin",
             request_timeout_ms=10_000,
+            **broker_credentials(settings, "kafka-python"),
         )
     except (_KafkaError, OSError) as exc:
-        raise KafkaUnavailable(settings.kafka_bootstrap, str(exc)) from exc
+        raise refused_credentials(settings, exc) or KafkaUnavailable(
+            settings.kafka_bootstrap, str(exc)) from exc
 
 
 def ensure_topics(settings: Settings) -> list[str]:
@@ -69,7 +72,9 @@ def ensure_topics(settings: Settings) -> list[str]:
     try:
         existing = set(admin.list_topics())
         new = [
-            NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor)
+            NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
+                     # with acks=all, a write needs this many replicas (issue 14: 2 of 3)
+                     topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)})
             for name, n in wanted.items()
             if name not in existing
         ]

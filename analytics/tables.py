@@ -66,18 +66,18 @@ CREATE TABLE IF NOT EXISTS events (
     unit_status VARCHAR,               -- the unit's status after the event
     lat DOUBLE,                        -- where: the unit for unit events, else the emergency
     lon DOUBLE,
-    raw VARCHAR NOT NULL               -- the record value exactly as it was in the log
+    raw VARCHAR NOT NULL USING COMPRESSION zstd  -- the record value exactly as in the log
 );
 CREATE TABLE IF NOT EXISTS emergencies (
     id VARCHAR, region VARCHAR, type VARCHAR, priority INTEGER, lat DOUBLE, lon DOUBLE,
     description VARCHAR, status VARCHAR, assigned_unit_id VARCHAR, reported_at TIMESTAMP,
     assigned_at TIMESTAMP, on_scene_at TIMESTAMP, closed_at TIMESTAMP, version INTEGER,
-    doc VARCHAR                        -- the entity as JSON, to rebuild the fold on start
+    doc VARCHAR USING COMPRESSION zstd  -- the entity as JSON, to rebuild the fold on start
 );
 CREATE TABLE IF NOT EXISTS units (
     id VARCHAR, callsign VARCHAR, type VARCHAR, region VARCHAR, status VARCHAR, lat DOUBLE,
     lon DOUBLE, station VARCHAR, emergency_id VARCHAR, eta_s DOUBLE, heading DOUBLE,
-    updated_at TIMESTAMP, version INTEGER, doc VARCHAR
+    updated_at TIMESTAMP, version INTEGER, doc VARCHAR USING COMPRESSION zstd
 );
 CREATE TABLE IF NOT EXISTS sink_offsets (
     topic VARCHAR, "partition" INTEGER, next_offset BIGINT NOT NULL,

@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,18 +67,18 @@ CREATE TABLE IF NOT EXISTS events (
     unit_status VARCHAR,               -- the unit's status after the event
     lat DOUBLE,                        -- where: the unit for unit events, else the emergency
     lon DOUBLE,
-    raw VARCHAR NOT NULL               -- the record value exactly as it was in the log
+    raw VARCHAR NOT NULL USING COMPRESSION zstd  -- the record value exactly as in the log
 );
 CREATE TABLE IF NOT EXISTS emergencies (
     id VARCHAR, region VARCHAR, type VARCHAR, priority INTEGER, lat DOUBLE, lon DOUBLE,
     description VARCHAR, status VARCHAR, assigned_unit_id VARCHAR, reported_at TIMESTAMP,
     assigned_at TIMESTAMP, on_scene_at TIMESTAMP, closed_at TIMESTAMP, version INTEGER,
-    doc VARCHAR                        -- the entity as JSON, to rebuild the fold on start
+    doc VARCHAR USING COMPRESSION zstd  -- the entity as JSON, to rebuild the fold on start
 );
 CREATE TABLE IF NOT EXISTS units (
     id VARCHAR, callsign VARCHAR, type VARCHAR, region VARCHAR, status VARCHAR, lat DOUBLE,
     lon DOUBLE, station VARCHAR, emergency_id VARCHAR, eta_s DOUBLE, heading DOUBLE,
-    updated_at TIMESTAMP, version INTEGER, doc VARCHAR
+    updated_at TIMESTAMP, version INTEGER, doc VARCHAR USING COMPRESSION zstd
 );
 CREATE TABLE IF NOT EXISTS sink_offsets (
     topic VARCHAR, "partition" INTEGER, next_offset BIGINT NOT NULL,
@@ -261,7 +262,7 @@ def _changed_ids(event: Any) -> tuple[list[str], list[str]]:
 
 BATCH_SCHEMA = pa.schema([
     ("seq", pa.int64()), ("partition", pa.int32()), ("offset", pa.int64()),
-    ("logged_at", pa.timestamp("ms")), ("raw_blob", pa.binary()),
+    ("logged_at", pa.timestamp("ms")), ("raw_blob", pa.large_binary()),
 ])
 
 # What json_transform pulls out of each record, in one parse. A field of the wrong JSON
@@ -498,14 +499,42 @@ def _moved_unit(base_doc: str, location_raw: str, logged_at: str) -> str:
     return json.dumps(unit, separators=(",", ":"), ensure_ascii=False)
 
 
+def _bytes_array(values: list[bytes | None], kind: pa.DataType) -> pa.Array:
+    """A (large) binary or string Arrow array of ``values`` (None is null), from buffers.
+
+    Not ``pa.array``: that imports pandas on first use (to check for pandas objects),
+    which took 0.3-1 s of the first batch's GIL time here, stalling the fetch loop too,
+    and some 60 MB of memory the sink never uses."""
+    n = len(values)
+    missing = [i for i, v in enumerate(values) if v is None] if None in values else []
+    if missing:
+        values = [b"" if v is None else v for v in values]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=n), out=offsets[1:])
+    validity = None
+    if missing:
+        present = np.ones(n, dtype=bool)
+        present[missing] = False
+        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+    data = b"".join(values)  # type: ignore[arg-type]
+    return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
+                                 null_count=len(missing))
+
+
 def batch_table(records: Sequence[LogRecord]) -> pa.Table:
     """The records as one Arrow table: the only per-record Python work of a batch."""
+    n = len(records)
+
+    def column(kind: pa.DataType, dtype: type, name: str) -> pa.Array:
+        numbers = np.fromiter(map(attrgetter(name), records), dtype=dtype, count=n)
+        return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(numbers)])
+
     return pa.Table.from_arrays([
-        pa.array(np.arange(len(records), dtype=np.int64)),
-        pa.array([r.partition for r in records], pa.int32()),
-        pa.array([r.offset for r in records], pa.int64()),
-        pa.array([r.timestamp for r in records], pa.int64()).cast(pa.timestamp("ms")),
-        pa.array([r.value for r in records], pa.binary()),
+        pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int64))]),
+        column(pa.int32(), np.int32, "partition"),
+        column(pa.int64(), np.int64, "offset"),
+        column(pa.timestamp("ms"), np.int64, "timestamp"),
+        _bytes_array([r.value for r in records], pa.large_binary()),
     ], schema=BATCH_SCHEMA)
 
 
@@ -539,8 +568,10 @@ def write_batch(con: duckdb.DuckDBPyConnection, topic: str, records: Sequence[Lo
         moved = [(uid, _moved_unit(base, raw, logged))
                  for uid, base, raw, logged in con.execute(_UNIT_MOVES).fetchall()]
         if moved:
-            con.register("sink_moved", pa.table({"id": [m[0] for m in moved],
-                                                 "doc": [m[1] for m in moved]}))
+            con.register("sink_moved", pa.Table.from_arrays([
+                _bytes_array([m[0].encode() for m in moved], pa.large_string()),
+                _bytes_array([m[1].encode() for m in moved], pa.large_string()),
+            ], names=["id", "doc"]))
             con.execute("INSERT INTO sink_unit_docs SELECT id, doc FROM sink_moved")
             con.unregister("sink_moved")
         con.execute("DELETE FROM units WHERE id IN (SELECT id FROM sink_unit_docs)")

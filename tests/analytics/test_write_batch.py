@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,3 +221,38 @@ def test_times_with_an_offset_are_stored_in_utc() -> None:
     write_batch(con, "t", records_of([json.dumps(event).encode()]))
     assert con.execute("SELECT occurred_at FROM events").fetchall() == [
         (datetime(2026, 3, 2, 9, 0),)]
+
+
+def test_record_text_and_entity_docs_are_stored_zstd_compressed(tmp_path: Path) -> None:
+    """The JSON text columns are most of the file and of the checkpoint's work: zstd keeps
+    them at about a third of DuckDB's default string compression, for less CPU (issue 16)."""
+    con = duckdb.connect(str(tmp_path / "sink.duckdb"))
+    create_tables(con)
+    write_all(con, records_of(story_values()), 10_000)
+    con.execute("CHECKPOINT")
+    for table, column in (("events", "raw"), ("emergencies", "doc"), ("units", "doc")):
+        used = {c for (c,) in con.execute(
+            f"SELECT DISTINCT compression FROM pragma_storage_info('{table}') "
+            "WHERE column_name = ? AND segment_type = 'VARCHAR'", [column]).fetchall()}
+        assert used == {"ZSTD"}, (table, column, used)
+
+
+def test_writing_batches_does_not_import_pandas() -> None:
+    """pyarrow's ``pa.array`` imports pandas on first use; in the sink that was 0.3-1 s of
+    GIL time inside its first batch (the fetch loop stalled with it) and ~60 MB for
+    nothing (issue 16). Checked in a fresh interpreter, with moves, rejects and nulls."""
+    code = (
+        "import sys, duckdb\n"
+        "from analytics.tables import create_tables, write_batch\n"
+        "from tests.analytics.test_write_batch import records_of, story_values\n"
+        "assert 'pandas' not in sys.modules, 'imported before any batch'\n"
+        "con = duckdb.connect()\n"
+        "create_tables(con)\n"
+        "values = [*story_values(duplicate_every=4), None, b'{not json', b'\\xff']\n"
+        "result = write_batch(con, 't', records_of(values))\n"
+        "assert result.rejects == 3, result\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True, cwd=Path(__file__).parents[2])
+    assert out.stdout.strip() == "False"

@@ -8,6 +8,7 @@ short version runs (part of ``make test``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -80,10 +81,14 @@ def record_row(request: pytest.FixtureRequest):
 
     def record(row: CaseRow) -> None:
         ROWS.append(row)
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        plugins = request.config.pluginmanager
+        reporter = plugins.get_plugin("terminalreporter")
+        capture = plugins.get_plugin("capturemanager")
         if reporter is not None:
-            reporter.write_line("")
-            reporter.write_line(table([row]))
+            with (capture.global_and_fixture_disabled() if capture is not None
+                  else contextlib.nullcontext()):
+                reporter.write_line("")
+                reporter.write_line(table([row]))
 
     return record
 

@@ -184,6 +184,8 @@ SMALL_POISON = b"\xff\xfe not json at all"
 BIG_POISON = b"{" + b" " * 1_040_000 + b"}"  # 1.04 MB: the broker takes it, Faust's producer not
 
 
+@pytest.mark.xfail(strict=True, reason="issue 10 item 4: the 1.04 MB poison record is acked "
+                   "without reaching the dead-letter topic (assert big)")
 def test_poison_records_reach_the_dead_letter_topic(stack: Stack, record_row) -> None:
     """An undecodable record and one of 1.04 MB, under load: both dead-lettered, the
     worker goes on answering."""
@@ -270,6 +272,9 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
     assert_green(audit)
 
 
+@pytest.mark.xfail(strict=True, reason="issue 10 item 1: a report retried while the worker "
+                   "is down is answered 202 with a freshly drawn emergency id (assert not "
+                   "phantom)")
 def test_retried_report_names_a_real_emergency(stack: Stack, record_row) -> None:
     """A report retried with the same command id while the worker is down is answered 202
     each time; every answer must name the emergency that will exist."""
@@ -299,6 +304,9 @@ def test_retried_report_names_a_real_emergency(stack: Stack, record_row) -> None
     assert not phantom, f"{len(phantom)} answers name emergencies that never exist"
 
 
+@pytest.mark.xfail(strict=True, reason="issue 10 item 3: clients resuming while the restarted "
+                   "API bootstraps get a reset snapshot behind their id, then records again "
+                   "(assert c.resets_behind == 0 and c.duplicates == 0)")
 def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
     """SIGKILL the API under load with many SSE and a few WebSocket clients; they
     reconnect to the restarted API with their last id."""

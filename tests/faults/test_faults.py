@@ -416,22 +416,32 @@ def _later_ids(settings, stored: set[str]) -> set[str]:
         auditor.close()
 
 
-def _committed_lag(stack: Stack) -> int:
-    """Records of the commands topic past the worker group's committed offsets."""
+def _command_offsets(stack: Stack) -> tuple[dict, dict]:
+    """The worker group's committed offsets and the end offsets of the commands topic."""
     settings = stack.settings
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        committed = admin.list_consumer_group_offsets(settings.app_id)
+        committed = admin.list_group_offsets(settings.app_id)[settings.app_id]
         tps = [TopicPartition(settings.commands_topic, p)
                for p in consumer.partitions_for_topic(settings.commands_topic)]
         ends = consumer.end_offsets(tps)
-        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+        return {tp: committed[tp].offset if tp in committed else 0 for tp in tps}, ends
     finally:
         admin.close()
         consumer.close()
 
 
+def _uncommitted(stack: Stack, target: dict) -> int:
+    """Records below ``target`` (end offsets taken earlier) not yet committed. The worker's
+    own movement ticks keep appending to the commands topic, so the live end is a moving
+    goal; what was there when the load stopped is not."""
+    committed, _ = _command_offsets(stack)
+    return sum(max(0, end - committed[tp]) for tp, end in target.items())
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 2: after worker restarts the committed "
+                   "offset crawls about one record per commit interval (assert lag == 0)")
 def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_row) -> None:
     """After two worker restarts under load, the group's committed offsets reach the end
     of the commands partitions within a few commit intervals once the load stops."""
@@ -439,24 +449,28 @@ def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_r
     try:
         load_for(driver, phase_s(2.0))
         killed_at = time.monotonic()
+        restarted_at = []
         for _ in range(2):
             stack.worker.kill()
             stack.worker.start()
-            load_for(driver, phase_s(2.0))
+            restarted_at.append(time.monotonic())
+            load_for(driver, phase_s(4.0))
+        driver.stop()
+        stopped_at = time.monotonic()
+        _, target = _command_offsets(stack)
+        lag_at_stop = _uncommitted(stack, target)
+        try:
+            wait_for(lambda: _uncommitted(stack, target) == 0, timeout=5 * FAUST_COMMIT_INTERVAL_S,
+                     interval=0.5, message="committed offsets at the end of the partitions")
+            caught_up: float | None = time.monotonic() - stopped_at
+        except AssertionError:
+            caught_up = None
+        lag = _uncommitted(stack, target)
         audit = settle_and_audit(stack, driver)
     finally:
         driver.stop()
-    stopped_at = time.monotonic()
-    lag_at_stop = _committed_lag(stack)
-    try:
-        wait_for(lambda: _committed_lag(stack) == 0, timeout=5 * FAUST_COMMIT_INTERVAL_S,
-                 interval=0.5, message="committed offsets at the end of the partitions")
-        caught_up = time.monotonic() - stopped_at
-    except AssertionError:
-        caught_up = None
-    lag = _committed_lag(stack)
     record_row(CaseRow("worker restarts x2: committed offsets", audit.outcomes,
-                       recovery_s=recovery(driver, killed_at, killed_at),
+                       recovery_s=recovery(driver, killed_at, restarted_at[0]),
                        notes=f"uncommitted at stop {lag_at_stop}, after "
                        f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s {lag}"
                        + ("" if caught_up is None else f" (caught up in {caught_up:.1f}s)")))
@@ -473,6 +487,8 @@ def _worker_ready(stack: Stack) -> bool:
         return False
 
 
+@pytest.mark.xfail(strict=True, reason="issue 10 item 5: the worker's ready page stays 200 "
+                   "through a broker outage (assert ready_during == 0)")
 def test_broker_sigkill_and_restart(stack: Stack, record_row) -> None:
     """SIGKILL the broker under load, keep it down for some seconds, restart it."""
     outage_s = 8.0 if not soak_seconds() else 30.0

@@ -39,6 +39,23 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.faults,
 FAUST_COMMIT_INTERVAL_S = 2.8  # Faust's default broker_commit_interval
 
 
+class KnownBug(AssertionError):
+    """The one check of a case that a known, open bug (issue 10) breaks. Cases marked
+    ``xfail(raises=KnownBug, strict=True)`` fail for any other failed check, and turn into a
+    strict XPASS failure once the fix is merged."""
+
+
+def known_bug(holds: bool, message: str) -> None:
+    if not holds:
+        raise KnownBug(message)
+
+
+def open_bug(item: int, check: str) -> pytest.MarkDecorator:
+    """Mark a case that fails today only because of issue 10 item ``item``."""
+    return pytest.mark.xfail(strict=True, raises=KnownBug,
+                             reason=f"issue 10 item {item}: {check}")
+
+
 def phase_s(short: float) -> float:
     """Seconds of load for one phase: ``short`` in ``make test``, the soak length in
     ``make soak``."""
@@ -184,8 +201,8 @@ SMALL_POISON = b"\xff\xfe not json at all"
 BIG_POISON = b"{" + b" " * 1_040_000 + b"}"  # 1.04 MB: the broker takes it, Faust's producer not
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 4: the 1.04 MB poison record is acked "
-                   "without reaching the dead-letter topic (assert big)")
+@open_bug(4, "the 1.04 MB poison record is acked without reaching the dead-letter topic "
+             "(known_bug(big))")
 def test_poison_records_reach_the_dead_letter_topic(stack: Stack, record_row) -> None:
     """An undecodable record and one of 1.04 MB, under load: both dead-lettered, the
     worker goes on answering."""
@@ -228,12 +245,15 @@ def test_poison_records_reach_the_dead_letter_topic(stack: Stack, record_row) ->
     assert_green(audit)
     assert small
     # issue 10 item 4: forwarding it whole fails (MessageSizeTooLargeError) and it is acked
-    assert big, "the 1.04 MB record was acked without reaching the dead-letter topic"
+    known_bug(big, "the 1.04 MB record was acked without reaching the dead-letter topic")
 
 
+@open_bug(1, "a report retried while the worker is down is answered 202 with a freshly "
+             "drawn emergency id that never exists (known_bug(not phantom))")
 def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
     """SIGKILL the worker while it works through a backlog of a few thousand commands,
-    under HTTP load with live clients; restart it."""
+    under HTTP load with live clients; restart it. Reports retried (same command id) while
+    it is down are answered 202; every answer must name the emergency that will exist."""
     settings = stack.settings
     clients = LiveClients(stack.api.url, sse=4, ws=1).start()
     driver = LoadDriver(stack.api.url, seed=4).start()
@@ -253,9 +273,10 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
         stack.worker.kill()
         killed_at = time.monotonic()
         done_at_kill = len({e.command_id for e in log.poll()} & backlog_ids)
-        # the outage lasts until the load has seen commands go unanswered (202, retried)
-        wait_for(lambda: driver.count_since(killed_at, frozenset({202})) >= 3, timeout=60,
-                 message="late answers while the worker is down")
+        # the outage lasts until some reports were answered 202 twice (retried, same id)
+        wait_for(lambda: sum(1 for c in driver.sent if c.kind == "report"
+                             and sum(a.status == 202 for a in c.attempts) >= 2) >= 3,
+                 timeout=60, message="reports answered 202 twice while the worker is down")
         restart_at = time.monotonic()
         stack.worker.start()
         load_for(driver, phase_s(3.0))
@@ -265,48 +286,22 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
         clients.stop()
         commands.close()
         log.close()
-    record_row(CaseRow("worker SIGKILL, 3,000 backlog", audit.outcomes, audit.clients,
-                       recovery(driver, killed_at, restart_at),
-                       notes=f"backlog done at kill {done_at_kill}"))
-    assert done_at_kill < len(backlog), "the worker finished the backlog before the kill"
-    assert_green(audit)
-
-
-@pytest.mark.xfail(strict=True, reason="issue 10 item 1: a report retried while the worker "
-                   "is down is answered 202 with a freshly drawn emergency id (assert not "
-                   "phantom)")
-def test_retried_report_names_a_real_emergency(stack: Stack, record_row) -> None:
-    """A report retried with the same command id while the worker is down is answered 202
-    each time; every answer must name the emergency that will exist."""
-    driver = LoadDriver(stack.api.url, seed=6, rate=4.0).start()
-    try:
-        load_for(driver, phase_s(1.0))
-        stack.worker.kill()
-        killed_at = time.monotonic()
-        wait_for(lambda: sum(1 for c in driver.sent if c.kind == "report"
-                             and sum(a.status == 202 for a in c.attempts) >= 2) >= 3,
-                 timeout=60, message="reports answered 202 twice")
-        restart_at = time.monotonic()
-        stack.worker.start()
-        load_for(driver, phase_s(1.0))
-        audit = settle_and_audit(stack, driver)
-    finally:
-        driver.stop()
-    fold = stack.api.state()
-    existing = {e["id"] for e in fold["emergencies"]}
+    existing = {e["id"] for e in stack.api.state()["emergencies"]}
     phantom = sorted(name for c in driver.sent if c.kind == "report" and c.acknowledged
                      for name in c.named_emergencies() if name not in existing)
-    record_row(CaseRow("retried reports (worker down)", audit.outcomes,
-                       recovery_s=recovery(driver, killed_at, restart_at),
-                       notes=f"answers naming a missing emergency {len(phantom)}"))
+    record_row(CaseRow("worker SIGKILL, 3,000 backlog", audit.outcomes, audit.clients,
+                       recovery(driver, killed_at, restart_at),
+                       notes=f"backlog done at kill {done_at_kill}, answers naming a "
+                       f"missing emergency {len(phantom)}"))
+    assert done_at_kill < len(backlog), "the worker finished the backlog before the kill"
     assert_green(audit)
     # issue 10 item 1: each retry builds a new ReportEmergency with a fresh emergency id
-    assert not phantom, f"{len(phantom)} answers name emergencies that never exist"
+    known_bug(not phantom, f"{len(phantom)} answers name emergencies that never exist")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 3: clients resuming while the restarted "
-                   "API bootstraps get a reset snapshot behind their id, then records again "
-                   "(assert c.resets_behind == 0 and c.duplicates == 0)")
+@open_bug(3, "clients resuming while the restarted API bootstraps get a reset snapshot "
+             "behind their id, then those records again (known_bug(resets_behind == 0 and "
+             "duplicates == 0))")
 def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
     """SIGKILL the API under load with many SSE and a few WebSocket clients; they
     reconnect to the restarted API with their last id."""
@@ -335,9 +330,9 @@ def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
     assert_green(audit)
     # issue 10 item 3: a resume id ahead of the bootstrapping read model gets a reset
     # snapshot behind it, and then the records between again
-    assert c.resets_behind == 0 and c.duplicates == 0, (
-        f"{c.resets_behind} reset snapshots behind the client's id, {c.duplicates} records "
-        "delivered twice")
+    known_bug(c.resets_behind == 0 and c.duplicates == 0,
+              f"{c.resets_behind} reset snapshots behind the client's id, {c.duplicates} "
+              "records delivered twice")
 
 
 def _sink_rows(settings) -> int:
@@ -416,6 +411,9 @@ def _later_ids(settings, stored: set[str]) -> set[str]:
         auditor.close()
 
 
+RESTARTS = 1
+
+
 def _command_offsets(stack: Stack) -> tuple[dict, dict]:
     """The worker group's committed offsets and the end offsets of the commands topic."""
     settings = stack.settings
@@ -440,17 +438,17 @@ def _uncommitted(stack: Stack, target: dict) -> int:
     return sum(max(0, end - committed[tp]) for tp, end in target.items())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 2: after worker restarts the committed "
-                   "offset crawls about one record per commit interval (assert lag == 0)")
+@open_bug(2, "after a worker restart the committed offset crawls about one record per "
+             "commit interval (known_bug(lag == 0))")
 def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_row) -> None:
-    """After two worker restarts under load, the group's committed offsets reach the end
+    """After a worker restart under load, the group's committed offsets reach the end
     of the commands partitions within a few commit intervals once the load stops."""
     driver = LoadDriver(stack.api.url, seed=9).start()
     try:
         load_for(driver, phase_s(2.0))
         killed_at = time.monotonic()
         restarted_at = []
-        for _ in range(2):
+        for _ in range(RESTARTS):
             stack.worker.kill()
             stack.worker.start()
             restarted_at.append(time.monotonic())
@@ -469,7 +467,7 @@ def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_r
         audit = settle_and_audit(stack, driver)
     finally:
         driver.stop()
-    record_row(CaseRow("worker restarts x2: committed offsets", audit.outcomes,
+    record_row(CaseRow(f"worker restart x{RESTARTS}: committed offsets", audit.outcomes,
                        recovery_s=recovery(driver, killed_at, restarted_at[0]),
                        notes=f"uncommitted at stop {lag_at_stop}, after "
                        f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s {lag}"
@@ -477,7 +475,8 @@ def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_r
     assert_green(audit)
     # issue 10 item 2: after a restart one partition's commit crawls by about one offset
     # per commit interval (repeated offsets in Faust's acked list)
-    assert lag == 0, f"{lag} records uncommitted {5 * FAUST_COMMIT_INTERVAL_S:.0f}s after the load"
+    known_bug(lag == 0, f"{lag} records uncommitted {5 * FAUST_COMMIT_INTERVAL_S:.0f}s after "
+              "the load stopped")
 
 
 def _worker_ready(stack: Stack) -> bool:
@@ -487,11 +486,11 @@ def _worker_ready(stack: Stack) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 5: the worker's ready page stays 200 "
-                   "through a broker outage (assert ready_during == 0)")
+@open_bug(5, "the worker's ready page stays 200 through a broker outage "
+             "(known_bug(ready_during == 0))")
 def test_broker_sigkill_and_restart(stack: Stack, record_row) -> None:
     """SIGKILL the broker under load, keep it down for some seconds, restart it."""
-    outage_s = 8.0 if not soak_seconds() else 30.0
+    outage_s = 5.0 if not soak_seconds() else 30.0
     clients = LiveClients(stack.api.url, sse=4, ws=1).start()
     driver = LoadDriver(stack.api.url, seed=10).start()
     ready_samples: list[bool] = []
@@ -522,4 +521,4 @@ def test_broker_sigkill_and_restart(stack: Stack, record_row) -> None:
                        f"worker ready {ready_during}/{len(ready_samples[2:])} samples in outage"))
     assert_green(audit)
     # issue 10 item 5: the worker's ready page stays 200 while the broker is gone
-    assert ready_during == 0, "the worker said ready while the broker was down"
+    known_bug(ready_during == 0, "the worker said ready while the broker was down")

@@ -118,6 +118,11 @@ class LoadDriver:
             self._thread.join(drain_s)
             assert not self._thread.is_alive(), "the load driver did not drain"
 
+    def submit(self, coro: Any) -> Any:
+        """Start a coroutine on the driver's loop; returns its ``concurrent.futures`` future."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
     def run_now(self, coro: Any, timeout: float = 120.0) -> Any:
         """Run a coroutine on the driver's loop (e.g. a burst of concurrent dispatches)."""
         assert self._loop is not None
@@ -167,7 +172,8 @@ class LoadDriver:
         finally:
             lanes.release()
 
-    async def report(self, region: str | None = None, kind: str | None = None) -> SentCommand:
+    async def report(self, region: str | None = None, kind: str | None = None,
+                     command_id: str | None = None) -> SentCommand:
         lat, lon = random_road_point(self.network, self.rng)
         kind = kind or self.rng.choice(["medical", "fire", "police"])
         body: dict[str, Any] = {"type": kind,
@@ -175,7 +181,7 @@ class LoadDriver:
                                 "description": "fault suite"}
         if region:
             body["region"] = region
-        sent = await self.send("report", "/api/emergencies", body)
+        sent = await self.send("report", "/api/emergencies", body, command_id)
         answer = sent.answered
         if answer is not None and answer.status == 201 and answer.body:
             self.pending.append(answer.body["id"])
@@ -191,10 +197,11 @@ class LoadDriver:
     async def complete(self, emergency_id: str) -> SentCommand:
         return await self.send("complete", f"/api/emergencies/{emergency_id}/complete", {})
 
-    async def send(self, kind: str, path: str, body: dict[str, Any]) -> SentCommand:
+    async def send(self, kind: str, path: str, body: dict[str, Any],
+                   command_id: str | None = None) -> SentCommand:
         """POST with a command id of our own; retry the same id until an outcome answers,
         a 4xx refuses it, or ``retry_for_s`` passes."""
-        sent = SentCommand(new_command_id(kind), kind, path, {**body})
+        sent = SentCommand(command_id or new_command_id(kind), kind, path, {**body})
         sent.body["command_id"] = sent.command_id
         self.sent.append(sent)
         deadline = time.monotonic() + self.retry_for_s

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
+from tests.conftest import _interrupt
 from tests.faults.report import ROWS, CaseRow, table
 from tests.faults.stack import FaultBroker, Stack
 
@@ -39,12 +41,15 @@ def soak_seconds() -> float:
 def fault_broker() -> Iterator[FaultBroker]:
     data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-faults-kafka-"))
     broker = FaultBroker(data_dir)
+    # as in tests/conftest.py: a SIGTERM unwinds pytest, so the broker and the stack stop
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         broker.start()
         yield broker
     finally:
         broker.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")

@@ -164,7 +164,7 @@ def test_fifty_concurrent_dispatches_assign_once(stack: Stack, record_row) -> No
                                 lon=24.9421563)
         commands.send(register)
         log.wait_command(register.command_id)
-        load_for(driver, phase_s(2.0))
+        load_for(driver, phase_s(1.0))
         report = driver.run_now(driver.report(region=region, kind="medical"))
         answer = report.answered
         assert answer is not None and answer.status == 201, report.attempts
@@ -213,7 +213,7 @@ def test_poison_records_reach_the_dead_letter_topic(stack: Stack, record_row) ->
     regions = [r.id for r in load_network().regions[:2]]
     rng = random.Random(3)
     try:
-        load_for(driver, phase_s(2.0))
+        load_for(driver, phase_s(1.0))
         commands.send_raw(regions[0].encode(), SMALL_POISON)
         commands.send_raw(regions[1].encode(), BIG_POISON)
         poisoned_at = time.monotonic()
@@ -224,7 +224,7 @@ def test_poison_records_reach_the_dead_letter_topic(stack: Stack, record_row) ->
             cmd = random_report(load_network(), rng).model_copy(update={"region": region})
             sentinels.append(cmd.command_id)
             commands.send(cmd)
-        load_for(driver, phase_s(2.0))
+        load_for(driver, phase_s(1.0))
         audit = settle_and_audit(stack, driver, also=sentinels)
 
         def dead_lettered() -> tuple[bool, bool]:
@@ -261,7 +261,7 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
     log = EventLog(settings)
     try:
         wait_for(clients.connected, timeout=30, message="the live clients' snapshots")
-        load_for(driver, phase_s(2.0))
+        load_for(driver, phase_s(1.0))
         log.consumer.seek_to_end()
         rng = random.Random(5)
         network = load_network()
@@ -288,7 +288,7 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
         stack.worker.start()
         for report in reports:
             report.result(120)
-        load_for(driver, phase_s(3.0))
+        load_for(driver, phase_s(2.0))
         audit = settle_and_audit(stack, driver, clients, also=sorted(backlog_ids))
     finally:
         driver.stop()
@@ -328,12 +328,12 @@ def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
         commands.send_all(backlog)
         log.consumer.seek_to_end()
         log.wait_command(backlog[-1].command_id, timeout=120)
-        load_for(driver, phase_s(2.0))
+        load_for(driver, phase_s(1.0))
         stack.api.kill()
         killed_at = time.monotonic()
         stack.api.start()  # at once: clients reconnect while it bootstraps its read model
         wait_for(stack.api.ready, timeout=60, interval=0.1, message="the api to be ready")
-        load_for(driver, phase_s(2.0))
+        load_for(driver, phase_s(1.0))
         audit = settle_and_audit(stack, driver, clients,
                                  also=[c.command_id for c in backlog])
     finally:
@@ -368,21 +368,40 @@ def _sink_rows(settings) -> int:
         return 0
 
 
+def _sink_behind(settings) -> bool:
+    """Whether the (stopped) sink's stored offsets are behind the events log's end."""
+    con = duckdb.connect(str(settings.sink_db), read_only=True)
+    try:
+        stored = dict(con.execute('SELECT "partition", next_offset FROM sink_offsets').fetchall())
+    finally:
+        con.close()
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        tps = [TopicPartition(settings.events_topic, p)
+               for p in consumer.partitions_for_topic(settings.events_topic)]
+        ends = consumer.end_offsets(tps)
+    finally:
+        consumer.close()
+    return any(stored.get(tp.partition, 0) < end for tp, end in ends.items())
+
+
 def test_sink_sigkill_mid_ingest(stack: Stack, record_row) -> None:
-    """SIGKILL ``dispatchwire sink`` twice mid-ingest under load; a final run ends with one
+    """SIGKILL ``dispatchwire sink`` mid-ingest under load (twice; three times in a soak); a
+    final run ends with one
     DuckDB row per event id of the log."""
     settings = stack.settings
     driver = LoadDriver(stack.api.url, seed=8).start()
     try:
         load_for(driver, phase_s(1.0))
-        kills = 0
-        for _ in range(2):
+        kills = mid_ingest = 0
+        for _ in range(2 if not soak_seconds() else 3):
             before = _sink_rows(settings)
             stack.sink.start()
             wait_for(lambda b=before: _sink_rows(settings) > b, timeout=60, interval=0.2,
                      message="the sink storing a batch")
             stack.sink.kill()
             kills += 1
+            mid_ingest += _sink_behind(settings)
             load_for(driver, phase_s(1.0))
         killed_at = time.monotonic()
         audit = settle_and_audit(stack, driver)
@@ -408,7 +427,9 @@ def test_sink_sigkill_mid_ingest(stack: Stack, record_row) -> None:
         con.close()
     record_row(CaseRow(f"sink SIGKILL x{kills} mid-ingest", audit.outcomes,
                        recovery_s=sunk_at - killed_at,
-                       notes=f"rows {rows}, distinct {unique}, event ids {len(ids_at_end)}"))
+                       notes=f"killed behind the log end {mid_ingest}/{kills}, rows {rows}, "
+                       f"distinct {unique}, event ids {len(ids_at_end)}"))
+    assert mid_ingest, "every kill found the sink caught up; nothing was cut mid-ingest"
     assert_green(audit)
     assert rows == unique, f"{rows - unique} duplicate rows"
     # the final run stops at the log end as of its start; ticks may add events after it
@@ -466,14 +487,14 @@ def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_r
     of the commands partitions within a few commit intervals once the load stops."""
     driver = LoadDriver(stack.api.url, seed=9).start()
     try:
-        load_for(driver, phase_s(2.0))
+        load_for(driver, phase_s(1.0))
         killed_at = time.monotonic()
         restarted_at = []
         for _ in range(RESTARTS):
             stack.worker.kill()
             stack.worker.start()
             restarted_at.append(time.monotonic())
-            load_for(driver, phase_s(4.0))
+            load_for(driver, phase_s(3.0))
         driver.stop()
         stopped_at = time.monotonic()
         _, target = _command_offsets(stack)
@@ -517,7 +538,7 @@ def test_broker_sigkill_and_restart(stack: Stack, record_row) -> None:
     ready_samples: list[bool] = []
     try:
         wait_for(clients.connected, timeout=30, message="the live clients' snapshots")
-        load_for(driver, phase_s(2.0))
+        load_for(driver, phase_s(1.0))
         stack.broker.kill()
         killed_at = time.monotonic()
 
@@ -529,7 +550,7 @@ def test_broker_sigkill_and_restart(stack: Stack, record_row) -> None:
         restart_at = time.monotonic()
         broker_up_s = stack.broker.start()
         stack.worker.wait_ready()
-        load_for(driver, phase_s(3.0))
+        load_for(driver, phase_s(2.0))
         audit = settle_and_audit(stack, driver, clients)
     finally:
         driver.stop()

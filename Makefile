@@ -56,7 +56,7 @@ bench: install kafka-fetch
 # About 10 minutes at the default on a 2-core machine. `make test` runs the short version.
 SOAK_SECONDS ?= 15
 soak: install kafka-fetch
-	DISPATCHWIRE_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/faults
+	DISPATCHWIRE_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/faults/test_faults.py
 
 clean:
 	rm -rf $(VENV) artifacts bench-results snapshots

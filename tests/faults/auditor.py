@@ -17,7 +17,9 @@ It counts rather than stopping at the first violation, so a case can print its r
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
@@ -85,8 +87,6 @@ class Auditor:
         self.consumer.close()
 
     def catch_up(self, timeout: float = 60.0) -> None:
-        import time
-
         ends = self.consumer.end_offsets(self.tps)
         deadline = time.monotonic() + timeout
         while any(self.consumer.position(tp) < ends[tp] for tp in self.tps):
@@ -107,7 +107,7 @@ class Auditor:
 
     # --- the checks --------------------------------------------------------------------------
 
-    def outcomes(self, sent: list[SentCommand], also: list[str] = ()) -> Outcomes:
+    def outcomes(self, sent: list[SentCommand], also: Sequence[str] = ()) -> Outcomes:
         """Outcomes of the driver's acknowledged commands (and of ``also``: command ids
         written to Kafka directly, which the broker acknowledged)."""
         by_command: dict[str, list[LoggedEvent]] = defaultdict(list)

@@ -54,7 +54,7 @@ bench: install kafka-fetch
 # The fault suite (tests/faults, issue 10) with every load phase stretched to SOAK_SECONDS
 # (at most 300); it starts a broker of its own, prints one row per case and the table.
 # About 10 minutes at the default on a 2-core machine. `make test` runs the short version.
-SOAK_SECONDS ?= 15
+SOAK_SECONDS ?= 10
 soak: install kafka-fetch
 	DISPATCHWIRE_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/faults/test_faults.py
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import websockets
-from httpx_sse import aconnect_sse
+from httpx_sse import aconnect_sse, connect_sse
 
 from api.position import decode_position
 
@@ -134,3 +134,21 @@ def _received(connection: int, id: str, event: str, data: Any) -> Received:
         body = json.loads(data) if isinstance(data, str) else data
         reset = bool(body.get("reset"))
     return Received(connection, id, event, reset, time.monotonic())
+
+
+def first_message_on_resume(url: str, last_event_id: str, timeout: float = 60.0) -> Received:
+    """Resume from ``last_event_id`` as early as a (re)starting API serves the stream, and
+    return the first message: polled every 20 ms, so it lands while the API is still
+    bootstrapping its read model if that takes more than a moment."""
+    deadline = time.monotonic() + timeout
+    headers = {**AUTHORITY, "Last-Event-ID": last_event_id}
+    while time.monotonic() < deadline:
+        with (contextlib.suppress(httpx.HTTPError, OSError),
+              httpx.Client(timeout=10.0) as http,
+              connect_sse(http, "GET", url + "/api/stream", headers=headers) as source):
+            if source.response.status_code == 200:
+                for sse in source.iter_sse():
+                    if sse.event and sse.id:
+                        return _received(0, sse.id, sse.event, sse.data)
+        time.sleep(0.02)  # the poll interval while the API is down or refusing
+    raise AssertionError(f"the API served no stream within {timeout}s")

@@ -89,6 +89,7 @@ class LoadDriver:
         self.assigned: list[str] = []  # emergencies assigned by our dispatches
         self.server_errors: list[SentCommand] = []
         self._issuing = threading.Event()
+        self._paused = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -117,6 +118,16 @@ class LoadDriver:
         if self._thread is not None:
             self._thread.join(drain_s)
             assert not self._thread.is_alive(), "the load driver did not drain"
+
+    def pause(self, drain_s: float = 120.0) -> None:
+        """Stop issuing for now and wait (bounded) until no command is in flight."""
+        from tests.conftest import wait_for
+
+        self._paused.set()
+        wait_for(lambda: not self._tasks, timeout=drain_s, message="the load to drain")
+
+    def resume(self) -> None:
+        self._paused.clear()
 
     def submit(self, coro: Any) -> Any:
         """Start a coroutine on the driver's loop; returns its ``concurrent.futures`` future."""
@@ -151,6 +162,10 @@ class LoadDriver:
             lanes = asyncio.Semaphore(self.lanes)
             next_at = time.monotonic()
             while self._issuing.is_set():
+                if self._paused.is_set():
+                    await asyncio.sleep(0.05)  # pacing while paused
+                    next_at = time.monotonic()
+                    continue
                 await lanes.acquire()
                 task = asyncio.ensure_future(self._one(lanes))
                 self._tasks.add(task)

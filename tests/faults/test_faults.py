@@ -487,13 +487,19 @@ def _uncommitted(stack: Stack, target: dict) -> int:
     return sum(max(0, end - committed[tp]) for tp, end in target.items())
 
 
-@open_bug(2, "after a worker restart the committed offset crawls about one record per "
-             "commit interval (known_bug(lag == 0))")
+# Not strict: on the current code the crawl showed after 4 of 7 runs of this case (the
+# restart's timing decides), so a strict marker would fail `make test` on the other runs.
+@pytest.mark.xfail(strict=False, raises=KnownBug, reason="issue 10 item 2: after a worker "
+                   "restart the committed offset sometimes crawls about one record per commit "
+                   "interval (known_bug(not stuck))")
 def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_row) -> None:
-    """After worker restarts under load, the group's committed offsets reach the end
-    of the commands partitions within a few commit intervals once the load stops (a soak
-    stretches the load before the restarts, not the seconds after them)."""
+    """After a worker restart under load, the group's committed offsets reach the end of
+    the commands partitions (as of when the load pauses) within a few commit intervals.
+    Up to ``RESTARTS`` restarts, a few seconds of load after each (not stretched in a soak:
+    the check is about the first seconds after a restart); it stops at the first restart
+    whose commits do not catch up."""
     driver = LoadDriver(stack.api.url, seed=9).start()
+    lags: list[tuple[int, int, float | None]] = []  # at pause, after the wait, caught up in
     try:
         load_for(driver, phase_s(1.0))
         killed_at = time.monotonic()
@@ -502,32 +508,36 @@ def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_r
             stack.worker.kill()
             stack.worker.start()
             restarted_at.append(time.monotonic())
-            # not stretched in a soak: the check is about the first seconds after a restart
             load_for(driver, 3.0)
-        driver.stop()
-        stopped_at = time.monotonic()
-        _, target = _command_offsets(stack)
-        lag_at_stop = _uncommitted(stack, target)
-        try:
-            wait_for(lambda: _uncommitted(stack, target) == 0, timeout=5 * FAUST_COMMIT_INTERVAL_S,
-                     interval=0.5, message="committed offsets at the end of the partitions")
-            caught_up: float | None = time.monotonic() - stopped_at
-        except AssertionError:
-            caught_up = None
-        lag = _uncommitted(stack, target)
+            driver.pause()
+            paused_at = time.monotonic()
+            _, target = _command_offsets(stack)
+            at_pause = _uncommitted(stack, target)
+            try:
+                wait_for(lambda t=target: _uncommitted(stack, t) == 0,
+                         timeout=5 * FAUST_COMMIT_INTERVAL_S, interval=0.5,
+                         message="committed offsets at the end of the partitions")
+                caught_up: float | None = time.monotonic() - paused_at
+            except AssertionError:
+                caught_up = None
+            lags.append((at_pause, _uncommitted(stack, target), caught_up))
+            driver.resume()
+            if caught_up is None:
+                break
         audit = settle_and_audit(stack, driver)
     finally:
         driver.stop()
-    record_row(CaseRow(f"worker restart x{RESTARTS}: committed offsets", audit.outcomes,
+    stuck = [lag for _, lag, caught_up in lags if caught_up is None]
+    record_row(CaseRow("worker restarts: committed offsets", audit.outcomes,
                        recovery_s=recovery(driver, killed_at, restarted_at[0]),
-                       notes=f"uncommitted at stop {lag_at_stop}, after "
-                       f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s {lag}"
-                       + ("" if caught_up is None else f" (caught up in {caught_up:.1f}s)")))
+                       notes="uncommitted at pause -> after "
+                       f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s: "
+                       + ", ".join(f"{a} -> {b}" for a, b, _ in lags)))
     assert_green(audit)
     # issue 10 item 2: after a restart one partition's commit crawls by about one offset
     # per commit interval (repeated offsets in Faust's acked list)
-    known_bug(lag == 0, f"{lag} records uncommitted {5 * FAUST_COMMIT_INTERVAL_S:.0f}s after "
-              "the load stopped")
+    known_bug(not stuck, f"{stuck[0] if stuck else 0} records still uncommitted "
+              f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s after the load paused")
 
 
 def _worker_ready(stack: Stack) -> bool:

@@ -487,7 +487,7 @@ def _uncommitted(stack: Stack, target: dict) -> int:
     return sum(max(0, end - committed[tp]) for tp, end in target.items())
 
 
-# Not strict: on the current code the crawl showed after 4 of 7 runs of this case (the
+# Not strict: on the current code the crawl showed in 4 of 8 runs of this case (the
 # restart's timing decides), so a strict marker would fail `make test` on the other runs.
 @pytest.mark.xfail(strict=False, raises=KnownBug, reason="issue 10 item 2: after a worker "
                    "restart the committed offset sometimes crawls about one record per commit "

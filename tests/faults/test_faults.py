@@ -52,9 +52,9 @@ def known_bug(holds: bool, message: str) -> None:
         raise KnownBug(message)
 
 
-def open_bug(item: int, check: str) -> pytest.MarkDecorator:
+def open_bug(item: int, check: str, strict: bool = True) -> pytest.MarkDecorator:
     """Mark a case that fails today only because of issue 10 item ``item``."""
-    return pytest.mark.xfail(strict=True, raises=KnownBug,
+    return pytest.mark.xfail(strict=strict, raises=KnownBug,
                              reason=f"issue 10 item {item}: {check}")
 
 
@@ -307,9 +307,12 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
     known_bug(not phantom, f"{len(phantom)} answers name emergencies that never exist")
 
 
+# Strict in the short version (it showed in every one of 5 runs); in a soak the restarted
+# API had finished its bootstrap before any client came back in both runs, so there the
+# bug cannot show and the marker is not strict.
 @open_bug(3, "clients resuming while the restarted API bootstraps get a reset snapshot "
              "behind their id, then those records again (known_bug(not probe_behind and "
-             "resets_behind == 0 and duplicates == 0))")
+             "resets_behind == 0 and duplicates == 0))", strict=not soak_seconds())
 def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
     """SIGKILL the API under load with many SSE and a few WebSocket clients; they
     reconnect to the restarted API with their last id."""

@@ -143,6 +143,14 @@ def assert_green(audit: Audit) -> None:
         assert c.gaps == 0, f"live clients skipped {c.gaps} records"
 
 
+def from_end(log: EventLog) -> None:
+    """Move ``log`` to the current end of the events topic, resolved now (kafka-python's
+    ``seek_to_end`` is lazy: resolved later, it would skip what is written meanwhile)."""
+    log.consumer.seek_to_end()
+    for tp in log.consumer.assignment():
+        log.consumer.position(tp)
+
+
 def recovery(driver: LoadDriver, fault_at: float, repaired_at: float) -> float | None:
     """Seconds from the fault until the first outcome answered after the repair."""
     answered = driver.answered_after(repaired_at)
@@ -261,7 +269,7 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
     try:
         wait_for(clients.connected, timeout=30, message="the live clients' snapshots")
         load_for(driver, phase_s(1.0))
-        log.consumer.seek_to_end()
+        from_end(log)
         rng = random.Random(5)
         network = load_network()
         backlog = [random_report(network, rng) for _ in range(3_000)]
@@ -327,8 +335,8 @@ def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
         # bootstrap its read model while the clients come back.
         network, rng = load_network(), random.Random(7)
         backlog = [random_report(network, rng) for _ in range(2_000)]
+        from_end(log)
         commands.send_all(backlog)
-        log.consumer.seek_to_end()
         log.wait_command(backlog[-1].command_id, timeout=120)
         load_for(driver, phase_s(1.0))
         stack.api.kill()

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install chromium kafka-fetch kafka-up kafka-down run test check lint bench bench-smoke clean
+.PHONY: install chromium kafka-fetch kafka-up kafka-down run test check lint bench bench-smoke soak clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "$(PY) is missing: install Python 3.11 (or run make PY=/path/to/python3.11)"; exit 1; }
@@ -50,6 +50,13 @@ check: test
 
 bench: install kafka-fetch
 	$(BIN)/python -m tests.benchmarks
+
+# The fault suite (tests/faults, issue 10) with every load phase stretched to SOAK_SECONDS
+# (at most 300); it starts a broker of its own, prints one row per case and the table.
+# About 10 minutes at the default on a 2-core machine. `make test` runs the short version.
+SOAK_SECONDS ?= 10
+soak: install kafka-fetch
+	DISPATCHWIRE_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/faults/test_faults.py
 
 clean:
 	rm -rf $(VENV) artifacts bench-results snapshots

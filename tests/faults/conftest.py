@@ -1,0 +1,106 @@
+"""Fixtures of the fault suite: one broker of its own (the cases kill it), one stack
+(worker, API, sink as ``dispatchwire`` processes) shared by the cases in file order, and
+the per-case row printed as the case ends and again as a table at the session's end.
+
+``DISPATCHWIRE_SOAK_SECONDS`` (``make soak``) stretches every load phase; unset, the
+short version runs (part of ``make test``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dispatchwire.settings import Settings
+from infra.topics import ensure_topics
+from tests.conftest import _interrupt
+from tests.faults.report import ROWS, CaseRow, table
+from tests.faults.stack import FaultBroker, Stack
+
+MAX_SOAK_SECONDS = 300.0
+
+
+def soak_seconds() -> float:
+    """Seconds of load per phase asked for by ``DISPATCHWIRE_SOAK_SECONDS`` (bounded)."""
+    try:
+        value = float(os.environ.get("DISPATCHWIRE_SOAK_SECONDS", "0") or 0)
+    except ValueError:
+        raise pytest.UsageError("DISPATCHWIRE_SOAK_SECONDS must be a number of seconds") from None
+    return min(max(value, 0.0), MAX_SOAK_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def fault_broker() -> Iterator[FaultBroker]:
+    data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-faults-kafka-"))
+    broker = FaultBroker(data_dir)
+    # as in tests/conftest.py: a SIGTERM unwinds pytest, so the broker and the stack stop
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def fault_stack(fault_broker: FaultBroker, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("faults")
+    tag = uuid.uuid4().hex[:10]
+    settings = Settings(
+        kafka_bootstrap=fault_broker.bootstrap, topic_prefix=f"f{tag}.",
+        app_id=f"dw-faults-{tag}", data_dir=tmp / "data", sink_db=tmp / "data" / "sink.duckdb",
+        partitions=2, tick_seconds=1.0, command_timeout_s=1.5, heartbeat_s=1.0, retry_ms=200,
+        report_rate_per_minute=1_000_000, sink_batch_size=2_000,
+    )  # type: ignore[call-arg]
+    ensure_topics(settings)
+    stack = Stack(fault_broker, settings, tmp)
+    try:
+        stack.seed()
+        stack.ensure_up()
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+def stack(fault_stack: Stack) -> Stack:
+    """The shared stack, repaired if an earlier case left a part down."""
+    fault_stack.ensure_up()
+    return fault_stack
+
+
+@pytest.fixture
+def record_row(request: pytest.FixtureRequest):
+    """``record_row(row)``: keep the case's row for the summary and print it now."""
+
+    def record(row: CaseRow) -> None:
+        ROWS.append(row)
+        plugins = request.config.pluginmanager
+        reporter = plugins.get_plugin("terminalreporter")
+        capture = plugins.get_plugin("capturemanager")
+        if reporter is not None:
+            with (capture.global_and_fixture_disabled() if capture is not None
+                  else contextlib.nullcontext()):
+                reporter.write_line("")
+                reporter.write_line(table([row]))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if ROWS:
+        seconds = soak_seconds()
+        title = f"fault suite (soak {seconds:.0f} s per phase)" if seconds else "fault suite"
+        terminalreporter.section(title)
+        terminalreporter.write_line(table(ROWS))

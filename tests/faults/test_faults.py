@@ -41,21 +41,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.faults,
 FAUST_COMMIT_INTERVAL_S = 2.8  # Faust's default broker_commit_interval
 
 
-class KnownBug(AssertionError):
-    """The one check of a case that a known, open bug (issue 10) breaks. Cases marked
-    ``xfail(raises=KnownBug, strict=True)`` fail for any other failed check, and turn into a
-    strict XPASS failure once the fix is merged."""
-
-
-def known_bug(holds: bool, message: str) -> None:
-    if not holds:
-        raise KnownBug(message)
-
-
-def open_bug(item: int, check: str, strict: bool = True) -> pytest.MarkDecorator:
-    """Mark a case that fails today only because of issue 10 item ``item``."""
-    return pytest.mark.xfail(strict=strict, raises=KnownBug,
-                             reason=f"issue 10 item {item}: {check}")
+def fixed_bug(holds: bool, message: str) -> None:
+    """The check of a case that an outside probe's finding (issue 10) broke before its fix:
+    each one failed on the code before the fixes were merged."""
+    assert holds, message
 
 
 def phase_s(short: float) -> float:
@@ -210,8 +199,6 @@ SMALL_POISON = b"\xff\xfe not json at all"
 BIG_POISON = b"{" + b" " * 1_040_000 + b"}"  # 1.04 MB: the broker takes it, Faust's producer not
 
 
-@open_bug(4, "the 1.04 MB poison record is acked without reaching the dead-letter topic "
-             "(known_bug(big))")
 def test_poison_records_reach_the_dead_letter_topic(stack: Stack, record_row) -> None:
     """An undecodable record and one of 1.04 MB, under load: both dead-lettered, the
     worker goes on answering."""
@@ -252,11 +239,9 @@ def test_poison_records_reach_the_dead_letter_topic(stack: Stack, record_row) ->
     assert_green(audit)
     assert small
     # issue 10 item 4: forwarding it whole fails (MessageSizeTooLargeError) and it is acked
-    known_bug(big, "the 1.04 MB record was acked without reaching the dead-letter topic")
+    fixed_bug(big, "the 1.04 MB record was acked without reaching the dead-letter topic")
 
 
-@open_bug(1, "a report retried while the worker is down is answered 202 with a freshly "
-             "drawn emergency id that never exists (known_bug(not phantom))")
 def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
     """SIGKILL the worker while it works through a backlog of a few thousand commands,
     under HTTP load with live clients; restart it. Reports retried (same command id) while
@@ -312,15 +297,11 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
     assert done_at_kill < len(backlog), "the worker finished the backlog before the kill"
     assert_green(audit)
     # issue 10 item 1: each retry builds a new ReportEmergency with a fresh emergency id
-    known_bug(not phantom, f"{len(phantom)} answers name emergencies that never exist")
+    fixed_bug(not phantom, f"{len(phantom)} answers name emergencies that never exist")
 
 
-# Strict in the short version (it showed in every one of 5 runs); in a soak the restarted
-# API had finished its bootstrap before any client came back in both runs, so there the
-# bug cannot show and the marker is not strict.
-@open_bug(3, "clients resuming while the restarted API bootstraps get a reset snapshot "
-             "behind their id, then those records again (known_bug(not probe_behind and "
-             "resets_behind == 0 and duplicates == 0))", strict=not soak_seconds())
+# Before its fix this failed in every one of 5 short runs; in a soak the restarted API had
+# finished its bootstrap before any client came back, so there the bug could not show.
 def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
     """SIGKILL the API under load with many SSE and a few WebSocket clients; they
     reconnect to the restarted API with their last id."""
@@ -368,7 +349,7 @@ def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
     assert_green(audit)
     # issue 10 item 3: a resume id ahead of the bootstrapping read model gets a reset
     # snapshot behind it, and then the records between again
-    known_bug(not probe_behind and c.resets_behind == 0 and c.duplicates == 0,
+    fixed_bug(not probe_behind and c.resets_behind == 0 and c.duplicates == 0,
               f"{c.resets_behind} reset snapshots behind the client's id, {c.duplicates} "
               f"records delivered twice; the probe resuming from {last_id} got a {probe.event} "
               f"at {probe.id}")
@@ -498,11 +479,7 @@ def _uncommitted(stack: Stack, target: dict) -> int:
     return sum(max(0, end - committed[tp]) for tp, end in target.items())
 
 
-# Not strict: on the current code the crawl showed in 4 of 8 runs of this case (the
-# restart's timing decides), so a strict marker would fail `make test` on the other runs.
-@pytest.mark.xfail(strict=False, raises=KnownBug, reason="issue 10 item 2: after a worker "
-                   "restart the committed offset sometimes crawls about one record per commit "
-                   "interval (known_bug(not stuck))")
+# Before its fix the crawl showed in 4 of 8 runs of this case (the restart's timing decides).
 def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_row) -> None:
     """After a worker restart under load, the group's committed offsets reach the end of
     the commands partitions (as of when the load pauses) within a few commit intervals.
@@ -547,7 +524,7 @@ def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_r
     assert_green(audit)
     # issue 10 item 2: after a restart one partition's commit crawls by about one offset
     # per commit interval (repeated offsets in Faust's acked list)
-    known_bug(not stuck, f"{stuck[0] if stuck else 0} records still uncommitted "
+    fixed_bug(not stuck, f"{stuck[0] if stuck else 0} records still uncommitted "
               f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s after the load paused")
 
 
@@ -558,8 +535,6 @@ def _worker_ready(stack: Stack) -> bool:
         return False
 
 
-@open_bug(5, "the worker's ready page stays 200 through a broker outage "
-             "(known_bug(ready_during == 0))")
 def test_broker_sigkill_and_restart(stack: Stack, record_row) -> None:
     """SIGKILL the broker under load, keep it down for some seconds, restart it."""
     outage_s = 5.0 if not soak_seconds() else 30.0
@@ -593,4 +568,4 @@ def test_broker_sigkill_and_restart(stack: Stack, record_row) -> None:
                        f"worker ready {ready_during}/{len(ready_samples[2:])} samples in outage"))
     assert_green(audit)
     # issue 10 item 5: the worker's ready page stays 200 while the broker is gone
-    known_bug(ready_during == 0, "the worker said ready while the broker was down")
+    fixed_bug(ready_during == 0, "the worker said ready while the broker was down")

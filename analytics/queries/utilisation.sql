@@ -1,4 +1,5 @@
--- Unit utilisation: the share of observed time each unit was busy (DISPATCHED or ON_SCENE).
+-- Unit utilisation: the share of observed time each unit was busy (DISPATCHED, ON_SCENE or
+-- RETURNING: the drive back to the station is part of the job, as in unit-hour utilisation).
 -- A unit is observed from its first event to the end of the log (the latest event in the
 -- database); each status lasts until the unit's next status-carrying event.
 WITH log_end AS (
@@ -21,7 +22,7 @@ per_unit AS (
     SELECT
         unit_id,
         sum(seconds) AS observed_s,
-        sum(CASE WHEN unit_status IN ('DISPATCHED', 'ON_SCENE') THEN seconds ELSE 0 END) AS busy_s
+        sum(CASE WHEN unit_status IN ('DISPATCHED', 'ON_SCENE', 'RETURNING') THEN seconds ELSE 0 END) AS busy_s
     FROM spans
     GROUP BY unit_id
 ),

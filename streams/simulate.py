@@ -182,11 +182,23 @@ class Reports:
     def next(self) -> ReportEmergency:
         region, kind = self.rng.choices(self.choices, self.weights)[0]
         lat, lon = _point_on(self.network, self.rng.choice(self.edges[region]), self.rng)
-        return ReportEmergency(
-            command_id=f"sim-{uuid.uuid4().hex[:20]}", region=self.network.region_for(lat, lon),
-            type=kind, priority=self.rng.randint(1, 5), lat=lat, lon=lon,
-            description=self.rng.choice(DESCRIPTIONS[kind]), issued_by="simulator",
-        )
+        return _report(self.network, self.rng, kind, lat, lon)
+
+
+def random_report(network: RoadNetwork, rng: random.Random) -> ReportEmergency:
+    """A report of any type at any road point, regardless of the fleet (load and fault
+    tests; the demo draws from its shift plan instead)."""
+    lat, lon = random_road_point(network, rng)
+    return _report(network, rng, rng.choice(sorted(DESCRIPTIONS)), lat, lon)
+
+
+def _report(network: RoadNetwork, rng: random.Random, kind: EmergencyType, lat: float,
+            lon: float) -> ReportEmergency:
+    return ReportEmergency(
+        command_id=f"sim-{uuid.uuid4().hex[:20]}", region=network.region_for(lat, lon),
+        type=kind, priority=rng.randint(1, 5), lat=lat, lon=lon,
+        description=rng.choice(DESCRIPTIONS[kind]), issued_by="simulator",
+    )
 
 
 class _Client:

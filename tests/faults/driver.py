@@ -187,15 +187,13 @@ class LoadDriver:
         finally:
             lanes.release()
 
-    async def report(self, region: str | None = None, kind: str | None = None,
+    async def report(self, kind: str | None = None,
                      command_id: str | None = None) -> SentCommand:
         lat, lon = random_road_point(self.network, self.rng)
         kind = kind or self.rng.choice(["medical", "fire", "police"])
         body: dict[str, Any] = {"type": kind,
                                 "priority": self.rng.randint(1, 5), "lat": lat, "lon": lon,
                                 "description": "fault suite"}
-        if region:
-            body["region"] = region
         sent = await self.send("report", "/api/emergencies", body, command_id)
         answer = sent.answered
         if answer is not None and answer.status == 201 and answer.body:

@@ -62,6 +62,8 @@ def fault_stack(fault_broker: FaultBroker, tmp_path_factory: pytest.TempPathFact
         app_id=f"dw-faults-{tag}", data_dir=tmp / "data", sink_db=tmp / "data" / "sink.duckdb",
         partitions=2, tick_seconds=1.0, command_timeout_s=1.5, heartbeat_s=1.0, retry_ms=200,
         report_rate_per_minute=1_000_000, sink_batch_size=2_000,
+        # the worker says not ready after this long without the broker (the broker case)
+        worker_broker_timeout_s=2.0,
     )  # type: ignore[call-arg]
     ensure_topics(settings)
     stack = Stack(fault_broker, settings, tmp)

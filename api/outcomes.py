@@ -24,8 +24,9 @@ class Outcomes:
         self._waiters: dict[str, list[tuple[tuple[type, ...], asyncio.Future[Event]]]] = {}
         self._outcomes: OrderedDict[str, list[Event]] = OrderedDict()
 
-    def expect(self, command_id: str, kinds: tuple[type, ...],
-               recent: bool = True) -> asyncio.Future[Event]:
+    def expect(
+        self, command_id: str, kinds: tuple[type, ...], recent: bool = True
+    ) -> asyncio.Future[Event]:
         """A future for the first event of ``command_id`` of one of ``kinds`` (or its
         rejection); already resolved if that outcome was seen recently, unless ``recent``
         is false (a client's command id may be another client's: only the worker knows)."""

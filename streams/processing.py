@@ -57,8 +57,9 @@ from streams.state import DispatchState, command_fingerprint, encoded, reused_id
 log = logging.getLogger(__name__)
 
 
-def decide_command(state: DispatchState, router: Router, tick_s: float, value: bytes,
-                   timestamp: float) -> Outcome | None:
+def decide_command(
+    state: DispatchState, router: Router, tick_s: float, value: bytes, timestamp: float
+) -> Outcome | None:
     """Decide the command ``value`` (a record's bytes, written at ``timestamp``, seconds)
     against ``state`` and write its record, then its effects, to the table. Returns what to
     publish, or None when nothing happened. Raises ``SchemaError`` if it cannot be decoded.
@@ -124,17 +125,29 @@ class ChangelogTable(faust.Table):
         topic = self.changelog_topic.get_topic_name()
         unsent, self.unsent = self.unsent, []
         for partition, key, value in unsent:
-            await producer.send(topic, json.dumps(key).encode(),
-                                value if isinstance(value, bytes) else value.encode(),
-                                partition, None, None)
+            await producer.send(
+                topic,
+                json.dumps(key).encode(),
+                value if isinstance(value, bytes) else value.encode(),
+                partition,
+                None,
+                None,
+            )
 
 
 class BatchProcessor:
     """Applies the batches of the commands agent: each command decided (or dead-lettered)
     in order, then the batch's table writes and events sent, then its messages acked."""
 
-    def __init__(self, app: faust.App, table: ChangelogTable, router: Router, tick_s: float,
-                 events_topic: str, dead_letter_topic: str) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        table: ChangelogTable,
+        router: Router,
+        tick_s: float,
+        events_topic: str,
+        dead_letter_topic: str,
+    ) -> None:
         self.app = app
         self.table = table
         self.state = DispatchState(table)
@@ -143,8 +156,9 @@ class BatchProcessor:
         self.events_topic = events_topic
         self.dead_letter_topic = dead_letter_topic
 
-    async def process(self, batch: Iterable[Any], ack: Callable[[Any], Awaitable[Any]],
-                      held: set[tuple[int, int]]) -> None:
+    async def process(
+        self, batch: Iterable[Any], ack: Callable[[Any], Awaitable[Any]], held: set[tuple[int, int]]
+    ) -> None:
         """Apply one batch of stream events and ``ack`` those applied or dead-lettered.
 
         ``held`` holds the (partition, generation) whose dead letter could not be sent
@@ -182,17 +196,27 @@ class BatchProcessor:
         """Decide one command; its table writes are kept in ``table.unsent``. A command that
         cannot be applied is dead-lettered (``streams.deadletters``) before it counts as done."""
         try:
-            return decide_command(self.state, self.router, self.tick_s, message.value,
-                                  message.message.timestamp)
+            return decide_command(
+                self.state, self.router, self.tick_s, message.value, message.message.timestamp
+            )
         except SchemaError as exc:
-            log.warning("undecodable command at %s[%s]@%s sent to %s: %s",
-                        message.message.topic, message.message.partition,
-                        message.message.offset, self.dead_letter_topic, exc)
+            log.warning(
+                "undecodable command at %s[%s]@%s sent to %s: %s",
+                message.message.topic,
+                message.message.partition,
+                message.message.offset,
+                self.dead_letter_topic,
+                exc,
+            )
             error = str(exc)
         except Exception as exc:
-            log.exception("command at %s[%s]@%s failed; sent to %s", message.message.topic,
-                          message.message.partition, message.message.offset,
-                          self.dead_letter_topic)
+            log.exception(
+                "command at %s[%s]@%s failed; sent to %s",
+                message.message.topic,
+                message.message.partition,
+                message.message.offset,
+                self.dead_letter_topic,
+            )
             error = f"{type(exc).__name__}: {exc}"
         await deadletters.forward(self.app, self.dead_letter_topic, message, error)
         return None
@@ -200,5 +224,6 @@ class BatchProcessor:
     async def publish(self, outcome: Outcome) -> None:
         producer = self.app.producer
         for event, text in zip(outcome.events, encoded(outcome).events, strict=True):
-            await producer.send(self.events_topic, event.region.encode(), text.encode(),
-                                None, None, None)
+            await producer.send(
+                self.events_topic, event.region.encode(), text.encode(), None, None, None
+            )

@@ -80,8 +80,11 @@ def test_analytics_never_imports_api() -> None:
 
 
 def test_the_ground_imports_nothing_of_ours() -> None:
-    wrong = {n: deps - {GROUND} for n, deps in of(GROUND).items()
-             if n != GROUND_ENTRY_POINT and deps - {GROUND}}
+    wrong = {
+        n: deps - {GROUND}
+        for n, deps in of(GROUND).items()
+        if n != GROUND_ENTRY_POINT and deps - {GROUND}
+    }
     assert not wrong, wrong
 
 
@@ -93,11 +96,14 @@ def test_the_roof_imports_every_part_plainly() -> None:
         assert "importlib" not in imported(MODULES[name]), name
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    ("import api.app\n", {"api"}),
-    ("def f():\n    from infra.kafka import LocalBroker\n", {"infra"}),
-    ("from . import logs\n", {"dispatchwire"}),
-    ("import json\nfrom pydantic import Field\n", set()),
-])
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import api.app\n", {"api"}),
+        ("def f():\n    from infra.kafka import LocalBroker\n", {"infra"}),
+        ("from . import logs\n", {"dispatchwire"}),
+        ("import json\nfrom pydantic import Field\n", set()),
+    ],
+)
 def test_the_walk_finds_imports_anywhere(source: str, expected: set[str]) -> None:
     assert our_packages(imported_by(source, "dispatchwire")) == expected

@@ -13,16 +13,29 @@ from schemas.events import CommandRejectedEvent, EmergencyCreated
 
 
 def created_event(command_id: str) -> EmergencyCreated:
-    emergency = Emergency(id=f"e-{command_id}", region="r", type=EmergencyType.MEDICAL,
-                          priority=1, lat=60.17, lon=24.94,
-                          reported_at=datetime(2025, 1, 1, tzinfo=UTC))
-    return EmergencyCreated(event_id=f"{command_id}:0", command_id=command_id, region="r",
-                            emergency=emergency)
+    emergency = Emergency(
+        id=f"e-{command_id}",
+        region="r",
+        type=EmergencyType.MEDICAL,
+        priority=1,
+        lat=60.17,
+        lon=24.94,
+        reported_at=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    return EmergencyCreated(
+        event_id=f"{command_id}:0", command_id=command_id, region="r", emergency=emergency
+    )
 
 
 def message(partition: int, offset: int):
-    return build_message("unit_location", f"{partition}.{offset}", "{}",
-                         partition=partition, offset=offset, region="r")
+    return build_message(
+        "unit_location",
+        f"{partition}.{offset}",
+        "{}",
+        partition=partition,
+        offset=offset,
+        region="r",
+    )
 
 
 def test_the_ring_returns_what_came_after_a_position_until_it_left_the_ring():
@@ -55,8 +68,13 @@ def test_outcomes_settle_waiters_and_answer_a_recent_command_at_once():
         assert waiting.result() is created
         assert outcomes.expect("c-1", (EmergencyCreated,)).result() is created
         assert not outcomes.expect("c-1", (EmergencyCreated,), recent=False).done()
-        rejected = CommandRejectedEvent(event_id="c-2:0", command_id="c-2", region="r",
-                                        command_kind="dispatch", reason="no unit")
+        rejected = CommandRejectedEvent(
+            event_id="c-2:0",
+            command_id="c-2",
+            region="r",
+            command_kind="dispatch",
+            reason="no unit",
+        )
         outcomes.settle(rejected)  # c-1 leaves the recent outcomes (recent=1)
         assert not outcomes.expect("c-1", (EmergencyCreated,)).done()
         assert outcomes.expect("c-2", (EmergencyCreated,)).result() is rejected

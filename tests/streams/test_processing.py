@@ -25,8 +25,14 @@ AT = 1_735_732_800.0  # 2025-01-01 12:00 UTC, the record's timestamp
 
 
 def report(command_id: str, priority: int = 1) -> ReportEmergency:
-    return ReportEmergency(command_id=command_id, region="r", type=EmergencyType.MEDICAL,
-                           priority=priority, lat=INCIDENT[0], lon=INCIDENT[1])
+    return ReportEmergency(
+        command_id=command_id,
+        region="r",
+        type=EmergencyType.MEDICAL,
+        priority=priority,
+        lat=INCIDENT[0],
+        lon=INCIDENT[1],
+    )
 
 
 def test_a_command_is_recorded_then_applied_and_a_retry_finishes_the_record():
@@ -56,13 +62,21 @@ def test_another_command_under_a_used_id_is_refused_and_not_recorded():
 
 def test_a_command_that_changes_nothing_returns_none_and_writes_nothing():
     state = DispatchState({})
-    unit = RegisterUnit(command_id="reg-1", region="r", unit_id="u1", callsign="U1",
-                        type="ambulance", lat=STATION[0], lon=STATION[1])
+    unit = RegisterUnit(
+        command_id="reg-1",
+        region="r",
+        unit_id="u1",
+        callsign="U1",
+        type="ambulance",
+        lat=STATION[0],
+        lon=STATION[1],
+    )
     assert decide_command(state, ROUTER, 1.0, encode(unit), AT) is not None
     before = dict(state.table)
     # a movement tick for a unit that is not moving (a stale tick): nothing happened
-    tick = UnitPosition(command_id="move-u1-1", region="r", unit_id="u1", tick=1,
-                        issued_by="worker")
+    tick = UnitPosition(
+        command_id="move-u1-1", region="r", unit_id="u1", tick=1, issued_by="worker"
+    )
     assert decide_command(state, ROUTER, 1.0, encode(tick), AT) is None
     assert state.table == before
 

@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY dispatchwire ./dispatchwire
+COPY cli ./cli
 COPY schemas ./schemas
 COPY streams ./streams
 COPY api ./api

@@ -1,9 +1,10 @@
 """The live API: commands over HTTP, a read model of ``dispatch.events``, SSE and WebSocket.
 
     HTTP POST --> commands.py --produce--> [dispatch.commands] --> worker
-                      ^ outcome (by command_id)                     |
+                      ^ outcome (by command_id): outcomes.py        |
     readmodel.py <--consume (assign+seek, all partitions)-- [dispatch.events]
-        | fold (schemas.Projection), ring of recent messages, log position
+        | fold (schemas.Projection), log position, readiness
+        | ring.py: recent messages, for resume
         v
     broadcast.py  one encode per event -> the same bytes appended to every bounded
         |         client buffer; one keep-alive task pings idle buffers, ends stuck writers

@@ -112,9 +112,9 @@ async def submit(services: Services, command: CommandBase, answers: tuple[type, 
     model = services.model
     loop = asyncio.get_running_loop()
     deadline = loop.time() + services.settings.command_timeout_s
-    outcome = model.expect(command.command_id, answers, recent=same is not None)
+    outcome = model.outcomes.expect(command.command_id, answers, recent=same is not None)
     if outcome.done() and not (same is not None and same(outcome.result())):
-        outcome = model.expect(command.command_id, answers, recent=False)
+        outcome = model.outcomes.expect(command.command_id, answers, recent=False)
     try:
         try:
             await services.bus.send(command)
@@ -131,7 +131,7 @@ async def submit(services: Services, command: CommandBase, answers: tuple[type, 
         services.metrics.commands.labels(command.kind, kind).inc()
         return result
     finally:
-        model.forget(command.command_id, outcome)
+        model.outcomes.forget(command.command_id, outcome)
 
 
 def _rejected(event: CommandRejectedEvent) -> JSONResponse:

@@ -84,7 +84,7 @@ class Feed:
             yield first
             return
         position = self.position = list(since)
-        backlog = model.from_ring(since)
+        backlog = model.ring.since(since)
         if backlog is not None:
             for message in backlog:
                 position[message.partition] = message.offset + 1

@@ -3,9 +3,9 @@
 One aiokafka consumer, no consumer group: it assigns every partition and reads from the
 log start, so each API process rebuilds current state by itself at start (readiness = its
 position has reached the end offsets it saw when it started). For every record it folds
-the event, builds the live message once (id = the log position after it), keeps it in a
-ring of recent messages for resume, hands it to the hub, and wakes the HTTP requests
-waiting for that command's outcome.
+the event, builds the live message once (id = the log position after it), keeps it in the
+resume ring (``api.ring.ResumeRing``), hands it to the hub, and settles the HTTP requests
+waiting for that command's outcome (``api.outcomes.Outcomes``).
 
 Until it is ready its state is a prefix of the log: the live feed, and commands naming an
 entity it does not know yet, answer 503 with ``Retry-After`` (``require_ready``) rather
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict, deque
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,15 +27,16 @@ from aiokafka.errors import KafkaError as AioKafkaError
 from api.broadcast import SNAPSHOT, Hub, LiveMessage, build_message
 from api.http import ApiError
 from api.metrics import ApiMetrics
+from api.outcomes import Outcomes
 from api.position import Position, encode_position
+from api.ring import ResumeRing
 from dispatchwire.settings import Settings
 from schemas.codec import SchemaError, decode_event, dumps
-from schemas.events import CommandRejectedEvent, EmergencyCreated, Event
+from schemas.events import EmergencyCreated
 from schemas.projection import Projection
 
 log = logging.getLogger(__name__)
 
-RECENT_OUTCOMES = 10_000
 NOT_READY_RETRY_AFTER_S = 2  # seconds: short, a bootstrap folds thousands of records a second
 
 
@@ -66,11 +66,8 @@ class ReadModel:
         self.ready = False
         self.kafka_ok = False
         self.last_error: str | None = None
-        self._ring: deque[LiveMessage] = deque()
-        self._ring_counts: dict[int, int] = {}
-        self._evicted_next: list[int] = []  # below this, a partition's records left the ring
-        self._waiters: dict[str, list[tuple[tuple[type, ...], asyncio.Future[Event]]]] = {}
-        self._outcomes: OrderedDict[str, list[Event]] = OrderedDict()
+        self.ring = ResumeRing(settings.api_ring_size)  # recent messages, for resume
+        self.outcomes = Outcomes()  # requests waiting for their command's outcome
         self._snapshots: dict[tuple[object, ...], LiveMessage] = {}
         self._snapshot_at: Position | None = None
         self._burst = max(settings.client_queue_size // 2, 1)
@@ -194,7 +191,7 @@ class ReadModel:
             ends = await consumer.end_offsets(tps)
             for tp in tps:
                 self.offsets[tp.partition] = begins[tp]
-                self._evicted_next[tp.partition] = begins[tp]
+                self.ring.starts_at(tp.partition, begins[tp])
             self.target = tuple(ends[tp] for tp in tps)
             log.info("read model bootstrapping %s up to %s", self.settings.events_topic,
                      encode_position(self.target))
@@ -247,7 +244,7 @@ class ReadModel:
             raise RuntimeError(f"{self.settings.events_topic} lost partitions")
         grow = partitions - self.partitions
         self.offsets.extend([0] * grow)
-        self._evicted_next.extend([0] * grow)
+        self.ring.resize(partitions)
         self.partitions = partitions
 
     # --- folding -----------------------------------------------------------------------
@@ -266,37 +263,13 @@ class ReadModel:
             event.event, encode_position(self.offsets), dumps(event.live_data()),
             partition=partition, offset=offset, region=event.region,
         )
-        self._remember(message)
+        self.ring.remember(message)
         self.hub.publish(message)
         self.metrics.events_consumed.inc()
         if self.ready and isinstance(event, EmergencyCreated):
             age = (datetime.now(UTC) - event.emergency.reported_at).total_seconds()
             self.metrics.report_to_delivery.observe(max(age, 0.0))
-        self._settle(event)
-
-    def _remember(self, message: LiveMessage) -> None:
-        if len(self._ring) >= max(self.settings.api_ring_size, 1):
-            old = self._ring.popleft()
-            self._evicted_next[old.partition] = old.offset + 1
-            self._ring_counts[old.partition] -= 1
-        self._ring.append(message)
-        self._ring_counts[message.partition] = self._ring_counts.get(message.partition, 0) + 1
-
-    def from_ring(self, since: Position) -> list[LiveMessage] | None:
-        """The messages after ``since`` up to now, or None if some have left the ring."""
-        if any(since[p] < self._evicted_next[p] for p in range(self.partitions)):
-            return None
-        pending = {p for p, n in self._ring_counts.items() if n}
-        newer: list[LiveMessage] = []
-        for message in reversed(self._ring):
-            if message.offset >= since[message.partition]:
-                newer.append(message)
-            else:
-                pending.discard(message.partition)
-                if not pending:
-                    break
-        newer.reverse()
-        return newer
+        self.outcomes.settle(event)
 
     def snapshot(self, regions: frozenset[str] | None = None, reset: bool = False) -> LiveMessage:
         """The current state as one ``snapshot`` message (cached until the position moves)."""
@@ -329,36 +302,3 @@ class ReadModel:
             return True
         except (TimeoutError, AioKafkaError, OSError):
             return False
-
-    # --- command outcomes ----------------------------------------------------------------
-
-    def expect(self, command_id: str, kinds: tuple[type, ...],
-               recent: bool = True) -> asyncio.Future[Event]:
-        """A future for the first event of ``command_id`` of one of ``kinds`` (or its
-        rejection); already resolved if that outcome was seen recently, unless ``recent``
-        is false (a client's command id may be another client's: only the worker knows)."""
-        kinds = (*kinds, CommandRejectedEvent)
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        for event in self._outcomes.get(command_id, ()) if recent else ():
-            if isinstance(event, kinds):
-                future.set_result(event)
-                return future
-        self._waiters.setdefault(command_id, []).append((kinds, future))
-        return future
-
-    def forget(self, command_id: str, future: asyncio.Future[Event]) -> None:
-        waiters = self._waiters.get(command_id)
-        if waiters:
-            waiters[:] = [w for w in waiters if w[1] is not future]
-            if not waiters:
-                del self._waiters[command_id]
-
-    def _settle(self, event: Event) -> None:
-        seen = self._outcomes.setdefault(event.command_id, [])
-        seen.append(event)
-        self._outcomes.move_to_end(event.command_id)
-        while len(self._outcomes) > RECENT_OUTCOMES:
-            self._outcomes.popitem(last=False)
-        for kinds, future in self._waiters.get(event.command_id, ()):
-            if isinstance(event, kinds) and not future.done():
-                future.set_result(event)

@@ -6,66 +6,31 @@ Flow, per region (= Kafka key = partition)::
             ^                                                    |
             +------------- movement timer (unit_position) <------+ reads moving units
 
-Crash safety. Faust is at-least-once: it flushes the producer before committing a source
-offset, so after a crash the commands after the last committed offset run again, against
-a table that may already hold some of their effects. For every command we therefore write
-its *record* (the events and entity states it produced) to the table FIRST, then the
-entity states, then publish the events. All of it goes to one changelog partition, in that
-order, so after a crash the table holds, for the command that was cut off, either nothing
-(it runs again against exactly the state it first saw, with the record's timestamp as
-``now``, so it decides the same) or its record (we re-store the record's entity states,
-which never overwrite newer versions, and re-publish its events with the same event ids).
-A client's retry of a command id is the same case: one effect, events re-published.
-
-How the writes leave (``ChangelogTable``): the agent takes the commands in batches
-(``stream.noack_take``: Faust acks nothing by itself) and decides them one after the other
-against the table; their table writes are kept in write order and, once the batch is
-decided, sent with one awaited ``producer.send`` each to the changelog partition of the
-command that made them, then the batch's events; only then does the agent ack the batch's
-messages. A command's record still precedes its entity states in the changelog (write
-order), every piece is queued in the one aiokafka producer before its offset is acked and
-so before it can be committed, and Faust flushes that producer before committing, so the
-argument above holds unchanged: a crash mid-batch leaves each command with its record or
-with nothing, as before. (The order of a changelog write and an event on different topics
-was never guaranteed on the broker, and the argument never needs it.) Batches share Faust's
-fixed per-batch costs and the producer awaits; Faust's per-message stream cost remains.
-Each JSON text is made once (``streams.state.Encoded``): the entity's text is the same
-string in its record, its table entry and its event.
-
-We chose this over ``processing_guarantee="exactly_once"``: Faust's transactional mode
-needs one producer per partition and fences on rebalance, adds a commit round-trip per
-transaction, and would still not cover a client retrying a command id. The record makes
-redelivery harmless whatever its cause, and consumers dedupe by event id anyway.
+The commands themselves (decode, record check, decide, dead letters, the batch's writes,
+events and acks) are ``streams.processing``, and so is the crash-safety argument: this module
+is the Faust wiring around it (the app, its topics and table, the agent, the timers, the pages).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.sensors import Monitor
-from faust.streams import current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
 from infra.topics import region_partitioner
-from schemas import SchemaError, UnitPosition, decode_command, encode
-from streams import deadletters, offsets, readiness
-from streams.decisions import Outcome, decide, movement_command_id
+from schemas import UnitPosition, encode
+from streams import offsets, readiness
+from streams.decisions import movement_command_id
+from streams.processing import BatchProcessor, ChangelogTable
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
-from streams.state import (
-    TABLE_NAME,
-    DispatchState,
-    command_fingerprint,
-    encoded,
-    reused_id_outcome,
-)
+from streams.state import TABLE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -142,48 +107,6 @@ def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{hostport.strip()}" for hostport in bootstrap.split(","))
 
 
-class ChangelogTable(faust.Table):
-    """A Faust table whose writes reach its changelog through ``send_unsent()``.
-
-    Faust's own path sends each write as a ``FutureMessage`` through the ``ProducerBuffer``
-    (a queue drained one message per task switch, with per-message serializer, channel and
-    callback layers), which cost more than our whole command. Here a write is kept, with
-    the partition of the command being processed, until the agent awaits
-    ``send_unsent()``: one ``producer.send`` per write, in write order, straight to the
-    aiokafka producer. The bytes are those Faust would write (JSON key, raw value), so
-    Faust's recovery reads them as usual. Safe for at-least-once because Faust flushes the
-    producer before it commits an offset, and the agent asks for the next command (which
-    acks this one) only after ``send_unsent()`` returned. Only for the memory store: the
-    skipped ``_on_changelog_sent`` callback records offsets for RocksDB alone.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unsent: list[tuple[int, str, Any]] = []
-        # the partition of the command being processed, set by the agent (batches)
-        self.partition: int | None = None
-
-    def on_key_set(self, key: Any, value: Any) -> None:
-        partition = self.partition
-        if partition is None:
-            event = current_event()
-            if event is None:
-                raise RuntimeError(f"table {self.name} written outside the commands agent")
-            partition = event.message.partition
-        self.unsent.append((partition, key, value))
-
-    async def send_unsent(self) -> None:
-        if not self.unsent:
-            return
-        producer = self.app.producer
-        topic = self.changelog_topic.get_topic_name()
-        unsent, self.unsent = self.unsent, []
-        for partition, key, value in unsent:
-            await producer.send(topic, json.dumps(key).encode(),
-                                value if isinstance(value, bytes) else value.encode(),
-                                partition, None, None)
-
-
 def create_faust_app(settings: Settings, router: Router | None = None) -> faust.App:
     """Build the worker's app: topics, the state table, the agent, the timer, the pages."""
     _shorten_fetch_wait()
@@ -230,54 +153,11 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     table = app.tables.add(ChangelogTable(
         app, name=TABLE_NAME, beacon=app.tables.beacon, partitions=settings.partitions,
         value_type=bytes))  # -> the "raw" value serializer; keys stay JSON
-    state = DispatchState(table)
     tick_s = settings.tick_seconds
-    events_topic = settings.events_topic
 
-    async def publish(outcome: Outcome) -> None:
-        producer = app.producer
-        for event, text in zip(outcome.events, encoded(outcome).events, strict=True):
-            await producer.send(events_topic, event.region.encode(), text.encode(),
-                                None, None, None)
-
-    async def apply_one(message: Any) -> Outcome | None:
-        """Decide one command; its table writes are kept in ``table.unsent``. A command that
-        cannot be applied is dead-lettered (``streams.deadletters``) before it counts as done."""
-        try:
-            return decide_one(message)
-        except SchemaError as exc:
-            log.warning("undecodable command at %s[%s]@%s sent to %s: %s",
-                        message.message.topic, message.message.partition,
-                        message.message.offset, settings.dead_letter_topic, exc)
-            error = str(exc)
-        except Exception as exc:
-            log.exception("command at %s[%s]@%s failed; sent to %s", message.message.topic,
-                          message.message.partition, message.message.offset,
-                          settings.dead_letter_topic)
-            error = f"{type(exc).__name__}: {exc}"
-        await deadletters.forward(app, settings.dead_letter_topic, message, error)
-        return None
-
-    def decide_one(message: Any) -> Outcome | None:
-        command = decode_command(message.value)
-        is_tick = isinstance(command, UnitPosition) and command.lat is None
-        key = state.record_key(command.command_id, command.unit_id if is_tick else None)
-        fingerprint = command_fingerprint(command)
-        seen = state.record(key, command.command_id)
-        if seen is not None:
-            if not is_tick and not state.same_command(key, fingerprint):
-                # Another command under a used id (issue 11): refused, and not recorded.
-                return reused_id_outcome(command, fingerprint)
-            # Redelivered (crash replay or client retry): finish what the record says.
-            state.apply(seen)
-            return seen
-        now = datetime.fromtimestamp(message.message.timestamp, UTC)
-        seen = decide(command, state, router, now, tick_s)
-        if not seen.events:
-            return None  # a stale tick or a repeated registration: nothing happened
-        state.put_record(key, command.command_id, seen, fingerprint)
-        state.apply(seen)
-        return seen
+    processor = BatchProcessor(app, table, router, tick_s, settings.events_topic,
+                               settings.dead_letter_topic)
+    state = processor.state
 
     @app.agent(commands, name="apply_commands", concurrency=1)
     async def apply_commands(stream: faust.Stream) -> None:
@@ -285,32 +165,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         # was revoked: its later messages are released unacked too (streams.deadletters).
         held: set[tuple[int, int]] = set()
         async for batch in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-            outcomes: list[Outcome] = []
-            done: list[Any] = []  # applied or dead-lettered: only these are acked
-            for message in batch:
-                source = (message.message.partition, message.message.generation_id)
-                if source in held:
-                    deadletters.release(app, message)
-                    continue
-                table.partition = message.message.partition
-                try:
-                    seen = await apply_one(message)
-                except deadletters.DeadLetterNotSent:
-                    held.add(source)
-                    deadletters.release(app, message)
-                    continue
-                finally:
-                    table.partition = None
-                done.append(message)
-                if seen is not None:
-                    outcomes.append(seen)
-            # The batch's record and entity writes (in write order, so each command's record
-            # precedes its entities), then its events; only then are its messages acked.
-            await table.send_unsent()
-            for seen in outcomes:
-                await publish(seen)
-            for message in done:
-                await stream.ack(message)
+            await processor.process(batch, stream.ack, held)
 
     sent: dict[str, float] = {}
 

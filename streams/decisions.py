@@ -2,7 +2,7 @@
 
 ``decide(command, state, ...)`` returns an ``Outcome``: the events to publish and the new
 state of every entity they change (each with its version one higher), or a single
-``command_rejected`` with a reason a dispatcher can act on. The agent in ``streams.app``
+``command_rejected`` with a reason a dispatcher can act on. The worker (``streams.processing``)
 stores and publishes the outcome; it never decides anything itself, so every rule here is
 testable without a broker.
 

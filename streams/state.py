@@ -4,7 +4,7 @@ Everything a region owns lives in ONE table (keys are namespaced), on the partit
 command that wrote it, because one table means one changelog topic-partition per region,
 and Kafka keeps a partition's records in the order we wrote them. A crash can cut that
 sequence anywhere but never reorder it, which is what crash safety rests on (see
-``streams.app``)::
+``streams.processing``)::
 
     e:<emergency_id>   Emergency (JSON)
     u:<unit_id>        Unit (JSON)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from dispatchwire.cli import subcommands
+from cli.main import subcommands
 from dispatchwire.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

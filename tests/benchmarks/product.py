@@ -21,7 +21,7 @@ LOG_DIR = ROOT / "bench-results" / "logs"
 def available(subcommand: str) -> str | None:
     """None when ``dispatchwire <subcommand>`` exists, else why it cannot be measured."""
     try:
-        from dispatchwire.cli import subcommands
+        from cli.main import subcommands
 
         if subcommand in subcommands():
             return None

@@ -47,7 +47,7 @@ def test_no_token_reaches_the_logs_of_a_prod_server(secure_api, prod_tokens, cap
 
 
 def test_run_prints_no_real_token(make_settings, prod_tokens):
-    from dispatchwire.run import banner  # before the fix: an f-string printing the secret
+    from cli.run import banner  # before the fix: an f-string printing the secret
 
     prod = make_settings(mode="prod", **prod_tokens)
     assert prod_tokens["authority_token"] not in banner(prod)

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from dispatchwire.cli import build_parser, subcommands
-from dispatchwire.run import _parts
+from cli.main import build_parser, subcommands
+from cli.run import _parts
 from schemas import EmergencyStatus, UnitType
 from schemas.geo import load_network
 from streams.seed import fleet, seed

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
+from analytics import cli as analytics_cli
+from api import cli as api_cli
+from cli import run, schemas_export
 from dispatchwire import __version__, logs
 from dispatchwire.errors import DispatchwireError
 from dispatchwire.settings import Settings
+from infra import cli as infra_cli
+from streams import cli as streams_cli
 
-# Modules with a ``register(subparsers)``; each adds the subcommands of its part.
-PART_CLIS = (
-    "infra.cli",
-    "dispatchwire.schemas_cli",
-    "dispatchwire.run",
-    "streams.cli",
-    "analytics.cli",
-    "api.cli",
+# Modules with a ``register(subparsers)``; each adds the subcommands of its part, in this
+# order (the order of ``--help``).
+PART_CLIS: tuple[ModuleType, ...] = (
+    infra_cli,
+    schemas_export,
+    run,
+    streams_cli,
+    analytics_cli,
+    api_cli,
 )
 
 
@@ -31,8 +37,8 @@ def _build() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[argpar
     parser.add_argument("--version", action="version", version=f"dispatchwire {__version__}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ...")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in PART_CLIS:
-        importlib.import_module(name).register(sub)
+    for part in PART_CLIS:
+        part.register(sub)
     return parser, sub
 
 

@@ -99,7 +99,7 @@ def banner(settings: Settings) -> str:
 
 
 def run_all(settings: Settings, args: argparse.Namespace) -> int:
-    from dispatchwire.cli import subcommands
+    from cli.main import subcommands  # here, not at the top: cli.main imports this module
 
     available = subcommands()
     if args.brokers is not None and args.brokers > 1:

@@ -4,7 +4,9 @@
          |               rows + current state + Kafka offsets)    --> snapshot.py (.duckdb copy)
          |                                                               |
          |                                                   queries.py + queries/*.sql, maps.py
-         +--> replay.py (time/offset window, speed xN) --> JSONL file | another topic | http.py SSE
+         +--> replay.py (time/offset window, speed xN) --> JSONL file | another topic
+                                                                  | api/replay.py SSE
 
-Imports ``schemas``, ``dispatchwire`` and ``infra``; nothing imports it except the CLI and the API.
+Imports ``schemas``, ``dispatchwire`` and ``infra``; it imports neither ``api`` nor
+``views``; the CLI and the API's routes (``api/replay.py``) use it.
 """

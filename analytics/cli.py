@@ -10,8 +10,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analytics.http import parse_replay_query
-from analytics.replay import ReplayStats, Window, export_to_file, import_from_file, replay_to_topic
+from analytics.replay import (
+    ReplayStats,
+    Window,
+    export_to_file,
+    import_from_file,
+    parse_replay_query,
+    replay_to_topic,
+)
 from dispatchwire.errors import ValidationFailed
 from dispatchwire.settings import Settings
 

@@ -32,9 +32,9 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from operator import attrgetter
 from pathlib import Path
@@ -46,6 +46,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError as _KafkaError
 from kafka.errors import TopicAlreadyExistsError
 
+from analytics.position import parse_position
 from dispatchwire.errors import KafkaError, KafkaUnavailable, ValidationFailed
 from dispatchwire.settings import Settings
 from infra.topics import admin_client, region_partitioner
@@ -116,6 +117,51 @@ class Window:
     stop: dict[int, int] | None = None
     start_time: datetime | None = None
     stop_time: datetime | None = None
+
+
+def _parse_time(name: str, text: str, errors: list[dict[str, str]]) -> datetime | None:
+    try:
+        if text.isascii() and text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, UTC)
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):  # OSError: a year the C library refuses
+        errors.append({"field": name, "reason": "expected an ISO-8601 time or epoch milliseconds"})
+        return None
+
+
+def parse_replay_query(params: Mapping[str, str]) -> tuple[Window, float | None,
+                                                           list[dict[str, str]]]:
+    """Window and speed from the replay's parameters (``from``, ``to``, ``from_position``,
+    ``to_position``, ``speed``: a query string or the CLI's flags); the list holds
+    field-level errors."""
+    errors: list[dict[str, str]] = []
+    window: dict[str, Any] = {}
+    for name, key in (("from", "start_time"), ("to", "stop_time")):
+        if params.get(name):
+            window[key] = _parse_time(name, params[name], errors)
+    for name, key in (("from_position", "start"), ("to_position", "stop")):
+        if params.get(name):
+            try:
+                window[key] = parse_position(params[name])
+            except ValueError as exc:
+                errors.append({"field": name, "reason": str(exc)})
+    speed: float | None = 1.0
+    raw_speed = params.get("speed", "1")
+    if raw_speed in ("max", "0"):
+        speed = None
+    else:
+        try:
+            speed = float(raw_speed)
+            if not 0 < speed <= 100_000:
+                raise ValueError
+        except ValueError:
+            errors.append({"field": "speed",
+                           "reason": "a factor between 0 and 100000, or 'max'"})
+    start, stop = window.get("start_time"), window.get("stop_time")
+    if start and stop and stop <= start:
+        errors.append({"field": "to", "reason": "must be after 'from'"})
+    return Window(**window), speed, errors
 
 
 class Record(NamedTuple):  # a tuple: a million of them are built fast

@@ -14,9 +14,12 @@ from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 
 from analytics import replay
-from analytics.http import routes
 from analytics.position import format_position
 from analytics.replay import LogWindow, Window, ensure_topic_like, replay_to_topic
+from api.app import api_error
+from api.auth import Auth
+from api.http import ApiError
+from api.replay import routes
 from infra.topics import ensure_topics
 from schemas import decode_event
 from schemas.projection import Projection
@@ -205,8 +208,14 @@ def test_export_refuses_a_record_that_is_not_one_line(settings, tmp_path: Path) 
     assert "newline" in proc.stderr
 
 
+def replay_app(settings) -> Starlette:
+    """The API's replay routes alone, with the API's auth and error answers."""
+    return Starlette(routes=routes(settings, Auth(settings)),
+                     exception_handlers={ApiError: api_error})
+
+
 async def _sse(settings, query: str) -> list[tuple[str, str, object]]:
-    app = Starlette(routes=routes(settings))
+    app = replay_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (
         httpx.AsyncClient(transport=transport, base_url="http://test") as client,
@@ -240,17 +249,21 @@ def test_replay_sse_stream_sends_snapshot_then_live_messages(settings) -> None:
 @pytest.mark.parametrize(("query", "status", "field"), [
     ("speed=2", 401, "Authorization"),
     ("speed=2&token=wrong", 401, "Authorization"),
+    ("speed=2&token={u}", 403, "Authorization"),
+    ("speed=2&token={r}", 403, "Authorization"),
     ("speed=fast&token={t}", 400, "speed"),
     ("from=yesterday&token={t}", 400, "from"),
     ("from_position=0-5&token={t}", 400, "from_position"),
 ])
 def test_replay_sse_refuses_bad_requests(settings, query: str, status: int, field: str) -> None:
     async def get() -> httpx.Response:
-        app = Starlette(routes=routes(settings))
+        app = replay_app(settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://test") as client:
-            return await client.get("/api/replay/stream?"
-                                    + query.format(t=settings.authority_token.get_secret_value()))
+            return await client.get("/api/replay/stream?" + query.format(
+                t=settings.authority_token.get_secret_value(),
+                u=settings.unit_token.get_secret_value(),
+                r=settings.reporter_token.get_secret_value()))
 
     response = asyncio.run(get())
     assert response.status_code == status
@@ -263,7 +276,7 @@ def test_snapshot_download_is_for_the_authority_only(settings, tmp_path: Path) -
     run_cli(settings, "sink", "--until-caught-up")
 
     async def get(headers: dict[str, str]) -> httpx.Response:
-        app = Starlette(routes=routes(settings))
+        app = replay_app(settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://test") as client:
             return await client.get("/api/snapshot", headers=headers)

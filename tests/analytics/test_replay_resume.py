@@ -8,12 +8,10 @@ import json
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
-from analytics.http import routes
 from analytics.position import format_position, parse_position
 from schemas.projection import Projection
-from tests.analytics.test_replay import _phases, _sse
+from tests.analytics.test_replay import _phases, _sse, replay_app
 
 pytestmark = pytest.mark.kafka
 
@@ -73,7 +71,7 @@ def test_replay_resumed_from_the_ids_seen_sends_exactly_the_rest(settings) -> No
 
 def test_replay_refuses_a_clock_that_is_not_0_or_1(settings) -> None:
     async def get() -> httpx.Response:
-        app = Starlette(routes=routes(settings))
+        app = replay_app(settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://test") as client:
             token = settings.authority_token.get_secret_value()

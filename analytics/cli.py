@@ -73,8 +73,10 @@ def _window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="from_", default=None,
                         help="ISO-8601 time or epoch ms (Kafka record time)")
     parser.add_argument("--to", default=None, help="ISO-8601 time or epoch ms, exclusive")
-    parser.add_argument("--from-position", default=None, help="e.g. 0:120,1:98")
-    parser.add_argument("--to-position", default=None, help="e.g. 0:500,1:410, exclusive")
+    parser.add_argument("--from-position", default=None,
+                        help="a log position, e.g. 120.98 (as /api/state shows it)")
+    parser.add_argument("--to-position", default=None,
+                        help="a log position, e.g. 500.410; exclusive")
 
 
 def _window(args: argparse.Namespace) -> tuple[Window, float | None]:

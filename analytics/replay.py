@@ -46,11 +46,11 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError as _KafkaError
 from kafka.errors import TopicAlreadyExistsError
 
-from analytics.position import parse_position
 from dispatchwire.errors import KafkaError, KafkaUnavailable, ValidationFailed
 from dispatchwire.settings import Settings
 from infra.topics import admin_client, region_partitioner
 from schemas import SchemaError, decode_event
+from schemas.position import Position
 from schemas.projection import Projection
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,11 @@ class _NoProgress:
 
 @dataclass(frozen=True)
 class Window:
-    """Offsets ``[start, stop)`` per partition; ``None`` means the log's beginning / end."""
+    """Offsets ``[start, stop)`` per partition; ``None`` means the log's beginning / end,
+    as does a partition past a position's entries."""
 
-    start: dict[int, int] | None = None
-    stop: dict[int, int] | None = None
+    start: Position | None = None
+    stop: Position | None = None
     start_time: datetime | None = None
     stop_time: datetime | None = None
 
@@ -143,7 +144,7 @@ def parse_replay_query(params: Mapping[str, str]) -> tuple[Window, float | None,
     for name, key in (("from_position", "start"), ("to_position", "stop")):
         if params.get(name):
             try:
-                window[key] = parse_position(params[name])
+                window[key] = Position.parse(params[name])
             except ValueError as exc:
                 errors.append({"field": name, "reason": str(exc)})
     speed: float | None = 1.0
@@ -670,7 +671,8 @@ class LogWindow:
             self._stop_loop()
             raise
         self.topic = self._reader.topic
-        self.start, self.stop = self._reader.start, self._reader.stop
+        # every partition of the topic: the window's ends as written positions
+        self.start, self.stop = Position.of(self._reader.start), Position.of(self._reader.stop)
 
     @property
     def size(self) -> int:
@@ -717,7 +719,7 @@ def produce(settings: Settings, topic: str, records: Iterable[LogRecord]) -> int
     return run_sync(send_all())
 
 
-def fold_until(settings: Settings, position: dict[int, int],
+def fold_until(settings: Settings, position: Position,
                topic: str | None = None) -> Projection:
     """Current state at ``position``: the fold of every event before it."""
     projection = Projection()

@@ -28,10 +28,10 @@ from aiokafka.errors import KafkaError as AioKafkaError
 from api.broadcast import SNAPSHOT, Hub, LiveMessage, build_message
 from api.http import ApiError
 from api.metrics import ApiMetrics
-from api.position import Position, encode_position
 from dispatchwire.settings import Settings
 from schemas.codec import SchemaError, decode_event, dumps
 from schemas.events import CommandRejectedEvent, EmergencyCreated, Event
+from schemas.position import Position, format_position
 from schemas.projection import Projection
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class ReadModel:
             reason = (f"the read model has not reached Kafka at {self.settings.kafka_bootstrap}"
                       " yet (DISPATCHWIRE_KAFKA_BOOTSTRAP)")
         else:
-            target = encode_position(self.target) if self.target is not None else "?"
+            target = format_position(self.target) if self.target is not None else "?"
             reason = (f"the read model is still reading {self.settings.events_topic} "
                       f"(at {self.position_id} of {target})")
         raise ApiError(503, f"{what} is not ready: {reason}; retry later",
@@ -141,11 +141,11 @@ class ReadModel:
 
     @property
     def position(self) -> Position:
-        return tuple(self.offsets)
+        return Position(self.offsets)
 
     @property
     def position_id(self) -> str:
-        return encode_position(self.offsets)
+        return format_position(self.offsets)
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -197,7 +197,7 @@ class ReadModel:
                 self._evicted_next[tp.partition] = begins[tp]
             self.target = tuple(ends[tp] for tp in tps)
             log.info("read model bootstrapping %s up to %s", self.settings.events_topic,
-                     encode_position(self.target))
+                     format_position(self.target))
         for tp in tps:
             consumer.seek(tp, self.offsets[tp.partition])
         self.kafka_ok = True
@@ -263,7 +263,7 @@ class ReadModel:
         self.projection.apply(event)
         self.offsets[partition] = offset + 1
         message = build_message(
-            event.event, encode_position(self.offsets), dumps(event.live_data()),
+            event.event, format_position(self.offsets), dumps(event.live_data()),
             partition=partition, offset=offset, region=event.region,
         )
         self._remember(message)

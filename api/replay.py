@@ -3,11 +3,14 @@
 - ``GET /api/snapshot`` (authority): a fresh snapshot file (``analytics.snapshot``); the
   ``X-Log-Position`` header says which log position it reflects.
 - ``GET /api/replay/stream?from=&to=&speed=`` (authority), or ``from_position=`` /
-  ``to_position=`` (``"0:10,1:4"``): a replay as SSE. First a ``snapshot`` of the state at
-  the window start (the fold of everything before it), then every event of the window
+  ``to_position=`` (log positions, ``"10.4"``): a replay as SSE. First a ``snapshot`` of
+  the state at the window start (the fold of everything before it), then every event of the window
   under its live message name (``emergency_created``, ``emergency_updated``, ...) paced at
-  ``speed`` (a factor, or ``max`` for no pacing), then ``replay_end``. Event ids are
-  ``partition:offset``; the snapshot's id is the start position. With ``clock=1`` the
+  ``speed`` (a factor, or ``max`` for no pacing), then ``replay_end``. Every id is a log
+  position (``schemas.position``, ``"12.0.7"``): the snapshot's the window start, each
+  event's the position after it (a client that stops can resume with
+  ``from_position=<the last id>``, or hand it to the live stream as ``Last-Event-ID``), and
+  ``replay_end``'s the window end. With ``clock=1`` the
   stream also says where in time the replay is, for a time bar: a ``replay_clock``
   (``{"time", "time_ms"}``: the Kafka time of the record that follows, at most every
   ``CLOCK_EVERY_S`` of wall time, and once more for the last record before ``replay_end``).
@@ -36,7 +39,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from analytics.position import format_position
 from analytics.replay import LogWindow, Pacer, fold_until, parse_replay_query
 from analytics.snapshot import take_snapshot
 from api.auth import Auth
@@ -45,6 +47,7 @@ from dispatchwire.errors import DispatchwireError
 from dispatchwire.settings import Settings
 from schemas import SchemaError, decode_event
 from schemas.codec import dumps
+from schemas.position import format_position
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,7 @@ async def _replay_messages(settings: Settings, window: LogWindow, speed: float |
                           "replay": {"from": start, "to": format_position(window.stop),
                                      "speed": speed, "events": window.size}})}
     pacer = Pacer(speed)
+    position = list(window.start)  # the next offset per partition, after what was sent
     records = window.records()
     sent = 0
     clock_ms = last_ms = None  # the time last told by a clock; the last record's time
@@ -124,7 +128,8 @@ async def _replay_messages(settings: Settings, window: LogWindow, speed: float |
             if clock and last_ms != clock_ms and time.monotonic() - clock_wall >= CLOCK_EVERY_S:
                 clock_ms, clock_wall = last_ms, time.monotonic()
                 yield _clock_message(last_ms)
-            yield {"event": event.event, "id": f"{rec.partition}:{rec.offset}",
+            position[rec.partition] = rec.offset + 1
+            yield {"event": event.event, "id": format_position(position),
                    "data": dumps(event.live_data())}
         if clock and last_ms is not None and last_ms != clock_ms:
             yield _clock_message(last_ms)

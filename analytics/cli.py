@@ -10,14 +10,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analytics.replay import (
-    ReplayStats,
-    Window,
-    export_to_file,
-    import_from_file,
-    parse_replay_query,
-    replay_to_topic,
-)
+from analytics.jsonl import export_to_file, import_from_file
+from analytics.logio import ReplayStats, Window
+from analytics.replay import parse_replay_query, replay_to_topic
 from dispatchwire.errors import ValidationFailed
 from dispatchwire.settings import Settings
 

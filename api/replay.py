@@ -39,7 +39,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from analytics.replay import LogWindow, Pacer, fold_until, parse_replay_query
+from analytics.logio import LogWindow
+from analytics.replay import Pacer, fold_until, parse_replay_query
 from analytics.snapshot import take_snapshot
 from api.auth import Auth
 from api.http import ApiError

@@ -12,7 +12,7 @@ position copied from any of them works in all of them.
 and the replay used to write); a partition the pairs do not name is at offset 0.
 
 A position with fewer entries than the topic has partitions is ``pad``-ded with zeros (a
-new partition starts at offset 0). As a window's stop (``analytics.replay.Window``), the
+new partition starts at offset 0). As a window's stop (``analytics.logio.Window``), the
 partitions past its end mean "to the log's end", as before.
 """
 

@@ -13,8 +13,9 @@ import pytest
 from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 
-from analytics import replay
-from analytics.replay import LogWindow, Window, ensure_topic_like, replay_to_topic
+from analytics import logio
+from analytics.logio import LogWindow, Window, ensure_topic_like
+from analytics.replay import replay_to_topic
 from api.app import api_error
 from api.auth import Auth
 from api.http import ApiError
@@ -145,7 +146,7 @@ def test_import_rejects_a_line_that_is_not_an_event(settings, tmp_path: Path) ->
 def test_records_are_merged_in_time_order_across_many_small_fetches(settings,
                                                                     monkeypatch) -> None:
     # Small fetches force the merge to work chunk by chunk, partitions running ahead.
-    monkeypatch.setattr(replay, "FETCH_RECORDS", 7)
+    monkeypatch.setattr(logio, "FETCH_RECORDS", 7)
     story = busy_log(n_units=8, moves=25, t0=T0, regions=REGIONS)
     produce_events(settings, story.events)
     records = list(LogWindow(settings, Window()).records())
@@ -161,7 +162,7 @@ def test_records_are_merged_in_time_order_across_many_small_fetches(settings,
 
 def test_fast_replay_into_a_topic_of_other_partition_count_keeps_keys_and_region_order(
         settings, monkeypatch) -> None:
-    monkeypatch.setattr(replay, "FETCH_RECORDS", 7)
+    monkeypatch.setattr(logio, "FETCH_RECORDS", 7)
     story = busy_log(n_units=8, moves=10, t0=T0, regions=REGIONS)
     produce_events(settings, story.events)
     # An offset window ending inside a fetch: all but the last 5 records of each partition.

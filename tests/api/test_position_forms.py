@@ -7,7 +7,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from analytics.replay import LogWindow, Window
+from analytics.logio import LogWindow, Window
 from schemas import decode_event
 from tests.analytics.conftest import run_cli
 from tests.api.helpers import AUTHORITY, SseClient, data

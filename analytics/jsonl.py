@@ -22,7 +22,6 @@ from analytics.logio import (
     TopicWriter,
     Window,
     WindowReader,
-    ensure_topic_like,
     epoch_ms,
     run_sync,
     write_grouped,
@@ -30,6 +29,7 @@ from analytics.logio import (
 from analytics.replay import Pacer, write_paced
 from dispatchwire.errors import ValidationFailed
 from dispatchwire.settings import Settings
+from infra.topics import ensure_topic_like
 from schemas import SchemaError, decode_event
 
 FILE_CHUNK_BYTES = 4 << 20  # JSON Lines read and written in chunks this large

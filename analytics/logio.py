@@ -40,14 +40,11 @@ from operator import attrgetter
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError as _AioKafkaError
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError as _KafkaError
-from kafka.errors import TopicAlreadyExistsError
 
-from dispatchwire.errors import KafkaError, KafkaUnavailable
+from dispatchwire.errors import KafkaError
 from dispatchwire.settings import Settings
-from infra.topics import admin_client, region_partitioner
+from infra.clients import aio_consumer, aio_producer, kafka_errors, partitions_of
+from infra.topics import ensure_topic_like, region_partitioner
 from schemas.position import Position
 
 FETCH_RECORDS = 50_000  # records per getmany
@@ -171,16 +168,14 @@ class WindowReader:
         await self.close()
 
     async def open(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+        self._consumer = aio_consumer(
+            self.settings, group_id=None,
             enable_auto_commit=False, auto_offset_reset="earliest",
             fetch_max_bytes=FETCH_MAX_BYTES, max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
         try:
-            await self._consumer.start()
-            self.start, self.stop = await self._resolve()
-        except _AioKafkaError as exc:
-            await self.close()
-            raise KafkaUnavailable(self.settings.kafka_bootstrap, str(exc)) from exc
+            with kafka_errors(self.settings, f"reading {self.topic}"):
+                await self._consumer.start()
+                self.start, self.stop = await self._resolve()
         except BaseException:
             await self.close()
             raise
@@ -194,9 +189,7 @@ class WindowReader:
 
     async def _resolve(self) -> tuple[dict[int, int], dict[int, int]]:
         assert self._consumer is not None
-        # The consumer has no public call for one topic's partitions without subscribing.
-        cluster = await self._consumer._client.fetch_all_metadata()
-        ids = cluster.partitions_for_topic(self.topic)
+        ids = await partitions_of(self._consumer, self.topic)
         if not ids:
             raise KafkaError(f"topic {self.topic} does not exist or has no partitions")
         self.partitions = len(ids)
@@ -236,11 +229,9 @@ class WindowReader:
             wanted = [self._tps[p] for p in partitions if p not in self._fetched]
             if not wanted:
                 return {}
-            try:
+            with kafka_errors(self.settings, f"reading {self.topic}"):
                 got = await self._consumer.getmany(*wanted, timeout_ms=500,
                                                    max_records=FETCH_RECORDS)
-            except _AioKafkaError as exc:
-                raise KafkaError(f"reading {self.topic} failed: {exc}") from exc
             out: dict[int, list[Any]] = {}
             for tp, records in got.items():
                 p, stop = tp.partition, self.stop[tp.partition]
@@ -326,16 +317,17 @@ class TopicWriter:
         self._all: list[int] = []
 
     async def __aenter__(self) -> TopicWriter:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+        self._producer = aio_producer(
+            self.settings, acks="all",
             enable_idempotence=True, max_batch_size=BATCH_BYTES,
             max_request_size=4 * BATCH_BYTES)
         try:
-            await self._producer.start()
-            self._all = sorted(await self._producer.partitions_for(self.topic))
-        except _AioKafkaError as exc:
+            with kafka_errors(self.settings, f"producing to {self.topic}"):
+                await self._producer.start()
+                self._all = sorted(await self._producer.partitions_for(self.topic))
+        except BaseException:
             await self._producer.stop()
-            raise KafkaUnavailable(self.settings.kafka_bootstrap, str(exc)) from exc
+            raise
         self.partitions = len(self._all)
         return self
 
@@ -383,10 +375,8 @@ class TopicWriter:
     async def flush(self) -> None:
         """Send the open batches and wait until the broker has every record."""
         await self.send_open()
-        try:
+        with kafka_errors(self.settings, f"producing to {self.topic}"):
             await asyncio.gather(*self._pending)
-        except _AioKafkaError as exc:
-            raise KafkaError(f"producing to {self.topic} failed: {exc}") from exc
         self._pending = []
 
     async def _send(self, partition: int) -> None:
@@ -394,17 +384,15 @@ class TopicWriter:
         batch = self._open.pop(partition, None)
         if batch is None or batch.record_count() == 0:
             return
-        try:
+        with kafka_errors(self.settings, f"producing to {self.topic}"):
             # Waits while the partition's previous batch is still queued: the backpressure.
             self._pending.append(await self._producer.send_batch(batch, self.topic,
                                                                  partition=partition))
-        except _AioKafkaError as exc:
-            raise KafkaError(f"producing to {self.topic} failed: {exc}") from exc
         if len(self._pending) >= 256:
             done = [f for f in self._pending if f.done()]
-            for f in done:
-                if f.exception() is not None:
-                    raise KafkaError(f"producing to {self.topic} failed: {f.exception()}")
+            with kafka_errors(self.settings, f"producing to {self.topic}"):
+                for f in done:
+                    f.result()  # raises what the broker answered
             self._pending = [f for f in self._pending if not f.done()]
 
 
@@ -416,22 +404,6 @@ async def write_grouped(writer: TopicWriter, records: Iterable[LogRecord]) -> No
         groups.setdefault(p, []).append(rec)
     for p, group in groups.items():
         await writer.write(p, group)
-
-
-def ensure_topic_like(settings: Settings, topic: str, partitions: int | None = None) -> None:
-    """Create ``topic`` (``partitions``, default the events topic's count) if missing, so
-    keys land alike."""
-    admin = admin_client(settings)
-    try:
-        if topic not in set(admin.list_topics()):
-            admin.create_topics([NewTopic(topic, num_partitions=partitions or settings.partitions,
-                                          replication_factor=settings.replication_factor)])
-    except TopicAlreadyExistsError:
-        pass
-    except _KafkaError as exc:
-        raise KafkaUnavailable(settings.kafka_bootstrap, str(exc)) from exc
-    finally:
-        admin.close()
 
 
 class LogWindow:

@@ -22,11 +22,11 @@ from analytics.logio import (
     TopicWriter,
     Window,
     WindowReader,
-    ensure_topic_like,
     run_sync,
     write_grouped,
 )
 from dispatchwire.settings import Settings
+from infra.topics import ensure_topic_like
 from schemas import SchemaError, decode_event
 from schemas.position import Position
 from schemas.projection import Projection

@@ -29,6 +29,7 @@ from api.broadcast import SNAPSHOT, Hub, LiveMessage, build_message
 from api.http import ApiError
 from api.metrics import ApiMetrics
 from dispatchwire.settings import Settings
+from infra.clients import aio_consumer, partitions_of
 from schemas.codec import SchemaError, decode_event, dumps
 from schemas.events import CommandRejectedEvent, EmergencyCreated, Event
 from schemas.position import Position, format_position
@@ -41,8 +42,8 @@ NOT_READY_RETRY_AFTER_S = 2  # seconds: short, a bootstrap folds thousands of re
 
 
 def events_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    return aio_consumer(
+        settings,
         client_id=client_id,
         group_id=None,
         enable_auto_commit=False,
@@ -173,10 +174,7 @@ class ReadModel:
         topic = self.settings.events_topic
         warned = False
         while True:
-            # a fresh metadata fetch (partitions_for_topic alone reads a cache that only
-            # knows topics the consumer already tracks)
-            cluster = await consumer._client.fetch_all_metadata()
-            found = cluster.partitions_for_topic(topic)
+            found = await partitions_of(consumer, topic)  # a fresh metadata fetch
             if found:
                 return [TopicPartition(topic, p) for p in sorted(found)]
             if not warned:

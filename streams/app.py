@@ -53,6 +53,7 @@ from faust.streams import current_event
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
+from infra.clients import faust_broker_options
 from infra.topics import region_partitioner
 from schemas import SchemaError, UnitPosition, decode_command, encode
 from streams import deadletters, offsets, readiness
@@ -138,10 +139,6 @@ class QuietMonitor(Monitor):
         pass
 
 
-def broker_url(bootstrap: str) -> str:
-    return ";".join(f"kafka://{hostport.strip()}" for hostport in bootstrap.split(","))
-
-
 class ChangelogTable(faust.Table):
     """A Faust table whose writes reach its changelog through ``send_unsent()``.
 
@@ -193,7 +190,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=broker_url(settings.kafka_bootstrap),
+        **faust_broker_options(settings),
         store="memory://",
         # the table's keys and values are JSON; our own topics say "raw" explicitly
         key_serializer="json",

@@ -14,13 +14,13 @@ from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 
 from analytics import logio
-from analytics.logio import LogWindow, Window, ensure_topic_like
+from analytics.logio import LogWindow, Window
 from analytics.replay import replay_to_topic
 from api.app import api_error
 from api.auth import Auth
 from api.http import ApiError
 from api.replay import routes
-from infra.topics import ensure_topics
+from infra.topics import ensure_topic_like, ensure_topics
 from schemas import decode_event
 from schemas.position import Position, format_position
 from schemas.projection import Projection

@@ -4,7 +4,10 @@
          |               rows + current state + Kafka offsets)    --> snapshot.py (.duckdb copy)
          |                                                               |
          |                                                   queries.py + queries/*.sql, maps.py
-         +--> replay.py (time/offset window, speed xN) --> JSONL file | another topic | http.py SSE
+         +--> logio.py (time/offset window) --> replay.py (speed xN) --> another topic
+                                            |                    +--> api/replay.py SSE
+                                            +--> jsonl.py --> JSONL file --> a topic
 
-Imports ``schemas``, ``dispatchwire`` and ``infra``; nothing imports it except the CLI and the API.
+Imports ``schemas``, ``dispatchwire`` and ``infra``; it imports neither ``api`` nor
+``views``; the CLI and the API's routes (``api/replay.py``) use it.
 """

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from analytics.http import parse_replay_query
-from analytics.replay import ReplayStats, Window, export_to_file, import_from_file, replay_to_topic
+from analytics.jsonl import export_to_file, import_from_file
+from analytics.logio import ReplayStats, Window
+from analytics.replay import parse_replay_query, replay_to_topic
 from dispatchwire.errors import ValidationFailed
 from dispatchwire.settings import Settings
 
@@ -67,8 +68,10 @@ def _window_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="from_", default=None,
                         help="ISO-8601 time or epoch ms (Kafka record time)")
     parser.add_argument("--to", default=None, help="ISO-8601 time or epoch ms, exclusive")
-    parser.add_argument("--from-position", default=None, help="e.g. 0:120,1:98")
-    parser.add_argument("--to-position", default=None, help="e.g. 0:500,1:410, exclusive")
+    parser.add_argument("--from-position", default=None,
+                        help="a log position, e.g. 120.98 (as /api/state shows it)")
+    parser.add_argument("--to-position", default=None,
+                        help="a log position, e.g. 500.410; exclusive")
 
 
 def _window(args: argparse.Namespace) -> tuple[Window, float | None]:

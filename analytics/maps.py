@@ -2,12 +2,12 @@
 
 Incidents are aggregated in a HexagonLayer, unit tracks drawn as a PathLayer, units'
 last positions as dots, over the same street network the live pages draw (the roads of
-``schemas.geo``, styled as in ``views.mapspec``); the view is fitted to the data. The page
-works offline: pydeck's own ``to_html`` template pulls
-mapbox-gl, bootstrap and maplibre CSS and the widget stylesheet from CDNs even in its
-``offline`` mode, so the page is written from our own small template that inlines the
-deck.gl bundle shipped in the pydeck package (``nbextension/static/index.js``, which
-defines ``createDeck``) and uses no base-map tiles (``map_style=None``).
+``schemas.geo``, as ``geo.road_layer_data`` in ``geo.ROAD_COLOR``, the live pages' street
+layer); the view is fitted to the data. The page works offline: pydeck's own ``to_html``
+template pulls mapbox-gl, bootstrap and maplibre CSS and the widget stylesheet from CDNs
+even in its ``offline`` mode, so the page is written from our own small template that
+inlines the deck.gl bundle shipped in the pydeck package (``nbextension/static/index.js``,
+which defines ``createDeck``) and uses no base-map tiles (``map_style=None``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import pydeck as pdk
 
 from dispatchwire.errors import SinkError
 from schemas import geo
-from views.mapspec import ROAD_COLOR, road_paths
 
 TRACKS_SQL = """
 SELECT e.unit_id, any_value(u.type) AS type, any_value(u.callsign) AS callsign,
@@ -100,8 +99,8 @@ def build_deck(db: Path) -> pdk.Deck:
     points = [i["position"] for i in incidents] + [p for t in tracks for p in t["path"]]
     network = geo.load_network()
     layers = [
-        pdk.Layer("PathLayer", id="roads", data=road_paths(network), get_path="path",
-                  get_color=ROAD_COLOR, get_width=2, width_units=PIXELS, pickable=False),
+        pdk.Layer("PathLayer", id="roads", data=geo.road_layer_data(network), get_path="path",
+                  get_color=geo.ROAD_COLOR, get_width=2, width_units=PIXELS, pickable=False),
         pdk.Layer("HexagonLayer", id="incidents", data=incidents, get_position="position",
                   radius=150, coverage=0.9, extruded=False, opacity=0.6, pickable=True),
         pdk.Layer("PathLayer", id="unit-tracks", data=tracks, get_path="path",

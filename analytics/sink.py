@@ -34,7 +34,6 @@ from aiokafka.errors import KafkaError as _KafkaError
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError as _SyncKafkaError
 
-from analytics.position import format_position
 from analytics.snapshot import serve_requests
 from analytics.tables import (
     BatchResult,
@@ -45,6 +44,7 @@ from analytics.tables import (
 from dispatchwire.errors import KafkaUnavailable, SinkError
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
+from schemas.position import format_position
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import duckdb
 
-from analytics.position import format_position
 from dispatchwire.errors import SinkError
 from dispatchwire.settings import Settings
+from schemas.position import format_position
 
 log = logging.getLogger(__name__)
 

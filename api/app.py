@@ -24,8 +24,8 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import views
-from analytics import http as analytics_http
 from api import commands
+from api import replay as replay_routes
 from api.auth import READERS, Role
 from api.http import ApiError
 from api.openapi import openapi_document
@@ -252,7 +252,7 @@ def create_app(settings: Settings) -> ApiApp:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         # /api/snapshot, /api/replay/stream: authority, by this app's roles (403 for others)
-        *analytics_http.routes(settings, authorize=services.auth.require_authority),
+        *replay_routes.routes(settings, services.auth),
         *views.routes(settings),
     ]
     middleware = [Middleware(CORSMiddleware, **cors), Middleware(SecurityHeaders),

@@ -52,7 +52,11 @@ class Role(StrEnum):
     REPORTER = "reporter"
 
 
-READERS = frozenset({Role.AUTHORITY, Role.UNIT})
+# Every role set the API checks lives here.
+READERS = frozenset({Role.AUTHORITY, Role.UNIT})  # state, lists, the live stream, /ws
+AUTHORITY = frozenset({Role.AUTHORITY})  # dispatch, complete, cancel; snapshot, replay
+REPORTERS = frozenset({Role.REPORTER, Role.AUTHORITY})  # reports, when a token is required
+UNIT_CHANGERS = frozenset({Role.UNIT, Role.AUTHORITY})  # a unit's status (its own token)
 
 
 def unit_signing_key(settings: Settings) -> bytes:
@@ -108,7 +112,7 @@ class Auth:
     def require_unit(self, conn: HTTPConnection, unit_id: str) -> Role:
         """Authority, or the token of unit ``unit_id`` itself: 401 without a token, 403 for
         any other role or unit."""
-        role = self.require(conn, frozenset({Role.UNIT, Role.AUTHORITY}))
+        role = self.require(conn, UNIT_CHANGERS)
         if role is Role.AUTHORITY:
             return role
         token = self.token_of(conn, cookie=False, query=False) or ""
@@ -163,7 +167,7 @@ class Auth:
     def require_authority(self, conn: HTTPConnection) -> None:
         """Authority by header, cookie (GET) or ``?token=`` (EventSource): 401 without a
         token or with an unknown one, 403 for another role."""
-        self.require(conn, frozenset({Role.AUTHORITY}), cookie=conn.scope.get("method") == "GET",
+        self.require(conn, AUTHORITY, cookie=conn.scope.get("method") == "GET",
                      query=True)
 
     def require_metrics(self, conn: HTTPConnection) -> None:
@@ -172,7 +176,7 @@ class Auth:
         if self._metrics_token and hmac.compare_digest(self._metrics_token.encode(),
                                                        token.encode()):
             return
-        self.require(conn, frozenset({Role.AUTHORITY}))
+        self.require(conn, AUTHORITY)
 
 
 # Roles whose reports are not rate limited: they are authenticated, and behind a proxy that

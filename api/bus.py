@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError as AioKafkaError
 
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
+from infra.clients import aio_producer
 from infra.topics import region_partitioner
 from schemas.codec import encode
 from schemas.commands import CommandBase
@@ -35,8 +36,8 @@ class CommandBus:
         async with self._lock:
             if self._producer is None:
                 timeout_ms = max(int(self.settings.command_timeout_s * 1000), 1000)
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.settings.kafka_bootstrap,
+                producer = aio_producer(
+                    self.settings,
                     client_id="dispatchwire-api",
                     acks="all",
                     enable_idempotence=True,

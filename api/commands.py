@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from api.auth import RATE_EXEMPT, Role
+from api.auth import AUTHORITY, RATE_EXEMPT, REPORTERS, Role
 from api.http import ApiError, read_model_body
 from dispatchwire.errors import KafkaUnavailable
 from schemas.commands import (
@@ -54,10 +54,6 @@ if TYPE_CHECKING:
     from api.services import Services
 
 log = logging.getLogger(__name__)
-
-AUTHORITY = frozenset({Role.AUTHORITY})
-REPORTERS = frozenset({Role.REPORTER, Role.AUTHORITY})
-
 
 def _services(request: Request) -> Services:
     return request.app.state.services

@@ -1,6 +1,6 @@
 """What one live client receives: a start (snapshot, or resume), then the live messages.
 
-Resume rule: the client's ``Last-Event-ID`` is a log position (see ``api.position``).
+Resume rule: the client's ``Last-Event-ID`` is a log position (see ``schemas.position``).
 - none given: a ``snapshot`` of current state;
 - a position we still have in the ring: every message after it, from memory;
 - an older position still in Kafka: the records after it, read from Kafka by offset;
@@ -32,9 +32,9 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
 
 from api.broadcast import CLOSE, RESYNC, Client, LiveMessage, QueueItem, build_message, with_id
-from api.position import Position, decode_position, encode_position, pad
 from api.readmodel import ReadModel, events_consumer
 from schemas.codec import SchemaError, decode_event, dumps
+from schemas.position import Position, format_position
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Feed:
         model.hub.subscribe(client)
         current = model.position
         if since is not None:
-            since = pad(since, len(current))  # the topic may have grown while we waited
+            since = Position(since).pad(len(current))  # the topic may have grown while we waited
         if last_event_id is None or since is None:
             first = model.snapshot(client.regions, reset=last_event_id is not None)
             if last_event_id is not None:
@@ -98,7 +98,7 @@ class Feed:
                             yield message
             except PositionGone:
                 log.info("resume position %s is older than the log; reset snapshot",
-                         encode_position(since))
+                         format_position(since))
                 self.position = position = list(model.position)
                 yield model.snapshot(client.regions, reset=True)
         for p, offset in enumerate(current):
@@ -141,7 +141,7 @@ def _as_seen_from(message: LiveMessage, position: list[int]) -> LiveMessage:
     restart) or a Kafka replay may have interleaved the partitions differently; giving it
     the read model's id would make its next resume skip or repeat records.
     """
-    id = encode_position(position)
+    id = format_position(position)
     return message if id == message.id else with_id(message, id)
 
 
@@ -150,10 +150,10 @@ def _resume_point(last_event_id: str | None, partitions: int) -> Position | None
     of ours."""
     if last_event_id is None:
         return None
-    since = decode_position(last_event_id)
+    since = Position.parse_id(last_event_id)
     if since is None:
         return None
-    return pad(since, partitions)
+    return since.pad(partitions)
 
 
 async def _catch_up(model: ReadModel, since: Position) -> Position | None:
@@ -165,7 +165,7 @@ async def _catch_up(model: ReadModel, since: Position) -> Position | None:
     wait = model.settings.api_resume_wait_s
     if not await model.reach(since, wait):
         raise PositionNotReached(
-            f"the read model has not reached {encode_position(since)} within {wait:g}s "
+            f"the read model has not reached {format_position(since)} within {wait:g}s "
             f"(it is at {model.position_id}); reconnect with the same id")
     return since
 
@@ -208,7 +208,7 @@ async def replay_from_kafka(
                     except SchemaError:
                         continue
                     yield build_message(
-                        event.event, encode_position(position), dumps(event.live_data()),
+                        event.event, format_position(position), dumps(event.live_data()),
                         partition=tp.partition, offset=record.offset, region=event.region,
                     )
             for tp in list(remaining):

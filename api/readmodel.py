@@ -28,11 +28,12 @@ from api.broadcast import SNAPSHOT, Hub, LiveMessage, build_message
 from api.http import ApiError
 from api.metrics import ApiMetrics
 from api.outcomes import Outcomes
-from api.position import Position, encode_position
 from api.ring import ResumeRing
 from dispatchwire.settings import Settings
+from infra.clients import aio_consumer, partitions_of
 from schemas.codec import SchemaError, decode_event, dumps
 from schemas.events import EmergencyCreated
+from schemas.position import Position, format_position
 from schemas.projection import Projection
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ NOT_READY_RETRY_AFTER_S = 2  # seconds: short, a bootstrap folds thousands of re
 
 
 def events_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    return aio_consumer(
+        settings,
         client_id=client_id,
         group_id=None,
         enable_auto_commit=False,
@@ -100,7 +101,7 @@ class ReadModel:
             reason = (f"the read model has not reached Kafka at {self.settings.kafka_bootstrap}"
                       " yet (DISPATCHWIRE_KAFKA_BOOTSTRAP)")
         else:
-            target = encode_position(self.target) if self.target is not None else "?"
+            target = format_position(self.target) if self.target is not None else "?"
             reason = (f"the read model is still reading {self.settings.events_topic} "
                       f"(at {self.position_id} of {target})")
         raise ApiError(503, f"{what} is not ready: {reason}; retry later",
@@ -138,11 +139,11 @@ class ReadModel:
 
     @property
     def position(self) -> Position:
-        return tuple(self.offsets)
+        return Position(self.offsets)
 
     @property
     def position_id(self) -> str:
-        return encode_position(self.offsets)
+        return format_position(self.offsets)
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -170,10 +171,7 @@ class ReadModel:
         topic = self.settings.events_topic
         warned = False
         while True:
-            # a fresh metadata fetch (partitions_for_topic alone reads a cache that only
-            # knows topics the consumer already tracks)
-            cluster = await consumer._client.fetch_all_metadata()
-            found = cluster.partitions_for_topic(topic)
+            found = await partitions_of(consumer, topic)  # a fresh metadata fetch
             if found:
                 return [TopicPartition(topic, p) for p in sorted(found)]
             if not warned:
@@ -194,7 +192,7 @@ class ReadModel:
                 self.ring.starts_at(tp.partition, begins[tp])
             self.target = tuple(ends[tp] for tp in tps)
             log.info("read model bootstrapping %s up to %s", self.settings.events_topic,
-                     encode_position(self.target))
+                     format_position(self.target))
         for tp in tps:
             consumer.seek(tp, self.offsets[tp.partition])
         self.kafka_ok = True
@@ -260,7 +258,7 @@ class ReadModel:
         self.projection.apply(event)
         self.offsets[partition] = offset + 1
         message = build_message(
-            event.event, encode_position(self.offsets), dumps(event.live_data()),
+            event.event, format_position(self.offsets), dumps(event.live_data()),
             partition=partition, offset=offset, region=event.region,
         )
         self.ring.remember(message)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 
 from api.broadcast import LiveMessage
-from api.position import Position
+from schemas.position import Position
 
 
 class ResumeRing:

@@ -3,6 +3,7 @@ each region's records on its partition (``schemas.placement``) from every produc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from kafka.partitioner import Partitioner
 
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
-from infra.credentials import broker_credentials, refused_credentials
+from infra import clients
 from schemas.placement import RegionPartitioner
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,7 @@ def kafka_python_partitioner(settings: Settings) -> KafkaPythonRegionPartitioner
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
-    try:
-        return KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id="dispatchwire-admin",
-            request_timeout_ms=10_000,
-            **broker_credentials(settings, "kafka-python"),
-        )
-    except (_KafkaError, OSError) as exc:
-        raise refused_credentials(settings, exc) or KafkaUnavailable(
-            settings.kafka_bootstrap, str(exc)) from exc
+    return clients.admin(settings)
 
 
 def ensure_topics(settings: Settings) -> list[str]:
@@ -70,27 +62,41 @@ def ensure_topics(settings: Settings) -> list[str]:
     admin = admin_client(settings)
     created = []
     try:
-        existing = set(admin.list_topics())
-        new = [
-            NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
-                     # with acks=all, a write needs this many replicas (issue 14: 2 of 3)
-                     topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)})
-            for name, n in wanted.items()
-            if name not in existing
-        ]
-        for topic in new:
-            try:
-                admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass
-    except _KafkaError as exc:
-        raise KafkaUnavailable(settings.kafka_bootstrap, str(exc)) from exc
+        with clients.kafka_errors(settings, "creating the topics"):
+            existing = set(admin.list_topics())
+            new = [
+                NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
+                         # with acks=all, a write needs this many replicas (issue 14: 2 of 3)
+                         topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)})
+                for name, n in wanted.items()
+                if name not in existing
+            ]
+            for topic in new:
+                try:
+                    admin.create_topics([topic])
+                    created.append(topic.name)
+                except TopicAlreadyExistsError:
+                    pass
     finally:
         admin.close()
     if created:
         log.info("created topics %s", ", ".join(created))
     return created
+
+
+def ensure_topic_like(settings: Settings, topic: str, partitions: int | None = None) -> None:
+    """Create ``topic`` (``partitions``, default the events topic's count) if missing, so
+    keys land alike (a replay's or an import's target)."""
+    admin = admin_client(settings)
+    try:
+        with clients.kafka_errors(settings, f"creating topic {topic}"):
+            if topic not in set(admin.list_topics()):
+                with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
+                    admin.create_topics([NewTopic(
+                        topic, num_partitions=partitions or settings.partitions,
+                        replication_factor=settings.replication_factor)])
+    finally:
+        admin.close()
 
 
 def wait_for_group_coordinators(settings: Settings, group_ids: Iterable[str],

@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_NETWORK_FILE = Path(__file__).resolve().parent / "data" / "roads-helsinki.json.gz"
 ATTRIBUTION = "© OpenStreetMap contributors, ODbL 1.0 (https://www.openstreetmap.org/copyright)"
@@ -108,6 +109,20 @@ class RoadNetwork:
     def road_paths(self) -> list[list[list[float]]]:
         """Every way as a ``[[lon, lat], ...]`` path, the order deck.gl's PathLayer wants."""
         return [[[self.nodes[i][1], self.nodes[i][0]] for i in chain] for chain in self.paths]
+
+
+# How the street layer is drawn, by the live pages (``views.mapspec``) and the offline
+# export map (``analytics.maps``) alike.
+ROAD_COLOR = [70, 82, 108]
+
+
+def road_layer_data(network: RoadNetwork) -> list[dict[str, Any]]:
+    """``[{"path": [[lon, lat], ...]}, ...]``: every way of the network, rounded to ~10 cm,
+    as the rows of a deck.gl PathLayer."""
+    return [
+        {"path": [[round(lon, 6), round(lat, 6)] for lon, lat in path]}
+        for path in network.road_paths()
+    ]
 
 
 def _grid_regions(

@@ -23,6 +23,7 @@ from faust.sensors import Monitor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from dispatchwire.settings import Settings
+from infra.clients import faust_broker_options
 from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
 from streams import offsets, readiness
@@ -103,8 +104,6 @@ class QuietMonitor(Monitor):
         pass
 
 
-def broker_url(bootstrap: str) -> str:
-    return ";".join(f"kafka://{hostport.strip()}" for hostport in bootstrap.split(","))
 
 
 def create_faust_app(settings: Settings, router: Router | None = None) -> faust.App:
@@ -116,7 +115,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=broker_url(settings.kafka_bootstrap),
+        **faust_broker_options(settings),
         store="memory://",
         # the table's keys and values are JSON; our own topics say "raw" explicitly
         key_serializer="json",

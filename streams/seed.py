@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from kafka import KafkaProducer
-
-from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
+from infra import clients
 from infra.topics import ensure_topics, kafka_python_partitioner
 from schemas import RegisterUnit, UnitType, encode
 from schemas.geo import RoadNetwork
@@ -65,11 +63,9 @@ def register_commands(units: list[SeedUnit]) -> list[RegisterUnit]:
 def seed(settings: Settings) -> list[SeedUnit]:
     ensure_topics(settings)
     units = fleet(network_for(settings))
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                 partitioner=kafka_python_partitioner(settings))
-    except Exception as exc:
-        raise KafkaUnavailable(settings.kafka_bootstrap, str(exc)) from exc
+    with clients.kafka_errors(settings, "connecting the seed producer"):
+        producer = clients.producer(settings, acks="all",
+                                    partitioner=kafka_python_partitioner(settings))
     try:
         for cmd in register_commands(units):
             producer.send(settings.commands_topic, key=cmd.region.encode(), value=encode(cmd))

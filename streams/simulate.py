@@ -31,10 +31,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 
-from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
+from infra import clients
 from infra.topics import kafka_python_partitioner
 from schemas import (
     FITTING_UNIT_TYPES,
@@ -204,20 +204,17 @@ def _report(network: RoadNetwork, rng: random.Random, kind: EmergencyType, lat: 
 class _Client:
     def __init__(self, settings: Settings, follow_events: bool) -> None:
         self.settings = settings
-        try:
-            self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                          linger_ms=5,
-                                          partitioner=kafka_python_partitioner(settings))
+        with clients.kafka_errors(settings, "connecting the simulator"):
+            self.producer = clients.producer(settings, acks="all", linger_ms=5,
+                                             partitioner=kafka_python_partitioner(settings))
             self.consumer = None
             if follow_events:
-                self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                              enable_auto_commit=False, group_id=None)
-                parts = self.consumer.partitions_for_topic(settings.events_topic) or set()
+                self.consumer = clients.consumer(settings, enable_auto_commit=False,
+                                                 group_id=None)
+                parts = clients.partitions_of_sync(self.consumer, settings.events_topic)
                 tps = [TopicPartition(settings.events_topic, p) for p in parts]
                 self.consumer.assign(tps)
                 self.consumer.seek_to_end(*tps)
-        except Exception as exc:
-            raise KafkaUnavailable(settings.kafka_bootstrap, str(exc)) from exc
 
     def send(self, cmd: ReportEmergency | DispatchEmergency | CompleteEmergency) -> None:
         self.producer.send(self.settings.commands_topic, key=cmd.region.encode(),

@@ -19,14 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AioKafkaError
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from pydantic import SecretStr
 
 from dispatchwire.errors import ConfigurationError
 from dispatchwire.settings import Settings
+from infra import clients
 from infra.cluster import LocalCluster, cluster_from_settings
 from infra.credentials import broker_credentials, refused_credentials
 from infra.kafka import KafkaDistribution, port_answers
@@ -285,17 +286,16 @@ def test_aiokafka_produces_and_consumes_over_scram(sasl_node: Settings) -> None:
     assert auth["security_protocol"] == "SASL_PLAINTEXT"
 
     async def round_trip() -> list[bytes]:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                    enable_idempotence=True, **auth)
+        # built by the one room (infra.clients), which adds the credentials itself
+        producer = clients.aio_producer(settings, acks="all", enable_idempotence=True)
         await producer.start()
         try:
             for i in range(5):
                 await producer.send_and_wait(settings.events_topic, key=b"r", value=b"%d" % i)
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(settings.events_topic,
-                                    bootstrap_servers=settings.kafka_bootstrap,
-                                    auto_offset_reset="earliest", enable_auto_commit=False, **auth)
+        consumer = clients.aio_consumer(settings, settings.events_topic,
+                                        auto_offset_reset="earliest", enable_auto_commit=False)
         await consumer.start()
         try:
             got: list[bytes] = []
@@ -313,15 +313,14 @@ def test_aiokafka_produces_and_consumes_over_scram(sasl_node: Settings) -> None:
 def test_kafka_python_produces_and_consumes_over_scram(sasl_node: Settings) -> None:
     settings = sasl_node
     ensure_topics(settings)
-    auth = broker_credentials(settings, "kafka-python")
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", **auth)
+    producer = clients.producer(settings, acks="all")
     for i in range(5):
         producer.send(settings.commands_topic, key=b"r", value=b"c%d" % i)
     producer.flush(30)
     producer.close()
-    consumer = KafkaConsumer(settings.commands_topic, bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=20_000, **auth)
+    consumer = clients.consumer(settings, settings.commands_topic,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                consumer_timeout_ms=20_000)
     got = []
     try:
         for record in consumer:
@@ -336,12 +335,38 @@ def test_kafka_python_produces_and_consumes_over_scram(sasl_node: Settings) -> N
 def test_faust_gets_scram_credentials(sasl_node: Settings) -> None:
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    options = broker_credentials(sasl_node, "faust")
+    options = clients.faust_broker_options(sasl_node)
+    assert options["broker"] == f"kafka://{sasl_node.kafka_bootstrap}"
     auth = credentials_to_aiokafka_auth(options["broker_credentials"])
     assert auth["security_protocol"] == "SASL_PLAINTEXT"
     assert auth["sasl_mechanism"] == "SCRAM-SHA-512"
     assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == (SASL_USER,
                                                                           SASL_PASSWORD)
+
+
+def test_the_api_bus_and_a_replay_window_work_over_scram(sasl_node: Settings) -> None:
+    """The API's command producer and the replay's reader get the login too (before the
+    one client room, only the admin client had it)."""
+    from analytics.logio import LogWindow, Window
+    from api.bus import CommandBus
+    from schemas import ReportEmergency, decode_command
+
+    settings = sasl_node.model_copy(update={"topic_prefix": f"b{uuid.uuid4().hex[:8]}."})
+    ensure_topics(settings)
+    command = ReportEmergency(command_id=uuid.uuid4().hex, region="hki-nw", type="medical",
+                              priority=2, lat=60.17, lon=24.94, description="scram")
+
+    async def send() -> None:
+        bus = CommandBus(settings)
+        try:
+            await bus.send(command)
+        finally:
+            await bus.stop()
+
+    asyncio.run(send())
+    window = LogWindow(settings, Window(), settings.commands_topic)
+    got = [decode_command(r.value).command_id for r in window.records()]
+    assert got == [command.command_id]
 
 
 def test_a_wrong_password_is_refused_naming_the_setting(sasl_node: Settings) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import pydeck as pdk
 
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 
 ROADS_LAYER_ID = "roads"
 LIVE_LAYER_IDS = ("routes", "emergencies", "units", "labels")
-ROAD_COLOR = [70, 82, 108]
 
 
 def road_network(settings: Settings) -> geo.RoadNetwork:
@@ -46,14 +44,6 @@ def road_network(settings: Settings) -> geo.RoadNetwork:
         return geo.load_network(derived)
     log.warning("no road network derived from %s yet; drawing the default one", source)
     return geo.load_network()
-
-
-def road_paths(network: geo.RoadNetwork) -> list[dict[str, Any]]:
-    """``[{"path": [[lon, lat], ...]}, ...]``: every way of the network, rounded to ~10 cm."""
-    return [
-        {"path": [[round(lon, 6), round(lat, 6)] for lon, lat in path]}
-        for path in network.road_paths()
-    ]
 
 
 def _view_state(network: geo.RoadNetwork) -> pdk.ViewState:
@@ -134,7 +124,7 @@ def live_layers() -> list[pdk.Layer]:
 def build_base_spec(settings: Settings) -> str:
     """``Deck.to_json()`` of the base map: roads (or a style URL) plus the empty live layers."""
     network = road_network(settings)
-    paths = road_paths(network)
+    paths = geo.road_layer_data(network)
     layers: list[pdk.Layer] = []
     if not settings.map_style_url:
         layers.append(
@@ -143,7 +133,7 @@ def build_base_spec(settings: Settings) -> str:
                 id=ROADS_LAYER_ID,
                 data=paths,
                 get_path="path",
-                get_color=ROAD_COLOR,
+                get_color=geo.ROAD_COLOR,
                 get_width=2,
                 width_units="'pixels'",
                 pickable=False,

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics.replay import LogWindow, Window, produce
+from analytics.logio import LogWindow, Window, produce
 from analytics.sink import Sink
 from analytics.tables import bench_executemany, bench_ingest
 from infra.topics import ensure_topics

@@ -13,12 +13,16 @@ import pytest
 from httpx_sse import aconnect_sse
 from starlette.applications import Starlette
 
-from analytics import replay
-from analytics.http import routes
-from analytics.position import format_position
-from analytics.replay import LogWindow, Window, ensure_topic_like, replay_to_topic
-from infra.topics import ensure_topics
+from analytics import logio
+from analytics.logio import LogWindow, Window
+from analytics.replay import replay_to_topic
+from api.app import api_error
+from api.auth import Auth
+from api.http import ApiError
+from api.replay import routes
+from infra.topics import ensure_topic_like, ensure_topics
 from schemas import decode_event
+from schemas.position import Position, format_position
 from schemas.projection import Projection
 from tests.analytics.conftest import run_cli
 from tests.analytics.story import Story, busy_log, produce_events
@@ -142,7 +146,7 @@ def test_import_rejects_a_line_that_is_not_an_event(settings, tmp_path: Path) ->
 def test_records_are_merged_in_time_order_across_many_small_fetches(settings,
                                                                     monkeypatch) -> None:
     # Small fetches force the merge to work chunk by chunk, partitions running ahead.
-    monkeypatch.setattr(replay, "FETCH_RECORDS", 7)
+    monkeypatch.setattr(logio, "FETCH_RECORDS", 7)
     story = busy_log(n_units=8, moves=25, t0=T0, regions=REGIONS)
     produce_events(settings, story.events)
     records = list(LogWindow(settings, Window()).records())
@@ -158,18 +162,18 @@ def test_records_are_merged_in_time_order_across_many_small_fetches(settings,
 
 def test_fast_replay_into_a_topic_of_other_partition_count_keeps_keys_and_region_order(
         settings, monkeypatch) -> None:
-    monkeypatch.setattr(replay, "FETCH_RECORDS", 7)
+    monkeypatch.setattr(logio, "FETCH_RECORDS", 7)
     story = busy_log(n_units=8, moves=10, t0=T0, regions=REGIONS)
     produce_events(settings, story.events)
     # An offset window ending inside a fetch: all but the last 5 records of each partition.
     whole = LogWindow(settings, Window())
-    stop = {p: max(o - 5, 0) for p, o in whole.stop.items()}
+    stop = Position(max(o - 5, 0) for o in whole.stop)
     whole.close()
     inside = [r for r in LogWindow(settings, Window()).records() if r.offset < stop[r.partition]]
     target = settings.topic("replayed-3")
     ensure_topic_like(settings, target, partitions=3)
     stats = replay_to_topic(settings, Window(stop=stop), target)
-    assert stats.events == len(inside) == sum(stop.values())
+    assert stats.events == len(inside) == sum(stop)
     replayed = list(LogWindow(settings, Window(), target).records())
     assert sorted(r.value for r in replayed) == sorted(r.value for r in inside)
     for rec in replayed:  # keyed by region, as the worker keys them
@@ -205,8 +209,14 @@ def test_export_refuses_a_record_that_is_not_one_line(settings, tmp_path: Path) 
     assert "newline" in proc.stderr
 
 
+def replay_app(settings) -> Starlette:
+    """The API's replay routes alone, with the API's auth and error answers."""
+    return Starlette(routes=routes(settings, Auth(settings)),
+                     exception_handlers={ApiError: api_error})
+
+
 async def _sse(settings, query: str) -> list[tuple[str, str, object]]:
-    app = Starlette(routes=routes(settings))
+    app = replay_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (
         httpx.AsyncClient(transport=transport, base_url="http://test") as client,
@@ -231,26 +241,33 @@ def test_replay_sse_stream_sends_snapshot_then_live_messages(settings) -> None:
     expected_body = [[e.event, e.live_data()] for e in b]
     assert sorted(json.dumps(x, sort_keys=True) for x in expected_body) == sorted(
         json.dumps([n, d], sort_keys=True) for n, _, d in body)
-    positions = [tuple(int(x) for x in i.split(":")) for _, i, _ in body]
-    for partition in {p for p, _ in positions}:
-        offsets = [o for p, o in positions if p == partition]
-        assert offsets == sorted(offsets)
+    # Every id is the log position after its message: one partition on by one record or
+    # more (more: records skipped at the window's start or by compaction), none back.
+    ids = [Position.parse(i) for _, i, _ in body]
+    for before, after in zip([Position.parse(messages[0][1]), *ids], ids, strict=False):
+        moved = [p for p, (x, y) in enumerate(zip(before, after, strict=True)) if x != y]
+        assert len(moved) == 1 and after[moved[0]] > before[moved[0]]
+    assert str(ids[-1]) == messages[0][2]["replay"]["to"] == messages[-1][1]
 
 
 @pytest.mark.parametrize(("query", "status", "field"), [
     ("speed=2", 401, "Authorization"),
     ("speed=2&token=wrong", 401, "Authorization"),
+    ("speed=2&token={u}", 403, "Authorization"),
+    ("speed=2&token={r}", 403, "Authorization"),
     ("speed=fast&token={t}", 400, "speed"),
     ("from=yesterday&token={t}", 400, "from"),
     ("from_position=0-5&token={t}", 400, "from_position"),
 ])
 def test_replay_sse_refuses_bad_requests(settings, query: str, status: int, field: str) -> None:
     async def get() -> httpx.Response:
-        app = Starlette(routes=routes(settings))
+        app = replay_app(settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://test") as client:
-            return await client.get("/api/replay/stream?"
-                                    + query.format(t=settings.authority_token.get_secret_value()))
+            return await client.get("/api/replay/stream?" + query.format(
+                t=settings.authority_token.get_secret_value(),
+                u=settings.unit_token.get_secret_value(),
+                r=settings.reporter_token.get_secret_value()))
 
     response = asyncio.run(get())
     assert response.status_code == status
@@ -263,7 +280,7 @@ def test_snapshot_download_is_for_the_authority_only(settings, tmp_path: Path) -
     run_cli(settings, "sink", "--until-caught-up")
 
     async def get(headers: dict[str, str]) -> httpx.Response:
-        app = Starlette(routes=routes(settings))
+        app = replay_app(settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://test") as client:
             return await client.get("/api/snapshot", headers=headers)

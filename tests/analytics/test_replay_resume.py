@@ -8,12 +8,9 @@ import json
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
-from analytics.http import routes
-from analytics.position import format_position, parse_position
 from schemas.projection import Projection
-from tests.analytics.test_replay import _phases, _sse
+from tests.analytics.test_replay import _phases, _sse, replay_app
 
 pytestmark = pytest.mark.kafka
 
@@ -50,14 +47,11 @@ def test_replay_resumed_from_the_ids_seen_sends_exactly_the_rest(settings) -> No
     snapshot, body = whole[0], _body(whole)
     assert len(body) == len(b) > 10
 
-    # "Paused" after k messages: the next offset per partition, from the start position.
+    # "Paused" after k messages: the last id seen is the position to resume from.
     k = len(body) // 3
-    position = parse_position(snapshot[1])
-    for _, message_id, _ in body[:k]:
-        partition, offset = (int(x) for x in message_id.split(":"))
-        position[partition] = offset + 1
+    position = body[k - 1][1]
     stop = snapshot[2]["replay"]["to"]
-    rest = asyncio.run(_sse(settings, f"from_position={format_position(position)}"
+    rest = asyncio.run(_sse(settings, f"from_position={position}"
                                       f"&to_position={stop}&speed=max&token={token}"))
 
     assert rest[0][0] == "snapshot" and rest[-1][0] == "replay_end"
@@ -73,7 +67,7 @@ def test_replay_resumed_from_the_ids_seen_sends_exactly_the_rest(settings) -> No
 
 def test_replay_refuses_a_clock_that_is_not_0_or_1(settings) -> None:
     async def get() -> httpx.Response:
-        app = Starlette(routes=routes(settings))
+        app = replay_app(settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://test") as client:
             token = settings.authority_token.get_secret_value()

@@ -15,10 +15,10 @@ import duckdb
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from analytics.position import format_position
 from analytics.snapshot import take_snapshot
 from infra.topics import ensure_topics
 from schemas import decode_event
+from schemas.position import format_position
 from schemas.projection import Projection
 from tests.analytics.conftest import run_cli
 from tests.analytics.story import busy_log, produce_events

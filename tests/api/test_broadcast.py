@@ -8,7 +8,6 @@ import json
 import pytest
 
 from api.broadcast import CLOSE, PING, RESYNC, Client, Hub, build_message, with_id
-from api.position import decode_position, encode_position, pad
 
 
 def test_one_encoding_is_handed_to_every_client():
@@ -94,14 +93,3 @@ def test_message_shapes_and_reidentified_copy():
     assert copy.sse == message.sse.replace(b"3.1", b"12.7")
     assert json.loads(copy.ws)["id"] == "12.7" and json.loads(copy.ws)["data"] == {
         "reason": "no unit"}
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("12.0.7", (12, 0, 7)), ("0", (0,)), ("", None), ("a.1", None), ("1..2", None),
-    ("-1.2", None), ("1" * 2000, None),
-])
-def test_positions(text, expected):
-    assert decode_position(text) == expected
-    if expected is not None:
-        assert encode_position(expected) == text
-    assert pad((1, 2), 3) == (1, 2, 0) and pad((1, 2, 3), 2) is None

@@ -239,7 +239,8 @@ def raw_read(settings: Settings) -> float:
 def replay(settings: Settings, emit_cap: int) -> dict[str, Any]:
     """``analytics.replay``: read the whole log window; then re-emit (the first ``emit_cap``
     records of) it into another topic, as ``dispatchwire replay --speed max`` does."""
-    from analytics.replay import LogWindow, Window, paced, produce
+    from analytics.logio import LogWindow, Window, produce
+    from analytics.replay import paced
 
     window = LogWindow(settings, Window())
     size = window.size

@@ -9,7 +9,7 @@ worker's table and the live clients' recordings.
 - the fold of the log (``schemas/projection.py``) equals ``GET /api/state`` (folded up to the
   position the API states) and the worker's table;
 - every live client's ids are contiguous (each id is the per-partition next-offset vector of
-  ``api/position.py``) or broken only at a ``snapshot`` with ``"reset": true`` that is not
+  ``schemas/position.py``) or broken only at a ``snapshot`` with ``"reset": true`` that is not
   behind the client's last id.
 
 It counts rather than stopping at the first violation, so a case can print its row first.
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 
-from api.position import Position, decode_position
 from dispatchwire.settings import Settings
 from schemas import EmergencyStatus, UnitStatus, decode_event
 from schemas.events import CommandRejectedEvent, EmergencyUpdated, Event, UnitStatusUpdate
+from schemas.position import Position
 from schemas.projection import Projection
 from tests.faults.clients import Recording
 from tests.faults.driver import SentCommand
@@ -195,7 +195,7 @@ class Auditor:
 
     def api_state_differences(self, state: dict) -> list[str]:
         """Where ``GET /api/state`` differs from the fold up to the position it states."""
-        position = decode_position(state["position"])
+        position = Position.parse_id(state["position"])
         assert position is not None and len(position) == len(self.tps), state["position"]
         assert all(p <= own for p, own in zip(position, self.position, strict=True)), \
             "catch up the auditor before comparing"
@@ -227,7 +227,7 @@ def check_clients(recordings: list[Recording]) -> ClientStats:
         stats.reconnects += max(rec.connections - 1, 0)
         high: list[int] | None = None
         for m in rec.messages:
-            pos = decode_position(m.id)
+            pos = Position.parse_id(m.id)
             if pos is None:
                 stats.problems.append(f"{rec.name}: id {m.id!r} is not a position")
                 continue

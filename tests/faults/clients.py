@@ -19,7 +19,7 @@ import httpx
 import websockets
 from httpx_sse import aconnect_sse, connect_sse
 
-from api.position import decode_position
+from schemas.position import Position
 
 AUTHORITY = {"Authorization": "Bearer dev-authority"}
 
@@ -71,7 +71,7 @@ class LiveClients:
     def all_reached(self, position: tuple[int, ...]) -> bool:
         """Every client has seen the records below ``position`` (or beyond)."""
         for rec in self.recordings:
-            seen = decode_position(rec.last_id)
+            seen = Position.parse_id(rec.last_id)
             if seen is None or any(s < p for s, p in zip(seen, position, strict=False)):
                 return False
         return True

@@ -20,10 +20,10 @@ import httpx
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from api.position import decode_position
 from schemas import RegisterUnit, ReportEmergency, UnitType
 from schemas.events import EmergencyUpdated
 from schemas.geo import load_network
+from schemas.position import Position
 from streams.simulate import random_report
 from tests.conftest import wait_for
 from tests.faults.auditor import Auditor, ClientStats, Outcomes, check_clients, table_differences
@@ -335,7 +335,7 @@ def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
         # and one client for sure: as early as the new API serves the stream
         probe = first_message_on_resume(stack.api.url, last_id)
         probe_behind = probe.event == "snapshot" and any(
-            p < s for p, s in zip(decode_position(probe.id), decode_position(last_id),
+            p < s for p, s in zip(Position.parse_id(probe.id), Position.parse_id(last_id),
                                   strict=True))
         wait_for(stack.api.ready, timeout=60, interval=0.1, message="the api to be ready")
         load_for(driver, phase_s(1.0))

@@ -12,7 +12,7 @@ import base64
 import time
 from dataclasses import dataclass
 
-# The colours the maps draw (views/static/js/dom.js STATUS_RGB, views.mapspec.ROAD_COLOR,
+# The colours the maps draw (views/static/js/dom.js STATUS_RGB, schemas.geo.ROAD_COLOR,
 # analytics.maps.UNIT_COLORS).
 ROAD = (70, 82, 108)
 PENDING = (245, 158, 11)

@@ -2,10 +2,10 @@
 // speed. One EventSource at a time and no fallback transport (a replay is no live feed):
 // a stream that breaks stops as if paused, and play resumes it where it stopped.
 //
-// Where it is. The first snapshot's id is the window's start position ("0:12,1:40": the
-// next offset per partition) and its `replay.to` the window's end; every message id is
-// "partition:offset". So the next offset per partition is known after every message, and
-// resuming asks for from_position=<that>&to_position=<the end>: the server sends a
+// Where it is. Every id is a log position (position.js, "12.0.40": the next offset per
+// partition): the first snapshot's is the window's start and its `replay.to` the window's
+// end; a message's is the position after it. So the last id is where the replay stands,
+// and resuming asks for from_position=<that>&to_position=<the end>: the server sends a
 // snapshot of the state there, then exactly the rest. EventSource's own reconnect is never
 // used: it would start the window over.
 //
@@ -13,22 +13,9 @@
 // record time; between two of them the time runs on at the speed (never backwards).
 
 import { LIVE_EVENTS } from "./live.js";
+import { formatPosition, parsePosition } from "./position.js";
 
 export const SPEEDS = { 1: 1, 10: 10, 60: 60, max: null };
-
-export function parsePosition(text) {
-  const position = {};
-  for (const part of String(text || "").split(",")) {
-    const match = /^(\d+):(\d+)$/.exec(part.trim());
-    if (match) position[match[1]] = Number(match[2]);
-  }
-  return position;
-}
-
-export function formatPosition(position) {
-  return Object.keys(position).map(Number).sort((a, b) => a - b)
-    .map((p) => `${p}:${position[p]}`).join(",");
-}
 
 // Phases: idle, connecting, playing, paused, ended, error. A "status" event follows
 // every change of phase; "unauthorized" when the server refuses the token.
@@ -43,7 +30,7 @@ export class ReplayFeed extends EventTarget {
     this.fromMs = null;
     this.toMs = null;
     this.speed = "60";
-    this.position = null; // next offset per partition
+    this.position = null; // next offset per partition (parsePosition), after the last message
     this.stop = null; // the window's end position, from the first snapshot
     this.received = 0; // live messages applied since the start (or the last seek)
     this.windowEvents = null; // how many the window holds, from the start's snapshot
@@ -161,10 +148,8 @@ export class ReplayFeed extends EventTarget {
       es.addEventListener(name, mine((msg) => {
         const data = parse(msg);
         if (!data) return;
-        const match = /^(\d+):(\d+)$/.exec(msg.lastEventId || "");
-        if (match && this.position) {
-          this.position[match[1]] = Math.max(this.position[match[1]] ?? 0, Number(match[2]) + 1);
-        }
+        const after = parsePosition(msg.lastEventId);
+        if (after) this.position = after;
         this.received += 1;
         this.state.apply(name, data, msg.lastEventId || null);
       }));
@@ -179,7 +164,7 @@ export class ReplayFeed extends EventTarget {
     es.addEventListener("replay_end", mine((msg) => {
       const data = parse(msg) || {};
       this._close();
-      if (data.position) this.position = parsePosition(data.position);
+      if (data.position) this.position = parsePosition(data.position) ?? this.position;
       if (peek) { this._setPhase("paused"); return; }
       this._clockMs = this.toMs ?? this._clockMs;
       this._setPhase("ended");

@@ -132,7 +132,9 @@ async def _replay_messages(settings: Settings, window: LogWindow, speed: float |
             position[rec.partition] = rec.offset + 1
             yield {"event": event.event, "id": format_position(position),
                    "data": dumps(event.live_data())}
-        if clock and last_ms is not None and last_ms != clock_ms:
+        if clock and last_ms is not None:
+            # the bar ends at the last record's time, even if a clock told it just before
+            # that record (it would, with the machine slow enough, and then none followed)
             yield _clock_message(last_ms)
         yield {"event": "replay_end", "id": format_position(window.stop),
                "data": dumps({"position": format_position(window.stop), "events": sent})}

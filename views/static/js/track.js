@@ -1,10 +1,11 @@
 // The reporter's tracking page, /track/{id}: follows one emergency live until it closes.
 
-import { call, storedToken } from "./api.js";
+import { call } from "./api.js";
 import { $, TYPE_LABEL, formatEta, statusBadge } from "./dom.js";
-import { LiveState, connectLive, mountIndicator } from "./live.js";
+import { LiveState } from "./live.js";
 import { LiveMap, layerData } from "./map.js";
 import { unitLabel } from "./notify.js";
+import { liveConnection, startSession } from "./session.js";
 
 const emergencyId = decodeURIComponent(location.pathname.split("/").pop());
 const state = new LiveState();
@@ -21,7 +22,7 @@ const TEXT = {
 $("#share-link").href = location.href;
 $("#share-link").textContent = location.href;
 
-let live = null;
+let session = null; // set at start
 let finished = false;
 
 function render() {
@@ -51,7 +52,7 @@ function render() {
   // A closed report needs no more updates: stop following it.
   if (!open && !finished) {
     finished = true;
-    live?.close();
+    session?.connection()?.close();
   }
 }
 
@@ -60,7 +61,15 @@ state.addEventListener("change", () => {
   if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
 });
 
-const indicator = mountIndicator($("#live-indicator"), state);
+// The live stream is for dispatchers and units; a reporter (no token) polls this one
+// emergency, which anyone holding its id may read. No token dialog here: a refused token
+// only leaves the page polling.
+const connect = liveConnection(state, (token) => ({
+  start: token ? "sse" : "poll",
+  onUnauthorized: () => {},
+  pollUrl: `/api/emergencies/${encodeURIComponent(emergencyId)}`,
+  toState: (body) => ({ emergencies: [body.emergency || body], units: body.unit ? [body.unit] : [] }),
+}));
 
 try {
   const e = await call("GET", `/api/emergencies/${encodeURIComponent(emergencyId)}`);
@@ -72,16 +81,5 @@ try {
   else $("#status-text").textContent = "Waiting for the report to be recorded…";
 }
 
-// The live stream is for dispatchers and units; a reporter (no token) polls this one
-// emergency, which anyone holding its id may read.
-const token = storedToken();
-if (!finished) {
-  live = connectLive(state, {
-    token,
-    start: token ? "sse" : "poll",
-    onStatus: indicator,
-    pollUrl: `/api/emergencies/${encodeURIComponent(emergencyId)}`,
-    toState: (body) => ({ emergencies: [body.emergency || body], units: body.unit ? [body.unit] : [] }),
-  });
-}
-window.dispatchwire = { state, map, live: () => live };
+session = await startSession({ ask: false, connect: (token, s) => (finished ? null : connect(token, s)) });
+window.dispatchwire = { state, map, live: session.connection };

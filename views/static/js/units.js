@@ -1,14 +1,13 @@
 // Units tracking: the unit table and a map of units moving live along their routes.
 
-import { ensureToken } from "./api.js";
 import { $, TYPE_LABEL, formatEta, h, statusBadge, toastHistory } from "./dom.js";
-import { LiveState, connectLive, mountIndicator } from "./live.js";
+import { LiveState } from "./live.js";
 import { LiveMap, layerData } from "./map.js";
 import { announce, unitLabel } from "./notify.js";
+import { liveConnection, startSession } from "./session.js";
 
 const state = new LiveState();
 const map = new LiveMap($("#map"));
-let token = "";
 
 function unitRow(u) {
   const e = u.emergency_id ? state.emergencies.get(u.emergency_id) : null;
@@ -35,26 +34,6 @@ state.addEventListener("change", (ev) => {
   if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
 });
 
-function start() {
-  return connectLive(state, {
-    token,
-    onStatus: indicator,
-    onUnauthorized: async () => {
-      token = await ensureToken({ force: true, message: "The server refused that token." });
-      live.close();
-      live = start();
-    },
-  });
-}
-
-$("#change-token").addEventListener("click", async () => {
-  token = await ensureToken({ force: true });
-  live.close();
-  live = start();
-});
-
-const indicator = mountIndicator($("#live-indicator"), state);
-token = await ensureToken();
-let live = start();
-window.dispatchwire = { state, map, live: () => live, toasts: toastHistory };
+const session = await startSession({ connect: liveConnection(state) });
+window.dispatchwire = { state, map, live: session.connection, toasts: toastHistory };
 render();

@@ -4,11 +4,14 @@
 // ages read as they did at that moment.
 
 import {
-  $, FITTING_UNIT_TYPES, TYPE_LABEL, formatAge, formatDistance, formatEta, h, haversineM,
-  priorityBadge, statusBadge,
+  $, formatAge, formatDistance, formatEta, h, haversineM, priorityBadge, statusBadge,
 } from "./dom.js";
 import { LiveMap, layerData } from "./map.js";
 import { unitLabel } from "./notify.js";
+import {
+  EmergencyStatus, FITTING_UNIT_TYPES, UnitStatus, isActive, isClosed, isDispatchable, isOpen,
+  typeLabel,
+} from "./vocabulary.js";
 
 function byQueueOrder(a, b) {
   return (a.priority - b.priority) || (Date.parse(a.reported_at) - Date.parse(b.reported_at));
@@ -28,16 +31,16 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
   const map = new LiveMap($("#map"), { onPick: (obj) => { if (obj.kind === "emergency") select(obj.id); } });
 
   function pending() {
-    return [...state.emergencies.values()].filter((e) => e.status === "PENDING").sort(byQueueOrder);
+    return [...state.emergencies.values()].filter((e) => e.status === EmergencyStatus.PENDING).sort(byQueueOrder);
   }
 
   function active() {
-    return [...state.emergencies.values()].filter((e) => e.status === "ASSIGNED" || e.status === "ON_SCENE")
+    return [...state.emergencies.values()].filter(isActive)
       .sort(byQueueOrder);
   }
 
   function closed() {
-    return [...state.emergencies.values()].filter((e) => e.status === "COMPLETED" || e.status === "CANCELLED")
+    return [...state.emergencies.values()].filter(isClosed)
       .sort((a, b) => Date.parse(b.closed_at || b.reported_at) - Date.parse(a.closed_at || a.reported_at))
       .slice(0, 8);
   }
@@ -48,7 +51,7 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
   function candidates(emergency) {
     const fitting = FITTING_UNIT_TYPES[emergency.type] || [];
     return [...state.units.values()]
-      .filter((u) => (u.status === "AVAILABLE" || u.status === "RETURNING") && fitting.includes(u.type))
+      .filter((u) => isDispatchable(u) && fitting.includes(u.type))
       .map((u) => ({ unit: u, distance: haversineM(emergency.lat, emergency.lon, u.lat, u.lon) }))
       .sort((a, b) => a.distance - b.distance);
   }
@@ -57,15 +60,15 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
     if (!commands) return [];
     const busy = isBusy(e.id);
     const actions = [];
-    if (e.status === "PENDING") {
+    if (e.status === EmergencyStatus.PENDING) {
       actions.push(h("button", { class: "primary", type: "button", "data-action": "dispatch", disabled: busy,
         onclick: (ev) => { ev.stopPropagation(); commands.dispatch(e); } }, "Dispatch"));
     }
-    if (e.status === "ASSIGNED" || e.status === "ON_SCENE") {
+    if (isActive(e)) {
       actions.push(h("button", { class: "success", type: "button", "data-action": "complete", disabled: busy,
         onclick: (ev) => { ev.stopPropagation(); commands.complete(e); } }, "Complete"));
     }
-    if (e.status === "PENDING" || e.status === "ASSIGNED" || e.status === "ON_SCENE") {
+    if (isOpen(e)) {
       actions.push(h("button", { class: "ghost", type: "button", "data-action": "cancel", disabled: busy,
         onclick: (ev) => { ev.stopPropagation(); commands.cancel(e); } }, "Cancel"));
     }
@@ -85,7 +88,7 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
     },
     h("div", { class: "line1" },
       priorityBadge(e.priority),
-      h("span", { class: "type" }, TYPE_LABEL[e.type] || e.type),
+      h("span", { class: "type" }, typeLabel(e.type)),
       statusBadge(e.status),
       h("span", { class: "age", "data-since": e.reported_at }, formatAge(e.reported_at, now()))),
     h("p", { class: "description" }, e.description || "(no description)"),
@@ -104,11 +107,11 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
     const e = u.emergency_id ? state.emergencies.get(u.emergency_id) : null;
     return h("tr", { "data-unit": u.id, "data-status": u.status },
       h("th", { scope: "row" }, unitLabel(u)),
-      h("td", {}, TYPE_LABEL[u.type] || u.type),
+      h("td", {}, typeLabel(u.type)),
       h("td", {}, statusBadge(u.status)),
       h("td", {}, e ? h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); select(e.id); } },
-        `${TYPE_LABEL[e.type] || e.type} P${e.priority}`) : "—"),
-      h("td", { class: "num" }, u.status === "DISPATCHED" ? formatEta(u.eta_s) : "—"));
+        `${typeLabel(e.type)} P${e.priority}`) : "—"),
+      h("td", { class: "num" }, u.status === UnitStatus.DISPATCHED ? formatEta(u.eta_s) : "—"));
   }
 
   function dispatchRow(e) {
@@ -122,7 +125,7 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
       h("div", { class: "recommendation", "data-unit": best.unit.id },
         h("span", { class: "label" }, "Recommended"),
         h("strong", {}, unitLabel(best.unit)),
-        h("span", {}, `${TYPE_LABEL[best.unit.type]} · ${formatDistance(best.distance)} away (straight line); the dispatcher picks by road travel time`)),
+        h("span", {}, `${typeLabel(best.unit.type)} · ${formatDistance(best.distance)} away (straight line); the dispatcher picks by road travel time`)),
       h("div", { class: "dispatch-row" }, choice,
         h("button", { class: "primary", type: "button", "data-action": "dispatch-selected", disabled: isBusy(e.id),
           onclick: () => commands.dispatch(e, choice.value || null) }, "Dispatch")),
@@ -135,7 +138,7 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
     if (!e) { panel.hidden = true; panel.replaceChildren(); return; }
     panel.hidden = false;
     const body = [
-      h("header", {}, priorityBadge(e.priority), h("h3", {}, `${TYPE_LABEL[e.type] || e.type} emergency`),
+      h("header", {}, priorityBadge(e.priority), h("h3", {}, `${typeLabel(e.type)} emergency`),
         statusBadge(e.status),
         h("button", { class: "ghost close", type: "button", "aria-label": "Close details",
           onclick: () => select(null) }, "×")),
@@ -150,7 +153,7 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
       h("a", { href: `/track/${encodeURIComponent(e.id)}`, target: "_blank", rel: "noopener" }, "tracking page")));
 
     const decision = state.decisions.get(e.id);
-    if (e.status === "PENDING" && commands) body.push(...dispatchRow(e));
+    if (e.status === EmergencyStatus.PENDING && commands) body.push(...dispatchRow(e));
     if (decision) {
       body.push(h("div", { class: "decision" },
         h("p", {}, h("span", { class: "label" }, decision.overridden ? "Dispatched (override)" : "Dispatched"),
@@ -175,7 +178,7 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
     $("#unit-rows").replaceChildren(...units.map(unitRow));
     $("#count-pending").textContent = String(p.length);
     $("#count-active").textContent = String(a.length);
-    $("#count-available").textContent = String(units.filter((u) => u.status === "AVAILABLE").length);
+    $("#count-available").textContent = String(units.filter((u) => u.status === UnitStatus.AVAILABLE).length);
     renderDetails();
     map.update(layerData({ emergencies: state.openEmergencies(), units }));
     if (focusAfterRender) {

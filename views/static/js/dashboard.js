@@ -7,6 +7,7 @@ import { mountBoard } from "./board.js";
 import { LiveState } from "./live.js";
 import { announce, rejectionToast } from "./notify.js";
 import { REFUSED, liveConnection, startSession } from "./session.js";
+import { EmergencyStatus } from "./vocabulary.js";
 
 const state = new LiveState();
 let session = null; // set at start
@@ -53,8 +54,8 @@ document.addEventListener("keydown", (ev) => {
   if (ev.target.closest("input, select, textarea, dialog") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   if (board.selectionKey(ev)) { ev.preventDefault(); return; }
   const current = board.selected();
-  if (ev.key === "d" && current?.status === "PENDING") dispatch(current);
-  else if (ev.key === "c" && current && current.status !== "PENDING") complete(current);
+  if (ev.key === "d" && current?.status === EmergencyStatus.PENDING) dispatch(current);
+  else if (ev.key === "c" && current && current.status !== EmergencyStatus.PENDING) complete(current);
   else if (ev.key === "x" && current) cancel(current);
   else return;
   ev.preventDefault();

@@ -9,15 +9,7 @@
 // are dropped, so a reconnect never duplicates rows or toasts.
 
 import { CONFIG } from "/views/config.js";
-
-export const LIVE_EVENTS = [
-  "snapshot",
-  "emergency_created",
-  "emergency_updated",
-  "unit_status_update",
-  "unit_location",
-  "command_rejected",
-];
+import { LIVE_EVENTS, isOpen } from "./vocabulary.js";
 
 // ---------------------------------------------------------------- state
 
@@ -152,8 +144,7 @@ export class LiveState extends EventTarget {
   }
 
   openEmergencies() {
-    return [...this.emergencies.values()].filter((e) =>
-      ["PENDING", "ASSIGNED", "ON_SCENE"].includes(e.status));
+    return [...this.emergencies.values()].filter(isOpen);
   }
 }
 

@@ -12,7 +12,7 @@
 // When it is. The stream is opened with clock=1 and its `replay_clock` messages carry the
 // record time; between two of them the time runs on at the speed (never backwards).
 
-import { LIVE_EVENTS } from "./live.js";
+import { LIVE_EVENTS } from "./vocabulary.js";
 
 export const SPEEDS = { 1: 1, 10: 10, 60: 60, max: null };
 

@@ -1,22 +1,23 @@
 // The reporter's tracking page, /track/{id}: follows one emergency live until it closes.
 
 import { call } from "./api.js";
-import { $, TYPE_LABEL, formatEta, statusBadge } from "./dom.js";
+import { $, formatEta, statusBadge } from "./dom.js";
 import { LiveState } from "./live.js";
 import { LiveMap, layerData } from "./map.js";
 import { unitLabel } from "./notify.js";
 import { liveConnection, startSession } from "./session.js";
+import { EmergencyStatus as S, OPEN_STATUSES, isOpen, typeLabel } from "./vocabulary.js";
 
 const emergencyId = decodeURIComponent(location.pathname.split("/").pop());
 const state = new LiveState();
 const map = new LiveMap($("#map"));
-const STEPS = ["PENDING", "ASSIGNED", "ON_SCENE", "COMPLETED"];
+const STEPS = [...OPEN_STATUSES, S.COMPLETED];
 const TEXT = {
-  PENDING: "Your report has been received. A dispatcher is assigning a unit.",
-  ASSIGNED: "A unit is on its way.",
-  ON_SCENE: "The unit is at the scene.",
-  COMPLETED: "The response is complete.",
-  CANCELLED: "This report was cancelled.",
+  [S.PENDING]: "Your report has been received. A dispatcher is assigning a unit.",
+  [S.ASSIGNED]: "A unit is on its way.",
+  [S.ON_SCENE]: "The unit is at the scene.",
+  [S.COMPLETED]: "The response is complete.",
+  [S.CANCELLED]: "This report was cancelled.",
 };
 
 $("#share-link").href = location.href;
@@ -36,17 +37,17 @@ function render() {
   const reached = STEPS.indexOf(e.status);
   for (const li of document.querySelectorAll("#timeline li")) {
     const i = STEPS.indexOf(li.dataset.step);
-    li.classList.toggle("done", e.status !== "CANCELLED" && i <= reached);
+    li.classList.toggle("done", e.status !== S.CANCELLED && i <= reached);
     li.classList.toggle("current", i === reached);
   }
   const unit = e.assigned_unit_id ? state.units.get(e.assigned_unit_id) : null;
-  $("#fact-type").textContent = TYPE_LABEL[e.type] || e.type;
+  $("#fact-type").textContent = typeLabel(e.type);
   $("#fact-priority").textContent = `P${e.priority}`;
-  $("#fact-unit").textContent = unit ? `${unitLabel(unit)} (${TYPE_LABEL[unit.type] || unit.type})` :
+  $("#fact-unit").textContent = unit ? `${unitLabel(unit)} (${typeLabel(unit.type)})` :
     (e.assigned_unit_id || "—");
-  $("#fact-eta").textContent = e.status === "ASSIGNED" && unit ? formatEta(unit.eta_s) : "—";
+  $("#fact-eta").textContent = e.status === S.ASSIGNED && unit ? formatEta(unit.eta_s) : "—";
   $("#fact-description").textContent = e.description || "—";
-  const open = ["PENDING", "ASSIGNED", "ON_SCENE"].includes(e.status);
+  const open = isOpen(e);
   const units = unit && open ? [unit] : [];
   map.update(layerData({ emergencies: [e], units }));
   // A closed report needs no more updates: stop following it.

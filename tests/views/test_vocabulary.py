@@ -57,4 +57,4 @@ def test_no_page_module_spells_a_status_or_a_type() -> None:
 def test_event_names_are_spelled_only_by_the_fold() -> None:
     # The fold of the live state decides per event; every other module takes the names
     # from vocabulary.js.
-    assert set(_literals(set(EVENT_NAMES))) <= {"live.js"}
+    assert set(_literals(set(EVENT_NAMES))) <= {"livestate.js"}

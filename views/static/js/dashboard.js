@@ -4,7 +4,7 @@
 import { call, newCommandId } from "./api.js";
 import { toast, toastHistory } from "./dom.js";
 import { mountBoard } from "./board.js";
-import { LiveState } from "./live.js";
+import { LiveState } from "./livestate.js";
 import { announce, rejectionToast } from "./notify.js";
 import { REFUSED, liveConnection, startSession } from "./session.js";
 import { EmergencyStatus } from "./vocabulary.js";

@@ -4,7 +4,7 @@
 
 import { $ } from "./dom.js";
 import { mountBoard } from "./board.js";
-import { LiveState } from "./live.js";
+import { LiveState } from "./livestate.js";
 import { announce } from "./notify.js";
 import { ReplayFeed } from "./replayfeed.js";
 import { REFUSED, startSession } from "./session.js";

@@ -2,7 +2,7 @@
 
 import { call } from "./api.js";
 import { $, formatEta, statusBadge } from "./dom.js";
-import { LiveState } from "./live.js";
+import { LiveState } from "./livestate.js";
 import { LiveMap, layerData } from "./map.js";
 import { unitLabel } from "./notify.js";
 import { liveConnection, startSession } from "./session.js";

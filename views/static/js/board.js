@@ -69,7 +69,7 @@ export function renderIncidentList(node, items, view) {
 
 // A unit table's row. With `view.select` the incident links to its details; with
 // `position`, a last column says where the unit is.
-export function unitRow(u, view, { position = false } = {}) {
+function unitRow(u, view, { position = false } = {}) {
   const e = u.emergency_id ? view.state.emergencies.get(u.emergency_id) : null;
   const incident = e ? `${typeLabel(e.type)} P${e.priority}` : "—";
   return h("tr", { "data-unit": u.id, "data-status": u.status },

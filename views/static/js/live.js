@@ -15,7 +15,7 @@ import { LIVE_EVENTS } from "./vocabulary.js";
 // What the server means by a WebSocket close code, and what to do about it: the one table
 // in schemas/live.py, served as /views/config.js. A code it does not name (1006 for a
 // connection that failed, 1008, 1011...) is a failed connection: retry, then fall back.
-export function closeRule(code) {
+function closeRule(code) {
   const rule = CONFIG.closeCodes[String(code)];
   return rule ? { code, ...rule } : null;
 }

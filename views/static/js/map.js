@@ -83,7 +83,7 @@ const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bot
 
 // Merge labels whose boxes overlap at this viewport into one (at the first one's place),
 // until none overlap; `project` maps [lon, lat] to screen pixels.
-export function declutter(groups, project) {
+function declutter(groups, project) {
   const placed = [];
   for (const g of groups) {
     const at = project(g.position);

@@ -23,9 +23,9 @@ export const EmergencyStatus = names(WORDS.emergencyStatuses, "emergency status"
 export const UnitStatus = names(WORDS.unitStatuses, "unit status");
 
 export const OPEN_STATUSES = Object.freeze([...WORDS.openEmergencyStatuses]);
-export const CLOSED_STATUSES = Object.freeze(
+const CLOSED_STATUSES = Object.freeze(
   WORDS.emergencyStatuses.filter((s) => !OPEN_STATUSES.includes(s)));
-export const DISPATCHABLE_STATUSES = Object.freeze([...WORDS.dispatchableUnitStatuses]);
+const DISPATCHABLE_STATUSES = Object.freeze([...WORDS.dispatchableUnitStatuses]);
 
 export const isOpen = (emergency) => OPEN_STATUSES.includes(emergency.status);
 export const isClosed = (emergency) => CLOSED_STATUSES.includes(emergency.status);

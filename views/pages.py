@@ -44,6 +44,9 @@ LAYOUT = PAGES_DIR / "layout.html"
 
 # The console's page links, in the top bar of every page but the tracking page.
 CONSOLE_NAV = (("/", "Dispatch"), ("/units", "Units"), ("/report", "Report"), ("/replay", "Replay"))
+# The board's counters (board.js fills them), on the dashboard and the replay.
+BOARD_COUNTERS = (("pending", "count-pending", "pending"), ("active", "count-active", "active"),
+                  ("available", "count-available", "units free"))
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,7 @@ class Page:
 
 PAGES = (
     Page("dashboard", "/", "Dispatch", "dashboard.js",
-         counters=(("pending", "count-pending", "pending"), ("active", "count-active", "active"),
-                   ("available", "count-available", "units free")),
+         counters=BOARD_COUNTERS,
          login_prompt="The dispatch console needs the authority token."),
     Page("report", "/report", "Report an emergency", "report.js", home="/report",
          indicator=False),
@@ -82,8 +84,7 @@ PAGES = (
                    ("available", "count-available", "units free")),
          login_prompt="Unit tracking needs the authority token."),
     Page("replay", "/replay", "Replay", "replay.js", body_class="console replay-mode",
-         counters=(("pending", "count-pending", "pending"), ("active", "count-active", "active"),
-                   ("available", "count-available", "units free")),
+         counters=BOARD_COUNTERS,
          indicator=False, login_prompt="Replays of the event log need the authority token."),
 )
 

@@ -1,7 +1,8 @@
 """The pages, their static files and the base map spec, as routes the API mounts.
 
 Pages are one layout (``pages/layout.html``: head, top bar, token dialog) around each
-page's own body (``pages/<name>.html``), rendered once when the routes are built. They
+page's own body (``pages/<name>.html``, which may place the shared ``pages/parts/``),
+rendered once when the routes are built. They
 load ES modules from ``/static/js``; everything live arrives
 through ``static/js/live.js`` (SSE, then WebSocket, then REST polling), except on the
 replay page, whose board is fed by the analytics replay stream (``static/js/replayfeed.js``,
@@ -120,15 +121,24 @@ def _topbar(page: Page) -> str:
     return "\n".join(lines)
 
 
+def _parts() -> dict[str, str]:
+    """The pieces of markup bodies share (``pages/parts/*.html``), by placeholder name:
+    ``$incident_lists`` for ``incident-lists.html``."""
+    return {part.stem.replace("-", "_"): part.read_text(encoding="utf-8").rstrip("\n")
+            for part in (PAGES_DIR / "parts").glob("*.html")}
+
+
 def render_page(page: Page) -> str:
-    """The page's HTML: the layout around its body. Done once per page, at start-up."""
+    """The page's HTML: the layout around its body (its ``$`` placeholders filled with the
+    shared parts). Done once per page, at start-up."""
     return Template(LAYOUT.read_text(encoding="utf-8")).substitute(
         title=escape(page.title),
         script=page.script,
         body_class=page.body_class,
         home=page.home,
         topbar=_topbar(page),
-        body=(PAGES_DIR / f"{page.name}.html").read_text(encoding="utf-8").rstrip("\n"),
+        body=Template((PAGES_DIR / f"{page.name}.html").read_text(encoding="utf-8"))
+        .substitute(_parts()).rstrip("\n"),
         token_dialog=Template(LOGIN_DIALOG).substitute(sentence=escape(page.login_prompt))
         if page.login_prompt else "",
     )

@@ -29,6 +29,7 @@ def test_every_page_is_served_in_the_one_layout(name: str) -> None:
     page = next(p for p in PAGES if p.name == name)
     html = Client(Settings()).get(SERVED[name]).text
     assert html == render_page(page)
+    assert "$" not in html  # every placeholder of the layout and the parts filled
     for once in ("<head>", '<header class="topbar">', "</body>", "/static/css/console.css",
                  f'<script type="module" src="/static/js/{page.script}">'):
         assert html.count(once) == 1, (name, once)

@@ -31,21 +31,18 @@ export class LiveState extends EventTarget {
     this.seenIds = new Set();
   }
 
-  _putEmergency(e) {
-    if (!e || !e.id) return false;
-    const cur = this.emergencies.get(e.id);
-    if (cur && (cur.version ?? 0) >= (e.version ?? 0)) return false;
-    this.emergencies.set(e.id, e);
+  // Keep an entity only if it moves its version forward; true if it did.
+  static _put(entities, entity) {
+    if (!entity || !entity.id) return false;
+    const cur = entities.get(entity.id);
+    if (cur && (cur.version ?? 0) >= (entity.version ?? 0)) return false;
+    entities.set(entity.id, entity);
     return true;
   }
 
-  _putUnit(u) {
-    if (!u || !u.id) return false;
-    const cur = this.units.get(u.id);
-    if (cur && (cur.version ?? 0) >= (u.version ?? 0)) return false;
-    this.units.set(u.id, u);
-    return true;
-  }
+  _putEmergency(e) { return LiveState._put(this.emergencies, e); }
+
+  _putUnit(u) { return LiveState._put(this.units, u); }
 
   // Replace everything with a full state; report what changed against the old one so a
   // page that reconnects (or polls) still gets one toast per real change.

@@ -1,4 +1,5 @@
-"""The live feed's vocabulary shared by the server and the pages: WebSocket close codes.
+"""The live feed's vocabulary shared by the server and the pages: WebSocket close codes,
+and the words of the domain the pages read and draw (``vocabulary_json``).
 
 A browser sees a refused WebSocket handshake only as close code 1006, with no status and no
 reason, so every refusal the page must act on is sent *after* accepting, as one of these
@@ -14,7 +15,16 @@ own copy: ``action`` says what it does on that close.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
+
+from schemas.entities import (
+    FITTING_UNIT_TYPES,
+    EmergencyStatus,
+    EmergencyType,
+    UnitStatus,
+    UnitType,
+)
+from schemas.events import EVENT_NAMES
 
 CloseAction = Literal["reconnect", "login", "backoff", "stop"]
 
@@ -43,3 +53,21 @@ def close_codes_json() -> dict[str, dict[str, str]]:
     """``{code: {"name", "action", "reason"}}``, what the pages load."""
     return {str(c.code): {"name": c.name, "action": c.action, "reason": c.reason}
             for c in CLOSE_CODES}
+
+
+def vocabulary_json() -> dict[str, Any]:
+    """The domain's words as the pages load them (``/views/config.js``), from the types
+    that define them: types, statuses and the groups of statuses the pages act on, which
+    unit types fit which emergency, and the event names of the log."""
+    return {
+        "emergencyTypes": [t.value for t in EmergencyType],
+        "unitTypes": [t.value for t in UnitType],
+        "fittingUnitTypes": {e.value: [u.value for u in units]
+                             for e, units in FITTING_UNIT_TYPES.items()},
+        "emergencyStatuses": [s.value for s in EmergencyStatus],
+        "openEmergencyStatuses": [s.value for s in EmergencyStatus if s.is_open],
+        "unitStatuses": [s.value for s in UnitStatus],
+        "dispatchableUnitStatuses": [s.value for s in UnitStatus if s.dispatchable],
+        "movingUnitStatuses": [s.value for s in UnitStatus if s.moving],
+        "events": list(EVENT_NAMES),
+    }

@@ -7,7 +7,10 @@ routes are built, so the pages never carry a hand copy of a server table:
 - ``devTokenHint``: the development authority token, shown in the token dialog, only in dev
   mode and only while the authority token still has its development default;
 - ``closeCodes``: the WebSocket close codes the live feed sends, each with the ``action``
-  the page takes (``schemas.live.close_codes_json``).
+  the page takes (``schemas.live.close_codes_json``);
+- ``vocabulary``: statuses, types, which unit types fit which emergency and the event
+  names (``schemas.live.vocabulary_json``), plus ``typeLabels``, the words a person reads
+  for each emergency and unit type (``TYPE_LABELS``), read by ``static/js/vocabulary.js``.
 
 A module rather than a JSON fetch: ``live.js`` needs the table synchronously when a socket
 closes, and a static ``import`` gives it before any page code runs (same origin, so the
@@ -24,7 +27,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dispatchwire.settings import DEV_TOKENS, Settings
-from schemas.live import close_codes_json
+from schemas.entities import EmergencyType, UnitType
+from schemas.live import close_codes_json, vocabulary_json
+
+# What a person reads for each emergency and unit type (the pages' own words).
+TYPE_LABELS: dict[str, str] = {
+    EmergencyType.MEDICAL: "Medical",
+    EmergencyType.FIRE: "Fire",
+    EmergencyType.POLICE: "Police",
+    EmergencyType.TRAFFIC: "Traffic",
+    UnitType.AMBULANCE: "Ambulance",
+    UnitType.FIRE_ENGINE: "Fire engine",
+    UnitType.POLICE_CAR: "Police car",
+}
 
 
 def page_config(settings: Settings) -> dict[str, Any]:
@@ -34,6 +49,8 @@ def page_config(settings: Settings) -> dict[str, Any]:
         "devTokenHint": DEV_TOKENS["authority_token"]
         if settings.mode == "dev" and dev_default else None,
         "closeCodes": close_codes_json(),
+        "vocabulary": {**vocabulary_json(),
+                       "typeLabels": {str(k): v for k, v in TYPE_LABELS.items()}},
     }
 
 

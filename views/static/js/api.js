@@ -8,10 +8,6 @@ export function storedToken() {
   return localStorage.getItem(TOKEN_KEY) || "";
 }
 
-export function forgetToken() {
-  localStorage.removeItem(TOKEN_KEY);
-}
-
 // Resolves with the token, asking for it in the page's <dialog id="token-dialog"> if none
 // is stored yet (or if `force`, after the server refused the stored one).
 export function ensureToken({ force = false, message = "" } = {}) {

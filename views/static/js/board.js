@@ -2,17 +2,145 @@
 // unit table, details panel and map. The live dashboard mounts it with commands (dispatch,
 // complete, cancel buttons); the replay mounts it read-only and with the replay's clock, so
 // ages read as they did at that moment.
+//
+// What to show comes from the pure selectors (selectors.js); the renderers below draw it
+// into the DOM nodes they are given; mountBoard holds the selection and wires the two.
 
 import {
-  $, FITTING_UNIT_TYPES, TYPE_LABEL, formatAge, formatDistance, formatEta, h, haversineM,
-  priorityBadge, statusBadge,
+  $, formatAge, formatDistance, formatEta, h, priorityBadge, statusBadge,
 } from "./dom.js";
 import { LiveMap, layerData } from "./map.js";
 import { unitLabel } from "./notify.js";
+import {
+  activeIncidents, availableCount, dispatchCandidates, pendingQueue, recentlyClosed,
+  selectionOrder, unitsByCallsign,
+} from "./selectors.js";
+import { EmergencyStatus, UnitStatus, isActive, isOpen, typeLabel } from "./vocabulary.js";
 
-function byQueueOrder(a, b) {
-  return (a.priority - b.priority) || (Date.parse(a.reported_at) - Date.parse(b.reported_at));
+// ---------------------------------------------------------------- renderers
+//
+// `view` is what every renderer may read: {state, selectedId, now() (ms), select(id),
+// commands} (commands null for a read-only board: no buttons, no dispatch row).
+
+const isBusy = (view, id) => Boolean(view.commands && view.commands.busy.has(id));
+
+function incidentActions(view, e) {
+  const { commands } = view;
+  if (!commands) return [];
+  const busy = isBusy(view, e.id);
+  const button = (cls, action, label, run) => h("button", { class: cls, type: "button",
+    "data-action": action, disabled: busy, onclick: (ev) => { ev.stopPropagation(); run(e); } }, label);
+  const actions = [];
+  if (e.status === EmergencyStatus.PENDING) actions.push(button("primary", "dispatch", "Dispatch", commands.dispatch));
+  if (isActive(e)) actions.push(button("success", "complete", "Complete", commands.complete));
+  if (isOpen(e)) actions.push(button("ghost", "cancel", "Cancel", commands.cancel));
+  return actions;
 }
+
+function incidentRow(view, e) {
+  const { state, selectedId, select } = view;
+  const unit = e.assigned_unit_id ? state.units.get(e.assigned_unit_id) : null;
+  return h("li", {
+    class: `incident status-${e.status.toLowerCase()}${e.id === selectedId ? " selected" : ""}`,
+    tabindex: "0",
+    "data-id": e.id,
+    "data-status": e.status,
+    "aria-selected": e.id === selectedId ? "true" : "false",
+    onclick: () => select(e.id),
+    onkeydown: (ev) => { if (ev.key === "Enter" && ev.target === ev.currentTarget) select(e.id); },
+  },
+  h("div", { class: "line1" },
+    priorityBadge(e.priority),
+    h("span", { class: "type" }, typeLabel(e.type)),
+    statusBadge(e.status),
+    h("span", { class: "age", "data-since": e.reported_at }, formatAge(e.reported_at, view.now()))),
+  h("p", { class: "description" }, e.description || "(no description)"),
+  h("div", { class: "line3" },
+    h("span", { class: "where" }, `${e.region} · ${e.lat.toFixed(4)}, ${e.lon.toFixed(4)}`),
+    unit ? h("span", { class: "unit" }, `${unitLabel(unit)} · ETA ${formatEta(unit.eta_s)}`) : null,
+    h("span", { class: "actions" }, incidentActions(view, e))));
+}
+
+// An incident list (<ol> with data-empty, the text shown when it is empty).
+export function renderIncidentList(node, items, view) {
+  node.replaceChildren(...items.map((e) => incidentRow(view, e)));
+  if (!items.length) node.append(h("li", { class: "empty" }, node.dataset.empty));
+}
+
+// A unit table's row. With `view.select` the incident links to its details; with
+// `position`, a last column says where the unit is.
+function unitRow(u, view, { position = false } = {}) {
+  const e = u.emergency_id ? view.state.emergencies.get(u.emergency_id) : null;
+  const incident = e ? `${typeLabel(e.type)} P${e.priority}` : "—";
+  return h("tr", { "data-unit": u.id, "data-status": u.status },
+    h("th", { scope: "row" }, unitLabel(u)),
+    h("td", {}, typeLabel(u.type)),
+    h("td", {}, statusBadge(u.status)),
+    h("td", {}, e && view.select ?
+      h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); view.select(e.id); } }, incident) : incident),
+    h("td", { class: "num" }, u.status === UnitStatus.DISPATCHED ? formatEta(u.eta_s) : "—"),
+    position ? h("td", { class: "num pos" }, `${u.lat.toFixed(4)}, ${u.lon.toFixed(4)}`) : null);
+}
+
+export function renderUnitRows(node, units, view, options = {}) {
+  node.replaceChildren(...units.map((u) => unitRow(u, view, options)));
+}
+
+function dispatchRow(view, e) {
+  const options = dispatchCandidates(view.state, e);
+  if (!options.length) return [h("p", { class: "warning" }, "No available unit fits this emergency.")];
+  const best = options[0];
+  const choice = h("select", { id: "override-unit", "aria-label": "Unit to dispatch" },
+    h("option", { value: "" }, "Recommended unit (fastest by road)"),
+    options.map((o) => h("option", { value: o.unit.id }, `${unitLabel(o.unit)} · ${formatDistance(o.distance)}`)));
+  return [
+    h("div", { class: "recommendation", "data-unit": best.unit.id },
+      h("span", { class: "label" }, "Recommended"),
+      h("strong", {}, unitLabel(best.unit)),
+      h("span", {}, `${typeLabel(best.unit.type)} · ${formatDistance(best.distance)} away (straight line); the dispatcher picks by road travel time`)),
+    h("div", { class: "dispatch-row" }, choice,
+      h("button", { class: "primary", type: "button", "data-action": "dispatch-selected", disabled: isBusy(view, e.id),
+        onclick: () => view.commands.dispatch(e, choice.value || null) }, "Dispatch")),
+  ];
+}
+
+function decisionBlock(view, decision) {
+  return h("div", { class: "decision" },
+    h("p", {}, h("span", { class: "label" }, decision.overridden ? "Dispatched (override)" : "Dispatched"),
+      h("strong", {}, unitLabel(view.state.units.get(decision.chosen_unit_id) || { id: decision.chosen_unit_id })),
+      ` · ${formatDistance(decision.distance_m)} by road · ETA ${formatEta(decision.eta_s)}`),
+    decision.candidates?.length ? h("table", { class: "candidates" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Candidate"), h("th", {}, "Road distance"), h("th", {}, "ETA"))),
+      h("tbody", {}, decision.candidates.map((c) => h("tr", { class: c.unit_id === decision.chosen_unit_id ? "chosen" : "" },
+        h("td", {}, c.callsign || c.unit_id), h("td", { class: "num" }, formatDistance(c.distance_m)),
+        h("td", { class: "num" }, formatEta(c.eta_s)))))) : null);
+}
+
+// The details panel of the selected incident (hidden when none is selected).
+export function renderDetails(panel, e, view) {
+  if (!e) { panel.hidden = true; panel.replaceChildren(); return; }
+  panel.hidden = false;
+  const body = [
+    h("header", {}, priorityBadge(e.priority), h("h3", {}, `${typeLabel(e.type)} emergency`),
+      statusBadge(e.status),
+      h("button", { class: "ghost close", type: "button", "aria-label": "Close details",
+        onclick: () => view.select(null) }, "×")),
+    h("p", { class: "description" }, e.description || "(no description)"),
+  ];
+  const reporter = e.reporter || {};
+  if (reporter.name || reporter.phone) {
+    body.push(h("p", { class: "reporter" }, "Reporter: ", h("span", { class: "reporter-name" }, reporter.name || "—"),
+      reporter.phone ? ` · ${reporter.phone}` : ""));
+  }
+  body.push(h("p", { class: "meta" }, `Reported ${formatAge(e.reported_at, view.now())} ago · ${e.region} · `,
+    h("a", { href: `/track/${encodeURIComponent(e.id)}`, target: "_blank", rel: "noopener" }, "tracking page")));
+  const decision = view.state.decisions.get(e.id);
+  if (e.status === EmergencyStatus.PENDING && view.commands) body.push(...dispatchRow(view, e));
+  if (decision) body.push(decisionBlock(view, decision));
+  panel.replaceChildren(...body);
+}
+
+// ---------------------------------------------------------------- the board
 
 /**
  * Options:
@@ -22,161 +150,27 @@ function byQueueOrder(a, b) {
  *   now       () => ms: the time ages are measured to (default: the wall clock)
  */
 export function mountBoard({ state, commands = null, now = () => Date.now() }) {
-  let selectedId = null;
+  const nodes = {
+    pending: $("#pending-list"), active: $("#active-list"), closed: $("#closed-list"),
+    units: $("#unit-rows"), details: $("#details"),
+    countPending: $("#count-pending"), countActive: $("#count-active"), countAvailable: $("#count-available"),
+  };
+  const view = { state, commands, now, selectedId: null, select };
   let focusAfterRender = null;
-  const isBusy = (id) => Boolean(commands && commands.busy.has(id));
   const map = new LiveMap($("#map"), { onPick: (obj) => { if (obj.kind === "emergency") select(obj.id); } });
 
-  function pending() {
-    return [...state.emergencies.values()].filter((e) => e.status === "PENDING").sort(byQueueOrder);
-  }
-
-  function active() {
-    return [...state.emergencies.values()].filter((e) => e.status === "ASSIGNED" || e.status === "ON_SCENE")
-      .sort(byQueueOrder);
-  }
-
-  function closed() {
-    return [...state.emergencies.values()].filter((e) => e.status === "COMPLETED" || e.status === "CANCELLED")
-      .sort((a, b) => Date.parse(b.closed_at || b.reported_at) - Date.parse(a.closed_at || a.reported_at))
-      .slice(0, 8);
-  }
-
-  // The unit the worker would most likely pick (straight-line distance; the worker decides
-  // by travel time on the road network and says so in the dispatch decision), and the rest
-  // of the fitting available units for an override.
-  function candidates(emergency) {
-    const fitting = FITTING_UNIT_TYPES[emergency.type] || [];
-    return [...state.units.values()]
-      .filter((u) => (u.status === "AVAILABLE" || u.status === "RETURNING") && fitting.includes(u.type))
-      .map((u) => ({ unit: u, distance: haversineM(emergency.lat, emergency.lon, u.lat, u.lon) }))
-      .sort((a, b) => a.distance - b.distance);
-  }
-
-  function incidentActions(e) {
-    if (!commands) return [];
-    const busy = isBusy(e.id);
-    const actions = [];
-    if (e.status === "PENDING") {
-      actions.push(h("button", { class: "primary", type: "button", "data-action": "dispatch", disabled: busy,
-        onclick: (ev) => { ev.stopPropagation(); commands.dispatch(e); } }, "Dispatch"));
-    }
-    if (e.status === "ASSIGNED" || e.status === "ON_SCENE") {
-      actions.push(h("button", { class: "success", type: "button", "data-action": "complete", disabled: busy,
-        onclick: (ev) => { ev.stopPropagation(); commands.complete(e); } }, "Complete"));
-    }
-    if (e.status === "PENDING" || e.status === "ASSIGNED" || e.status === "ON_SCENE") {
-      actions.push(h("button", { class: "ghost", type: "button", "data-action": "cancel", disabled: busy,
-        onclick: (ev) => { ev.stopPropagation(); commands.cancel(e); } }, "Cancel"));
-    }
-    return actions;
-  }
-
-  function incidentRow(e) {
-    const unit = e.assigned_unit_id ? state.units.get(e.assigned_unit_id) : null;
-    return h("li", {
-      class: `incident status-${e.status.toLowerCase()}${e.id === selectedId ? " selected" : ""}`,
-      tabindex: "0",
-      "data-id": e.id,
-      "data-status": e.status,
-      "aria-selected": e.id === selectedId ? "true" : "false",
-      onclick: () => select(e.id),
-      onkeydown: (ev) => { if (ev.key === "Enter" && ev.target === ev.currentTarget) select(e.id); },
-    },
-    h("div", { class: "line1" },
-      priorityBadge(e.priority),
-      h("span", { class: "type" }, TYPE_LABEL[e.type] || e.type),
-      statusBadge(e.status),
-      h("span", { class: "age", "data-since": e.reported_at }, formatAge(e.reported_at, now()))),
-    h("p", { class: "description" }, e.description || "(no description)"),
-    h("div", { class: "line3" },
-      h("span", { class: "where" }, `${e.region} · ${e.lat.toFixed(4)}, ${e.lon.toFixed(4)}`),
-      unit ? h("span", { class: "unit" }, `${unitLabel(unit)} · ETA ${formatEta(unit.eta_s)}`) : null,
-      h("span", { class: "actions" }, incidentActions(e))));
-  }
-
-  function fillList(node, items) {
-    node.replaceChildren(...items.map(incidentRow));
-    if (!items.length) node.append(h("li", { class: "empty" }, node.dataset.empty));
-  }
-
-  function unitRow(u) {
-    const e = u.emergency_id ? state.emergencies.get(u.emergency_id) : null;
-    return h("tr", { "data-unit": u.id, "data-status": u.status },
-      h("th", { scope: "row" }, unitLabel(u)),
-      h("td", {}, TYPE_LABEL[u.type] || u.type),
-      h("td", {}, statusBadge(u.status)),
-      h("td", {}, e ? h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); select(e.id); } },
-        `${TYPE_LABEL[e.type] || e.type} P${e.priority}`) : "—"),
-      h("td", { class: "num" }, u.status === "DISPATCHED" ? formatEta(u.eta_s) : "—"));
-  }
-
-  function dispatchRow(e) {
-    const options = candidates(e);
-    if (!options.length) return [h("p", { class: "warning" }, "No available unit fits this emergency.")];
-    const best = options[0];
-    const choice = h("select", { id: "override-unit", "aria-label": "Unit to dispatch" },
-      h("option", { value: "" }, "Recommended unit (fastest by road)"),
-      options.map((o) => h("option", { value: o.unit.id }, `${unitLabel(o.unit)} · ${formatDistance(o.distance)}`)));
-    return [
-      h("div", { class: "recommendation", "data-unit": best.unit.id },
-        h("span", { class: "label" }, "Recommended"),
-        h("strong", {}, unitLabel(best.unit)),
-        h("span", {}, `${TYPE_LABEL[best.unit.type]} · ${formatDistance(best.distance)} away (straight line); the dispatcher picks by road travel time`)),
-      h("div", { class: "dispatch-row" }, choice,
-        h("button", { class: "primary", type: "button", "data-action": "dispatch-selected", disabled: isBusy(e.id),
-          onclick: () => commands.dispatch(e, choice.value || null) }, "Dispatch")),
-    ];
-  }
-
-  function renderDetails() {
-    const panel = $("#details");
-    const e = selectedId ? state.emergencies.get(selectedId) : null;
-    if (!e) { panel.hidden = true; panel.replaceChildren(); return; }
-    panel.hidden = false;
-    const body = [
-      h("header", {}, priorityBadge(e.priority), h("h3", {}, `${TYPE_LABEL[e.type] || e.type} emergency`),
-        statusBadge(e.status),
-        h("button", { class: "ghost close", type: "button", "aria-label": "Close details",
-          onclick: () => select(null) }, "×")),
-      h("p", { class: "description" }, e.description || "(no description)"),
-    ];
-    const reporter = e.reporter || {};
-    if (reporter.name || reporter.phone) {
-      body.push(h("p", { class: "reporter" }, "Reporter: ", h("span", { class: "reporter-name" }, reporter.name || "—"),
-        reporter.phone ? ` · ${reporter.phone}` : ""));
-    }
-    body.push(h("p", { class: "meta" }, `Reported ${formatAge(e.reported_at, now())} ago · ${e.region} · `,
-      h("a", { href: `/track/${encodeURIComponent(e.id)}`, target: "_blank", rel: "noopener" }, "tracking page")));
-
-    const decision = state.decisions.get(e.id);
-    if (e.status === "PENDING" && commands) body.push(...dispatchRow(e));
-    if (decision) {
-      body.push(h("div", { class: "decision" },
-        h("p", {}, h("span", { class: "label" }, decision.overridden ? "Dispatched (override)" : "Dispatched"),
-          h("strong", {}, unitLabel(state.units.get(decision.chosen_unit_id) || { id: decision.chosen_unit_id })),
-          ` · ${formatDistance(decision.distance_m)} by road · ETA ${formatEta(decision.eta_s)}`),
-        decision.candidates?.length ? h("table", { class: "candidates" },
-          h("thead", {}, h("tr", {}, h("th", {}, "Candidate"), h("th", {}, "Road distance"), h("th", {}, "ETA"))),
-          h("tbody", {}, decision.candidates.map((c) => h("tr", { class: c.unit_id === decision.chosen_unit_id ? "chosen" : "" },
-            h("td", {}, c.callsign || c.unit_id), h("td", { class: "num" }, formatDistance(c.distance_m)),
-            h("td", { class: "num" }, formatEta(c.eta_s)))))) : null));
-    }
-    panel.replaceChildren(...body);
-  }
-
   function render() {
-    const p = pending();
-    const a = active();
-    fillList($("#pending-list"), p);
-    fillList($("#active-list"), a);
-    fillList($("#closed-list"), closed());
-    const units = [...state.units.values()].sort((x, y) => (x.callsign || x.id).localeCompare(y.callsign || y.id));
-    $("#unit-rows").replaceChildren(...units.map(unitRow));
-    $("#count-pending").textContent = String(p.length);
-    $("#count-active").textContent = String(a.length);
-    $("#count-available").textContent = String(units.filter((u) => u.status === "AVAILABLE").length);
-    renderDetails();
+    const pending = pendingQueue(state);
+    const active = activeIncidents(state);
+    const units = unitsByCallsign(state);
+    renderIncidentList(nodes.pending, pending, view);
+    renderIncidentList(nodes.active, active, view);
+    renderIncidentList(nodes.closed, recentlyClosed(state), view);
+    renderUnitRows(nodes.units, units, view);
+    nodes.countPending.textContent = String(pending.length);
+    nodes.countActive.textContent = String(active.length);
+    nodes.countAvailable.textContent = String(availableCount(units));
+    renderDetails(nodes.details, view.selectedId ? state.emergencies.get(view.selectedId) : null, view);
     map.update(layerData({ emergencies: state.openEmergencies(), units }));
     if (focusAfterRender) {
       document.querySelector(`.incident[data-id="${CSS.escape(focusAfterRender)}"]`)?.focus();
@@ -185,7 +179,7 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
   }
 
   function select(id) {
-    selectedId = id;
+    view.selectedId = id;
     focusAfterRender = id;
     render();
   }
@@ -200,8 +194,8 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
   // j/k (or arrows) move through the open incidents, Escape closes the details; true if
   // the key was one of these.
   function selectionKey(ev) {
-    const order = [...pending(), ...active()];
-    const index = order.findIndex((e) => e.id === selectedId);
+    const order = selectionOrder(state);
+    const index = order.findIndex((e) => e.id === view.selectedId);
     if (ev.key === "j" || ev.key === "ArrowDown") { if (order.length) select(order[Math.min(order.length - 1, index + 1)].id); }
     else if (ev.key === "k" || ev.key === "ArrowUp") { if (order.length) select(order[Math.max(0, index - 1)].id); }
     else if (ev.key === "Escape") select(null);
@@ -221,6 +215,6 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
     select,
     selectionKey,
     // The selected incident while it is open (pending or active), else null.
-    selected: () => [...pending(), ...active()].find((e) => e.id === selectedId) || null,
+    selected: () => selectionOrder(state).find((e) => e.id === view.selectedId) || null,
   };
 }

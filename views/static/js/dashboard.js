@@ -1,14 +1,16 @@
 // Dispatch dashboard: the board (pending queue, active incidents, unit board, live map)
 // fed by the live connection, with the dispatcher's commands, keys and toasts.
 
-import { call, ensureToken, newCommandId } from "./api.js";
-import { $, toast, toastHistory } from "./dom.js";
+import { call, newCommandId } from "./api.js";
+import { toast, toastHistory } from "./dom.js";
 import { mountBoard } from "./board.js";
-import { LiveState, connectLive, mountIndicator } from "./live.js";
+import { LiveState } from "./livestate.js";
 import { announce, rejectionToast } from "./notify.js";
+import { REFUSED, liveConnection, startSession } from "./session.js";
+import { EmergencyStatus } from "./vocabulary.js";
 
 const state = new LiveState();
-let token = "";
+let session = null; // set at start
 const busy = new Set(); // emergency ids with a command in flight
 const sentCommands = new Set(); // ids of the commands this page sent: only theirs toast
 
@@ -22,10 +24,10 @@ async function command(emergency, verb, body = {}) {
   if (sentCommands.size > 500) sentCommands.delete(sentCommands.values().next().value);
   try {
     await call("POST", `/api/emergencies/${encodeURIComponent(emergency.id)}/${verb}`,
-      { token, body: { command_id: commandId, ...body } });
+      { token: session.token(), body: { command_id: commandId, ...body } });
   } catch (err) {
     if (err.status === 401 || err.status === 403) {
-      token = await ensureToken({ force: true, message: "The server refused that token." });
+      await session.relogin(REFUSED, { reconnect: false });
     }
     if (err.status === 409) rejectionToast(commandId, err.message);
     else toast(null, "error", `${verb} failed`, err.message);
@@ -52,8 +54,8 @@ document.addEventListener("keydown", (ev) => {
   if (ev.target.closest("input, select, textarea, dialog") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   if (board.selectionKey(ev)) { ev.preventDefault(); return; }
   const current = board.selected();
-  if (ev.key === "d" && current?.status === "PENDING") dispatch(current);
-  else if (ev.key === "c" && current && current.status !== "PENDING") complete(current);
+  if (ev.key === "d" && current?.status === EmergencyStatus.PENDING) dispatch(current);
+  else if (ev.key === "c" && current && current.status !== EmergencyStatus.PENDING) complete(current);
   else if (ev.key === "x" && current) cancel(current);
   else return;
   ev.preventDefault();
@@ -61,26 +63,6 @@ document.addEventListener("keydown", (ev) => {
 
 // ------------------------------------------------------------------ start
 
-$("#change-token").addEventListener("click", async () => {
-  token = await ensureToken({ force: true });
-  live.close();
-  live = start();
-});
-
-function start() {
-  return connectLive(state, {
-    token,
-    onStatus: indicator,
-    onUnauthorized: async () => {
-      token = await ensureToken({ force: true, message: "The server refused that token." });
-      live.close();
-      live = start();
-    },
-  });
-}
-
-const indicator = mountIndicator($("#live-indicator"), state);
-token = await ensureToken();
-let live = start();
-window.dispatchwire = { state, map: board.map, live: () => live, toasts: toastHistory };
+session = await startSession({ connect: liveConnection(state) });
+window.dispatchwire = { state, map: board.map, live: session.connection, toasts: toastHistory };
 board.render();

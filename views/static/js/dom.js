@@ -1,6 +1,8 @@
 // DOM helpers. Every piece of data goes in as textContent, never as HTML: descriptions
 // and reporter names are typed by strangers.
 
+import { EmergencyStatus, UnitStatus } from "./vocabulary.js";
+
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
@@ -21,34 +23,20 @@ export function h(tag, attrs = {}, ...children) {
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 
+// The colour of each status, on the board and the maps (tests/views/pixels.py reads them).
+const E = EmergencyStatus;
+const U = UnitStatus;
+
 export const STATUS_RGB = {
-  PENDING: [245, 158, 11],
-  ASSIGNED: [59, 130, 246],
-  ON_SCENE: [168, 85, 247],
-  COMPLETED: [34, 197, 94],
-  CANCELLED: [100, 116, 139],
-  AVAILABLE: [34, 197, 94],
-  DISPATCHED: [59, 130, 246],
-  RETURNING: [20, 184, 166],
-  OUT_OF_SERVICE: [100, 116, 139],
-};
-
-export const TYPE_LABEL = {
-  medical: "Medical",
-  fire: "Fire",
-  police: "Police",
-  traffic: "Traffic",
-  ambulance: "Ambulance",
-  fire_engine: "Fire engine",
-  police_car: "Police car",
-};
-
-// Which unit types may answer which emergency (schemas.entities.FITTING_UNIT_TYPES).
-export const FITTING_UNIT_TYPES = {
-  medical: ["ambulance"],
-  fire: ["fire_engine"],
-  police: ["police_car"],
-  traffic: ["police_car", "ambulance"],
+  [E.PENDING]: [245, 158, 11],
+  [E.ASSIGNED]: [59, 130, 246],
+  [E.ON_SCENE]: [168, 85, 247],
+  [E.COMPLETED]: [34, 197, 94],
+  [E.CANCELLED]: [100, 116, 139],
+  [U.AVAILABLE]: [34, 197, 94],
+  [U.DISPATCHED]: [59, 130, 246],
+  [U.RETURNING]: [20, 184, 166],
+  [U.OUT_OF_SERVICE]: [100, 116, 139],
 };
 
 export function statusBadge(status) {

@@ -1,168 +1,21 @@
-// The one live connection every page shares: current state, then deltas, gap-free.
+// The one live connection every page shares, the transport: current state, then deltas,
+// gap-free, handed to a LiveState (livestate.js, the fold) message by message.
 //
 // Transports, in order: SSE `/api/stream`; if it cannot be opened, the WebSocket `/ws`
 // (frames {"event","id","data"}); if that fails too, REST polling of `/api/state`.
-// Every message id is remembered; a manual reconnect passes `?last_event_id=` (EventSource
-// sends Last-Event-ID by itself on its own reconnects), so the server resumes right after
-// it, or sends a fresh `snapshot`. A `snapshot` replaces the state; deltas are applied only
-// when they move an entity's `version` forward, and messages whose id was already handled
-// are dropped, so a reconnect never duplicates rows or toasts.
+// Every message id is remembered by the state; a manual reconnect passes `?last_event_id=`
+// (EventSource sends Last-Event-ID by itself on its own reconnects), so the server resumes
+// right after it, or sends a fresh `snapshot`.
 
 import { CONFIG } from "/views/config.js";
-
-export const LIVE_EVENTS = [
-  "snapshot",
-  "emergency_created",
-  "emergency_updated",
-  "unit_status_update",
-  "unit_location",
-  "command_rejected",
-];
-
-// ---------------------------------------------------------------- state
-
-export class LiveState extends EventTarget {
-  constructor() {
-    super();
-    this.emergencies = new Map();
-    this.units = new Map();
-    this.decisions = new Map(); // emergency id -> dispatch decision (why this unit)
-    this.loaded = false;
-    this.lastId = null;
-    this.lastMessageAt = null;
-    this.seenIds = new Set();
-  }
-
-  // Forget everything (a replay starting over or seeking): the next snapshot is a first
-  // load again, and message ids already seen count as new.
-  reset() {
-    this.emergencies = new Map();
-    this.units = new Map();
-    this.decisions = new Map();
-    this.loaded = false;
-    this.lastId = null;
-    this.seenIds = new Set();
-  }
-
-  _putEmergency(e) {
-    if (!e || !e.id) return false;
-    const cur = this.emergencies.get(e.id);
-    if (cur && (cur.version ?? 0) >= (e.version ?? 0)) return false;
-    this.emergencies.set(e.id, e);
-    return true;
-  }
-
-  _putUnit(u) {
-    if (!u || !u.id) return false;
-    const cur = this.units.get(u.id);
-    if (cur && (cur.version ?? 0) >= (u.version ?? 0)) return false;
-    this.units.set(u.id, u);
-    return true;
-  }
-
-  // Replace everything with a full state; report what changed against the old one so a
-  // page that reconnects (or polls) still gets one toast per real change.
-  _replace(data) {
-    const changes = [];
-    const oldE = this.emergencies;
-    const oldU = this.units;
-    this.emergencies = new Map();
-    this.units = new Map();
-    for (const e of data.emergencies || []) this.emergencies.set(e.id, e);
-    for (const u of data.units || []) this.units.set(u.id, u);
-    if (this.loaded) {
-      for (const [id, e] of this.emergencies) {
-        const before = oldE.get(id);
-        if (!before) changes.push({ kind: "emergency_new", emergency: e });
-        else if (before.status !== e.status) changes.push({ kind: "emergency_status", emergency: e, before });
-      }
-      for (const [id, u] of this.units) {
-        const before = oldU.get(id);
-        if (before && before.status !== u.status) changes.push({ kind: "unit_status", unit: u, before });
-      }
-    }
-    this.loaded = true;
-    return changes;
-  }
-
-  // Apply one message; returns the list of real changes (empty if it was already known).
-  apply(event, data, id = null) {
-    if (id !== null && id !== undefined && id !== "") {
-      if (event !== "snapshot" && this.seenIds.has(id)) return [];
-      this.seenIds.add(id);
-      if (this.seenIds.size > 5000) this.seenIds.delete(this.seenIds.values().next().value);
-      this.lastId = id;
-    }
-    this.lastMessageAt = Date.now();
-    let changes = [];
-    switch (event) {
-      case "snapshot":
-        changes = this._replace(data);
-        changes.unshift({ kind: "snapshot" });
-        break;
-      case "emergency_created": {
-        const existed = this.emergencies.has(data.id);
-        if (this._putEmergency(data)) {
-          changes.push({ kind: existed ? "emergency_changed" : "emergency_new", emergency: data });
-        }
-        break;
-      }
-      case "emergency_updated": {
-        const before = this.emergencies.get(data.emergency?.id);
-        if (data.dispatch && data.emergency) this.decisions.set(data.emergency.id, data.dispatch);
-        const unitBefore = data.unit ? this.units.get(data.unit.id) : null;
-        if (this._putEmergency(data.emergency)) {
-          changes.push({ kind: "emergency_status", action: data.action, emergency: data.emergency,
-            unit: data.unit, dispatch: data.dispatch, before });
-        }
-        if (data.unit && this._putUnit(data.unit) && unitBefore && unitBefore.status !== data.unit.status) {
-          changes.push({ kind: "unit_status", unit: data.unit, before: unitBefore });
-        }
-        break;
-      }
-      case "unit_status_update": {
-        const unit = data.unit || { ...(this.units.get(data.unit_id) || {}), status: data.status };
-        const before = this.units.get(unit.id);
-        if (this._putUnit(unit) && (!before || before.status !== unit.status)) {
-          changes.push({ kind: "unit_status", unit, before });
-        }
-        break;
-      }
-      case "unit_location": {
-        const cur = this.units.get(data.unit_id);
-        if (cur && (data.version === undefined || (cur.version ?? 0) < data.version)) {
-          const next = { ...cur, lat: data.lat, lon: data.lon, heading: data.heading, eta_s: data.eta_s };
-          if (data.route_index !== undefined) next.route_index = data.route_index;
-          if (data.version !== undefined) next.version = data.version;
-          this.units.set(cur.id, next);
-          changes.push({ kind: "unit_moved", unit: next });
-        }
-        break;
-      }
-      case "command_rejected":
-        changes.push({ kind: "rejected", reason: data.reason, data });
-        break;
-      default:
-        return [];
-    }
-    if (changes.length) {
-      this.dispatchEvent(new CustomEvent("change", { detail: { event, id, data, changes } }));
-    }
-    return changes;
-  }
-
-  openEmergencies() {
-    return [...this.emergencies.values()].filter((e) =>
-      ["PENDING", "ASSIGNED", "ON_SCENE"].includes(e.status));
-  }
-}
+import { LIVE_EVENTS } from "./vocabulary.js";
 
 // ---------------------------------------------------------------- close codes
 
 // What the server means by a WebSocket close code, and what to do about it: the one table
 // in schemas/live.py, served as /views/config.js. A code it does not name (1006 for a
 // connection that failed, 1008, 1011...) is a failed connection: retry, then fall back.
-export function closeRule(code) {
+function closeRule(code) {
   const rule = CONFIG.closeCodes[String(code)];
   return rule ? { code, ...rule } : null;
 }

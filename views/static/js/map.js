@@ -6,6 +6,7 @@
 // deck.gl sees the same layer object and never re-processes the streets.
 
 import { STATUS_RGB } from "./dom.js";
+import { UnitStatus } from "./vocabulary.js";
 
 const ROADS = "roads";
 
@@ -32,12 +33,12 @@ export function layerData({ emergencies = [], units = [], marker = null, routesF
     color: [...(STATUS_RGB[u.status] || [200, 200, 200]), 255],
     label: u.callsign || u.id,
   }));
-  const tracked = units.filter((u) => (routesFor ? routesFor(u) : u.status === "DISPATCHED") &&
+  const tracked = units.filter((u) => (routesFor ? routesFor(u) : u.status === UnitStatus.DISPATCHED) &&
     Array.isArray(u.route) && u.route.length > 1);
   const routes = tracked.map((u) => ({
     id: u.id,
     path: routePath(u),
-    color: [...STATUS_RGB.DISPATCHED, 220],
+    color: [...STATUS_RGB[UnitStatus.DISPATCHED], 220],
   }));
   return { routes, emergencies: em, units: un, labels: stackedLabels(un) };
 }
@@ -82,7 +83,7 @@ const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bot
 
 // Merge labels whose boxes overlap at this viewport into one (at the first one's place),
 // until none overlap; `project` maps [lon, lat] to screen pixels.
-export function declutter(groups, project) {
+function declutter(groups, project) {
   const placed = [];
   for (const g of groups) {
     const at = project(g.position);

@@ -4,7 +4,8 @@
 // everyone else's rejections (other dispatchers, the simulator) go to the quiet activity
 // list.
 
-import { TYPE_LABEL, formatEta, logActivity, toast } from "./dom.js";
+import { formatEta, logActivity, toast } from "./dom.js";
+import { EmergencyStatus, UnitStatus, typeLabel } from "./vocabulary.js";
 
 export function unitLabel(unit) {
   return unit ? (unit.callsign || unit.id) : "—";
@@ -21,32 +22,32 @@ export function announce(detail, state, { ownCommand = () => false } = {}) {
     switch (change.kind) {
       case "emergency_new": {
         const e = change.emergency;
-        toast(`e:${e.id}:new`, "new", `New emergency · P${e.priority} ${TYPE_LABEL[e.type] || e.type}`,
+        toast(`e:${e.id}:new`, "new", `New emergency · P${e.priority} ${typeLabel(e.type)}`,
           e.description || "");
         break;
       }
       case "emergency_status": {
         const e = change.emergency;
         const key = `e:${e.id}:${e.status}`;
-        if (e.status === "ASSIGNED") {
+        if (e.status === EmergencyStatus.ASSIGNED) {
           const unit = change.unit || state.units.get(e.assigned_unit_id);
           toast(key, "assigned", `Assigned · ${unitLabel(unit)}`,
-            `${TYPE_LABEL[e.type] || e.type} P${e.priority} · ETA ${formatEta(change.dispatch?.eta_s ?? unit?.eta_s)}`);
-        } else if (e.status === "ON_SCENE") {
-          toast(key, "on_scene", "Unit on scene", `${TYPE_LABEL[e.type] || e.type} P${e.priority}`);
-        } else if (e.status === "COMPLETED") {
-          toast(key, "completed", "Emergency completed", `${TYPE_LABEL[e.type] || e.type} P${e.priority}`);
-        } else if (e.status === "CANCELLED") {
-          toast(key, "cancelled", "Emergency cancelled", `${TYPE_LABEL[e.type] || e.type} P${e.priority}`);
+            `${typeLabel(e.type)} P${e.priority} · ETA ${formatEta(change.dispatch?.eta_s ?? unit?.eta_s)}`);
+        } else if (e.status === EmergencyStatus.ON_SCENE) {
+          toast(key, "on_scene", "Unit on scene", `${typeLabel(e.type)} P${e.priority}`);
+        } else if (e.status === EmergencyStatus.COMPLETED) {
+          toast(key, "completed", "Emergency completed", `${typeLabel(e.type)} P${e.priority}`);
+        } else if (e.status === EmergencyStatus.CANCELLED) {
+          toast(key, "cancelled", "Emergency cancelled", `${typeLabel(e.type)} P${e.priority}`);
         }
         break;
       }
       case "unit_status": {
         const u = change.unit;
         const key = `u:${u.id}:${u.status}:${u.version}`;
-        if (u.status === "DISPATCHED") toast(key, "dispatched", `Unit dispatched · ${unitLabel(u)}`, "");
-        else if (u.status === "AVAILABLE") toast(key, "available", `Unit available · ${unitLabel(u)}`, "");
-        else if (u.status === "OUT_OF_SERVICE") toast(key, "cancelled", `Unit out of service · ${unitLabel(u)}`, "");
+        if (u.status === UnitStatus.DISPATCHED) toast(key, "dispatched", `Unit dispatched · ${unitLabel(u)}`, "");
+        else if (u.status === UnitStatus.AVAILABLE) toast(key, "available", `Unit available · ${unitLabel(u)}`, "");
+        else if (u.status === UnitStatus.OUT_OF_SERVICE) toast(key, "cancelled", `Unit out of service · ${unitLabel(u)}`, "");
         break;
       }
       case "rejected":

@@ -8,12 +8,12 @@ import { h } from "./dom.js";
 const MAX_RESULTS = 8;
 
 // Lower case, accents off: "toolonkatu" finds "Töölönkatu".
-export function fold(text) {
+function fold(text) {
   return String(text).normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase().trim();
 }
 
 // Streets whose name starts with the query first, then those containing it.
-export function searchStreets(streets, query, limit = MAX_RESULTS) {
+function searchStreets(streets, query, limit = MAX_RESULTS) {
   const q = fold(query);
   if (!q) return [];
   const starts = [];

@@ -2,12 +2,12 @@
 // of the event log instead of the live connection. Window, speed, play/pause (Space) and
 // a time bar that also jumps.
 
-import { ensureToken } from "./api.js";
 import { $ } from "./dom.js";
 import { mountBoard } from "./board.js";
-import { LiveState } from "./live.js";
+import { LiveState } from "./livestate.js";
 import { announce } from "./notify.js";
 import { ReplayFeed } from "./replayfeed.js";
+import { REFUSED, startSession } from "./session.js";
 
 const HOUR_MS = 3600 * 1000;
 
@@ -139,9 +139,8 @@ feed.addEventListener("status", (ev) => {
   board.scheduleRender();
 });
 
-feed.addEventListener("unauthorized", async () => {
-  feed.token = await ensureToken({ force: true, message: "The server refused that token." });
-});
+let session = null; // set at start
+feed.addEventListener("unauthorized", () => session?.relogin(REFUSED));
 
 state.addEventListener("change", (ev) => {
   // At full speed a toast per change would only flicker past. A unit that first appears
@@ -170,12 +169,9 @@ document.addEventListener("keydown", (ev) => {
 
 // ------------------------------------------------------------------ start
 
-$("#change-token").addEventListener("click", async () => {
-  feed.token = await ensureToken({ force: true });
-});
-
 defaultWindow();
 showStatus("idle");
-feed.token = await ensureToken();
+// The replay feed is not a standing connection: it reads the token when it starts.
+session = await startSession({ connect: (token) => { feed.token = token; return null; } });
 window.dispatchwire = { state, map: board.map, replay: feed };
 board.render();

@@ -12,10 +12,10 @@
 // When it is. The stream is opened with clock=1 and its `replay_clock` messages carry the
 // record time; between two of them the time runs on at the speed (never backwards).
 
-import { LIVE_EVENTS } from "./live.js";
 import { formatPosition, parsePosition } from "./position.js";
+import { LIVE_EVENTS } from "./vocabulary.js";
 
-export const SPEEDS = { 1: 1, 10: 10, 60: 60, max: null };
+const SPEEDS = { 1: 1, 10: 10, 60: 60, max: null };
 
 // Phases: idle, connecting, playing, paused, ended, error. A "status" event follows
 // every change of phase; "unauthorized" when the server refuses the token.

@@ -1,27 +1,29 @@
 // The reporter's tracking page, /track/{id}: follows one emergency live until it closes.
 
-import { call, storedToken } from "./api.js";
-import { $, TYPE_LABEL, formatEta, statusBadge } from "./dom.js";
-import { LiveState, connectLive, mountIndicator } from "./live.js";
+import { call } from "./api.js";
+import { $, formatEta, statusBadge } from "./dom.js";
+import { LiveState } from "./livestate.js";
 import { LiveMap, layerData } from "./map.js";
 import { unitLabel } from "./notify.js";
+import { liveConnection, startSession } from "./session.js";
+import { EmergencyStatus as S, OPEN_STATUSES, isOpen, typeLabel } from "./vocabulary.js";
 
 const emergencyId = decodeURIComponent(location.pathname.split("/").pop());
 const state = new LiveState();
 const map = new LiveMap($("#map"));
-const STEPS = ["PENDING", "ASSIGNED", "ON_SCENE", "COMPLETED"];
+const STEPS = [...OPEN_STATUSES, S.COMPLETED];
 const TEXT = {
-  PENDING: "Your report has been received. A dispatcher is assigning a unit.",
-  ASSIGNED: "A unit is on its way.",
-  ON_SCENE: "The unit is at the scene.",
-  COMPLETED: "The response is complete.",
-  CANCELLED: "This report was cancelled.",
+  [S.PENDING]: "Your report has been received. A dispatcher is assigning a unit.",
+  [S.ASSIGNED]: "A unit is on its way.",
+  [S.ON_SCENE]: "The unit is at the scene.",
+  [S.COMPLETED]: "The response is complete.",
+  [S.CANCELLED]: "This report was cancelled.",
 };
 
 $("#share-link").href = location.href;
 $("#share-link").textContent = location.href;
 
-let live = null;
+let session = null; // set at start
 let finished = false;
 
 function render() {
@@ -35,23 +37,23 @@ function render() {
   const reached = STEPS.indexOf(e.status);
   for (const li of document.querySelectorAll("#timeline li")) {
     const i = STEPS.indexOf(li.dataset.step);
-    li.classList.toggle("done", e.status !== "CANCELLED" && i <= reached);
+    li.classList.toggle("done", e.status !== S.CANCELLED && i <= reached);
     li.classList.toggle("current", i === reached);
   }
   const unit = e.assigned_unit_id ? state.units.get(e.assigned_unit_id) : null;
-  $("#fact-type").textContent = TYPE_LABEL[e.type] || e.type;
+  $("#fact-type").textContent = typeLabel(e.type);
   $("#fact-priority").textContent = `P${e.priority}`;
-  $("#fact-unit").textContent = unit ? `${unitLabel(unit)} (${TYPE_LABEL[unit.type] || unit.type})` :
+  $("#fact-unit").textContent = unit ? `${unitLabel(unit)} (${typeLabel(unit.type)})` :
     (e.assigned_unit_id || "—");
-  $("#fact-eta").textContent = e.status === "ASSIGNED" && unit ? formatEta(unit.eta_s) : "—";
+  $("#fact-eta").textContent = e.status === S.ASSIGNED && unit ? formatEta(unit.eta_s) : "—";
   $("#fact-description").textContent = e.description || "—";
-  const open = ["PENDING", "ASSIGNED", "ON_SCENE"].includes(e.status);
+  const open = isOpen(e);
   const units = unit && open ? [unit] : [];
   map.update(layerData({ emergencies: [e], units }));
   // A closed report needs no more updates: stop following it.
   if (!open && !finished) {
     finished = true;
-    live?.close();
+    session?.connection()?.close();
   }
 }
 
@@ -60,7 +62,15 @@ state.addEventListener("change", () => {
   if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
 });
 
-const indicator = mountIndicator($("#live-indicator"), state);
+// The live stream is for dispatchers and units; a reporter (no token) polls this one
+// emergency, which anyone holding its id may read. No token dialog here: a refused token
+// only leaves the page polling.
+const connect = liveConnection(state, (token) => ({
+  start: token ? "sse" : "poll",
+  onUnauthorized: () => {},
+  pollUrl: `/api/emergencies/${encodeURIComponent(emergencyId)}`,
+  toState: (body) => ({ emergencies: [body.emergency || body], units: body.unit ? [body.unit] : [] }),
+}));
 
 try {
   const e = await call("GET", `/api/emergencies/${encodeURIComponent(emergencyId)}`);
@@ -72,16 +82,5 @@ try {
   else $("#status-text").textContent = "Waiting for the report to be recorded…";
 }
 
-// The live stream is for dispatchers and units; a reporter (no token) polls this one
-// emergency, which anyone holding its id may read.
-const token = storedToken();
-if (!finished) {
-  live = connectLive(state, {
-    token,
-    start: token ? "sse" : "poll",
-    onStatus: indicator,
-    pollUrl: `/api/emergencies/${encodeURIComponent(emergencyId)}`,
-    toState: (body) => ({ emergencies: [body.emergency || body], units: body.unit ? [body.unit] : [] }),
-  });
-}
-window.dispatchwire = { state, map, live: () => live };
+session = await startSession({ ask: false, connect: (token, s) => (finished ? null : connect(token, s)) });
+window.dispatchwire = { state, map, live: session.connection };

@@ -1,31 +1,22 @@
 // Units tracking: the unit table and a map of units moving live along their routes.
 
-import { ensureToken } from "./api.js";
-import { $, TYPE_LABEL, formatEta, h, statusBadge, toastHistory } from "./dom.js";
-import { LiveState, connectLive, mountIndicator } from "./live.js";
+import { renderUnitRows } from "./board.js";
+import { $, toastHistory } from "./dom.js";
+import { LiveState } from "./livestate.js";
 import { LiveMap, layerData } from "./map.js";
-import { announce, unitLabel } from "./notify.js";
+import { announce } from "./notify.js";
+import { availableCount, countWith, unitsByCallsign } from "./selectors.js";
+import { liveConnection, startSession } from "./session.js";
+import { UnitStatus } from "./vocabulary.js";
 
 const state = new LiveState();
 const map = new LiveMap($("#map"));
-let token = "";
-
-function unitRow(u) {
-  const e = u.emergency_id ? state.emergencies.get(u.emergency_id) : null;
-  return h("tr", { "data-unit": u.id, "data-status": u.status },
-    h("th", { scope: "row" }, unitLabel(u)),
-    h("td", {}, TYPE_LABEL[u.type] || u.type),
-    h("td", {}, statusBadge(u.status)),
-    h("td", {}, e ? `${TYPE_LABEL[e.type] || e.type} P${e.priority}` : "—"),
-    h("td", { class: "num" }, u.status === "DISPATCHED" ? formatEta(u.eta_s) : "—"),
-    h("td", { class: "num pos" }, `${u.lat.toFixed(4)}, ${u.lon.toFixed(4)}`));
-}
 
 function render() {
-  const units = [...state.units.values()].sort((a, b) => unitLabel(a).localeCompare(unitLabel(b)));
-  $("#unit-rows").replaceChildren(...units.map(unitRow));
-  $("#count-tracked").textContent = String(units.filter((u) => u.status === "DISPATCHED").length);
-  $("#count-available").textContent = String(units.filter((u) => u.status === "AVAILABLE").length);
+  const units = unitsByCallsign(state);
+  renderUnitRows($("#unit-rows"), units, { state }, { position: true });
+  $("#count-tracked").textContent = String(countWith(units, UnitStatus.DISPATCHED));
+  $("#count-available").textContent = String(availableCount(units));
   map.update(layerData({ emergencies: state.openEmergencies(), units }));
 }
 
@@ -35,26 +26,6 @@ state.addEventListener("change", (ev) => {
   if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
 });
 
-function start() {
-  return connectLive(state, {
-    token,
-    onStatus: indicator,
-    onUnauthorized: async () => {
-      token = await ensureToken({ force: true, message: "The server refused that token." });
-      live.close();
-      live = start();
-    },
-  });
-}
-
-$("#change-token").addEventListener("click", async () => {
-  token = await ensureToken({ force: true });
-  live.close();
-  live = start();
-});
-
-const indicator = mountIndicator($("#live-indicator"), state);
-token = await ensureToken();
-let live = start();
-window.dispatchwire = { state, map, live: () => live, toasts: toastHistory };
+const session = await startSession({ connect: liveConnection(state) });
+window.dispatchwire = { state, map, live: session.connection, toasts: toastHistory };
 render();

@@ -33,7 +33,6 @@ class Settings(BaseSettings):
     # Topic names; tests give every test its own by setting a prefix.
     topic_prefix: str = ""
     partitions: int = 4
-    replication_factor: int = 1  # 3 on the docker-compose cluster
     # Region placement (issue 14): the dispatch regions in order, append-only. A region's
     # partition is its index here modulo the partition count (schemas/placement.py), the
     # same for commands, events and the worker's changelog; add new regions at the end.

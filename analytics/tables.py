@@ -108,24 +108,6 @@ EVENTS_SCHEMA = pa.schema([
     ("emergency_status", pa.string()), ("unit_status", pa.string()),
     ("lat", pa.float64()), ("lon", pa.float64()), ("raw", pa.string()),
 ])
-EMERGENCIES_SCHEMA = pa.schema([
-    ("id", pa.string()), ("region", pa.string()), ("type", pa.string()),
-    ("priority", pa.int32()), ("lat", pa.float64()), ("lon", pa.float64()),
-    ("description", pa.string()), ("status", pa.string()), ("assigned_unit_id", pa.string()),
-    ("reported_at", TS), ("assigned_at", TS), ("on_scene_at", TS), ("closed_at", TS),
-    ("version", pa.int32()), ("doc", pa.string()),
-])
-UNITS_SCHEMA = pa.schema([
-    ("id", pa.string()), ("callsign", pa.string()), ("type", pa.string()),
-    ("region", pa.string()), ("status", pa.string()), ("lat", pa.float64()),
-    ("lon", pa.float64()), ("station", pa.string()), ("emergency_id", pa.string()),
-    ("eta_s", pa.float64()), ("heading", pa.float64()), ("updated_at", TS),
-    ("version", pa.int32()), ("doc", pa.string()),
-])
-REJECTS_SCHEMA = pa.schema([
-    ("partition", pa.int32()), ("offset", pa.int64()), ("error", pa.string()),
-    ("raw", pa.binary()),
-])
 
 
 class LogRecord(Protocol):
@@ -218,18 +200,6 @@ def unit_row(u: Unit) -> dict[str, Any]:
         "emergency_id": u.emergency_id, "eta_s": u.eta_s, "heading": u.heading,
         "updated_at": utc(u.updated_at), "version": u.version, "doc": u.model_dump_json(),
     }
-
-
-def load_projection(con: duckdb.DuckDBPyConnection) -> Projection:
-    """The fold as of the stored position, rebuilt from the current-state tables."""
-    projection = Projection()
-    for (doc,) in con.execute("SELECT doc FROM emergencies").fetchall():
-        e = Emergency.model_validate_json(doc)
-        projection.emergencies[e.id] = e
-    for (doc,) in con.execute("SELECT doc FROM units").fetchall():
-        u = Unit.model_validate_json(doc)
-        projection.units[u.id] = u
-    return projection
 
 
 def load_offsets(con: duckdb.DuckDBPyConnection, topic: str) -> dict[int, int]:

@@ -169,11 +169,3 @@ class Settings(BaseSettings):
     @property
     def dead_letter_topic(self) -> str:
         return self.topic("dispatch.commands.dlq")
-
-    @property
-    def kafka_dir(self) -> Path:
-        return self.cache_dir / f"kafka-{self.kafka_version}"
-
-
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]

@@ -118,12 +118,3 @@ Command = Annotated[
     | RegisterUnit,
     Field(discriminator="kind"),
 ]
-COMMAND_KINDS = (
-    "report_emergency",
-    "dispatch_emergency",
-    "complete_emergency",
-    "cancel_emergency",
-    "set_unit_status",
-    "unit_position",
-    "register_unit",
-)

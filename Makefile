@@ -40,6 +40,8 @@ run: install kafka-fetch
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/vulture
 
 # The whole suite. The test session starts its own Kafka broker on a free loopback port
 # and stops it at the end, pass or fail (set DISPATCHWIRE_KAFKA_BOOTSTRAP to use yours).

@@ -97,12 +97,6 @@ def _jsonl_chunks(path: Path, timed: bool = True) -> Iterator[list[Record]]:
             lineno += len(lines)
 
 
-def read_jsonl(path: Path) -> Iterator[Record]:
-    """Events of a JSON Lines file as records (key = region), checked against the schema."""
-    for chunk in _jsonl_chunks(path):
-        yield from chunk
-
-
 async def _import(settings: Settings, path: Path, topic: str, speed: float | None,
                   progress: Progress) -> int:
     progress.start(None)

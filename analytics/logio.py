@@ -32,7 +32,7 @@ import concurrent.futures
 import heapq
 import threading
 import time
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -435,7 +435,7 @@ class LogWindow:
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def records(self) -> Iterator[LogRecord]:
+    def records(self) -> Generator[LogRecord, None, None]:
         """The window's records, merged across partitions in timestamp order."""
         try:
             while (chunk := self._call(self._reader.next_merged())) is not None:

@@ -17,7 +17,6 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pydeck as pdk
@@ -155,7 +154,3 @@ def write_map(db: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out
-
-
-def layer_summary(deck: pdk.Deck) -> dict[str, Any]:
-    return {layer.id: len(layer.data) for layer in deck.layers}

@@ -154,7 +154,7 @@ def serve_requests(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
     if not folder.is_dir():
         return 0
     served = 0
-    source = con.execute("SELECT current_database()").fetchall()[0][0]  # type: ignore[index]
+    source = con.execute("SELECT current_database()").fetchall()[0][0]
     for request in sorted(folder.glob("*.json")):
         try:
             target = Path(json.loads(request.read_text())["path"])

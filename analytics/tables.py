@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import duckdb
 import numpy as np
@@ -107,24 +107,6 @@ EVENTS_SCHEMA = pa.schema([
     ("emergency_id", pa.string()), ("unit_id", pa.string()),
     ("emergency_status", pa.string()), ("unit_status", pa.string()),
     ("lat", pa.float64()), ("lon", pa.float64()), ("raw", pa.string()),
-])
-EMERGENCIES_SCHEMA = pa.schema([
-    ("id", pa.string()), ("region", pa.string()), ("type", pa.string()),
-    ("priority", pa.int32()), ("lat", pa.float64()), ("lon", pa.float64()),
-    ("description", pa.string()), ("status", pa.string()), ("assigned_unit_id", pa.string()),
-    ("reported_at", TS), ("assigned_at", TS), ("on_scene_at", TS), ("closed_at", TS),
-    ("version", pa.int32()), ("doc", pa.string()),
-])
-UNITS_SCHEMA = pa.schema([
-    ("id", pa.string()), ("callsign", pa.string()), ("type", pa.string()),
-    ("region", pa.string()), ("status", pa.string()), ("lat", pa.float64()),
-    ("lon", pa.float64()), ("station", pa.string()), ("emergency_id", pa.string()),
-    ("eta_s", pa.float64()), ("heading", pa.float64()), ("updated_at", TS),
-    ("version", pa.int32()), ("doc", pa.string()),
-])
-REJECTS_SCHEMA = pa.schema([
-    ("partition", pa.int32()), ("offset", pa.int64()), ("error", pa.string()),
-    ("raw", pa.binary()),
 ])
 
 
@@ -218,18 +200,6 @@ def unit_row(u: Unit) -> dict[str, Any]:
         "emergency_id": u.emergency_id, "eta_s": u.eta_s, "heading": u.heading,
         "updated_at": utc(u.updated_at), "version": u.version, "doc": u.model_dump_json(),
     }
-
-
-def load_projection(con: duckdb.DuckDBPyConnection) -> Projection:
-    """The fold as of the stored position, rebuilt from the current-state tables."""
-    projection = Projection()
-    for (doc,) in con.execute("SELECT doc FROM emergencies").fetchall():
-        e = Emergency.model_validate_json(doc)
-        projection.emergencies[e.id] = e
-    for (doc,) in con.execute("SELECT doc FROM units").fetchall():
-        u = Unit.model_validate_json(doc)
-        projection.units[u.id] = u
-    return projection
 
 
 def load_offsets(con: duckdb.DuckDBPyConnection, topic: str) -> dict[int, int]:
@@ -507,16 +477,17 @@ def _bytes_array(values: list[bytes | None], kind: pa.DataType) -> pa.Array:
     and some 60 MB of memory the sink never uses."""
     n = len(values)
     missing = [i for i, v in enumerate(values) if v is None] if None in values else []
-    if missing:
-        values = [b"" if v is None else v for v in values]
+    # without its None, ``values`` holds bytes only
+    filled = cast("Sequence[bytes]",
+                  [b"" if v is None else v for v in values] if missing else values)
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=n), out=offsets[1:])
+    np.cumsum(np.fromiter(map(len, filled), dtype=np.int64, count=n), out=offsets[1:])
     validity = None
     if missing:
         present = np.ones(n, dtype=bool)
         present[missing] = False
         validity = pa.py_buffer(np.packbits(present, bitorder="little"))
-    data = b"".join(values)  # type: ignore[arg-type]
+    data = b"".join(filled)
     return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
                                  null_count=len(missing))
 
@@ -526,7 +497,7 @@ def batch_table(records: Sequence[LogRecord]) -> pa.Table:
     n = len(records)
 
     def column(kind: pa.DataType, dtype: type, name: str) -> pa.Array:
-        numbers = np.fromiter(map(attrgetter(name), records), dtype=dtype, count=n)
+        numbers: np.ndarray = np.fromiter(map(attrgetter(name), records), dtype=dtype, count=n)
         return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(numbers)])
 
     return pa.Table.from_arrays([
@@ -660,10 +631,12 @@ def bench_executemany(values: Sequence[bytes], db_path: str | Path = ":memory:",
             con.execute("BEGIN TRANSACTION")
             con.executemany(f"INSERT INTO events VALUES ({', '.join('?' * len(names))})",  # noqa: S608
                             rows)
-            for table, ids, to_row, store in (
-                    ("emergencies", changed_e, emergency_row, projection.emergencies),
-                    ("units", changed_u, unit_row, projection.units)):
-                state = [list(to_row(store[i]).values()) for i in sorted(ids)]
+            emergencies, units = projection.emergencies, projection.units
+            for table, ids, state in (
+                    ("emergencies", changed_e,
+                     [list(emergency_row(emergencies[i]).values()) for i in sorted(changed_e)]),
+                    ("units", changed_u,
+                     [list(unit_row(units[i]).values()) for i in sorted(changed_u)])):
                 if state:
                     con.executemany(f"DELETE FROM {table} WHERE id = ?",  # noqa: S608
                                     [[i] for i in sorted(ids)])

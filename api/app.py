@@ -211,7 +211,7 @@ async def openapi(request: Request) -> JSONResponse:
 def create_app(settings: Settings) -> ApiApp:
     """The API app for ``settings``; Kafka is reached in the lifespan, not here."""
     services = Services.build(settings)
-    cors = {
+    cors: dict[str, Any] = {
         "allow_origins": list(settings.cors_origins),
         "allow_methods": ["GET", "POST"],
         "allow_headers": ["Authorization", "Content-Type", "Last-Event-ID"],

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -28,7 +29,7 @@ from api.http import ApiError, read_model_body
 from dispatchwire.errors import KafkaUnavailable
 from schemas.commands import (
     CancelEmergency,
-    CommandBase,
+    Command,
     CompleteEmergency,
     DispatchEmergency,
     ReportEmergency,
@@ -100,7 +101,7 @@ def same_report(command: ReportEmergency) -> Callable[[Event], bool]:
     return same
 
 
-async def submit(services: Services, command: CommandBase, answers: tuple[type, ...],
+async def submit(services: Services, command: Command, answers: tuple[type, ...],
                  same: Callable[[Event], bool] | None = None) -> Event | None:
     """Write ``command`` and wait for its outcome; None when it is late. A recently seen
     outcome of its command id answers at once only if ``same`` says it is this command's:
@@ -135,7 +136,7 @@ def _rejected(event: CommandRejectedEvent) -> JSONResponse:
                          "command_id": event.command_id}, status_code=409)
 
 
-def _late(command: CommandBase, **extra: Any) -> JSONResponse:
+def _late(command: Command, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": "accepted", "command_id": command.command_id, **extra},
                         status_code=202)
 
@@ -180,7 +181,8 @@ def _known_emergency_region(services: Services, emergency_id: str) -> str:
     return emergency.region
 
 
-async def _emergency_command(request: Request, request_model: type, build: Any) -> JSONResponse:
+async def _emergency_command(request: Request, request_model: type[BaseModel],
+                             build: Any) -> JSONResponse:
     services = _services(request)
     role = services.auth.require(request, AUTHORITY)
     emergency_id = request.path_params["id"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from aiokafka import TopicPartition
@@ -64,7 +64,7 @@ class Feed:
         self.client = client
         self.position: list[int] = []
 
-    async def start(self, last_event_id: str | None) -> AsyncIterator[LiveMessage]:
+    async def start(self, last_event_id: str | None) -> AsyncGenerator[LiveMessage, None]:
         model, client = self.model, self.client
         last_event_id = last_event_id or None  # an empty id is no id
         since = _resume_point(last_event_id, model.partitions)
@@ -172,7 +172,7 @@ async def _catch_up(model: ReadModel, since: Position) -> Position | None:
 
 async def replay_from_kafka(
     model: ReadModel, since: Position, until: Position
-) -> AsyncIterator[LiveMessage]:
+) -> AsyncGenerator[LiveMessage, None]:
     """The messages for the records in ``[since, until)`` of every partition, by offset.
 
     Raises ``PositionGone`` if the log no longer starts at or before ``since``.

@@ -301,6 +301,3 @@ class LiveConnections:
                 del self._by_address[address]
 
         return release
-
-    def held_by(self, address: str) -> int:
-        return self._by_address.get(address, 0)

@@ -84,8 +84,8 @@ UNIT_STATUS = _json({"type": "object", "required": ["event_id", "unit_id", "stat
     "unit_id": {"type": "string"}, "status": {"type": "string"},
     "emergency_id": {"type": ["string", "null"]}, "unit": _ref("Unit")}},
     "unit_status_update: the unit after the change")
-BEARER = [{"bearer": []}]
-OPTIONAL_BEARER = [{}, {"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 
 
 def _command(summary: str, body: str, ok: dict[str, Any], code: str = "200",

@@ -135,7 +135,7 @@ class ReadModel:
         except (TimeoutError, AioKafkaError, OSError) as exc:
             log.info("no end offsets for %s: %s", self.settings.events_topic, exc)
             return None
-        return tuple(ends[tp] for tp in tps)
+        return Position(ends[tp] for tp in tps)
 
     @property
     def position(self) -> Position:
@@ -190,7 +190,7 @@ class ReadModel:
             for tp in tps:
                 self.offsets[tp.partition] = begins[tp]
                 self.ring.starts_at(tp.partition, begins[tp])
-            self.target = tuple(ends[tp] for tp in tps)
+            self.target = Position(ends[tp] for tp in tps)
             log.info("read model bootstrapping %s up to %s", self.settings.events_topic,
                      format_position(self.target))
         for tp in tps:

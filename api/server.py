@@ -119,12 +119,12 @@ class ApiServer(uvicorn.Server):
         self.app = app
         self.tune_gc = tune_gc
 
-    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+    async def startup(self, sockets: list | None = None) -> None:
         await super().startup(sockets)
         if self.tune_gc and not self.should_exit:
             tune_gc()
 
-    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[override]
+    async def shutdown(self, sockets: list | None = None) -> None:
         hub = self.app.state.services.hub
         hub.close_all("server shutting down")
         # Let the writers say goodbye first (the SSE closing comment, the WebSocket close

@@ -217,7 +217,7 @@ class LiveStream:
                     if retry:
                         parts.append(retry)
                         retry = b""
-                    parts.append(item.sse)  # type: ignore[union-attr]
+                    parts.append(item.sse)
                 elif item is PING:
                     parts.append(PING_BYTES)
                 elif item is CLOSE:

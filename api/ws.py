@@ -213,7 +213,7 @@ async def _send_feed(websocket: WebSocket, services: Services, client: Client,
                     return
                 if item.__class__ is LiveMessage:  # PING: uvicorn pings WebSockets itself
                     client.send_started = loop.time()
-                    await websocket.send_text(item.ws)  # type: ignore[union-attr]
+                    await websocket.send_text(item.ws)
                     client.send_started = 0.0
     except PositionNotReached as exc:
         log.info("closing a WebSocket client: %s", exc)

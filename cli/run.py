@@ -107,8 +107,9 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         # so topics and Faust's changelog get its replication factor
         os.environ["DISPATCHWIRE_KAFKA_BROKERS"] = str(args.brokers)
         settings = Settings()
-    broker: LocalBroker | LocalCluster = broker_from_settings(settings)
-    host, port = broker.host, broker.port
+    single = broker_from_settings(settings)
+    host, port = single.host, single.port
+    broker: LocalBroker | LocalCluster = single
     if wants_cluster(settings, args.brokers):
         broker = cluster_from_settings(settings, args.brokers or settings.kafka_brokers)
         os.environ["DISPATCHWIRE_KAFKA_BOOTSTRAP"] = broker.bootstrap

@@ -7,7 +7,6 @@
      +-- KafkaDistributionError  the Kafka server artifacts could not be fetched
      +-- BrokerStartError        the local broker did not come up (carries the log tail)
      +-- ValidationFailed        user input is invalid (carries field-level reasons)
-     +-- CommandRejected         the worker refused a command against current state
      +-- SinkError               the DuckDB sink or a snapshot failed
 
 Library errors (aiokafka, kafka-python, DuckDB) are turned into these where they enter
@@ -57,13 +56,6 @@ class ValidationFailed(DispatchwireError):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{e['field']}: {e['reason']}" for e in errors))
-
-
-class CommandRejected(DispatchwireError):
-    def __init__(self, command_id: str, reason: str) -> None:
-        super().__init__(f"command {command_id} rejected: {reason}")
-        self.command_id = command_id
-        self.reason = reason
 
 
 class SinkError(DispatchwireError):

@@ -33,7 +33,6 @@ class Settings(BaseSettings):
     # Topic names; tests give every test its own by setting a prefix.
     topic_prefix: str = ""
     partitions: int = 4
-    replication_factor: int = 1  # 3 on the docker-compose cluster
     # Region placement (issue 14): the dispatch regions in order, append-only. A region's
     # partition is its index here modulo the partition count (schemas/placement.py), the
     # same for commands, events and the worker's changelog; add new regions at the end.
@@ -170,11 +169,3 @@ class Settings(BaseSettings):
     @property
     def dead_letter_topic(self) -> str:
         return self.topic("dispatch.commands.dlq")
-
-    @property
-    def kafka_dir(self) -> Path:
-        return self.cache_dir / f"kafka-{self.kafka_version}"
-
-
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]

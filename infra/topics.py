@@ -33,7 +33,7 @@ class KafkaPythonRegionPartitioner(Partitioner):
     def __init__(self, regions: tuple[str, ...]) -> None:
         self.placement = RegionPartitioner(regions)
 
-    def partition(self, topic, key, serialized_key, value, serialized_value, cluster) -> int:  # type: ignore[no-untyped-def]
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster) -> int:
         ids = sorted(cluster.partitions_for_topic(topic))
         available = list(cluster.available_partitions_for_topic(topic) or ())
         return self.placement(serialized_key, ids, available)

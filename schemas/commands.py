@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.entities import EmergencyType, Latitude, Longitude, Reporter, UnitStatus, UnitType
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 
@@ -118,12 +118,3 @@ Command = Annotated[
     | RegisterUnit,
     Field(discriminator="kind"),
 ]
-COMMAND_KINDS = (
-    "report_emergency",
-    "dispatch_emergency",
-    "complete_emergency",
-    "cancel_emergency",
-    "set_unit_status",
-    "unit_position",
-    "register_unit",
-)

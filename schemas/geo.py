@@ -157,13 +157,13 @@ def _load(path: str) -> RoadNetwork:
     return RoadNetwork(
         name=doc["name"],
         attribution=doc.get("attribution", ATTRIBUTION),
-        bbox=bbox,  # type: ignore[arg-type]
+        bbox=bbox,
         nodes=tuple((p[0], p[1]) for p in doc["nodes"]),
         edges=edges,
         routable=frozenset(doc["routable"]),
         paths=tuple(tuple(chain) for chain in doc["paths"]),
         region_prefix=doc["region_prefix"],
-        regions=_grid_regions(doc["name"], doc["region_prefix"], bbox),  # type: ignore[arg-type]
+        regions=_grid_regions(doc["name"], doc["region_prefix"], bbox),
     )
 
 

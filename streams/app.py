@@ -164,20 +164,22 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         producer_partitioner=region_partitioner(settings),
     )
     router = router or GraphRouter(network_for(settings))
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
            "value_serializer": "raw", "partitions": settings.partitions}
     commands = app.topic(settings.commands_topic, **raw)
     # values are JSON text made by pydantic (see streams.state); Faust passes them through
-    table = app.tables.add(ChangelogTable(
+    table = ChangelogTable(
         app, name=TABLE_NAME, beacon=app.tables.beacon, partitions=settings.partitions,
-        value_type=bytes))  # -> the "raw" value serializer; keys stay JSON
+        value_type=bytes)  # -> the "raw" value serializer; keys stay JSON
+    app.tables.add(table)
     tick_s = settings.tick_seconds
 
     processor = BatchProcessor(app, table, router, tick_s, settings.events_topic,
                                settings.dead_letter_topic)
     state = processor.state
 
-    @app.agent(commands, name="apply_commands", concurrency=1)
+    # an agent is typed as taking a StreamT, which lacks faust-streaming's noack_take
+    @app.agent(commands, name="apply_commands", concurrency=1)  # type: ignore[arg-type]
     async def apply_commands(stream: faust.Stream) -> None:
         # (partition, generation) whose dead letter could not be sent before the partition
         # was revoked: its later messages are released unacked too (streams.deadletters).
@@ -223,9 +225,12 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         from the broker; else 503 with the reason."""
         assigned = sorted(tp.partition for tp in app.consumer.assignment()
                           if tp.topic == settings.commands_topic)
+        reason: str | None
         if not assigned:
             reason = "no commands partition assigned"
-        elif app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        # TableManagerT (faust.types) does not declare the TableManager's ``recovery``
+        elif app.rebalancing or app.in_recovery \
+                or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             reason = "rebalancing or recovering the table"
         else:
             reason = broker.unreachable()

@@ -172,7 +172,8 @@ def dispatch_emergency(cmd: DispatchEmergency, state: State, out: _Events, *,
             return out.reject(_unit_busy_reason(unit), emergency_id=em.id, unit_id=unit.id)
     pool = [u for u in state.units_in_region(em.region) if u.type in fitting]
     available = sorted((u for u in pool if u.status.dispatchable), key=lambda u: u.id)
-    if cmd.unit_id is not None and all(u.id != cmd.unit_id for u in available):
+    if cmd.unit_id is not None and unit is not None \
+            and all(u.id != cmd.unit_id for u in available):
         available.append(unit)
     routes = router.routes_to((em.lat, em.lon), [(u.lat, u.lon) for u in available])
     ranked = sorted(
@@ -191,7 +192,7 @@ def dispatch_emergency(cmd: DispatchEmergency, state: State, out: _Events, *,
                               emergency_id=em.id, unit_id=cmd.unit_id)
     else:
         chosen = ranked[0]
-    _, _, unit, route = chosen
+    unit, route = chosen[2], chosen[3]
     candidates = [Candidate(unit_id=u.id, callsign=u.callsign, distance_m=r.distance_m,
                             eta_s=r.duration_s) for _, _, u, r in ranked[:MAX_CANDIDATES]]
     decision = DispatchDecision(
@@ -218,10 +219,10 @@ def _unit_status(out: _Events, unit: Unit) -> Outcome:
 def _release(unit: Unit, now: datetime, router: Router) -> Unit:
     """The unit after its emergency closed: RETURNING on a route to its station, or
     AVAILABLE where it is if it is at its station (or has none, or no road leads there)."""
-    home = (unit.home_lat, unit.home_lon)
-    if home[0] is not None and home[1] is not None \
-            and haversine_m(unit.lat, unit.lon, *home) > AT_STATION_M:
-        route = router.routes_to(home, [(unit.lat, unit.lon)])[0]  # type: ignore[list-item]
+    home_lat, home_lon = unit.home_lat, unit.home_lon
+    if home_lat is not None and home_lon is not None \
+            and haversine_m(unit.lat, unit.lon, home_lat, home_lon) > AT_STATION_M:
+        route = router.routes_to((home_lat, home_lon), [(unit.lat, unit.lon)])[0]
         if route is not None and len(route.points) >= 2 and route.duration_s > 0:
             first, second = route.points[0], route.points[1]
             return _bump(unit, now, status=UnitStatus.RETURNING, emergency_id=None,

@@ -36,7 +36,7 @@ def remaining_m(route: list[tuple[float, float]], index: int, lat: float, lon: f
 
 def advance(unit: Unit, tick_s: float) -> Step:
     """Where ``unit`` is one tick later."""
-    route = [tuple(p) for p in (unit.route or [])]
+    route = [(p[0], p[1]) for p in (unit.route or [])]
     index = unit.route_index or 0
     lat, lon = unit.lat, unit.lon
     eta = unit.eta_s or 0.0

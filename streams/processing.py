@@ -68,8 +68,10 @@ def decide_command(
     redelivery (its record is applied again and its events re-published) or, under another
     fingerprint, a reused id, refused and not recorded (issue 11)."""
     command = decode_command(value)
-    is_tick = isinstance(command, UnitPosition) and command.lat is None
-    key = state.record_key(command.command_id, command.unit_id if is_tick else None)
+    tick = command if isinstance(command, UnitPosition) and command.lat is None else None
+    is_tick = tick is not None
+    tick_unit = tick.unit_id if tick is not None else None
+    key = state.record_key(command.command_id, tick_unit)
     fingerprint = command_fingerprint(command)
     seen = state.record(key, command.command_id)
     if seen is not None:

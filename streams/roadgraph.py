@@ -115,7 +115,8 @@ def build_network(pbf: Path, name: str | None = None, region_prefix: str | None 
             continue
         a, b = index[int(u)], index[int(v)]
         one = str(oneway).lower() in ("yes", "true", "1")
-        edge = [a, b, round(float(length), 2), _speed_kmh(maxspeed, str(highway)), int(one)]
+        edge: list[object] = [a, b, round(float(length), 2),
+                              _speed_kmh(maxspeed, str(highway)), int(one)]
         coords = list(geom.coords)
         if len(coords) > 2:
             edge.append([[round(y, 7), round(x, 7)] for x, y in coords[1:-1]])

@@ -87,7 +87,8 @@ class GraphRouter:
     def route(self, origin: tuple[float, float], destination: tuple[float, float]) -> Route | None:
         return self.routes_to(destination, [origin])[0]
 
-    def _route(self, origin, target, destination, tree) -> Route | None:
+    def _route(self, origin: tuple[float, float], target: int, destination: tuple[float, float],
+               tree: dict[int, tuple[float, float, int, bool]]) -> Route | None:
         nodes, edges = self.network.nodes, self.network.edges
         start = self.nearest_node(*origin)
         if start not in tree:

@@ -41,6 +41,7 @@ from schemas import (
     CompleteEmergency,
     DispatchEmergency,
     EmergencyType,
+    Event,
     ReportEmergency,
     UnitStatus,
     UnitType,
@@ -220,11 +221,11 @@ class _Client:
         self.producer.send(self.settings.commands_topic, key=cmd.region.encode(),
                            value=encode(cmd))
 
-    def events(self, timeout_s: float) -> list:
+    def events(self, timeout_s: float) -> list[Event]:
         if self.consumer is None:
             time.sleep(timeout_s)
             return []
-        out = []
+        out: list[Event] = []
         polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=1000)
         for batch in polled.values():
             out.extend(decode_event(record.value) for record in batch)
@@ -287,8 +288,8 @@ class _Dispatcher:
             return
         em_id = getattr(getattr(event, "emergency", None), "id", None) \
             or getattr(event, "emergency_id", None)
-        call = self.calls.get(em_id)  # type: ignore[arg-type]
-        if call is None:
+        call = self.calls.get(em_id) if em_id is not None else None
+        if em_id is None or call is None:
             return
         if kind == "emergency_created":
             self.later(self.rng.uniform(*DISPATCH_AFTER_S), "dispatch", em_id)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from schemas import Emergency, Unit, decode_event
 from schemas.commands import CommandBase
@@ -183,7 +183,7 @@ def encoded(outcome: Outcome) -> Encoded:
     cached = outcome.encoded
     if cached is None:
         cached = outcome.encoded = Encoded(outcome)
-    return cached  # type: ignore[no-any-return]
+    return cast(Encoded, cached)  # decisions.Outcome cannot name Encoded (import cycle)
 
 
 def _record_head(command_id: str) -> str:

@@ -55,7 +55,7 @@ def build_street_index(pbf: Path, network: geo.RoadNetwork | None = None) -> dic
         for line in _lines(geometry):
             points.setdefault(name.strip(), []).extend(
                 (lat, lon) for lon, lat in line if network.in_service_area(lat, lon))
-    streets = []
+    streets: list[dict[str, Any]] = []
     for name, pts in points.items():
         if not pts:
             continue

@@ -77,8 +77,12 @@ class LoadDriver:
     (a callable, so a restarted API on the same port is simply retried)."""
 
     def __init__(self, url: str, rate: float = 15.0, lanes: int = 6, seed: int = 7,
-                 retry_for_s: float = 120.0) -> None:
+                 retry_for_s: float = 120.0, replicas: tuple[str, ...] = ()) -> None:
         self.url = url
+        # more API replicas: commands go to each in turn, and a command whose replica
+        # does not answer (connection error, 503) is retried, same id, on the next one
+        self.urls = [url, *replicas]
+        self._turn = 0
         self.rate = rate
         self.lanes = lanes
         self.rng = random.Random(seed)
@@ -221,9 +225,12 @@ class LoadDriver:
         self.sent.append(sent)
         deadline = time.monotonic() + self.retry_for_s
         backoff = 0.1
+        replica = self._turn = self._turn + 1
         while True:
+            # one replica: the client's base URL, as before; several: an absolute URL
+            url = path if len(self.urls) == 1 else self.urls[replica % len(self.urls)] + path
             try:
-                response = await self.http.post(path, json=sent.body)
+                response = await self.http.post(url, json=sent.body)
                 try:
                     answer = response.json()
                 except ValueError:
@@ -237,6 +244,8 @@ class LoadDriver:
                 self.server_errors.append(sent)
             if status not in RETRY_ON and status != 0:
                 break
+            if status in (0, 503):
+                replica += 1
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(backoff)  # retry backoff, not a wait for a condition

@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 
-from schemas.geo import load_network
+from schemas.commands import ReportEmergency
+from schemas.entities import EmergencyType
+from schemas.geo import RoadNetwork, load_network
 from streams.simulate import random_road_point
 
 AUTHORITY = {"Authorization": "Bearer dev-authority"}
@@ -70,6 +72,16 @@ class SentCommand:
 
 def new_command_id(kind: str) -> str:
     return f"flt-{kind}-{uuid.uuid4().hex[:16]}"
+
+
+def random_report(network: RoadNetwork, rng: random.Random) -> ReportEmergency:
+    """A report at a random road point, in that point's region (the backlogs' commands; the
+    simulator's own helper of this name left with its shift plan)."""
+    lat, lon = random_road_point(network, rng)
+    return ReportEmergency(
+        command_id=new_command_id("backlog"), region=network.region_for(lat, lon),
+        type=rng.choice(list(EmergencyType)), priority=rng.randint(1, 5), lat=lat, lon=lon,
+        description="fault suite backlog", issued_by="reporter")
 
 
 class LoadDriver:

@@ -33,6 +33,7 @@ from tests.benchmarks.throughput import _drop_topics
 
 BENCH = "scale"
 REGIONS = ("hki-nw", "hki-ne", "hki-sw", "hki-se")
+TAKEOVER_WAIT_S = 90.0  # the target is 10 s; past this the takeover is reported as missing
 
 
 def _cpu_s(pid: int) -> float:
@@ -223,7 +224,8 @@ def takeover(bootstrap: str, standby: int, backlog: int) -> Row:
             killed = time.monotonic()
             probes = [f"s{tag}-probe-{r}" for r in regions]
             _produce(settings, [(r, _command(r, p)) for r, p in zip(regions, probes, strict=True)])
-            done = events.wait(lambda: all(p in events.commands for p in probes), timeout=180)
+            done = events.wait(lambda: all(p in events.commands for p in probes),
+                               timeout=TAKEOVER_WAIT_S)
             seconds = time.monotonic() - killed
     except Exception as exc:
         return Row.not_measured(BENCH, subject, f"run failed: {exc!r}", standby=standby)
@@ -233,7 +235,7 @@ def takeover(bootstrap: str, standby: int, backlog: int) -> Row:
         _drop_topics(settings)
     return Row(BENCH, subject, {"standby": standby, "table entries": backlog * 2},
                {"takeover s": seconds if done else None, "partitions moved": len(moved)},
-               "" if done else "no takeover within 180 s")
+               "" if done else f"no takeover within {TAKEOVER_WAIT_S:.0f} s")
 
 
 def failover(records: int = 3_000) -> Row:

@@ -265,9 +265,15 @@ class WorkerGroup:
         return all(w.alive() for w in self.members)
 
     def start(self) -> WorkerGroup:
-        for worker in self.members:
-            if not worker.alive():
-                worker.start()
+        """Start the dead members together (one group join, not a join per member) and
+        wait until each is ready."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        dead = [w for w in self.members if not w.alive()]
+        if dead:
+            with ThreadPoolExecutor(len(dead)) as pool:
+                for future in [pool.submit(w.start) for w in dead]:
+                    future.result()
         return self
 
     def kill(self) -> None:

@@ -11,6 +11,7 @@ machine take minutes per case.
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 import time
 
@@ -43,18 +44,28 @@ def replicated_load(stack: ClusterStack, seed: int, sse: int, ws: int
     return driver, clients
 
 
-def answered_in(driver: LoadDriver, regions: list[str], since: float,
-                timeout: float = 180.0) -> float:
+class TakeoverStalled(AssertionError):
+    """The surviving worker owns the dead one's partitions but answers none of their
+    commands (found by this case; see the marker)."""
+
+
+def answered_in(driver: LoadDriver, regions: list[str], timeout: float = 60.0
+                ) -> float | None:
     """Send one report per region (retried, same id, until answered) and return when the
-    last of them was answered (monotonic)."""
+    last of them was answered (monotonic), or None if one was not answered in ``timeout``
+    (its retries go on: the audit still wants its outcome)."""
     futures = [driver.submit(driver.report(region=region)) for region in regions]
+    deadline = time.monotonic() + timeout
     answered = []
     for future in futures:
-        sent = future.result(timeout)
-        answer = sent.answered
-        assert answer is not None, f"no outcome for a report in {sent.body.get('region')}"
-        answered.append(answer.at)
-    return max(answered) if answered else since
+        try:
+            sent = future.result(max(deadline - time.monotonic(), 0.1))
+        except concurrent.futures.TimeoutError:
+            return None
+        if sent.answered is None:
+            return None
+        answered.append(sent.answered.at)
+    return max(answered)
 
 
 def busiest_partition(stack: ClusterStack) -> int:
@@ -69,6 +80,15 @@ def busiest_partition(stack: ClusterStack) -> int:
     return max(ends, key=lambda tp: ends[tp]).partition
 
 
+# Found by this case (issue 14, item 3), on the cluster and on one broker alike, with standby
+# replicas 1 and 0: after the rebalance the survivor's ready page lists every partition, but
+# the commands of the partitions it gained get no outcome (their events topic partitions stay
+# where they were; its own partitions go on). The same stall showed once at start-up: a
+# worker that gained partitions in a second rebalance waited minutes for their changelog
+# ("No event received for active tp ... since recovery start"). Not fixed here (streams/ is
+# another helper's); faust-streaming#629 reports the same symptom with aiokafka.
+@pytest.mark.xfail(raises=TakeoverStalled, strict=True,
+                   reason="the surviving worker does not process the partitions it gains")
 def test_cluster_worker_sigkill_other_takes_over(cluster: ClusterStack, record_row) -> None:
     """SIGKILL one of two workers under load: the other takes its partitions over (from its
     warm standby copy of their table) and answers commands for its regions again."""
@@ -85,10 +105,11 @@ def test_cluster_worker_sigkill_other_takes_over(cluster: ClusterStack, record_r
         assert regions, f"no region on the victim's partitions {moved}"
         victim.kill()
         killed_at = time.monotonic()
-        takeover = answered_in(driver, regions, killed_at) - killed_at
-        wait_for(lambda: set(moved) <= set(group.partitions(survivor)), timeout=60,
-                 interval=0.2, message="the surviving worker to own the victim's partitions")
-        load_for(driver, phase_s(2.0))
+        answered_at = answered_in(driver, regions)
+        takeover = None if answered_at is None else answered_at - killed_at
+        owned_after = group.partitions(survivor)
+        if takeover is not None:
+            load_for(driver, phase_s(2.0))
         cluster.workers.start()  # the group splits the partitions again
         load_for(driver, phase_s(1.0))
         audit = settle_and_audit(cluster, driver, clients)
@@ -97,9 +118,14 @@ def test_cluster_worker_sigkill_other_takes_over(cluster: ClusterStack, record_r
         clients.stop()
     record_row(CaseRow("cluster: worker SIGKILL, other takes over", audit.outcomes,
                        audit.clients, takeover,
-                       notes=f"partitions {moved} ({', '.join(regions)}) moved; standby "
-                       f"replicas {settings.worker_standby_replicas}; recovery = takeover"))
+                       notes=f"partitions {moved} ({', '.join(regions)}) moved; survivor owned "
+                       f"{owned_after}; standby replicas {settings.worker_standby_replicas}; "
+                       "recovery = takeover" + ("" if takeover is not None else
+                                                " (none in 60 s: victim restarted)")))
     assert_green(audit)
+    if takeover is None:
+        raise TakeoverStalled(f"no outcome for {regions} within 60 s of the SIGKILL; the "
+                              f"survivor's ready page listed {owned_after}")
 
 
 @soak_only

@@ -126,8 +126,8 @@ class FaultCluster:
             described = admin.describe_topics([topic])[0]
         finally:
             admin.close()
-        return next(int(p["leader"]) for p in described["partitions"]
-                    if p["partition"] == partition)
+        return next(int(p["leader_id"]) for p in described["partitions"]
+                    if p["partition_index"] == partition)
 
     def stop(self) -> None:
         for node in self.cluster.nodes:  # a paused node would never stop

@@ -28,8 +28,9 @@ def assert_consistent(fold: Projection) -> None:
         if unit.status in ENGAGED:
             em = fold.emergencies.get(unit.emergency_id or "")
             assert em is not None and em.status in HELD and em.assigned_unit_id == unit.id, unit
-        else:
-            assert unit.emergency_id is None and unit.route is None, unit
+        else:  # a RETURNING unit drives back to its station: a route, no emergency
+            assert unit.emergency_id is None, unit
+            assert unit.route is None or unit.status == UnitStatus.RETURNING, unit
 
 
 def assert_no_divergent_duplicates(events: list[Event]) -> None:

@@ -159,13 +159,14 @@ def _workers(settings: Settings, count: int, stack: Any) -> tuple[list[Any], lis
     return procs, ports
 
 
-def throughput(bootstrap: str, workers: int, count: int) -> Row:
+def throughput(bootstrap: str, workers: int, count: int, standby: int | None = None) -> Row:
     import contextlib
 
     from infra.topics import ensure_topics
 
-    subject = f"{workers} worker{'s' if workers > 1 else ''}, 4 partitions"
-    settings = _settings(bootstrap, workers)
+    settings = _settings(bootstrap, workers, standby)
+    subject = (f"{workers} worker{'s' if workers > 1 else ''}, 4 partitions, standby "
+               f"replicas {settings.worker_standby_replicas}")
     tag = uuid.uuid4().hex[:6]
     events = None
     try:
@@ -308,7 +309,8 @@ def run(bootstrap: str, count: int, backlog: int, cluster: bool = True) -> list[
     why = product.available("worker")
     if why:
         return [Row.not_measured(BENCH, "workers", why)]
-    rows = [throughput(bootstrap, 1, count), throughput(bootstrap, 2, count)]
+    rows = [throughput(bootstrap, 1, count), throughput(bootstrap, 2, count),
+            throughput(bootstrap, 2, count, standby=0)]
     rows += [takeover(bootstrap, 1, backlog), takeover(bootstrap, 0, backlog)]
     if cluster:
         rows.append(failover())

@@ -284,13 +284,17 @@ class WorkerGroup:
         for worker in self.members:
             worker.wait_ready()
 
-    def partitions(self, worker: WorkerProcess) -> list[int]:
-        """The commands partitions ``worker`` owns (its ready page says; empty if none)."""
+    def ready_page(self, worker: WorkerProcess) -> dict:
+        """``worker``'s ready page (``{"ready", "partitions", "reason"}``; empty if none)."""
         try:
             body = httpx.get(f"{worker.url}/dispatch/ready/", timeout=5.0).json()
         except (httpx.HTTPError, ValueError):
-            return []
-        return [int(p) for p in body.get("partitions", [])]
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def partitions(self, worker: WorkerProcess) -> list[int]:
+        """The commands partitions ``worker`` owns (its ready page says; empty if none)."""
+        return [int(p) for p in self.ready_page(worker).get("partitions", [])]
 
     def state(self) -> dict:
         merged: dict[str, list[dict]] = {"emergencies": [], "units": []}

@@ -109,7 +109,9 @@ def test_cluster_worker_sigkill_other_takes_over(cluster: ClusterStack, record_r
         killed_at = time.monotonic()
         answered_at = answered_in(driver, regions)
         takeover = None if answered_at is None else answered_at - killed_at
-        owned_after = group.partitions(survivor)
+        page = group.ready_page(survivor)
+        owned_after = page.get("partitions")
+        survivor_reason = page.get("reason", "ready")
         if takeover is not None:
             load_for(driver, phase_s(2.0))
         cluster.workers.start()  # the group splits the partitions again
@@ -121,13 +123,15 @@ def test_cluster_worker_sigkill_other_takes_over(cluster: ClusterStack, record_r
     record_row(CaseRow("cluster: worker SIGKILL, other takes over", audit.outcomes,
                        audit.clients, takeover,
                        notes=f"partitions {moved} ({', '.join(regions)}) moved; survivor owned "
-                       f"{owned_after}; standby replicas {settings.worker_standby_replicas}; "
+                       f"{owned_after} ({survivor_reason}); standby replicas "
+                       f"{settings.worker_standby_replicas}; "
                        "recovery = takeover" + ("" if takeover is not None else
                                                 " (none in 60 s: victim restarted)")))
     assert_green(audit)
     if takeover is None:
         raise TakeoverStalled(f"no outcome for {regions} within 60 s of the SIGKILL; the "
-                              f"survivor's ready page listed {owned_after}")
+                              f"survivor's ready page listed {owned_after} "
+                              f"({survivor_reason})")
 
 
 @soak_only

@@ -88,8 +88,8 @@ def busiest_partition(stack: ClusterStack) -> int:
 # rebalance waited minutes for their changelog
 # ("No event received for active tp ... since recovery start"). Not fixed here (streams/ is
 # another helper's); faust-streaming#629 reports the same symptom with aiokafka. It does not
-# show every time: the stall in 3 runs (this case once, two bench-style runs on one broker),
-# a takeover in 16.2 s and 18.6 s in two others; so the marker is not strict.
+# show every time on one broker (a takeover in 16.2 s and 18.6 s in two runs of four), so
+# the marker is not strict.
 @pytest.mark.xfail(raises=TakeoverStalled, strict=False,
                    reason="the surviving worker does not process the partitions it gains")
 def test_cluster_worker_sigkill_other_takes_over(cluster: ClusterStack, record_row) -> None:

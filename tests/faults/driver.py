@@ -204,8 +204,13 @@ class LoadDriver:
             lanes.release()
 
     async def report(self, region: str | None = None, kind: str | None = None,
-                     command_id: str | None = None) -> SentCommand:
+                     command_id: str | None = None, in_region: str | None = None
+                     ) -> SentCommand:
+        """A report at a random road point; ``in_region``: a point the server places in
+        that region (the server derives the region from lat and lon)."""
         lat, lon = random_road_point(self.network, self.rng)
+        while in_region is not None and self.network.region_for(lat, lon) != in_region:
+            lat, lon = random_road_point(self.network, self.rng)
         kind = kind or self.rng.choice(["medical", "fire", "police"])
         body: dict[str, Any] = {"type": kind,
                                 "priority": self.rng.randint(1, 5), "lat": lat, "lon": lon,

@@ -54,7 +54,7 @@ def answered_in(driver: LoadDriver, regions: list[str], timeout: float = 60.0
     """Send one report per region (retried, same id, until answered) and return when the
     last of them was answered (monotonic), or None if one was not answered in ``timeout``
     (its retries go on: the audit still wants its outcome)."""
-    futures = [driver.submit(driver.report(region=region)) for region in regions]
+    futures = [driver.submit(driver.report(in_region=region)) for region in regions]
     deadline = time.monotonic() + timeout
     answered = []
     for future in futures:
@@ -62,7 +62,9 @@ def answered_in(driver: LoadDriver, regions: list[str], timeout: float = 60.0
             sent = future.result(max(deadline - time.monotonic(), 0.1))
         except concurrent.futures.TimeoutError:
             return None
-        if sent.answered is None:
+        if sent.answered is None:  # still waiting for an outcome, never refused
+            final = sent.final
+            assert final is None or final.status in (0, 202, 503), f"probe refused: {final}"
             return None
         answered.append(sent.answered.at)
     return max(answered)

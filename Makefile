@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install chromium kafka-fetch kafka-up kafka-down run test check lint bench bench-smoke soak clean
+.PHONY: install chromium kafka-fetch kafka-up kafka-down run test check lint bench bench-smoke soak soak-cluster clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "$(PY) is missing: install Python 3.11 (or run make PY=/path/to/python3.11)"; exit 1; }
@@ -36,7 +36,7 @@ kafka-down: install
 
 # Kafka, worker, API, sink and demo traffic; prints the dashboard URL; Ctrl-C stops it all.
 run: install kafka-fetch
-	$(BIN)/dispatchwire run $(if $(BROKERS),--brokers $(BROKERS))
+	$(BIN)/dispatchwire run $(if $(BROKERS),--brokers $(BROKERS)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(APIS),--apis $(APIS))
 
 lint: install
 	$(BIN)/ruff check .
@@ -59,6 +59,11 @@ bench: install kafka-fetch
 SOAK_SECONDS ?= 10
 soak: install kafka-fetch
 	DISPATCHWIRE_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/faults/test_faults.py
+
+# The cluster cases (issue 14): 3 KRaft nodes of their own, 2 workers, 2 API replicas; every
+# case, with the load phases stretched to SOAK_SECONDS. `make test` runs the worker case only.
+soak-cluster: install kafka-fetch
+	DISPATCHWIRE_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest tests/faults/test_cluster_faults.py
 
 clean:
 	rm -rf $(VENV) artifacts bench-results snapshots

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 class Part:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -35,6 +36,7 @@ class Part:
             [sys.executable, "-m", "dispatchwire", *self.argv],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
         )
 
     def alive(self) -> bool:
@@ -60,15 +62,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="demo reports per second (default: what the seeded fleet can serve)")
     run.add_argument("--brokers", type=int, default=None, metavar="N",
                      help="Kafka nodes to start on loopback (as `kafka up --brokers N`)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="workers in one consumer group (web ports counted up from "
+                          "DISPATCHWIRE_WORKER_WEB_PORT)")
+    run.add_argument("--apis", type=int, default=1, metavar="N",
+                     help="API replicas on consecutive ports from DISPATCHWIRE_API_PORT")
     run.set_defaults(func=run_all)
 
 
 def _parts(settings: Settings, args: argparse.Namespace, available: set[str]) -> list[Part]:
-    wanted = [
-        Part("worker", ["worker"]),
-        Part("api", ["api"]),
-        Part("sink", ["sink"]),
-    ]
+    workers, apis = settings.workers, max(args.apis, 1)
+    web = settings.worker_web_port
+    # each worker's introspection server on its own port (0 keeps them all off)
+    wanted = [Part(f"worker-{i + 1}" if workers > 1 else "worker", ["worker"],
+                   env={"DISPATCHWIRE_WORKER_WEB_PORT": str(web + i if web else 0)})
+              for i in range(workers)]
+    wanted += [Part(f"api-{i + 1}" if apis > 1 else "api",
+                    ["api", "--port", str(settings.api_port + i)]) for i in range(apis)]
+    wanted.append(Part("sink", ["sink"]))
     if not args.no_simulate:
         rate = [] if args.rate is None else ["--rate", str(args.rate)]
         wanted.append(Part("simulator", ["simulate", *rate, "--auto"]))
@@ -78,7 +89,7 @@ def _parts(settings: Settings, args: argparse.Namespace, available: set[str]) ->
     return [p for p in wanted if p.argv[0] in available]
 
 
-def banner(settings: Settings) -> str:
+def banner(settings: Settings, apis: int = 1) -> str:
     """What ``run`` prints once everything started. The authority token only when it is the
     public development default: a real secret never goes to stdout (or a terminal log)."""
     base = f"http://{settings.api_host}:{settings.api_port}"
@@ -93,7 +104,9 @@ def banner(settings: Settings) -> str:
         f"  Reporter:    {base}/report\n"
         f"  Units map:   {base}/units\n"
         f"  Kafka:       {settings.kafka_bootstrap}\n"
-        f"{login_hint}"
+        + (f"  API replicas: ports {settings.api_port}-{settings.api_port + apis - 1}, "
+           f"{settings.workers} worker(s)\n" if apis > 1 or settings.workers > 1 else "")
+        + f"{login_hint}"
         f"  Press Ctrl-C to stop everything.\n"
     )
 
@@ -106,6 +119,13 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         # every part (own processes, reading the environment) sees the same cluster size,
         # so topics and Faust's changelog get its replication factor
         os.environ["DISPATCHWIRE_KAFKA_BROKERS"] = str(args.brokers)
+        settings = Settings()
+    if args.workers is not None:
+        if args.workers < 1:
+            print("dispatchwire run: --workers must be at least 1", file=sys.stderr)
+            return 2
+        # every worker sees the group's size: standby replicas default to 1 with two or more
+        os.environ["DISPATCHWIRE_WORKERS"] = str(args.workers)
         settings = Settings()
     single = broker_from_settings(settings)
     host, port = single.host, single.port
@@ -138,7 +158,7 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
     try:
         for part in parts:
             part.start()
-        print(banner(settings), flush=True)
+        print(banner(settings, max(args.apis, 1)), flush=True)
         while not stopping:
             dead = [p for p in parts if not p.alive()]
             if dead:

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None  # CA bundle for SSL / SASL_SSL; system CAs if unset
+    # --- scale-out (issue 14): several workers in one consumer group ---
+    # Workers of the group (`dispatchwire run --workers N` sets it for every part it starts).
+    workers: int = Field(1, ge=1, le=16)
+    # Faust standby replicas: warm copies of each table partition on another worker, so a
+    # takeover does not replay the whole changelog. Default: 1 with more than one worker.
+    worker_standby_replicas: int = Field(0, ge=0)
 
     app_id: str = "dispatchwire"  # Faust app id: consumer group and changelog topic prefix
     worker_web_port: int = 6066
@@ -126,6 +132,8 @@ class Settings(BaseSettings):
         brokers = int(data.get("kafka_brokers") or 1)
         if brokers > 1 and data.get("replication_factor") is None:
             data = {**data, "replication_factor": min(brokers, 3)}
+        if data.get("worker_standby_replicas") is None and int(data.get("workers") or 1) > 1:
+            data = {**data, "worker_standby_replicas": 1}
         if data.get("min_insync_replicas") is None:
             rf = int(data.get("replication_factor") or 1)
             data = {**data, "min_insync_replicas": max(rf - 1, 1)}

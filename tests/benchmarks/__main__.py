@@ -2,10 +2,11 @@
 
     python -m tests.benchmarks [--quick] [--only NAME[,NAME]] [--out DIR]
 
-NAMEs: floor, e2e, fanout, faust, sink, replay. Prints markdown tables and the targets of
-issue 7 (met / missed / not measured) and writes ``bench-results/bench-<time>.json`` (and
-``latest.json``). Uses the broker at DISPATCHWIRE_KAFKA_BOOTSTRAP (default
-127.0.0.1:9092), or starts a local one for the run if nothing answers there.
+NAMEs: floor, e2e, fanout, faust, sink, replay, scale (issue 14: workers, takeover,
+failover). Prints markdown tables and the targets of issue 7 (met / missed / not
+measured) and writes ``bench-results/bench-<time>.json`` (and ``latest.json``). Uses the
+broker at DISPATCHWIRE_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), or starts a local one
+for the run if nothing answers there.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from dispatchwire.settings import Settings
-from tests.benchmarks import e2e, fanout, kafka_floor, streams_bench, throughput
+from tests.benchmarks import e2e, fanout, kafka_floor, scale, streams_bench, throughput
 from tests.benchmarks.procs import ROOT, cores
 from tests.benchmarks.report import Row, table, write
 
-NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay")
+NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale")
 log = logging.getLogger("tests.benchmarks")
 
 
@@ -60,10 +61,12 @@ def sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return {"fanout_clients": [1_000], "e2e_clients": [100, 1_000], "e2e_reports": 50,
                 "floor_events": 1_000, "faust_commands": 5_000, "sink_events": 20_000,
-                "rowwise_events": 2_000, "replay_events": 200_000, "emit_cap": 20_000}
+                "rowwise_events": 2_000, "replay_events": 200_000, "emit_cap": 20_000,
+                "scale_commands": 5_000, "scale_backlog": 2_000}
     return {"fanout_clients": [1_000, 10_000], "e2e_clients": [100, 1_000], "e2e_reports": 100,
             "floor_events": 2_000, "faust_commands": 20_000, "sink_events": 100_000,
-            "rowwise_events": 5_000, "replay_events": 1_000_000, "emit_cap": 50_000}
+            "rowwise_events": 5_000, "replay_events": 1_000_000, "emit_cap": 50_000,
+            "scale_commands": 20_000, "scale_backlog": 10_000}
 
 
 def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
@@ -91,6 +94,8 @@ def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
         rows += throughput.run(bootstrap, n["replay_events"], n["sink_events"],
                                n["rowwise_events"], n["emit_cap"],
                                want_replay="replay" in names, want_sink="sink" in names)
+    if section("scale"):
+        rows += scale.run(bootstrap, n["scale_commands"], n["scale_backlog"])
     return rows
 
 

@@ -40,6 +40,8 @@ class Recording:
     messages: list[Received] = field(default_factory=list)
     connections: int = 0
     refused: int = 0  # connection attempts answered with an error status
+    replica: int = 0  # index of the API replica (``LiveClients.urls``) it connects to now
+    moves: int = 0  # times it moved to another replica after a failed connection
 
     @property
     def last_id(self) -> str | None:
@@ -47,10 +49,15 @@ class Recording:
 
 
 class LiveClients:
-    """``sse`` SSE clients and ``ws`` WebSocket clients of the API at ``url``."""
+    """``sse`` SSE clients and ``ws`` WebSocket clients of the API at ``url``.
 
-    def __init__(self, url: str, sse: int, ws: int) -> None:
+    With ``replicas`` (more API URLs), a client whose connection attempt fails or is
+    refused moves to the next URL, as a load balancer without sticky sessions would send
+    it: the log position it resumes from is valid on every replica."""
+
+    def __init__(self, url: str, sse: int, ws: int, replicas: tuple[str, ...] = ()) -> None:
         self.url = url
+        self.urls = [url, *replicas]
         self.recordings = [Recording(f"sse-{i}", "sse") for i in range(sse)]
         self.recordings += [Recording(f"ws-{i}", "ws") for i in range(ws)]
         self._stop = threading.Event()
@@ -93,6 +100,15 @@ class LiveClients:
     async def _reconnect_pause(self) -> None:
         await asyncio.sleep(0.2)  # a client's reconnect delay (the server's retry: hint)
 
+    def _url(self, rec: Recording) -> str:
+        return self.urls[rec.replica % len(self.urls)]
+
+    def _failed(self, rec: Recording) -> None:
+        """A connection attempt failed or was refused: try the next replica next time."""
+        if len(self.urls) > 1:
+            rec.replica = (rec.replica + 1) % len(self.urls)
+            rec.moves += 1
+
     async def _sse(self, http: httpx.AsyncClient, rec: Recording) -> None:
         while not self._stop.is_set():
             headers = dict(AUTHORITY)
@@ -100,23 +116,28 @@ class LiveClients:
                 headers["Last-Event-ID"] = rec.last_id
             connection = rec.connections
             rec.connections += 1
+            served = False
             with contextlib.suppress(httpx.HTTPError, OSError):
-                async with aconnect_sse(http, "GET", self.url + "/api/stream",
+                async with aconnect_sse(http, "GET", self._url(rec) + "/api/stream",
                                         headers=headers) as source:
                     if source.response.status_code != 200:
                         rec.refused += 1
                     else:
+                        served = True
                         async for sse in source.aiter_sse():
                             if sse.event and sse.id:
                                 rec.messages.append(_received(connection, sse.id, sse.event,
                                                               sse.data))
+            if not served:
+                self._failed(rec)
             await self._reconnect_pause()
 
     async def _ws(self, rec: Recording) -> None:
-        ws_url = self.url.replace("http://", "ws://") + "/ws?token=dev-authority"
         while not self._stop.is_set():
+            ws_url = self._url(rec).replace("http://", "ws://") + "/ws?token=dev-authority"
             connection = rec.connections
             rec.connections += 1
+            before = len(rec.messages)
             with contextlib.suppress(OSError, websockets.WebSocketException, TimeoutError):
                 async with websockets.connect(ws_url, open_timeout=10,
                                               max_size=None) as ws:
@@ -125,6 +146,8 @@ class LiveClients:
                         message = json.loads(frame)
                         rec.messages.append(_received(connection, message["id"],
                                                       message["event"], message["data"]))
+            if len(rec.messages) == before:
+                self._failed(rec)
             await self._reconnect_pause()
 
 

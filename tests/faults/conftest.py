@@ -23,7 +23,7 @@ from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
 from tests.conftest import _interrupt
 from tests.faults.report import ROWS, CaseRow, table
-from tests.faults.stack import FaultBroker, Stack
+from tests.faults.stack import ClusterStack, FaultBroker, FaultCluster, Stack
 
 MAX_SOAK_SECONDS = 300.0
 
@@ -80,6 +80,44 @@ def stack(fault_stack: Stack) -> Stack:
     """The shared stack, repaired if an earlier case left a part down."""
     fault_stack.ensure_up()
     return fault_stack
+
+
+@pytest.fixture(scope="module")
+def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStack]:
+    """Issue 14: three KRaft nodes of its own (replication factor 3, min.insync 2, acks=all),
+    two workers in one group, two API replicas; for tests/faults/test_cluster_faults.py."""
+    tmp = tmp_path_factory.mktemp("cluster-faults")
+    cluster = FaultCluster(tmp / "kafka")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    tag = uuid.uuid4().hex[:10]
+    stack = None
+    try:
+        cluster.start()
+        settings = Settings(
+            kafka_bootstrap=cluster.bootstrap, kafka_brokers=3, replication_factor=3,
+            min_insync_replicas=2, topic_prefix=f"c{tag}.", app_id=f"dw-cluster-{tag}",
+            data_dir=tmp / "data", sink_db=tmp / "data" / "sink.duckdb", partitions=4,
+            workers=2, tick_seconds=1.0, command_timeout_s=1.5, heartbeat_s=1.0,
+            retry_ms=200, report_rate_per_minute=1_000_000,
+        )  # type: ignore[call-arg]
+        ensure_topics(settings)
+        stack = ClusterStack(cluster, settings, tmp)
+        stack.seed()
+        stack.ensure_up()
+        yield stack
+    finally:
+        if stack is not None:
+            stack.close()
+        cluster.stop()
+        shutil.rmtree(tmp / "kafka", ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture
+def cluster(cluster_stack: ClusterStack) -> ClusterStack:
+    """The shared cluster stack, repaired if an earlier case left a part down."""
+    cluster_stack.ensure_up()
+    return cluster_stack
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 
-from schemas.geo import load_network
+from schemas.commands import ReportEmergency
+from schemas.entities import EmergencyType
+from schemas.geo import RoadNetwork, load_network
 from streams.simulate import random_road_point
 
 AUTHORITY = {"Authorization": "Bearer dev-authority"}
@@ -72,13 +74,27 @@ def new_command_id(kind: str) -> str:
     return f"flt-{kind}-{uuid.uuid4().hex[:16]}"
 
 
+def random_report(network: RoadNetwork, rng: random.Random) -> ReportEmergency:
+    """A report at a random road point, in that point's region (the backlogs' commands; the
+    simulator's own helper of this name left with its shift plan)."""
+    lat, lon = random_road_point(network, rng)
+    return ReportEmergency(
+        command_id=new_command_id("backlog"), region=network.region_for(lat, lon),
+        type=rng.choice(list(EmergencyType)), priority=rng.randint(1, 5), lat=lat, lon=lon,
+        description="fault suite backlog", issued_by="reporter")
+
+
 class LoadDriver:
     """``rate`` commands per second over ``lanes`` concurrent connections to ``url()``
     (a callable, so a restarted API on the same port is simply retried)."""
 
     def __init__(self, url: str, rate: float = 15.0, lanes: int = 6, seed: int = 7,
-                 retry_for_s: float = 120.0) -> None:
+                 retry_for_s: float = 120.0, replicas: tuple[str, ...] = ()) -> None:
         self.url = url
+        # more API replicas: commands go to each in turn, and a command whose replica
+        # does not answer (connection error, 503) is retried, same id, on the next one
+        self.urls = [url, *replicas]
+        self._turn = 0
         self.rate = rate
         self.lanes = lanes
         self.rng = random.Random(seed)
@@ -187,9 +203,13 @@ class LoadDriver:
         finally:
             lanes.release()
 
-    async def report(self, kind: str | None = None,
-                     command_id: str | None = None) -> SentCommand:
+    async def report(self, kind: str | None = None, command_id: str | None = None,
+                     in_region: str | None = None) -> SentCommand:
+        """A report at a random road point; ``in_region``: a point the server places in
+        that region (the server derives the region from lat and lon)."""
         lat, lon = random_road_point(self.network, self.rng)
+        while in_region is not None and self.network.region_for(lat, lon) != in_region:
+            lat, lon = random_road_point(self.network, self.rng)
         kind = kind or self.rng.choice(["medical", "fire", "police"])
         body: dict[str, Any] = {"type": kind,
                                 "priority": self.rng.randint(1, 5), "lat": lat, "lon": lon,
@@ -219,9 +239,12 @@ class LoadDriver:
         self.sent.append(sent)
         deadline = time.monotonic() + self.retry_for_s
         backoff = 0.1
+        replica = self._turn = self._turn + 1
         while True:
+            # one replica: the client's base URL, as before; several: an absolute URL
+            url = path if len(self.urls) == 1 else self.urls[replica % len(self.urls)] + path
             try:
-                response = await self.http.post(path, json=sent.body)
+                response = await self.http.post(url, json=sent.body)
                 try:
                     answer = response.json()
                 except ValueError:
@@ -235,6 +258,8 @@ class LoadDriver:
                 self.server_errors.append(sent)
             if status not in RETRY_ON and status != 0:
                 break
+            if status in (0, 503):
+                replica += 1
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(backoff)  # retry backoff, not a wait for a condition

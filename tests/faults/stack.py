@@ -1,5 +1,8 @@
 """The stack the fault cases break: an own Kafka broker, the worker, the API and the sink,
-each a real process started through the ``dispatchwire`` CLI, each SIGKILL-able."""
+each a real process started through the ``dispatchwire`` CLI, each SIGKILL-able.
+
+``ClusterStack`` is the same on a 3-node ``LocalCluster`` of its own (``FaultCluster``)
+with two workers in one consumer group (``WorkerGroup``) and two API replicas."""
 
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ from pathlib import Path
 import httpx
 
 from dispatchwire.settings import Settings
+from infra.cluster import ClusterNode, LocalCluster
 from infra.kafka import KafkaDistribution, LocalBroker, free_port
 from schemas.geo import load_network
+from schemas.placement import partition_for
 from streams.seed import fleet, register_commands
 from tests.conftest import WorkerProcess, settings_env, wait_for
 from tests.streams.helpers import Commands
@@ -45,20 +50,92 @@ class FaultBroker:
         return self.broker.running_pid() is not None
 
     def kill(self) -> None:
-        pid = self.broker.running_pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            wait_for(lambda: self.broker.running_pid() is None, timeout=20,
-                     message="the broker to die")
-        proc = self.broker._proc
-        if proc is not None:
-            proc.wait(10)
-            self.broker._proc = None
-        self.broker.pid_file.unlink(missing_ok=True)
+        kill_broker(self.broker)
 
     def stop(self) -> None:
         self.broker.stop()
+
+
+def kill_broker(broker: LocalBroker) -> None:
+    """SIGKILL a local Kafka node and forget its process, so ``start`` can restart it."""
+    pid = broker.running_pid()
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: broker.running_pid() is None, timeout=20,
+                 message="the broker to die")
+    proc = broker._proc
+    if proc is not None:
+        proc.wait(10)
+        broker._proc = None
+    broker.pid_file.unlink(missing_ok=True)
+
+
+class FaultCluster:
+    """Three KRaft nodes of the cluster cases' own, on free loopback ports (never the shared
+    broker): SIGKILL, restart, SIGSTOP and SIGCONT any one node."""
+
+    def __init__(self, data_dir: Path, nodes: int = 3, heap: str = "384m") -> None:
+        base = Settings()
+        self.cluster = LocalCluster(
+            distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
+            data_dir=data_dir, ports=[(free_port(), free_port()) for _ in range(nodes)],
+            heap=heap)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.cluster.bootstrap
+
+    def node(self, node_id: int) -> ClusterNode:
+        return next(n for n in self.cluster.nodes if n.node_id == node_id)
+
+    def start(self) -> float:
+        started = time.monotonic()
+        self.cluster.start(timeout=180)
+        return time.monotonic() - started
+
+    def alive(self) -> bool:
+        return len(self.cluster.running()) == len(self.cluster.nodes)
+
+    def restart_dead(self) -> float:
+        """Start the nodes that are not running; seconds until all are in the metadata."""
+        started = time.monotonic()
+        for node in self.cluster.nodes:
+            if node.running_pid() is None:
+                node.start(timeout=120)
+        wanted = {n.node_id for n in self.cluster.nodes}
+        wait_for(lambda: self.cluster.brokers_in_metadata() == wanted, timeout=120,
+                 interval=0.5, message="every node back in the cluster's metadata")
+        return time.monotonic() - started
+
+    def kill(self, node_id: int) -> None:
+        kill_broker(self.node(node_id))
+
+    def signal(self, node_id: int, sig: int) -> None:
+        """SIGSTOP / SIGCONT a node's process group (the JVM is its group's leader)."""
+        pid = self.node(node_id).running_pid()
+        assert pid is not None, f"node {node_id} is not running"
+        os.killpg(pid, sig)
+
+    def leader(self, topic: str, partition: int) -> int:
+        """The node id leading ``topic``'s ``partition`` now."""
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        try:
+            described = admin.describe_topics([topic])[0]
+        finally:
+            admin.close()
+        return next(int(p["leader_id"]) for p in described["partitions"]
+                    if p["partition_index"] == partition)
+
+    def stop(self) -> None:
+        for node in self.cluster.nodes:  # a paused node would never stop
+            pid = node.running_pid()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGCONT)
+        self.cluster.stop()
 
 
 class ChildProcess:
@@ -172,3 +249,101 @@ class Stack:
         for part in (self.sink, self.api):
             part.kill()
         self.worker.kill()
+
+
+class WorkerGroup:
+    """The workers of one consumer group, read as one worker: ``state()`` is the union of
+    what each holds for the partitions it owns now (its standby copies of the others'
+    partitions are left out), ``start`` brings back the dead ones."""
+
+    def __init__(self, settings: Settings, tmp: Path, size: int) -> None:
+        self.settings = settings
+        self.members = [WorkerProcess(settings, tmp / f"worker-{i + 1}.log", ready_timeout=180.0)
+                        for i in range(size)]
+
+    def alive(self) -> bool:
+        return all(w.alive() for w in self.members)
+
+    def start(self) -> WorkerGroup:
+        """Start the dead members together (one group join, not a join per member) and
+        wait until each is ready."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        dead = [w for w in self.members if not w.alive()]
+        if dead:
+            with ThreadPoolExecutor(len(dead)) as pool:
+                for future in [pool.submit(w.start) for w in dead]:
+                    future.result()
+        return self
+
+    def kill(self) -> None:
+        for worker in self.members:
+            worker.kill()
+
+    def wait_ready(self) -> None:
+        for worker in self.members:
+            worker.wait_ready()
+
+    def ready_page(self, worker: WorkerProcess) -> dict:
+        """``worker``'s ready page (``{"ready", "partitions", "reason"}``; empty if none)."""
+        try:
+            body = httpx.get(f"{worker.url}/dispatch/ready/", timeout=5.0).json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def partitions(self, worker: WorkerProcess) -> list[int]:
+        """The commands partitions ``worker`` owns (its ready page says; empty if none)."""
+        return [int(p) for p in self.ready_page(worker).get("partitions", [])]
+
+    def state(self) -> dict:
+        merged: dict[str, list[dict]] = {"emergencies": [], "units": []}
+        for worker in self.members:
+            if not worker.alive():
+                continue
+            owned = set(self.partitions(worker))
+            table = worker.state()
+            for part in merged:
+                merged[part] += [
+                    e for e in table[part]
+                    if partition_for(e["region"], self.settings.partitions,
+                                     self.settings.regions) in owned]
+        for part in merged:  # an entity owned twice shows as a difference, never hidden
+            merged[part].sort(key=lambda e: e["id"])
+        return merged
+
+
+class ClusterStack(Stack):
+    """The stack on a ``FaultCluster``: ``workers`` workers in one group and ``apis`` API
+    replicas; ``api`` is the first replica (the one the auditor asks for its state)."""
+
+    def __init__(self, cluster: FaultCluster, settings: Settings, tmp: Path,
+                 workers: int = 2, apis: int = 2) -> None:
+        self.broker = cluster  # type: ignore[assignment]
+        self.cluster = cluster
+        self.settings = settings
+        self.tmp = tmp
+        self.workers = WorkerGroup(settings, tmp, workers)
+        self.worker = self.workers  # type: ignore[assignment]
+        self.apis = [ApiProcess(settings, tmp / f"api-{i + 1}.log") for i in range(apis)]
+        self.api = self.apis[0]
+        self.sink = ChildProcess(settings, tmp / "sink.log", "sink")
+        self.units = register_commands(fleet(load_network()))
+
+    @property
+    def urls(self) -> list[str]:
+        return [api.url for api in self.apis]
+
+    def ensure_up(self) -> None:
+        if not self.cluster.alive():
+            self.cluster.restart_dead()
+        self.workers.start()
+        for api in self.apis:
+            if not api.alive():
+                api.start_ready()
+
+    def close(self) -> None:
+        self.sink.kill()
+        for api in self.apis:
+            api.kill()
+        self.workers.kill()

@@ -24,12 +24,11 @@ from schemas import RegisterUnit, ReportEmergency, UnitType
 from schemas.events import EmergencyUpdated
 from schemas.geo import load_network
 from schemas.position import Position
-from streams.simulate import random_report
 from tests.conftest import wait_for
 from tests.faults.auditor import Auditor, ClientStats, Outcomes, check_clients, table_differences
 from tests.faults.clients import LiveClients, first_message_on_resume
 from tests.faults.conftest import soak_seconds
-from tests.faults.driver import LoadDriver, new_command_id
+from tests.faults.driver import LoadDriver, new_command_id, random_report
 from tests.faults.report import CaseRow
 from tests.faults.stack import ChildProcess, Stack
 from tests.streams.helpers import Commands, EventLog

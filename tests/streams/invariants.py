@@ -28,7 +28,7 @@ def assert_consistent(fold: Projection) -> None:
         if unit.status in ENGAGED:
             em = fold.emergencies.get(unit.emergency_id or "")
             assert em is not None and em.status in HELD and em.assigned_unit_id == unit.id, unit
-        else:  # free, or driving back to its station (RETURNING has a route home)
+        else:  # a RETURNING unit drives back to its station: a route, no emergency
             assert unit.emergency_id is None, unit
             assert unit.route is None or unit.status == UnitStatus.RETURNING, unit
 

@@ -93,7 +93,11 @@ class Settings(BaseSettings):
     api_ring_size: int = 10_000  # recent live messages kept in memory for Last-Event-ID resume
     api_client_send_timeout_s: float = 30.0  # a stream whose client stops reading is closed
     api_fallback_region: str = "helsinki"  # report region when neither body nor schemas.geo has one
-    api_ws_hello_timeout_s: float = 1.0  # how long /ws waits for a {"last_event_id"} first frame
+    # How long /ws waits for its first frame ({"token", "last_event_id"}) before it starts a
+    # client without one from a snapshot. 1 s was too short on a loaded machine: a resuming
+    # client's frame came later and it got a plain snapshot instead of its resume (issue 14's
+    # replica case); our pages always send the frame at once, so only frameless clients wait.
+    api_ws_hello_timeout_s: float = 5.0
 
     # --- server limits (issue 11): request heads, slow requests, live connections, proxies ---
     api_max_header_bytes: int = 16_384  # request line + headers; more is answered 431

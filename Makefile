@@ -40,6 +40,7 @@ run: install kafka-fetch
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/vulture
 

@@ -19,10 +19,17 @@ from dispatchwire.settings import Settings
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sink = sub.add_parser("sink", help="store every event in DuckDB (exactly once)")
-    sink.add_argument("--until-caught-up", action="store_true",
-                      help="stop once the log end (as of start) is stored")
-    sink.add_argument("--batch-size", type=int, default=None,
-                      help="events per DuckDB transaction (default DISPATCHWIRE_SINK_BATCH_SIZE)")
+    sink.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="stop once the log end (as of start) is stored",
+    )
+    sink.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="events per DuckDB transaction (default DISPATCHWIRE_SINK_BATCH_SIZE)",
+    )
     sink.set_defaults(func=run_sink)
 
     snap = sub.add_parser("snapshot", help="write a point-in-time .duckdb copy of the sink")
@@ -34,8 +41,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     query = sub.add_parser("query", help="run a ready analyst query on a snapshot")
     query.add_argument("name", choices=QUERIES)
-    query.add_argument("--db", type=Path, default=None,
-                       help="snapshot file (default: the sink database, if the sink is stopped)")
+    query.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="snapshot file (default: the sink database, if the sink is stopped)",
+    )
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.set_defaults(func=run_query)
 
@@ -65,21 +76,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _window_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="from_", default=None,
-                        help="ISO-8601 time or epoch ms (Kafka record time)")
+    parser.add_argument(
+        "--from", dest="from_", default=None, help="ISO-8601 time or epoch ms (Kafka record time)"
+    )
     parser.add_argument("--to", default=None, help="ISO-8601 time or epoch ms, exclusive")
-    parser.add_argument("--from-position", default=None,
-                        help="a log position, e.g. 120.98 (as /api/state shows it)")
-    parser.add_argument("--to-position", default=None,
-                        help="a log position, e.g. 500.410; exclusive")
+    parser.add_argument(
+        "--from-position", default=None, help="a log position, e.g. 120.98 (as /api/state shows it)"
+    )
+    parser.add_argument(
+        "--to-position", default=None, help="a log position, e.g. 500.410; exclusive"
+    )
 
 
 def _window(args: argparse.Namespace) -> tuple[Window, float | None]:
-    params = {"from": args.from_ if hasattr(args, "from_") else None,
-              "to": getattr(args, "to", None),
-              "from_position": getattr(args, "from_position", None),
-              "to_position": getattr(args, "to_position", None),
-              "speed": getattr(args, "speed", "max")}
+    params = {
+        "from": args.from_ if hasattr(args, "from_") else None,
+        "to": getattr(args, "to", None),
+        "from_position": getattr(args, "from_position", None),
+        "to_position": getattr(args, "to_position", None),
+        "speed": getattr(args, "speed", "max"),
+    }
     window, speed, errors = parse_replay_query({k: v for k, v in params.items() if v})
     if errors:
         raise ValidationFailed(errors)
@@ -94,8 +110,14 @@ class _Bar:
         self.bar: tqdm | None = None
 
     def start(self, total: int | None) -> None:
-        self.bar = tqdm(total=total, unit="ev", unit_scale=True, desc=self.what,
-                        mininterval=0.5, file=sys.stderr)
+        self.bar = tqdm(
+            total=total,
+            unit="ev",
+            unit_scale=True,
+            desc=self.what,
+            mininterval=0.5,
+            file=sys.stderr,
+        )
 
     def advance(self, n: int) -> None:
         if self.bar is not None:
@@ -130,8 +152,10 @@ def run_sink(settings: Settings, args: argparse.Namespace) -> int:
         stats = sink.run(lambda: stopping, until_caught_up=args.until_caught_up)
     finally:
         sink.close()
-    print(f"sink stored {stats.events} new events from {stats.records} records "
-          f"({stats.rate:.0f} records/s)")
+    print(
+        f"sink stored {stats.events} new events from {stats.records} records "
+        f"({stats.rate:.0f} records/s)"
+    )
     return 0
 
 
@@ -139,8 +163,10 @@ def run_snapshot(settings: Settings, args: argparse.Namespace) -> int:
     from analytics.snapshot import take_snapshot
 
     info = take_snapshot(settings, args.path, timeout=args.timeout)
-    print(f"snapshot {info.path}: {info.events} events, log position {info.position}, "
-          f"taken {info.taken_at}Z")
+    print(
+        f"snapshot {info.path}: {info.events} events, log position {info.position}, "
+        f"taken {info.taken_at}Z"
+    )
     return 0
 
 
@@ -179,7 +205,8 @@ def run_import(settings: Settings, args: argparse.Namespace) -> int:
 def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     window, speed = _window(args)
     with _Bar("replay") as bar:
-        stats = replay_to_topic(settings, window, args.to_topic, from_topic=args.from_topic,
-                                speed=speed, progress=bar)
+        stats = replay_to_topic(
+            settings, window, args.to_topic, from_topic=args.from_topic, speed=speed, progress=bar
+        )
     _report(f"replayed into {args.to_topic}:", stats)
     return 0

@@ -39,14 +39,20 @@ def _jsonl_chunk(records: list[LogRecord], topic: str) -> bytes:
     data = b"\n".join([r.value for r in records]) + b"\n"
     if data.count(b"\n") != len(records):  # one line per record, or the file is wrong
         bad = next(r for r in records if b"\n" in r.value)
-        raise ValidationFailed([{
-            "field": f"{topic}:{bad.partition}:{bad.offset}",
-            "reason": "the record value holds a newline; JSON Lines needs compact JSON"}])
+        raise ValidationFailed(
+            [
+                {
+                    "field": f"{topic}:{bad.partition}:{bad.offset}",
+                    "reason": "the record value holds a newline; JSON Lines needs compact JSON",
+                }
+            ]
+        )
     return data
 
 
-async def _export(settings: Settings, window: Window, out: BinaryIO, topic: str | None,
-                  progress: Progress) -> int:
+async def _export(
+    settings: Settings, window: Window, out: BinaryIO, topic: str | None, progress: Progress
+) -> int:
     n = 0
     async with WindowReader(settings, window, topic) as reader:
         progress.start(reader.size)
@@ -57,8 +63,14 @@ async def _export(settings: Settings, window: Window, out: BinaryIO, topic: str 
     return n
 
 
-def export_to_file(settings: Settings, window: Window, path: Path, *, topic: str | None = None,
-                   progress: Progress | None = None) -> ReplayStats:
+def export_to_file(
+    settings: Settings,
+    window: Window,
+    path: Path,
+    *,
+    topic: str | None = None,
+    progress: Progress | None = None,
+) -> ReplayStats:
     """Write a window as JSON Lines: one event per line, the record value byte for byte,
     partitions merged in time order (so the file can be imported at speed xN)."""
     started = time.monotonic()
@@ -68,8 +80,7 @@ def export_to_file(settings: Settings, window: Window, path: Path, *, topic: str
     return ReplayStats(n, time.monotonic() - started)
 
 
-def _parse_lines(path: Path, first_lineno: int, lines: list[bytes],
-                 timed: bool) -> list[Record]:
+def _parse_lines(path: Path, first_lineno: int, lines: list[bytes], timed: bool) -> list[Record]:
     """Events of JSON Lines as records (key = region; timestamp = event time if ``timed``,
     else 0), each checked against the schema: a file is input from outside."""
     records = []
@@ -81,8 +92,10 @@ def _parse_lines(path: Path, first_lineno: int, lines: list[bytes],
             event = decode_event(value)
         except SchemaError as exc:
             raise ValidationFailed(
-                [{"field": f"{path.name}:{lineno}.{e['field']}", "reason": e["reason"]}
-                 for e in exc.errors]
+                [
+                    {"field": f"{path.name}:{lineno}.{e['field']}", "reason": e["reason"]}
+                    for e in exc.errors
+                ]
             ) from exc
         stamp = epoch_ms(event.occurred_at) if timed else 0
         records.append(Record(-1, lineno, stamp, event.region.encode(), value))
@@ -97,8 +110,9 @@ def _jsonl_chunks(path: Path, timed: bool = True) -> Iterator[list[Record]]:
             lineno += len(lines)
 
 
-async def _import(settings: Settings, path: Path, topic: str, speed: float | None,
-                  progress: Progress) -> int:
+async def _import(
+    settings: Settings, path: Path, topic: str, speed: float | None, progress: Progress
+) -> int:
     progress.start(None)
     async with TopicWriter(settings, topic) as writer:
         pacer = Pacer(speed)
@@ -111,8 +125,14 @@ async def _import(settings: Settings, path: Path, topic: str, speed: float | Non
     return writer.sent
 
 
-def import_from_file(settings: Settings, path: Path, topic: str, *, speed: float | None = None,
-                     progress: Progress | None = None) -> ReplayStats:
+def import_from_file(
+    settings: Settings,
+    path: Path,
+    topic: str,
+    *,
+    speed: float | None = None,
+    progress: Progress | None = None,
+) -> ReplayStats:
     """Send the events of a JSON Lines file to ``topic`` keyed by region, in file order per
     region, as fast as possible or at speed xN of the events' times. A line that is not an
     event stops the import before anything of its chunk is sent."""

@@ -169,9 +169,13 @@ class WindowReader:
 
     async def open(self) -> None:
         self._consumer = aio_consumer(
-            self.settings, group_id=None,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_bytes=FETCH_MAX_BYTES, max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
+            self.settings,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+        )
         try:
             with kafka_errors(self.settings, f"reading {self.topic}"):
                 await self._consumer.start()
@@ -179,8 +183,11 @@ class WindowReader:
         except BaseException:
             await self.close()
             raise
-        self._tps = {p: TopicPartition(self.topic, p)
-                     for p in sorted(self.stop) if self.stop[p] > self.start[p]}
+        self._tps = {
+            p: TopicPartition(self.topic, p)
+            for p in sorted(self.stop)
+            if self.stop[p] > self.start[p]
+        }
         self._buffers = {p: [] for p in self._tps}
         if self._tps:
             self._consumer.assign(list(self._tps.values()))
@@ -208,12 +215,14 @@ class WindowReader:
             stop = {p: min(window.stop.get(p, end[p]), end[p]) for p in end}
         return start, stop
 
-    async def _offsets_at(self, tps: list[TopicPartition], t: datetime,
-                          end: dict[int, int]) -> dict[int, int]:
+    async def _offsets_at(
+        self, tps: list[TopicPartition], t: datetime, end: dict[int, int]
+    ) -> dict[int, int]:
         assert self._consumer is not None
         found = await self._consumer.offsets_for_times({tp: epoch_ms(t) for tp in tps})
-        return {tp.partition: (found[tp].offset if found.get(tp) else end[tp.partition])
-                for tp in tps}
+        return {
+            tp.partition: (found[tp].offset if found.get(tp) else end[tp.partition]) for tp in tps
+        }
 
     async def close(self) -> None:
         if self._consumer is not None:
@@ -230,14 +239,15 @@ class WindowReader:
             if not wanted:
                 return {}
             with kafka_errors(self.settings, f"reading {self.topic}"):
-                got = await self._consumer.getmany(*wanted, timeout_ms=500,
-                                                   max_records=FETCH_RECORDS)
+                got = await self._consumer.getmany(
+                    *wanted, timeout_ms=500, max_records=FETCH_RECORDS
+                )
             out: dict[int, list[Any]] = {}
             for tp, records in got.items():
                 p, stop = tp.partition, self.stop[tp.partition]
                 if records[-1].offset + 1 >= stop:
                     if records[-1].offset >= stop:
-                        records = records[:bisect.bisect_left(records, stop, key=_offset)]
+                        records = records[: bisect.bisect_left(records, stop, key=_offset)]
                     self._finish(p)
                 if records:
                     out[p] = records
@@ -248,9 +258,11 @@ class WindowReader:
                 if await self._consumer.position(tp) >= self.stop[tp.partition]:
                     self._finish(tp.partition)
             if time.monotonic() > deadline:
-                raise KafkaError(f"no records from {self.topic} partitions "
-                                 f"{[tp.partition for tp in wanted]} in {STALL_TIMEOUT_S:.0f}s "
-                                 "although the window is not finished")
+                raise KafkaError(
+                    f"no records from {self.topic} partitions "
+                    f"{[tp.partition for tp in wanted]} in {STALL_TIMEOUT_S:.0f}s "
+                    "although the window is not finished"
+                )
 
     def _finish(self, partition: int) -> None:
         self._fetched.add(partition)
@@ -287,8 +299,11 @@ class WindowReader:
         parts = []
         for p in live:
             records = buffers[p]
-            cut = len(records) if horizon is None else bisect.bisect_right(
-                records, horizon, key=_timestamp)
+            cut = (
+                len(records)
+                if horizon is None
+                else bisect.bisect_right(records, horizon, key=_timestamp)
+            )
             if cut:
                 parts.append(records[:cut])
                 buffers[p] = records[cut:]
@@ -318,9 +333,12 @@ class TopicWriter:
 
     async def __aenter__(self) -> TopicWriter:
         self._producer = aio_producer(
-            self.settings, acks="all",
-            enable_idempotence=True, max_batch_size=BATCH_BYTES,
-            max_request_size=4 * BATCH_BYTES)
+            self.settings,
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=BATCH_BYTES,
+            max_request_size=4 * BATCH_BYTES,
+        )
         try:
             with kafka_errors(self.settings, f"producing to {self.topic}"):
                 await self._producer.start()
@@ -362,8 +380,10 @@ class TopicWriter:
                 await self._send(partition)
                 batch = self._open[partition] = self._producer.create_batch()
                 if batch.append(timestamp=None, key=key, value=value) is None:
-                    raise KafkaError(f"a record of {len(value)} bytes does not fit in a "
-                                     f"batch of {BATCH_BYTES} bytes for {self.topic}")
+                    raise KafkaError(
+                        f"a record of {len(value)} bytes does not fit in a "
+                        f"batch of {BATCH_BYTES} bytes for {self.topic}"
+                    )
             n += 1
         self.sent += n
 
@@ -386,8 +406,9 @@ class TopicWriter:
             return
         with kafka_errors(self.settings, f"producing to {self.topic}"):
             # Waits while the partition's previous batch is still queued: the backpressure.
-            self._pending.append(await self._producer.send_batch(batch, self.topic,
-                                                                 partition=partition))
+            self._pending.append(
+                await self._producer.send_batch(batch, self.topic, partition=partition)
+            )
         if len(self._pending) >= 256:
             done = [f for f in self._pending if f.done()]
             with kafka_errors(self.settings, f"producing to {self.topic}"):
@@ -415,8 +436,9 @@ class LogWindow:
         self.settings = settings
         self._closed = False
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="replay-reader",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="replay-reader", daemon=True
+        )
         self._thread.start()
         self._reader = WindowReader(settings, window, topic)
         try:

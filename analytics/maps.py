@@ -32,8 +32,11 @@ WHERE e.event IN ('unit_location', 'unit_status_update') AND e.lat IS NOT NULL
 GROUP BY e.unit_id
 ORDER BY e.unit_id
 """
-UNIT_COLORS = {"ambulance": [46, 204, 113], "fire_engine": [231, 76, 60],
-               "police_car": [52, 152, 219]}
+UNIT_COLORS = {
+    "ambulance": [46, 204, 113],
+    "fire_engine": [231, 76, 60],
+    "police_car": [52, 152, 219],
+}
 # pydeck turns every string prop into an ``@@=`` expression; deck.gl's JSON converter
 # reads a quoted string as a literal. Plain "pixels" reached deck.gl as "@@=pixels", an
 # accessor instead of a unit, and the map came out as one solid rectangle of track colour.
@@ -84,11 +87,16 @@ def build_deck(db: Path) -> pdk.Deck:
         incidents = [
             {"position": [lon, lat], "type": t, "status": s, "id": i}
             for lon, lat, t, s, i in con.execute(
-                "SELECT lon, lat, type, status, id FROM emergencies").fetchall()
+                "SELECT lon, lat, type, status, id FROM emergencies"
+            ).fetchall()
         ]
         tracks = [
-            {"unit_id": u, "callsign": c or u, "path": path,
-             "color": UNIT_COLORS.get(t or "", [200, 200, 200])}
+            {
+                "unit_id": u,
+                "callsign": c or u,
+                "path": path,
+                "color": UNIT_COLORS.get(t or "", [200, 200, 200]),
+            }
             for u, t, c, path in con.execute(TRACKS_SQL).fetchall()
         ]
     except duckdb.Error as exc:
@@ -98,23 +106,63 @@ def build_deck(db: Path) -> pdk.Deck:
     points = [i["position"] for i in incidents] + [p for t in tracks for p in t["path"]]
     network = geo.load_network()
     layers = [
-        pdk.Layer("PathLayer", id="roads", data=geo.road_layer_data(network), get_path="path",
-                  get_color=geo.ROAD_COLOR, get_width=2, width_units=PIXELS, pickable=False),
-        pdk.Layer("HexagonLayer", id="incidents", data=incidents, get_position="position",
-                  radius=150, coverage=0.9, extruded=False, opacity=0.6, pickable=True),
-        pdk.Layer("PathLayer", id="unit-tracks", data=tracks, get_path="path",
-                  get_color="color", get_width=3, width_units=PIXELS, pickable=True,
-                  cap_rounded=True, joint_rounded=True),
-        pdk.Layer("ScatterplotLayer", id="unit-positions",
-                  data=[{"position": t["path"][-1], "color": t["color"],
-                         "callsign": t["callsign"]} for t in tracks if t["path"]],
-                  get_position="position", get_fill_color="color", get_radius=6,
-                  radius_units=PIXELS, get_line_color=[15, 20, 30], stroked=True,
-                  line_width_min_pixels=1, pickable=True),
+        pdk.Layer(
+            "PathLayer",
+            id="roads",
+            data=geo.road_layer_data(network),
+            get_path="path",
+            get_color=geo.ROAD_COLOR,
+            get_width=2,
+            width_units=PIXELS,
+            pickable=False,
+        ),
+        pdk.Layer(
+            "HexagonLayer",
+            id="incidents",
+            data=incidents,
+            get_position="position",
+            radius=150,
+            coverage=0.9,
+            extruded=False,
+            opacity=0.6,
+            pickable=True,
+        ),
+        pdk.Layer(
+            "PathLayer",
+            id="unit-tracks",
+            data=tracks,
+            get_path="path",
+            get_color="color",
+            get_width=3,
+            width_units=PIXELS,
+            pickable=True,
+            cap_rounded=True,
+            joint_rounded=True,
+        ),
+        pdk.Layer(
+            "ScatterplotLayer",
+            id="unit-positions",
+            data=[
+                {"position": t["path"][-1], "color": t["color"], "callsign": t["callsign"]}
+                for t in tracks
+                if t["path"]
+            ],
+            get_position="position",
+            get_fill_color="color",
+            get_radius=6,
+            radius_units=PIXELS,
+            get_line_color=[15, 20, 30],
+            stroked=True,
+            line_width_min_pixels=1,
+            pickable=True,
+        ),
     ]
-    return pdk.Deck(layers=layers, map_style=None,
-                    initial_view_state=fitted_view(points or _corners(network)),
-                    tooltip={"text": "{callsign}"})
+    return pdk.Deck(
+        layers=layers,
+        map_style=None,
+        initial_view_state=fitted_view(points or _corners(network)),
+        tooltip={"text": "{callsign}"},
+    )
 
 
 def _corners(network: geo.RoadNetwork) -> list[list[float]]:
@@ -138,19 +186,30 @@ def fitted_view(points: list[list[float]]) -> pdk.ViewState:
     span_lon = max(east - west, 1e-4) * (1 + 2 * FIT_MARGIN)
     span_lat = max(north - south, 1e-4) * (1 + 2 * FIT_MARGIN) / math.cos(math.radians(lat))
     zoom = math.log2(360 * 720 / 512 / max(span_lon, span_lat))
-    return pdk.ViewState(latitude=lat, longitude=(west + east) / 2,
-                         zoom=math.floor(min(zoom, 17.0) * 2) / 2, min_zoom=9, max_zoom=19)
+    return pdk.ViewState(
+        latitude=lat,
+        longitude=(west + east) / 2,
+        zoom=math.floor(min(zoom, 17.0) * 2) / 2,
+        min_zoom=9,
+        max_zoom=19,
+    )
 
 
 def write_map(db: Path, out: Path) -> Path:
     """Write an offline HTML map of snapshot ``db`` to ``out``."""
     deck = build_deck(db)
     spec = json.dumps(json.loads(deck.to_json())).replace("</", "<\\/")
-    legend = ("incidents: hexagons (darker = more) &middot; unit tracks: "
-              "<b style='color:#2ecc71'>ambulance</b> <b style='color:#e74c3c'>fire</b> "
-              "<b style='color:#3498db'>police</b>")
-    page = PAGE.format(title=html.escape(f"dispatchwire map - {db.name}"), bundle=_bundle(),
-                       legend=legend, spec=spec)
+    legend = (
+        "incidents: hexagons (darker = more) &middot; unit tracks: "
+        "<b style='color:#2ecc71'>ambulance</b> <b style='color:#e74c3c'>fire</b> "
+        "<b style='color:#3498db'>police</b>"
+    )
+    page = PAGE.format(
+        title=html.escape(f"dispatchwire map - {db.name}"),
+        bundle=_bundle(),
+        legend=legend,
+        spec=spec,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out

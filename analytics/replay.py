@@ -47,8 +47,9 @@ def _parse_time(name: str, text: str, errors: list[dict[str, str]]) -> datetime 
         return None
 
 
-def parse_replay_query(params: Mapping[str, str]) -> tuple[Window, float | None,
-                                                           list[dict[str, str]]]:
+def parse_replay_query(
+    params: Mapping[str, str],
+) -> tuple[Window, float | None, list[dict[str, str]]]:
     """Window and speed from the replay's parameters (``from``, ``to``, ``from_position``,
     ``to_position``, ``speed``: a query string or the CLI's flags); the list holds
     field-level errors."""
@@ -73,8 +74,7 @@ def parse_replay_query(params: Mapping[str, str]) -> tuple[Window, float | None,
             if not 0 < speed <= 100_000:
                 raise ValueError
         except ValueError:
-            errors.append({"field": "speed",
-                           "reason": "a factor between 0 and 100000, or 'max'"})
+            errors.append({"field": "speed", "reason": "a factor between 0 and 100000, or 'max'"})
     start, stop = window.get("start_time"), window.get("stop_time")
     if start and stop and stop <= start:
         errors.append({"field": "to", "reason": "must be after 'from'"})
@@ -111,8 +111,9 @@ def paced(records: Iterable[T], speed: float | None) -> Iterator[T]:
         yield rec
 
 
-async def write_paced(writer: TopicWriter, records: Iterable[LogRecord], pacer: Pacer,
-                       same_partitions: bool) -> None:
+async def write_paced(
+    writer: TopicWriter, records: Iterable[LogRecord], pacer: Pacer, same_partitions: bool
+) -> None:
     for rec in records:
         wait = pacer.delay(rec.timestamp)
         if wait:
@@ -122,9 +123,14 @@ async def write_paced(writer: TopicWriter, records: Iterable[LogRecord], pacer: 
         await writer.write(p, (rec,))
 
 
-async def _replay_to_topic(settings: Settings, window: Window, to_topic: str,
-                           from_topic: str | None, speed: float | None,
-                           progress: Progress) -> int:
+async def _replay_to_topic(
+    settings: Settings,
+    window: Window,
+    to_topic: str,
+    from_topic: str | None,
+    speed: float | None,
+    progress: Progress,
+) -> int:
     async with WindowReader(settings, window, from_topic) as reader:
         progress.start(reader.size)
         ensure_topic_like(settings, to_topic, reader.partitions)
@@ -147,19 +153,25 @@ async def _replay_to_topic(settings: Settings, window: Window, to_topic: str,
         return writer.sent
 
 
-def replay_to_topic(settings: Settings, window: Window, to_topic: str, *,
-                    from_topic: str | None = None, speed: float | None = None,
-                    progress: Progress | None = None) -> ReplayStats:
+def replay_to_topic(
+    settings: Settings,
+    window: Window,
+    to_topic: str,
+    *,
+    from_topic: str | None = None,
+    speed: float | None = None,
+    progress: Progress | None = None,
+) -> ReplayStats:
     """Re-emit a window of ``from_topic`` (default the events topic) into ``to_topic``,
     as fast as possible (``speed=None``) or at speed xN of the record times."""
     started = time.monotonic()
-    n = run_sync(_replay_to_topic(settings, window, to_topic, from_topic, speed,
-                                     progress or NoProgress()))
+    n = run_sync(
+        _replay_to_topic(settings, window, to_topic, from_topic, speed, progress or NoProgress())
+    )
     return ReplayStats(n, time.monotonic() - started)
 
 
-def fold_until(settings: Settings, position: Position,
-               topic: str | None = None) -> Projection:
+def fold_until(settings: Settings, position: Position, topic: str | None = None) -> Projection:
     """Current state at ``position``: the fold of every event before it."""
     projection = Projection()
     for rec in LogWindow(settings, Window(stop=position), topic).records():

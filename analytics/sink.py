@@ -121,8 +121,12 @@ class Sink:
             self._await(self._start_consumer(stored))
         except (_KafkaError, _SyncKafkaError) as exc:
             raise KafkaUnavailable(self.settings.kafka_bootstrap, str(exc)) from exc
-        log.info("sink on %s -> %s, resuming at %s", self.topic, self.settings.sink_db,
-                 format_position(stored) or "the beginning")
+        log.info(
+            "sink on %s -> %s, resuming at %s",
+            self.topic,
+            self.settings.sink_db,
+            format_position(stored) or "the beginning",
+        )
 
     async def _start_consumer(self, stored: dict[int, int]) -> None:
         self.consumer = AIOKafkaConsumer(
@@ -135,8 +139,9 @@ class Sink:
             max_partition_fetch_bytes=FETCH_BYTES,
         )
         await self.consumer.start()
-        self.partitions = [TopicPartition(self.topic, p)
-                           for p in sorted(await self._partition_ids())]
+        self.partitions = [
+            TopicPartition(self.topic, p) for p in sorted(await self._partition_ids())
+        ]
         self.consumer.assign(self.partitions)
         for tp in self.partitions:
             if tp.partition in stored:
@@ -153,14 +158,18 @@ class Sink:
             if ids:
                 return ids
             if time.monotonic() > deadline:
-                raise SinkError(f"topic {self.topic} has no partitions; run `dispatchwire run` "
-                                "or check DISPATCHWIRE_TOPIC_PREFIX")
+                raise SinkError(
+                    f"topic {self.topic} has no partitions; run `dispatchwire run` "
+                    "or check DISPATCHWIRE_TOPIC_PREFIX"
+                )
             await asyncio.sleep(0.2)
 
     def _fetch_partition_ids(self) -> set[int]:
-        metadata = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                 client_id=f"{self.settings.app_id}-sink-metadata",
-                                 enable_auto_commit=False)  # no group: nothing to commit
+        metadata = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"{self.settings.app_id}-sink-metadata",
+            enable_auto_commit=False,
+        )  # no group: nothing to commit
         try:
             return set(metadata.partitions_for_topic(self.topic) or ())
         finally:
@@ -173,11 +182,16 @@ class Sink:
 
     def position(self) -> dict[int, int]:
         assert self.consumer is not None
-        return {tp.partition: int(self._await(self.consumer.position(tp)))
-                for tp in self.partitions}
+        return {
+            tp.partition: int(self._await(self.consumer.position(tp))) for tp in self.partitions
+        }
 
-    async def _collect(self, records: list | None = None, started: float | None = None,
-                       until: asyncio.Future | None = None) -> list:
+    async def _collect(
+        self,
+        records: list | None = None,
+        started: float | None = None,
+        until: asyncio.Future | None = None,
+    ) -> list:
         """Records for the next batch: up to ``batch_size``, lingering up to ``LINGER_S``
         from ``started``. With ``until``, stop early once it is done (a write finished)."""
         assert self.consumer is not None
@@ -191,16 +205,18 @@ class Sink:
                 break
             # While a write runs, poll in short steps so the next write starts without delay.
             wait = min(remaining, 0.02) if until is not None else remaining
-            polled = await self.consumer.getmany(timeout_ms=int(wait * 1000) + 1,
-                                                 max_records=self.batch_size - len(records))
+            polled = await self.consumer.getmany(
+                timeout_ms=int(wait * 1000) + 1, max_records=self.batch_size - len(records)
+            )
             for batch in polled.values():
                 records.extend(batch)
         return records
 
     async def _commit(self) -> None:
         assert self.consumer is not None
-        offsets = {tp: self.written[tp.partition] for tp in self.partitions
-                   if tp.partition in self.written}
+        offsets = {
+            tp: self.written[tp.partition] for tp in self.partitions if tp.partition in self.written
+        }
         if not offsets:
             return
         try:
@@ -212,8 +228,7 @@ class Sink:
         """Write ``records`` in a thread (DuckDB lets go of the GIL while it works) and,
         meanwhile, collect (decode) the records of the next batch on this loop."""
         assert self.con is not None
-        write = asyncio.ensure_future(
-            asyncio.to_thread(write_batch, self.con, self.topic, records))
+        write = asyncio.ensure_future(asyncio.to_thread(write_batch, self.con, self.topic, records))
         started = time.monotonic()
         try:
             self._ahead = await self._collect(until=write)
@@ -241,21 +256,29 @@ class Sink:
         serve_requests(self.con, self.settings)
         return result
 
-    def run(self, should_stop: Callable[[], bool] = lambda: False,
-            until_caught_up: bool = False) -> SinkStats:
+    def run(
+        self, should_stop: Callable[[], bool] = lambda: False, until_caught_up: bool = False
+    ) -> SinkStats:
         """Consume until ``should_stop()`` (or, with ``until_caught_up``, the log end)."""
         target = self.end_position() if until_caught_up else None
         last_report = time.monotonic()
         while not should_stop():
             self.step()
-            if target is not None and not self._ahead and all(
-                self.position()[p] >= o for p, o in target.items()
+            if (
+                target is not None
+                and not self._ahead
+                and all(self.position()[p] >= o for p, o in target.items())
             ):  # nothing read and not yet written, and read up to the end
                 break
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
-                log.info("sink: %d records in %d batches (%.0f/s), at %s", self.stats.records,
-                         self.stats.batches, self.stats.rate, format_position(self.written))
+                log.info(
+                    "sink: %d records in %d batches (%.0f/s), at %s",
+                    self.stats.records,
+                    self.stats.batches,
+                    self.stats.rate,
+                    format_position(self.written),
+                )
         return self.stats
 
     def close(self) -> None:

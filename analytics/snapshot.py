@@ -44,8 +44,9 @@ def requests_dir(settings: Settings) -> Path:
     return settings.sink_db.with_name(settings.sink_db.name + ".requests")
 
 
-def copy_database(con: duckdb.DuckDBPyConnection, source: str, target: Path,
-                  topic: str) -> SnapshotInfo:
+def copy_database(
+    con: duckdb.DuckDBPyConnection, source: str, target: Path, topic: str
+) -> SnapshotInfo:
     """Copy attached database ``source`` to a new file ``target`` and stamp it."""
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -56,9 +57,13 @@ def copy_database(con: duckdb.DuckDBPyConnection, source: str, target: Path,
         con.execute(f"ATTACH '{_sql_path(tmp)}' AS {alias}")
         try:
             con.execute(f"COPY FROM DATABASE {source} TO {alias}")
-            position = {int(p): int(o) for p, o in con.execute(
-                f'SELECT "partition", next_offset FROM {alias}.sink_offsets WHERE topic = ?',  # noqa: S608
-                [topic]).fetchall()}
+            position = {
+                int(p): int(o)
+                for p, o in con.execute(
+                    f'SELECT "partition", next_offset FROM {alias}.sink_offsets WHERE topic = ?',  # noqa: S608
+                    [topic],
+                ).fetchall()
+            }
             row = con.execute(
                 f"SELECT count(*), max(occurred_at) FROM {alias}.events"  # noqa: S608
             ).fetchall()[0]
@@ -67,9 +72,10 @@ def copy_database(con: duckdb.DuckDBPyConnection, source: str, target: Path,
                 f"CREATE TABLE {alias}.snapshot_meta (taken_at TIMESTAMP, topic VARCHAR, "
                 "position VARCHAR, events BIGINT, last_event_at TIMESTAMP)"
             )
-            con.execute(f"INSERT INTO {alias}.snapshot_meta VALUES (?, ?, ?, ?, ?)",  # noqa: S608
-                        [taken_at, topic, format_position(position), events,
-                         row[1] if row else None])
+            con.execute(
+                f"INSERT INTO {alias}.snapshot_meta VALUES (?, ?, ?, ?, ?)",  # noqa: S608
+                [taken_at, topic, format_position(position), events, row[1] if row else None],
+            )
             con.execute(f"CHECKPOINT {alias}")
         finally:
             con.execute(f"DETACH {alias}")
@@ -158,8 +164,10 @@ def serve_requests(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
     for request in sorted(folder.glob("*.json")):
         try:
             target = Path(json.loads(request.read_text())["path"])
-            answer = {"ok": True, "info": asdict(copy_database(con, source, target,
-                                                               settings.events_topic))}
+            answer = {
+                "ok": True,
+                "info": asdict(copy_database(con, source, target, settings.events_topic)),
+            }
         except (OSError, ValueError, KeyError, SinkError) as exc:
             answer = {"ok": False, "error": str(exc)}
         staging = request.with_suffix(".done.tmp")

@@ -100,14 +100,26 @@ EVENT_KEY = "hash(event_id)"
 EVENT_KEY_FN = f"hash@duckdb-{duckdb.__version__}"
 
 TS = pa.timestamp("us")
-EVENTS_SCHEMA = pa.schema([
-    ("event_id", pa.string()), ("event", pa.string()), ("action", pa.string()),
-    ("region", pa.string()), ("command_id", pa.string()), ("occurred_at", TS),
-    ("logged_at", TS), ("partition", pa.int32()), ("offset", pa.int64()),
-    ("emergency_id", pa.string()), ("unit_id", pa.string()),
-    ("emergency_status", pa.string()), ("unit_status", pa.string()),
-    ("lat", pa.float64()), ("lon", pa.float64()), ("raw", pa.string()),
-])
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event", pa.string()),
+        ("action", pa.string()),
+        ("region", pa.string()),
+        ("command_id", pa.string()),
+        ("occurred_at", TS),
+        ("logged_at", TS),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("emergency_id", pa.string()),
+        ("unit_id", pa.string()),
+        ("emergency_status", pa.string()),
+        ("unit_status", pa.string()),
+        ("lat", pa.float64()),
+        ("lon", pa.float64()),
+        ("raw", pa.string()),
+    ]
+)
 
 
 class LogRecord(Protocol):
@@ -148,8 +160,9 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("COMMIT")
 
 
-def event_row(event: Any, partition: int, offset: int, timestamp_ms: int,
-              raw: bytes) -> dict[str, Any]:
+def event_row(
+    event: Any, partition: int, offset: int, timestamp_ms: int, raw: bytes
+) -> dict[str, Any]:
     emergency: Emergency | None = getattr(event, "emergency", None)
     unit: Unit | None = getattr(event, "unit", None)
     unit_id = getattr(event, "unit_id", None) or (unit.id if unit else None)
@@ -185,20 +198,40 @@ def event_row(event: Any, partition: int, offset: int, timestamp_ms: int,
 
 def emergency_row(e: Emergency) -> dict[str, Any]:
     return {
-        "id": e.id, "region": e.region, "type": e.type.value, "priority": e.priority,
-        "lat": e.lat, "lon": e.lon, "description": e.description, "status": e.status.value,
-        "assigned_unit_id": e.assigned_unit_id, "reported_at": utc(e.reported_at),
-        "assigned_at": utc(e.assigned_at), "on_scene_at": utc(e.on_scene_at),
-        "closed_at": utc(e.closed_at), "version": e.version, "doc": e.model_dump_json(),
+        "id": e.id,
+        "region": e.region,
+        "type": e.type.value,
+        "priority": e.priority,
+        "lat": e.lat,
+        "lon": e.lon,
+        "description": e.description,
+        "status": e.status.value,
+        "assigned_unit_id": e.assigned_unit_id,
+        "reported_at": utc(e.reported_at),
+        "assigned_at": utc(e.assigned_at),
+        "on_scene_at": utc(e.on_scene_at),
+        "closed_at": utc(e.closed_at),
+        "version": e.version,
+        "doc": e.model_dump_json(),
     }
 
 
 def unit_row(u: Unit) -> dict[str, Any]:
     return {
-        "id": u.id, "callsign": u.callsign, "type": u.type.value, "region": u.region,
-        "status": u.status.value, "lat": u.lat, "lon": u.lon, "station": u.station,
-        "emergency_id": u.emergency_id, "eta_s": u.eta_s, "heading": u.heading,
-        "updated_at": utc(u.updated_at), "version": u.version, "doc": u.model_dump_json(),
+        "id": u.id,
+        "callsign": u.callsign,
+        "type": u.type.value,
+        "region": u.region,
+        "status": u.status.value,
+        "lat": u.lat,
+        "lon": u.lon,
+        "station": u.station,
+        "emergency_id": u.emergency_id,
+        "eta_s": u.eta_s,
+        "heading": u.heading,
+        "updated_at": utc(u.updated_at),
+        "version": u.version,
+        "doc": u.model_dump_json(),
     }
 
 
@@ -230,43 +263,97 @@ def _changed_ids(event: Any) -> tuple[list[str], list[str]]:
 
 # --- the set-based write -------------------------------------------------------------
 
-BATCH_SCHEMA = pa.schema([
-    ("seq", pa.int64()), ("partition", pa.int32()), ("offset", pa.int64()),
-    ("logged_at", pa.timestamp("ms")), ("raw_blob", pa.large_binary()),
-])
+BATCH_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("logged_at", pa.timestamp("ms")),
+        ("raw_blob", pa.large_binary()),
+    ]
+)
 
 # What json_transform pulls out of each record, in one parse. A field of the wrong JSON
 # type comes out NULL, which the checks below turn into a reject naming the field.
-_EVENT_FIELDS = json.dumps({
-    "v": "BIGINT", "event_id": "VARCHAR", "event": "VARCHAR", "action": "VARCHAR",
-    "region": "VARCHAR", "command_id": "VARCHAR", "occurred_at": "VARCHAR",
-    "unit_id": "VARCHAR", "emergency_id": "VARCHAR", "lat": "DOUBLE", "lon": "DOUBLE",
-    "version": "BIGINT",
-    "emergency": {"id": "VARCHAR", "status": "VARCHAR", "lat": "DOUBLE", "lon": "DOUBLE",
-                  "assigned_unit_id": "VARCHAR", "version": "BIGINT"},
-    "unit": {"id": "VARCHAR", "status": "VARCHAR", "lat": "DOUBLE", "lon": "DOUBLE",
-             "version": "BIGINT"},
-})
-_EMERGENCY_FIELDS = json.dumps({
-    "id": "VARCHAR", "region": "VARCHAR", "type": "VARCHAR", "priority": "INTEGER",
-    "lat": "DOUBLE", "lon": "DOUBLE", "description": "VARCHAR", "status": "VARCHAR",
-    "assigned_unit_id": "VARCHAR", "reported_at": "VARCHAR", "assigned_at": "VARCHAR",
-    "on_scene_at": "VARCHAR", "closed_at": "VARCHAR", "version": "INTEGER",
-})
-_UNIT_FIELDS = json.dumps({
-    "id": "VARCHAR", "callsign": "VARCHAR", "type": "VARCHAR", "region": "VARCHAR",
-    "status": "VARCHAR", "lat": "DOUBLE", "lon": "DOUBLE", "station": "VARCHAR",
-    "emergency_id": "VARCHAR", "eta_s": "DOUBLE", "heading": "DOUBLE",
-    "updated_at": "VARCHAR", "version": "INTEGER",
-})
+_EVENT_FIELDS = json.dumps(
+    {
+        "v": "BIGINT",
+        "event_id": "VARCHAR",
+        "event": "VARCHAR",
+        "action": "VARCHAR",
+        "region": "VARCHAR",
+        "command_id": "VARCHAR",
+        "occurred_at": "VARCHAR",
+        "unit_id": "VARCHAR",
+        "emergency_id": "VARCHAR",
+        "lat": "DOUBLE",
+        "lon": "DOUBLE",
+        "version": "BIGINT",
+        "emergency": {
+            "id": "VARCHAR",
+            "status": "VARCHAR",
+            "lat": "DOUBLE",
+            "lon": "DOUBLE",
+            "assigned_unit_id": "VARCHAR",
+            "version": "BIGINT",
+        },
+        "unit": {
+            "id": "VARCHAR",
+            "status": "VARCHAR",
+            "lat": "DOUBLE",
+            "lon": "DOUBLE",
+            "version": "BIGINT",
+        },
+    }
+)
+_EMERGENCY_FIELDS = json.dumps(
+    {
+        "id": "VARCHAR",
+        "region": "VARCHAR",
+        "type": "VARCHAR",
+        "priority": "INTEGER",
+        "lat": "DOUBLE",
+        "lon": "DOUBLE",
+        "description": "VARCHAR",
+        "status": "VARCHAR",
+        "assigned_unit_id": "VARCHAR",
+        "reported_at": "VARCHAR",
+        "assigned_at": "VARCHAR",
+        "on_scene_at": "VARCHAR",
+        "closed_at": "VARCHAR",
+        "version": "INTEGER",
+    }
+)
+_UNIT_FIELDS = json.dumps(
+    {
+        "id": "VARCHAR",
+        "callsign": "VARCHAR",
+        "type": "VARCHAR",
+        "region": "VARCHAR",
+        "status": "VARCHAR",
+        "lat": "DOUBLE",
+        "lon": "DOUBLE",
+        "station": "VARCHAR",
+        "emergency_id": "VARCHAR",
+        "eta_s": "DOUBLE",
+        "heading": "DOUBLE",
+        "updated_at": "VARCHAR",
+        "version": "INTEGER",
+    }
+)
 
 
 def _sql_list(values: Sequence[str]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-_EVENT_NAMES = ("emergency_created", "emergency_updated", "unit_status_update",
-                "unit_location", "command_rejected")
+_EVENT_NAMES = (
+    "emergency_created",
+    "emergency_updated",
+    "unit_status_update",
+    "unit_location",
+    "command_rejected",
+)
 _ACTIONS = ("assigned", "on_scene", "completed", "cancelled")
 
 
@@ -276,8 +363,10 @@ def _utc(text: str) -> str:
     A plain cast ignores an offset, so only strings in UTC ("Z", as pydantic writes them)
     take that fast path; anything else goes through TIMESTAMPTZ (several times slower).
     """
-    return (f"CASE WHEN ends_with({text}, 'Z') THEN try_cast({text} AS TIMESTAMP) "
-            f"ELSE timezone('UTC', try_cast({text} AS TIMESTAMPTZ)) END")
+    return (
+        f"CASE WHEN ends_with({text}, 'Z') THEN try_cast({text} AS TIMESTAMP) "
+        f"ELSE timezone('UTC', try_cast({text} AS TIMESTAMPTZ)) END"
+    )
 
 
 # Cheap validation instead of a pydantic model per event: valid UTF-8 and JSON, a known
@@ -453,19 +542,30 @@ SELECT u['id'], u['callsign'], u['type'], u['region'], coalesce(u['status'], 'AV
 FROM (SELECT json_transform(doc, '{_UNIT_FIELDS}') AS u, doc FROM sink_unit_docs)
 """  # noqa: S608 - built from constants only
 
-_TEMP_TABLES = ("sink_parsed", "sink_new", "sink_emergency_docs", "sink_unit_changes",
-                "sink_unit_docs")
+_TEMP_TABLES = (
+    "sink_parsed",
+    "sink_new",
+    "sink_emergency_docs",
+    "sink_unit_changes",
+    "sink_unit_docs",
+)
 
 
 def _moved_unit(base_doc: str, location_raw: str, logged_at: str) -> str:
     """``base_doc`` with the position fields of a unit_location, as Projection.apply sets them."""
     unit = json.loads(base_doc)
     move = json.loads(location_raw)
-    unit.update({
-        "lat": move["lat"], "lon": move["lon"], "heading": move.get("heading"),
-        "eta_s": move.get("eta_s"), "route_index": move.get("route_index"),
-        "version": move["version"], "updated_at": move.get("occurred_at") or logged_at,
-    })
+    unit.update(
+        {
+            "lat": move["lat"],
+            "lon": move["lon"],
+            "heading": move.get("heading"),
+            "eta_s": move.get("eta_s"),
+            "route_index": move.get("route_index"),
+            "version": move["version"],
+            "updated_at": move.get("occurred_at") or logged_at,
+        }
+    )
     return json.dumps(unit, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -478,8 +578,9 @@ def _bytes_array(values: list[bytes | None], kind: pa.DataType) -> pa.Array:
     n = len(values)
     missing = [i for i, v in enumerate(values) if v is None] if None in values else []
     # without its None, ``values`` holds bytes only
-    filled = cast("Sequence[bytes]",
-                  [b"" if v is None else v for v in values] if missing else values)
+    filled = cast(
+        "Sequence[bytes]", [b"" if v is None else v for v in values] if missing else values
+    )
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, filled), dtype=np.int64, count=n), out=offsets[1:])
     validity = None
@@ -488,8 +589,9 @@ def _bytes_array(values: list[bytes | None], kind: pa.DataType) -> pa.Array:
         present[missing] = False
         validity = pa.py_buffer(np.packbits(present, bitorder="little"))
     data = b"".join(filled)
-    return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
-                                 null_count=len(missing))
+    return pa.Array.from_buffers(
+        kind, n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=len(missing)
+    )
 
 
 def batch_table(records: Sequence[LogRecord]) -> pa.Table:
@@ -500,17 +602,26 @@ def batch_table(records: Sequence[LogRecord]) -> pa.Table:
         numbers: np.ndarray = np.fromiter(map(attrgetter(name), records), dtype=dtype, count=n)
         return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(numbers)])
 
-    return pa.Table.from_arrays([
-        pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int64))]),
-        column(pa.int32(), np.int32, "partition"),
-        column(pa.int64(), np.int64, "offset"),
-        column(pa.timestamp("ms"), np.int64, "timestamp"),
-        _bytes_array([r.value for r in records], pa.large_binary()),
-    ], schema=BATCH_SCHEMA)
+    return pa.Table.from_arrays(
+        [
+            pa.Array.from_buffers(
+                pa.int64(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int64))]
+            ),
+            column(pa.int32(), np.int32, "partition"),
+            column(pa.int64(), np.int64, "offset"),
+            column(pa.timestamp("ms"), np.int64, "timestamp"),
+            _bytes_array([r.value for r in records], pa.large_binary()),
+        ],
+        schema=BATCH_SCHEMA,
+    )
 
 
-def write_batch(con: duckdb.DuckDBPyConnection, topic: str, records: Sequence[LogRecord],
-                projection: Projection | None = None) -> BatchResult:
+def write_batch(
+    con: duckdb.DuckDBPyConnection,
+    topic: str,
+    records: Sequence[LogRecord],
+    projection: Projection | None = None,
+) -> BatchResult:
     """Store ``records`` (in log order) and the position after them in one transaction.
 
     The current state is folded in SQL from the stored ``emergencies``/``units`` rows, so
@@ -536,13 +647,21 @@ def write_batch(con: duckdb.DuckDBPyConnection, topic: str, records: Sequence[Lo
         con.execute(_PUT_EMERGENCIES)
         con.execute(_UNIT_CHANGES)
         con.execute(_UNIT_DOCS)
-        moved = [(uid, _moved_unit(base, raw, logged))
-                 for uid, base, raw, logged in con.execute(_UNIT_MOVES).fetchall()]
+        moved = [
+            (uid, _moved_unit(base, raw, logged))
+            for uid, base, raw, logged in con.execute(_UNIT_MOVES).fetchall()
+        ]
         if moved:
-            con.register("sink_moved", pa.Table.from_arrays([
-                _bytes_array([m[0].encode() for m in moved], pa.large_string()),
-                _bytes_array([m[1].encode() for m in moved], pa.large_string()),
-            ], names=["id", "doc"]))
+            con.register(
+                "sink_moved",
+                pa.Table.from_arrays(
+                    [
+                        _bytes_array([m[0].encode() for m in moved], pa.large_string()),
+                        _bytes_array([m[1].encode() for m in moved], pa.large_string()),
+                    ],
+                    names=["id", "doc"],
+                ),
+            )
             con.execute("INSERT INTO sink_unit_docs SELECT id, doc FROM sink_moved")
             con.unregister("sink_moved")
         con.execute("DELETE FROM units WHERE id IN (SELECT id FROM sink_unit_docs)")
@@ -557,8 +676,9 @@ def write_batch(con: duckdb.DuckDBPyConnection, topic: str, records: Sequence[Lo
     finally:
         con.unregister("sink_batch")
     if result.rejects:
-        log.warning("%d of %d records are not events; kept in sink_rejects",
-                    result.rejects, result.records)
+        log.warning(
+            "%d of %d records are not events; kept in sink_rejects", result.rejects, result.records
+        )
     return result
 
 
@@ -576,6 +696,7 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 # --- measuring the write path --------------------------------------------------------
 
+
 @dataclass
 class _Record:
     partition: int
@@ -584,8 +705,9 @@ class _Record:
     value: bytes
 
 
-def bench_ingest(values: Sequence[bytes], db_path: str | Path = ":memory:",
-                 batch_size: int = 5_000) -> float:
+def bench_ingest(
+    values: Sequence[bytes], db_path: str | Path = ":memory:", batch_size: int = 5_000
+) -> float:
     """Events/s of ``write_batch`` alone over record ``values`` (in log order, partition 0)
     into a new database at ``db_path``, in batches of ``batch_size``. Building the
     records, creating the tables and one warm-up batch (on a scratch database) are not
@@ -600,15 +722,16 @@ def bench_ingest(values: Sequence[bytes], db_path: str | Path = ":memory:",
         create_tables(con)
         started = time.perf_counter()
         for i in range(0, len(records), batch_size):
-            write_batch(con, "bench", records[i:i + batch_size])
+            write_batch(con, "bench", records[i : i + batch_size])
         elapsed = time.perf_counter() - started
     finally:
         con.close()
     return len(records) / elapsed
 
 
-def bench_executemany(values: Sequence[bytes], db_path: str | Path = ":memory:",
-                      batch_size: int = 5_000) -> float:
+def bench_executemany(
+    values: Sequence[bytes], db_path: str | Path = ":memory:", batch_size: int = 5_000
+) -> float:
     """Events/s of the row-by-row peer on the same input as ``bench_ingest``: a pydantic
     decode, ``event_row`` and the Projection fold per event, then ``executemany`` inserts
     of the events and changed state rows and the offset, one transaction per batch."""
@@ -629,21 +752,37 @@ def bench_executemany(values: Sequence[bytes], db_path: str | Path = ":memory:",
                     changed_e.update(e_ids)
                     changed_u.update(u_ids)
             con.execute("BEGIN TRANSACTION")
-            con.executemany(f"INSERT INTO events VALUES ({', '.join('?' * len(names))})",  # noqa: S608
-                            rows)
+            con.executemany(
+                f"INSERT INTO events VALUES ({', '.join('?' * len(names))})",  # noqa: S608
+                rows,
+            )
             emergencies, units = projection.emergencies, projection.units
             for table, ids, state in (
-                    ("emergencies", changed_e,
-                     [list(emergency_row(emergencies[i]).values()) for i in sorted(changed_e)]),
-                    ("units", changed_u,
-                     [list(unit_row(units[i]).values()) for i in sorted(changed_u)])):
+                (
+                    "emergencies",
+                    changed_e,
+                    [list(emergency_row(emergencies[i]).values()) for i in sorted(changed_e)],
+                ),
+                (
+                    "units",
+                    changed_u,
+                    [list(unit_row(units[i]).values()) for i in sorted(changed_u)],
+                ),
+            ):
                 if state:
-                    con.executemany(f"DELETE FROM {table} WHERE id = ?",  # noqa: S608
-                                    [[i] for i in sorted(ids)])
-                    con.executemany(f"INSERT INTO {table} VALUES "  # noqa: S608
-                                    f"({', '.join('?' * len(state[0]))})", state)
-            con.execute("INSERT OR REPLACE INTO sink_offsets VALUES ('bench', 0, ?)",
-                        [min(start + batch_size, len(values))])
+                    con.executemany(
+                        f"DELETE FROM {table} WHERE id = ?",  # noqa: S608
+                        [[i] for i in sorted(ids)],
+                    )
+                    con.executemany(
+                        f"INSERT INTO {table} VALUES "  # noqa: S608
+                        f"({', '.join('?' * len(state[0]))})",
+                        state,
+                    )
+            con.execute(
+                "INSERT OR REPLACE INTO sink_offsets VALUES ('bench', 0, ?)",
+                [min(start + batch_size, len(values))],
+            )
             con.execute("COMMIT")
         return len(values) / (time.perf_counter() - started)
     finally:

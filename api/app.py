@@ -40,8 +40,17 @@ log = logging.getLogger(__name__)
 # The tracking view (``GET /api/emergencies/{id}`` without an authority token) is what the
 # /track page draws; the reporter (name, phone) is for authority only.
 TRACKING_HIDDEN_FIELDS = {"reporter"}
-TRACKING_UNIT_FIELDS = {"id", "callsign", "type", "status", "lat", "lon", "eta_s", "heading",
-                        "version"}
+TRACKING_UNIT_FIELDS = {
+    "id",
+    "callsign",
+    "type",
+    "status",
+    "lat",
+    "lon",
+    "eta_s",
+    "heading",
+    "version",
+}
 
 # Pages load only our own scripts, styles and the pydeck bundle; the map draws into a
 # canvas (blob:/data: images and workers); live data comes from our own /api/stream.
@@ -84,8 +93,11 @@ class SecurityHeaders:
     data (reporters, positions) that no shared cache or later user of the browser should
     get, and a static file must never be sniffed into something executable."""
 
-    HEADERS = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-               (b"cache-control", b"no-store"))
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cache-control", b"no-store"),
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -142,15 +154,19 @@ async def get_state(request: Request) -> JSONResponse:
 async def list_emergencies(request: Request) -> JSONResponse:
     services = _services(request)
     services.auth.require(request, READERS, cookie=True)
-    return JSONResponse(services.model.projection.as_json()["emergencies"],
-                        headers={"X-Log-Position": services.model.position_id})
+    return JSONResponse(
+        services.model.projection.as_json()["emergencies"],
+        headers={"X-Log-Position": services.model.position_id},
+    )
 
 
 async def list_units(request: Request) -> JSONResponse:
     services = _services(request)
     services.auth.require(request, READERS, cookie=True)
-    return JSONResponse(services.model.projection.as_json()["units"],
-                        headers={"X-Log-Position": services.model.position_id})
+    return JSONResponse(
+        services.model.projection.as_json()["units"],
+        headers={"X-Log-Position": services.model.position_id},
+    )
 
 
 async def get_emergency(request: Request) -> JSONResponse:
@@ -165,10 +181,14 @@ async def get_emergency(request: Request) -> JSONResponse:
     hidden = None if role is Role.AUTHORITY else TRACKING_HIDDEN_FIELDS
     body = emergency.model_dump(mode="json", exclude=hidden)
     unit = services.model.projection.units.get(emergency.assigned_unit_id or "")
-    body["unit"] = (unit.model_dump(mode="json", include=TRACKING_UNIT_FIELDS)
-                    if unit is not None and emergency.status.is_open else None)
-    return JSONResponse(body, headers={"X-Log-Position": services.model.position_id,
-                                       "Cache-Control": "no-store"})
+    body["unit"] = (
+        unit.model_dump(mode="json", include=TRACKING_UNIT_FIELDS)
+        if unit is not None and emergency.status.is_open
+        else None
+    )
+    return JSONResponse(
+        body, headers={"X-Log-Position": services.model.position_id, "Cache-Control": "no-store"}
+    )
 
 
 async def emergencies(request: Request) -> Response:
@@ -224,7 +244,8 @@ def create_app(settings: Settings) -> ApiApp:
         services.model.start()
         keep_alive = asyncio.get_running_loop().create_task(
             services.hub.keep_alive(settings.heartbeat_s, settings.api_client_send_timeout_s),
-            name="live-keep-alive")
+            name="live-keep-alive",
+        )
         await asyncio.to_thread(commands.warm_region_lookup)
         try:
             yield
@@ -255,10 +276,17 @@ def create_app(settings: Settings) -> ApiApp:
         *replay_routes.routes(settings, services.auth),
         *views.routes(settings),
     ]
-    middleware = [Middleware(CORSMiddleware, **cors), Middleware(SecurityHeaders),
-                  Middleware(ContentSecurityPolicy)]
-    app = ApiApp(routes=routes, middleware=middleware, lifespan=lifespan,
-                 exception_handlers={ApiError: api_error})
+    middleware = [
+        Middleware(CORSMiddleware, **cors),
+        Middleware(SecurityHeaders),
+        Middleware(ContentSecurityPolicy),
+    ]
+    app = ApiApp(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={ApiError: api_error},
+    )
     app.live = live
     app.state.services = services
     app.state.openapi = openapi_document()

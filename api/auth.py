@@ -103,7 +103,7 @@ class Auth:
         """The unit a per-unit token names, if its signature holds."""
         if not token.startswith(UNIT_TOKEN_PREFIX):
             return None
-        unit_id, _, signature = token[len(UNIT_TOKEN_PREFIX):].rpartition(".")
+        unit_id, _, signature = token[len(UNIT_TOKEN_PREFIX) :].rpartition(".")
         if not unit_id:
             return None
         expected = _unit_signature(self._unit_key, unit_id)
@@ -118,11 +118,17 @@ class Auth:
         token = self.token_of(conn, cookie=False, query=False) or ""
         own = self.unit_of_token(token)
         if own != unit_id:
-            reason = (f"a token of unit {own} cannot change another unit" if own else
-                      "the shared unit token changes no unit; use the unit's own token "
-                      "(dispatchwire unit-token UNIT_ID)")
-            raise ApiError(403, "this token cannot change this unit",
-                           [{"field": "Authorization", "reason": reason}])
+            reason = (
+                f"a token of unit {own} cannot change another unit"
+                if own
+                else "the shared unit token changes no unit; use the unit's own token "
+                "(dispatchwire unit-token UNIT_ID)"
+            )
+            raise ApiError(
+                403,
+                "this token cannot change this unit",
+                [{"field": "Authorization", "reason": reason}],
+            )
         return role
 
     def token_of(self, conn: HTTPConnection, *, cookie: bool, query: bool) -> str | None:
@@ -145,36 +151,51 @@ class Auth:
             return None
         role = self._role_for(token)
         if role is None:
-            raise ApiError(401, "unknown token", [{"field": "Authorization",
-                                                   "reason": "token matches no role"}],
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unknown token",
+                [{"field": "Authorization", "reason": "token matches no role"}],
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return role
 
-    def require(self, conn: HTTPConnection, allowed: frozenset[Role], *, cookie: bool = False,
-                query: bool = False) -> Role:
+    def require(
+        self,
+        conn: HTTPConnection,
+        allowed: frozenset[Role],
+        *,
+        cookie: bool = False,
+        query: bool = False,
+    ) -> Role:
         """The caller's role if it is one of ``allowed``; 401 without a token, 403 otherwise."""
         role = self.role(conn, cookie=cookie, query=query)
         needed = " or ".join(sorted(allowed))
         if role is None:
-            raise ApiError(401, f"this needs a {needed} token",
-                           [{"field": "Authorization", "reason": "missing bearer token"}],
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                f"this needs a {needed} token",
+                [{"field": "Authorization", "reason": "missing bearer token"}],
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if role not in allowed:
-            raise ApiError(403, f"a {role} token cannot do this; it needs {needed}",
-                           [{"field": "Authorization", "reason": f"role {role} not allowed"}])
+            raise ApiError(
+                403,
+                f"a {role} token cannot do this; it needs {needed}",
+                [{"field": "Authorization", "reason": f"role {role} not allowed"}],
+            )
         return role
 
     def require_authority(self, conn: HTTPConnection) -> None:
         """Authority by header, cookie (GET) or ``?token=`` (EventSource): 401 without a
         token or with an unknown one, 403 for another role."""
-        self.require(conn, AUTHORITY, cookie=conn.scope.get("method") == "GET",
-                     query=True)
+        self.require(conn, AUTHORITY, cookie=conn.scope.get("method") == "GET", query=True)
 
     def require_metrics(self, conn: HTTPConnection) -> None:
         """``/metrics`` outside dev: the metrics token or the authority token (header)."""
         token = self.token_of(conn, cookie=False, query=False) or ""
-        if self._metrics_token and hmac.compare_digest(self._metrics_token.encode(),
-                                                       token.encode()):
+        if self._metrics_token and hmac.compare_digest(
+            self._metrics_token.encode(), token.encode()
+        ):
             return
         self.require(conn, AUTHORITY)
 
@@ -213,8 +234,11 @@ class RateLimiter:
             hits.popleft()
         if len(hits) >= self.per_minute:
             retry_after = max(1, math.ceil(self.WINDOW_S - (now - hits[0])))
-            raise ApiError(429, f"too many reports from this address; try again in "
-                           f"{retry_after}s", headers={"Retry-After": str(retry_after)})
+            raise ApiError(
+                429,
+                f"too many reports from this address; try again in {retry_after}s",
+                headers={"Retry-After": str(retry_after)},
+            )
         hits.append(now)
 
     def _prune(self, now: float) -> None:

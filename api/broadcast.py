@@ -42,7 +42,12 @@ class LiveMessage:
 
 
 def build_message(
-    event: str, id: str, data_json: str, *, partition: int = -1, offset: int = -1,
+    event: str,
+    id: str,
+    data_json: str,
+    *,
+    partition: int = -1,
+    offset: int = -1,
     region: str | None = None,
 ) -> LiveMessage:
     """``data_json`` is compact JSON (no raw newlines), so it fits one ``data:`` line."""
@@ -56,9 +61,13 @@ def with_id(message: LiveMessage, id: str) -> LiveMessage:
     sse_head = f"id: {message.id}\r\n".encode()
     ws_head = f'{{"event":{dumps(message.event)},"id":{dumps(message.id)},'
     return LiveMessage(
-        message.event, id, message.partition, message.offset, message.region,
-        f"id: {id}\r\n".encode() + message.sse[len(sse_head):],
-        f'{{"event":{dumps(message.event)},"id":{dumps(id)},' + message.ws[len(ws_head):],
+        message.event,
+        id,
+        message.partition,
+        message.offset,
+        message.region,
+        f"id: {id}\r\n".encode() + message.sse[len(sse_head) :],
+        f'{{"event":{dumps(message.event)},"id":{dumps(id)},' + message.ws[len(ws_head) :],
     )
 
 
@@ -100,8 +109,11 @@ class Client:
     )
 
     def __init__(
-        self, transport: str, queue_size: int,
-        regions: frozenset[str] | None = None, events: frozenset[str] | None = None,
+        self,
+        transport: str,
+        queue_size: int,
+        regions: frozenset[str] | None = None,
+        events: frozenset[str] | None = None,
     ) -> None:
         self.transport = transport
         self.regions = regions
@@ -244,8 +256,11 @@ class Hub:
                     client.ping()
 
     def _time_out(self, client: Client, stuck_s: float) -> None:
-        log.info("closing a %s client that stopped reading (a write stuck for %.1fs)",
-                 client.transport, stuck_s)
+        log.info(
+            "closing a %s client that stopped reading (a write stuck for %.1fs)",
+            client.transport,
+            stuck_s,
+        )
         self.timeouts += 1
         client.timed_out = True
         self.unsubscribe(client)

@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
-        "api", help="serve the live API (HTTP commands, SSE /api/stream, /ws) with uvicorn",
+        "api",
+        help="serve the live API (HTTP commands, SSE /api/stream, /ws) with uvicorn",
         description="Serve the live API. Settings from DISPATCHWIRE_* (API_HOST, API_PORT, "
         "AUTHORITY_TOKEN, UNIT_TOKEN, REPORTER_TOKEN, CORS_ORIGINS, ...).",
     )
@@ -22,7 +23,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run_api)
 
     mint = sub.add_parser(
-        "unit-token", help="print the bearer token of one unit (it may change that unit only)",
+        "unit-token",
+        help="print the bearer token of one unit (it may change that unit only)",
         description="Print the token that lets a unit change its own status (and read the "
         "live feed). Signed with DISPATCHWIRE_UNIT_SIGNING_KEY, else a key derived from "
         "DISPATCHWIRE_AUTHORITY_TOKEN: changing either invalidates every unit token.",

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def _services(request: Request) -> Services:
     return request.app.state.services
 
@@ -70,10 +71,15 @@ def region_for_report(body: ReportRequest, fallback: str) -> str:
         return fallback
     if not network.in_service_area(body.lat, body.lon):
         south, west, north, east = network.bbox
-        reason = (f"outside the served area ({network.name}: latitude {south:.4f} to "
-                  f"{north:.4f}, longitude {west:.4f} to {east:.4f})")
-        raise ApiError(422, "this location is outside the area we serve",
-                       [{"field": "lat", "reason": reason}, {"field": "lon", "reason": reason}])
+        reason = (
+            f"outside the served area ({network.name}: latitude {south:.4f} to "
+            f"{north:.4f}, longitude {west:.4f} to {east:.4f})"
+        )
+        raise ApiError(
+            422,
+            "this location is outside the area we serve",
+            [{"field": "lat", "reason": reason}, {"field": "lon", "reason": reason}],
+        )
     return network.region_for(body.lat, body.lon)
 
 
@@ -95,14 +101,20 @@ def same_report(command: ReportEmergency) -> Callable[[Event], bool]:
     wanted = command.model_dump(include=REPORT_CONTENT)
 
     def same(event: Event) -> bool:
-        return (isinstance(event, EmergencyCreated)
-                and event.emergency.model_dump(include=REPORT_CONTENT) == wanted)
+        return (
+            isinstance(event, EmergencyCreated)
+            and event.emergency.model_dump(include=REPORT_CONTENT) == wanted
+        )
 
     return same
 
 
-async def submit(services: Services, command: Command, answers: tuple[type, ...],
-                 same: Callable[[Event], bool] | None = None) -> Event | None:
+async def submit(
+    services: Services,
+    command: Command,
+    answers: tuple[type, ...],
+    same: Callable[[Event], bool] | None = None,
+) -> Event | None:
     """Write ``command`` and wait for its outcome; None when it is late. A recently seen
     outcome of its command id answers at once only if ``same`` says it is this command's:
     a command id is the client's choice, so it may be another client's (issue 11)."""
@@ -119,8 +131,9 @@ async def submit(services: Services, command: Command, answers: tuple[type, ...]
             services.metrics.commands.labels(command.kind, "unavailable").inc()
             raise ApiError(503, str(exc), command_id=command.command_id) from exc
         try:
-            result = await asyncio.wait_for(asyncio.shield(outcome),
-                                            max(deadline - loop.time(), 0.05))
+            result = await asyncio.wait_for(
+                asyncio.shield(outcome), max(deadline - loop.time(), 0.05)
+            )
         except TimeoutError:
             services.metrics.commands.labels(command.kind, "late").inc()
             return None
@@ -132,13 +145,16 @@ async def submit(services: Services, command: Command, answers: tuple[type, ...]
 
 
 def _rejected(event: CommandRejectedEvent) -> JSONResponse:
-    return JSONResponse({"error": "rejected", "reason": event.reason, "fields": [],
-                         "command_id": event.command_id}, status_code=409)
+    return JSONResponse(
+        {"error": "rejected", "reason": event.reason, "fields": [], "command_id": event.command_id},
+        status_code=409,
+    )
 
 
 def _late(command: Command, **extra: Any) -> JSONResponse:
-    return JSONResponse({"status": "accepted", "command_id": command.command_id, **extra},
-                        status_code=202)
+    return JSONResponse(
+        {"status": "accepted", "command_id": command.command_id, **extra}, status_code=202
+    )
 
 
 async def report_emergency(request: Request) -> JSONResponse:
@@ -160,7 +176,8 @@ async def report_emergency(request: Request) -> JSONResponse:
         fields["command_id"] = body.command_id
     command = ReportEmergency(
         region=region_for_report(body, services.settings.api_fallback_region),
-        issued_by=role.value, **fields,
+        issued_by=role.value,
+        **fields,
     )
     outcome = await submit(services, command, (EmergencyCreated,), same=same_report(command))
     if outcome is None:
@@ -168,26 +185,32 @@ async def report_emergency(request: Request) -> JSONResponse:
     if isinstance(outcome, CommandRejectedEvent):
         return _rejected(outcome)
     assert isinstance(outcome, EmergencyCreated)
-    return JSONResponse(outcome.live_data(), status_code=201,
-                        headers={"Location": f"/api/emergencies/{outcome.emergency.id}"})
+    return JSONResponse(
+        outcome.live_data(),
+        status_code=201,
+        headers={"Location": f"/api/emergencies/{outcome.emergency.id}"},
+    )
 
 
 def _known_emergency_region(services: Services, emergency_id: str) -> str:
     emergency = services.model.projection.emergencies.get(emergency_id)
     if emergency is None:
         services.model.require_ready("commands")
-        raise ApiError(404, f"no emergency {emergency_id!r}",
-                       [{"field": "id", "reason": "unknown emergency"}])
+        raise ApiError(
+            404, f"no emergency {emergency_id!r}", [{"field": "id", "reason": "unknown emergency"}]
+        )
     return emergency.region
 
 
-async def _emergency_command(request: Request, request_model: type[BaseModel],
-                             build: Any) -> JSONResponse:
+async def _emergency_command(
+    request: Request, request_model: type[BaseModel], build: Any
+) -> JSONResponse:
     services = _services(request)
     role = services.auth.require(request, AUTHORITY)
     emergency_id = request.path_params["id"]
-    body = await read_model_body(request, request_model, services.settings.max_body_bytes,
-                                 allow_empty=True)
+    body = await read_model_body(
+        request, request_model, services.settings.max_body_bytes, allow_empty=True
+    )
     region = _known_emergency_region(services, emergency_id)
     extra = body.model_dump(exclude_none=True)
     command = build(region=region, emergency_id=emergency_id, issued_by=role.value, **extra)
@@ -221,8 +244,12 @@ async def set_unit_status(request: Request) -> JSONResponse:
     if unit is None:
         services.model.require_ready("commands")
         raise ApiError(404, f"no unit {unit_id!r}", [{"field": "id", "reason": "unknown unit"}])
-    command = SetUnitStatus(region=unit.region, unit_id=unit_id, issued_by=role.value,
-                            **body.model_dump(exclude_none=True))
+    command = SetUnitStatus(
+        region=unit.region,
+        unit_id=unit_id,
+        issued_by=role.value,
+        **body.model_dump(exclude_none=True),
+    )
     outcome = await submit(services, command, (UnitStatusUpdate,))
     if outcome is None:
         return _late(command)

@@ -78,8 +78,10 @@ class Feed:
         if last_event_id is None or since is None:
             first = model.snapshot(client.regions, reset=last_event_id is not None)
             if last_event_id is not None:
-                log.info("resume id %r is not a position we have; sending a reset snapshot",
-                         last_event_id[:64])
+                log.info(
+                    "resume id %r is not a position we have; sending a reset snapshot",
+                    last_event_id[:64],
+                )
             self.position = list(current)
             yield first
             return
@@ -97,8 +99,10 @@ class Feed:
                         if client.wants(message):
                             yield message
             except PositionGone:
-                log.info("resume position %s is older than the log; reset snapshot",
-                         format_position(since))
+                log.info(
+                    "resume position %s is older than the log; reset snapshot",
+                    format_position(since),
+                )
                 self.position = position = list(model.position)
                 yield model.snapshot(client.regions, reset=True)
         for p, offset in enumerate(current):
@@ -166,7 +170,8 @@ async def _catch_up(model: ReadModel, since: Position) -> Position | None:
     if not await model.reach(since, wait):
         raise PositionNotReached(
             f"the read model has not reached {format_position(since)} within {wait:g}s "
-            f"(it is at {model.position_id}); reconnect with the same id")
+            f"(it is at {model.position_id}); reconnect with the same id"
+        )
     return since
 
 
@@ -208,8 +213,12 @@ async def replay_from_kafka(
                     except SchemaError:
                         continue
                     yield build_message(
-                        event.event, format_position(position), dumps(event.live_data()),
-                        partition=tp.partition, offset=record.offset, region=event.region,
+                        event.event,
+                        format_position(position),
+                        dumps(event.live_data()),
+                        partition=tp.partition,
+                        offset=record.offset,
+                        region=event.region,
                     )
             for tp in list(remaining):
                 if await consumer.position(tp) >= until[tp.partition]:

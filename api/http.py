@@ -20,8 +20,12 @@ T = TypeVar("T", bound=BaseModel)
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, error: str, fields: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None, **extra: Any,
+        self,
+        status: int,
+        error: str,
+        fields: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(error)
         self.status = status
@@ -41,8 +45,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if declared is not None:
         # isdigit() alone takes "²", which int() refuses
         if not (declared.isascii() and declared.isdigit()):
-            raise ApiError(400, "invalid Content-Length header",
-                           [{"field": "Content-Length", "reason": "not a number"}])
+            raise ApiError(
+                400,
+                "invalid Content-Length header",
+                [{"field": "Content-Length", "reason": "not a number"}],
+            )
         if int(declared) > max_bytes:
             raise _too_large(max_bytes)
     chunks, size = [], 0
@@ -55,9 +62,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(413, f"request body is larger than {max_bytes} bytes",
-                    [{"field": "body", "reason": f"at most {max_bytes} bytes "
-                      "(DISPATCHWIRE_MAX_BODY_BYTES)"}])
+    return ApiError(
+        413,
+        f"request body is larger than {max_bytes} bytes",
+        [{"field": "body", "reason": f"at most {max_bytes} bytes (DISPATCHWIRE_MAX_BODY_BYTES)"}],
+    )
 
 
 def require_json(request: Request, body_sent: bool) -> None:
@@ -69,13 +78,21 @@ def require_json(request: Request, body_sent: bool) -> None:
         return
     media = (ctype or "").partition(";")[0].strip().lower()
     if media != "application/json":
-        raise ApiError(415, "send the body as application/json",
-                       [{"field": "Content-Type",
-                         "reason": f"expected application/json, got {media or 'none'}"}])
+        raise ApiError(
+            415,
+            "send the body as application/json",
+            [
+                {
+                    "field": "Content-Type",
+                    "reason": f"expected application/json, got {media or 'none'}",
+                }
+            ],
+        )
 
 
-async def read_model_body(request: Request, model: type[T], max_bytes: int,
-                          allow_empty: bool = False) -> T:
+async def read_model_body(
+    request: Request, model: type[T], max_bytes: int, allow_empty: bool = False
+) -> T:
     """Parse the JSON body as ``model``: 415 if it is not declared JSON, 400 if it is not
     JSON, 422 naming each bad field."""
     raw = await read_body(request, max_bytes)
@@ -84,19 +101,29 @@ async def read_model_body(request: Request, model: type[T], max_bytes: int,
         if allow_empty:
             raw = b"{}"
         else:
-            raise ApiError(400, "request body is empty; send a JSON object",
-                           [{"field": "body", "reason": "empty"}])
+            raise ApiError(
+                400,
+                "request body is empty; send a JSON object",
+                [{"field": "body", "reason": "empty"}],
+            )
     try:
         data = json.loads(raw)
     except RecursionError as exc:  # "[[[[..." deeper than the interpreter's stack
-        raise ApiError(400, "request body is nested too deeply",
-                       [{"field": "body", "reason": "JSON nested too deeply"}]) from exc
+        raise ApiError(
+            400,
+            "request body is nested too deeply",
+            [{"field": "body", "reason": "JSON nested too deeply"}],
+        ) from exc
     except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4300 digits
-        raise ApiError(400, "request body is not valid JSON",
-                       [{"field": "body", "reason": str(exc)}]) from exc
+        raise ApiError(
+            400, "request body is not valid JSON", [{"field": "body", "reason": str(exc)}]
+        ) from exc
     if not isinstance(data, dict):
-        raise ApiError(422, "request body must be a JSON object",
-                       [{"field": "body", "reason": f"got {type(data).__name__}"}])
+        raise ApiError(
+            422,
+            "request body must be a JSON object",
+            [{"field": "body", "reason": f"got {type(data).__name__}"}],
+        )
     try:
         return parse(model, data)
     except SchemaError as exc:

@@ -56,13 +56,25 @@ class RequestLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RequestLimits:
-        return cls(settings.api_max_header_bytes, settings.api_max_headers,
-                   settings.api_head_timeout_s, settings.api_body_timeout_s)
+        return cls(
+            settings.api_max_header_bytes,
+            settings.api_max_headers,
+            settings.api_head_timeout_s,
+            settings.api_body_timeout_s,
+        )
 
 
 class _LimitState:
-    __slots__ = ("head_began", "head_size", "header_count", "in_head", "raw_head", "refusal",
-                 "refused", "timer")
+    __slots__ = (
+        "head_began",
+        "head_size",
+        "header_count",
+        "in_head",
+        "raw_head",
+        "refusal",
+        "refused",
+        "timer",
+    )
 
     def __init__(self) -> None:
         self.timer: TimerHandle | None = None
@@ -81,13 +93,16 @@ class _Refused(Exception):
 
 def refusal_bytes(status: int, error: str, field: str, reason: str) -> bytes:
     """A complete HTTP/1.1 answer in the API's error shape, closing the connection."""
-    body = json.dumps({"error": error, "fields": [{"field": field, "reason": reason}]},
-                      separators=(",", ":")).encode()
-    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
-            "content-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n"
-            "cache-control: no-store\r\n"
-            "connection: close\r\n\r\n")
+    body = json.dumps(
+        {"error": error, "fields": [{"field": field, "reason": reason}]}, separators=(",", ":")
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "cache-control: no-store\r\n"
+        "connection: close\r\n\r\n"
+    )
     return head.encode("ascii") + body
 
 
@@ -168,9 +183,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._limit.header_count += 1
         self._limit.head_size += len(name) + len(value) + 4
         if self._limit.header_count > self.limits.max_headers:
-            self._stop(431, "too many request headers", "headers",
-                       f"at most {self.limits.max_headers} header lines "
-                       "(DISPATCHWIRE_API_MAX_HEADERS)")
+            self._stop(
+                431,
+                "too many request headers",
+                "headers",
+                f"at most {self.limits.max_headers} header lines (DISPATCHWIRE_API_MAX_HEADERS)",
+            )
         if self._limit.head_size > self.limits.max_header_bytes:
             self._stop(*self._too_large_head())
         super().on_header(name, value)
@@ -189,9 +207,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # --- refusing
 
     def _too_large_head(self) -> tuple[int, str, str, str]:
-        return (431, "request headers too large", "headers",
-                f"request line and headers over {self.limits.max_header_bytes} bytes "
-                "(DISPATCHWIRE_API_MAX_HEADER_BYTES)")
+        return (
+            431,
+            "request headers too large",
+            "headers",
+            f"request line and headers over {self.limits.max_header_bytes} bytes "
+            "(DISPATCHWIRE_API_MAX_HEADER_BYTES)",
+        )
 
     def _stop(self, status: int, error: str, field: str, reason: str) -> None:
         self._limit.refusal = (status, error, field, reason)
@@ -199,18 +221,28 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._limit.timer = None
-        self._refuse(408, "request head not received in time", "headers",
-                     f"the request line and headers must arrive within "
-                     f"{self.limits.head_timeout_s:g}s (DISPATCHWIRE_API_HEAD_TIMEOUT_S)")
+        self._refuse(
+            408,
+            "request head not received in time",
+            "headers",
+            f"the request line and headers must arrive within "
+            f"{self.limits.head_timeout_s:g}s (DISPATCHWIRE_API_HEAD_TIMEOUT_S)",
+        )
 
     def _body_timed_out(self) -> None:
         self._limit.timer = None
-        self._refuse(408, "request body not received in time", "body",
-                     f"the body must arrive within {self.limits.body_timeout_s:g}s of the "
-                     "headers (DISPATCHWIRE_API_BODY_TIMEOUT_S)", in_body=True)
+        self._refuse(
+            408,
+            "request body not received in time",
+            "body",
+            f"the body must arrive within {self.limits.body_timeout_s:g}s of the "
+            "headers (DISPATCHWIRE_API_BODY_TIMEOUT_S)",
+            in_body=True,
+        )
 
-    def _refuse(self, status: int, error: str, field: str, reason: str, *,
-                in_body: bool = False) -> None:
+    def _refuse(
+        self, status: int, error: str, field: str, reason: str, *, in_body: bool = False
+    ) -> None:
         """Answer ``status`` unless this request (for a head: the one before it) already
         has an answer under way, then close the connection."""
         self._limit.refused = True
@@ -227,8 +259,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         if answer:
             self.transport.write(refusal_bytes(status, error, field, reason))
-        log.info("refused a request from %s: %d %s", self.client[0] if self.client else "?",
-                 status, error)
+        log.info(
+            "refused a request from %s: %d %s",
+            self.client[0] if self.client else "?",
+            status,
+            error,
+        )
         self.transport.close()
 
     # --- the one timer
@@ -246,8 +282,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
 def limited_http_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol]:
     """The HTTP protocol class for uvicorn, with the limits of ``settings``."""
-    return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,),
-                {"limits": RequestLimits.from_settings(settings)})
+    return type(
+        "LimitedHttpToolsProtocol",
+        (LimitedHttpToolsProtocol,),
+        {"limits": RequestLimits.from_settings(settings)},
+    )
 
 
 class LiveConnections:
@@ -257,8 +296,12 @@ class LiveConnections:
     ``Retry-After``); the release it returns gives the slot back, once.
     """
 
-    def __init__(self, per_address: int, total: int,
-                 on_refused: Callable[[str, str], None] = lambda transport, cap: None) -> None:
+    def __init__(
+        self,
+        per_address: int,
+        total: int,
+        on_refused: Callable[[str, str], None] = lambda transport, cap: None,
+    ) -> None:
         self.per_address = per_address
         self.total = total
         self.on_refused = on_refused
@@ -266,24 +309,41 @@ class LiveConnections:
         self.open = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings,
-                      on_refused: Callable[[str, str], None]) -> LiveConnections:
+    def from_settings(
+        cls, settings: Settings, on_refused: Callable[[str, str], None]
+    ) -> LiveConnections:
         return cls(settings.api_max_live_per_address, settings.api_max_live_total, on_refused)
 
     def acquire(self, address: str, transport: str) -> Callable[[], None]:
         held = self._by_address.get(address, 0)
         if 0 < self.per_address <= held:
             self.on_refused(transport, "per_address")
-            raise ApiError(429, "too many live connections from this address", [
-                {"field": "connections", "reason": f"at most {self.per_address} per address "
-                 "(DISPATCHWIRE_API_MAX_LIVE_PER_ADDRESS); close one or retry later"}],
-                headers={"Retry-After": str(RETRY_AFTER_S)})
+            raise ApiError(
+                429,
+                "too many live connections from this address",
+                [
+                    {
+                        "field": "connections",
+                        "reason": f"at most {self.per_address} per address "
+                        "(DISPATCHWIRE_API_MAX_LIVE_PER_ADDRESS); close one or retry later",
+                    }
+                ],
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         if 0 < self.total <= self.open:
             self.on_refused(transport, "total")
-            raise ApiError(503, "the server is at its live connection limit", [
-                {"field": "connections", "reason": f"at most {self.total} in all "
-                 "(DISPATCHWIRE_API_MAX_LIVE_TOTAL); retry later"}],
-                headers={"Retry-After": str(RETRY_AFTER_S)})
+            raise ApiError(
+                503,
+                "the server is at its live connection limit",
+                [
+                    {
+                        "field": "connections",
+                        "reason": f"at most {self.total} in all "
+                        "(DISPATCHWIRE_API_MAX_LIVE_TOTAL); retry later",
+                    }
+                ],
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         self._by_address[address] = held + 1
         self.open += 1
         released = False

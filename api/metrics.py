@@ -17,14 +17,16 @@ class ApiMetrics:
         )
         self.fanned_out = Counter(
             "dispatchwire_api_messages_fanned_out",
-            "Live messages handed to client queues (one per client per message)", registry=r,
+            "Live messages handed to client queues (one per client per message)",
+            registry=r,
         )
         self.events_consumed = Counter(
             "dispatchwire_api_events_consumed", "Events folded into the read model", registry=r
         )
         self.resyncs = Counter(
             "dispatchwire_api_client_resyncs",
-            "Slow clients whose queue overflowed and were sent a fresh snapshot", registry=r,
+            "Slow clients whose queue overflowed and were sent a fresh snapshot",
+            registry=r,
         )
         self.report_to_delivery = Histogram(
             "dispatchwire_api_report_to_delivery_seconds",
@@ -34,16 +36,20 @@ class ApiMetrics:
         )
         self.consumer_lag = Gauge(
             "dispatchwire_api_consumer_lag",
-            "Records of dispatch.events not yet folded into the read model", registry=r,
+            "Records of dispatch.events not yet folded into the read model",
+            registry=r,
         )
         self.commands = Counter(
-            "dispatchwire_api_commands", "Commands by kind and outcome", ["kind", "outcome"],
+            "dispatchwire_api_commands",
+            "Commands by kind and outcome",
+            ["kind", "outcome"],
             registry=r,
         )
         self.connections_refused = Counter(
             "dispatchwire_api_live_connections_refused",
             "Live connections refused at a cap (per_address: 429, total: 503)",
-            ["transport", "cap"], registry=r,
+            ["transport", "cap"],
+            registry=r,
         )
         for transport in ("sse", "ws"):
             self.clients.labels(transport)

@@ -98,14 +98,21 @@ class ReadModel:
         if self.ready:
             return
         if not self.started:
-            reason = (f"the read model has not reached Kafka at {self.settings.kafka_bootstrap}"
-                      " yet (DISPATCHWIRE_KAFKA_BOOTSTRAP)")
+            reason = (
+                f"the read model has not reached Kafka at {self.settings.kafka_bootstrap}"
+                " yet (DISPATCHWIRE_KAFKA_BOOTSTRAP)"
+            )
         else:
             target = format_position(self.target) if self.target is not None else "?"
-            reason = (f"the read model is still reading {self.settings.events_topic} "
-                      f"(at {self.position_id} of {target})")
-        raise ApiError(503, f"{what} is not ready: {reason}; retry later",
-                       headers={"Retry-After": str(NOT_READY_RETRY_AFTER_S)})
+            reason = (
+                f"the read model is still reading {self.settings.events_topic} "
+                f"(at {self.position_id} of {target})"
+            )
+        raise ApiError(
+            503,
+            f"{what} is not ready: {reason}; retry later",
+            headers={"Retry-After": str(NOT_READY_RETRY_AFTER_S)},
+        )
 
     def has_reached(self, position: Position) -> bool:
         return all(o >= p for o, p in zip(self.offsets, position, strict=False))
@@ -158,8 +165,12 @@ class ReadModel:
             except (AioKafkaError, OSError) as exc:
                 self.kafka_ok = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("read model lost Kafka at %s (%s); retrying in %.1fs",
-                            self.settings.kafka_bootstrap, self.last_error, backoff)
+                log.warning(
+                    "read model lost Kafka at %s (%s); retrying in %.1fs",
+                    self.settings.kafka_bootstrap,
+                    self.last_error,
+                    backoff,
+                )
             finally:
                 self._consumer = None
                 with contextlib.suppress(Exception):
@@ -175,8 +186,11 @@ class ReadModel:
             if found:
                 return [TopicPartition(topic, p) for p in sorted(found)]
             if not warned:
-                log.warning("topic %s does not exist yet; waiting (`dispatchwire worker` or "
-                            "the api creates it)", topic)
+                log.warning(
+                    "topic %s does not exist yet; waiting (`dispatchwire worker` or "
+                    "the api creates it)",
+                    topic,
+                )
                 warned = True
             await asyncio.sleep(1.0)
 
@@ -191,8 +205,11 @@ class ReadModel:
                 self.offsets[tp.partition] = begins[tp]
                 self.ring.starts_at(tp.partition, begins[tp])
             self.target = Position(ends[tp] for tp in tps)
-            log.info("read model bootstrapping %s up to %s", self.settings.events_topic,
-                     format_position(self.target))
+            log.info(
+                "read model bootstrapping %s up to %s",
+                self.settings.events_topic,
+                format_position(self.target),
+            )
         for tp in tps:
             consumer.seek(tp, self.offsets[tp.partition])
         self.kafka_ok = True
@@ -224,13 +241,18 @@ class ReadModel:
         assert self.target is not None
         for tp in tps:
             behind = tp.partition < len(self.target) and (
-                await consumer.position(tp) < self.target[tp.partition])
+                await consumer.position(tp) < self.target[tp.partition]
+            )
             if behind:
                 return
         self.ready = True
         self._moved()
-        log.info("read model caught up at %s (%d emergencies, %d units)", self.position_id,
-                 len(self.projection.emergencies), len(self.projection.units))
+        log.info(
+            "read model caught up at %s (%d emergencies, %d units)",
+            self.position_id,
+            len(self.projection.emergencies),
+            len(self.projection.units),
+        )
 
     def _moved(self) -> None:
         progress, self._progress = self._progress, None
@@ -251,15 +273,24 @@ class ReadModel:
         try:
             event = decode_event(value or b"")
         except SchemaError as exc:
-            log.warning("skipping undecodable record %s[%d]@%d: %s",
-                        self.settings.events_topic, partition, offset, exc)
+            log.warning(
+                "skipping undecodable record %s[%d]@%d: %s",
+                self.settings.events_topic,
+                partition,
+                offset,
+                exc,
+            )
             self.offsets[partition] = offset + 1
             return
         self.projection.apply(event)
         self.offsets[partition] = offset + 1
         message = build_message(
-            event.event, format_position(self.offsets), dumps(event.live_data()),
-            partition=partition, offset=offset, region=event.region,
+            event.event,
+            format_position(self.offsets),
+            dumps(event.live_data()),
+            partition=partition,
+            offset=offset,
+            region=event.region,
         )
         self.ring.remember(message)
         self.hub.publish(message)

@@ -67,7 +67,8 @@ def routes(settings: Settings, auth: Auth) -> list[Route]:
             raise ApiError(503, str(exc)) from exc
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         return FileResponse(
-            target, media_type="application/vnd.duckdb",
+            target,
+            media_type="application/vnd.duckdb",
             filename=f"dispatchwire-{stamp}.duckdb",
             headers={"X-Log-Position": info.position},
             background=BackgroundTask(target.unlink, missing_ok=True),
@@ -87,7 +88,8 @@ def routes(settings: Settings, auth: Auth) -> list[Route]:
             raise ApiError(503, str(exc)) from exc
         return EventSourceResponse(
             _replay_messages(settings, resolved, speed, clock=clock == "1"),
-            ping=settings.heartbeat_s)
+            ping=settings.heartbeat_s,
+        )
 
     return [
         Route("/api/snapshot", snapshot_download, methods=["GET"]),
@@ -100,14 +102,27 @@ def _clock_message(timestamp_ms: int) -> dict[str, Any]:
     return {"event": "replay_clock", "data": dumps({"time": iso, "time_ms": timestamp_ms})}
 
 
-async def _replay_messages(settings: Settings, window: LogWindow, speed: float | None,
-                           clock: bool = False) -> AsyncIterator[dict[str, Any]]:
+async def _replay_messages(
+    settings: Settings, window: LogWindow, speed: float | None, clock: bool = False
+) -> AsyncIterator[dict[str, Any]]:
     start = format_position(window.start)
     state = await run_in_threadpool(fold_until, settings, window.start, window.topic)
-    yield {"event": "snapshot", "id": start,
-           "data": dumps({**state.as_json(), "position": start,
-                          "replay": {"from": start, "to": format_position(window.stop),
-                                     "speed": speed, "events": window.size}})}
+    yield {
+        "event": "snapshot",
+        "id": start,
+        "data": dumps(
+            {
+                **state.as_json(),
+                "position": start,
+                "replay": {
+                    "from": start,
+                    "to": format_position(window.stop),
+                    "speed": speed,
+                    "events": window.size,
+                },
+            }
+        ),
+    }
     pacer = Pacer(speed)
     position = list(window.start)  # the next offset per partition, after what was sent
     records = window.records()
@@ -130,14 +145,20 @@ async def _replay_messages(settings: Settings, window: LogWindow, speed: float |
                 clock_ms, clock_wall = last_ms, time.monotonic()
                 yield _clock_message(last_ms)
             position[rec.partition] = rec.offset + 1
-            yield {"event": event.event, "id": format_position(position),
-                   "data": dumps(event.live_data())}
+            yield {
+                "event": event.event,
+                "id": format_position(position),
+                "data": dumps(event.live_data()),
+            }
         if clock and last_ms is not None:
             # the bar ends at the last record's time, even if a clock told it just before
             # that record (it would, with the machine slow enough, and then none followed)
             yield _clock_message(last_ms)
-        yield {"event": "replay_end", "id": format_position(window.stop),
-               "data": dumps({"position": format_position(window.stop), "events": sent})}
+        yield {
+            "event": "replay_end",
+            "id": format_position(window.stop),
+            "data": dumps({"position": format_position(window.stop), "events": sent}),
+        }
     finally:
         try:
             records.close()

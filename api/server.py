@@ -47,15 +47,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    log.info("gc: %d start-up objects frozen, thresholds %s", gc.get_freeze_count(),
-             GC_THRESHOLDS)
+    log.info("gc: %d start-up objects frozen, thresholds %s", gc.get_freeze_count(), GC_THRESHOLDS)
 
 
 SHUTDOWN_GOODBYE_S = 1.0  # at most this long for live streams to close themselves
 
 # Where uvicorn and the WebSocket library log request lines and handshakes.
-REDACTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi",
-                    "websockets", "websockets.server")
+REDACTED_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "uvicorn.asgi",
+    "websockets",
+    "websockets.server",
+)
 QUERY_TOKEN = re.compile(r"(token=)[^&\s\"'#]+", re.IGNORECASE)
 MASK = "[redacted]"
 
@@ -89,8 +94,10 @@ class SecretRedaction(logging.Filter):
 
 def redact_secrets(settings: Settings) -> None:
     """Install ``SecretRedaction`` (once each) on uvicorn's loggers and the root handlers."""
-    secrets = {s.get_secret_value() for s in (settings.authority_token, settings.unit_token,
-                                              settings.reporter_token)}
+    secrets = {
+        s.get_secret_value()
+        for s in (settings.authority_token, settings.unit_token, settings.reporter_token)
+    }
     secrets.discard("")
     targets: list[logging.Filterer] = [logging.getLogger(name) for name in REDACTED_LOGGERS]
     targets += logging.getLogger().handlers
@@ -103,18 +110,30 @@ def redact_secrets(settings: Settings) -> None:
 
 
 class ApiServer(uvicorn.Server):
-    def __init__(self, app: Starlette, host: str, port: int, *, tune_gc: bool = False,
-                 **options: object) -> None:
+    def __init__(
+        self, app: Starlette, host: str, port: int, *, tune_gc: bool = False, **options: object
+    ) -> None:
         settings: Settings = app.state.services.settings
         redact_secrets(settings)
         proxies = list(settings.api_trusted_proxies)
-        options = {"http": limited_http_protocol(settings), "proxy_headers": bool(proxies),
-                   "forwarded_allow_ips": proxies or None,
-                   "ws_max_size": settings.api_ws_max_frame_bytes, **options}
-        config = uvicorn.Config(app, host=host, port=port, lifespan="on",
-                                timeout_graceful_shutdown=5, log_config=None,
-                                access_log=False, backlog=4096,
-                                **options)  # type: ignore[arg-type]
+        options = {
+            "http": limited_http_protocol(settings),
+            "proxy_headers": bool(proxies),
+            "forwarded_allow_ips": proxies or None,
+            "ws_max_size": settings.api_ws_max_frame_bytes,
+            **options,
+        }
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            log_config=None,
+            access_log=False,
+            backlog=4096,
+            **options,  # type: ignore[arg-type]
+        )
         super().__init__(config)
         self.app = app
         self.tune_gc = tune_gc
@@ -135,10 +154,20 @@ class ApiServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def build_server(settings: Settings, host: str | None = None, port: int | None = None,
-                 *, tune_gc: bool = False, **options: object) -> ApiServer:
+def build_server(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    tune_gc: bool = False,
+    **options: object,
+) -> ApiServer:
     """The server for ``settings``; ``tune_gc`` for a process of its own (not in tests,
     where freezing would keep the test run's garbage)."""
-    return ApiServer(create_app(settings), host or settings.api_host,
-                     settings.api_port if port is None else port, tune_gc=tune_gc,
-                     **options)
+    return ApiServer(
+        create_app(settings),
+        host or settings.api_host,
+        settings.api_port if port is None else port,
+        tune_gc=tune_gc,
+        **options,
+    )

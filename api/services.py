@@ -37,6 +37,7 @@ class Services:
             auth=Auth(settings),
             report_limiter=RateLimiter(settings.report_rate_per_minute),
             live=LiveConnections.from_settings(
-                settings, lambda transport, cap: metrics.connections_refused.labels(
-                    transport, cap).inc()),
+                settings,
+                lambda transport, cap: metrics.connections_refused.labels(transport, cap).inc(),
+            ),
         )

@@ -73,9 +73,17 @@ def stream_filters(params: dict[str, str]) -> tuple[frozenset[str] | None, froze
     if events is not None:
         unknown = sorted(events - LIVE_EVENTS)
         if unknown:
-            raise ApiError(400, "unknown event type in ?events=", [
-                {"field": "events", "reason": f"unknown {', '.join(unknown)}; known: "
-                 f"{', '.join(sorted(LIVE_EVENTS))}"}])
+            raise ApiError(
+                400,
+                "unknown event type in ?events=",
+                [
+                    {
+                        "field": "events",
+                        "reason": f"unknown {', '.join(unknown)}; known: "
+                        f"{', '.join(sorted(LIVE_EVENTS))}",
+                    }
+                ],
+            )
     return regions, events
 
 
@@ -135,8 +143,16 @@ class LiveStream:
         client = Client("sse", services.settings.client_queue_size, regions, events)
         return client, last_event_id
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, client: Client,
-                    last_event_id: str | None, *, direct: bool = True) -> None:
+    async def serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Client,
+        last_event_id: str | None,
+        *,
+        direct: bool = True,
+    ) -> None:
         release = self._releases.pop(client, None)
         try:
             await self._serve(scope, receive, send, client, last_event_id, direct)
@@ -144,10 +160,20 @@ class LiveStream:
             if release is not None:
                 release()
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, client: Client,
-                     last_event_id: str | None, direct: bool) -> None:
-        start: dict[str, Any] = {"type": "http.response.start", "status": 200,
-                                 "headers": list(SSE_HEADERS)}
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        client: Client,
+        last_event_id: str | None,
+        direct: bool,
+    ) -> None:
+        start: dict[str, Any] = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": list(SSE_HEADERS),
+        }
         if direct and self.cors is not None:
             await self.cors.send(start, send=send, request_headers=Headers(scope=scope))
         else:
@@ -166,8 +192,13 @@ class LiveStream:
             await self._write(feed, client, send, last_event_id, loop)
         except PositionNotReached as exc:
             # nothing was written yet: end the stream, the client comes back with the same id
-            await send({"type": "http.response.body", "more_body": False,
-                        "body": self.retry + closing_comment(str(exc))})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": False,
+                    "body": self.retry + closing_comment(str(exc)),
+                }
+            )
         except asyncio.CancelledError:
             if not client.timed_out:
                 raise
@@ -182,8 +213,14 @@ class LiveStream:
             client.writer = None
             gauge.dec()
 
-    async def _write(self, feed: Feed, client: Client, send: Send, last_event_id: str | None,
-                     loop: asyncio.AbstractEventLoop) -> None:
+    async def _write(
+        self,
+        feed: Feed,
+        client: Client,
+        send: Send,
+        last_event_id: str | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         retry = self.retry
         parts: list[bytes] = []
         size = 0
@@ -196,14 +233,14 @@ class LiveStream:
                 size += len(message.sse)
                 if size >= START_FLUSH_BYTES:
                     client.send_started = loop.time()
-                    await send({"type": "http.response.body", "body": b"".join(parts),
-                                "more_body": True})
+                    await send(
+                        {"type": "http.response.body", "body": b"".join(parts), "more_body": True}
+                    )
                     client.send_started = 0.0
                     parts, size = [], 0
         if parts:
             client.send_started = loop.time()
-            await send({"type": "http.response.body", "body": b"".join(parts),
-                        "more_body": True})
+            await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
             client.send_started = 0.0
         message_class = LiveMessage
         while True:
@@ -228,14 +265,16 @@ class LiveStream:
                 if client.close_reason:
                     parts.append(closing_comment(client.close_reason))
                 client.send_started = loop.time()
-                await send({"type": "http.response.body", "body": b"".join(parts),
-                            "more_body": False})
+                await send(
+                    {"type": "http.response.body", "body": b"".join(parts), "more_body": False}
+                )
                 client.send_started = 0.0
                 return
             if parts:
                 client.send_started = loop.time()
-                await send({"type": "http.response.body", "body": b"".join(parts),
-                            "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": b"".join(parts), "more_body": True}
+                )
                 client.send_started = 0.0
 
 

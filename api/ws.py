@@ -74,8 +74,13 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
     may_connect, cookie_ok = origin_allowed(websocket, services.settings.cors_origins)
     if not may_connect:
-        await websocket.send_denial_response(ApiError(403, "WebSocket Origin not allowed", [
-            {"field": "Origin", "reason": "add it to DISPATCHWIRE_CORS_ORIGINS"}]).response())
+        await websocket.send_denial_response(
+            ApiError(
+                403,
+                "WebSocket Origin not allowed",
+                [{"field": "Origin", "reason": "add it to DISPATCHWIRE_CORS_ORIGINS"}],
+            ).response()
+        )
         return
     release: Callable[[], None] | None = None
     refusal: Refusal | None = None
@@ -100,8 +105,9 @@ async def ws_endpoint(websocket: WebSocket) -> None:
             release()
 
 
-async def _admit(websocket: WebSocket, services: Services,
-                 cookie_ok: bool) -> tuple[Client, str | None]:
+async def _admit(
+    websocket: WebSocket, services: Services, cookie_ok: bool
+) -> tuple[Client, str | None]:
     """Filters, first frame, token, readiness: the client to serve, or a ``Refusal``."""
     settings = services.settings
     try:
@@ -167,8 +173,9 @@ def _truncate(reason: str) -> str:
     return reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
-async def _serve(websocket: WebSocket, services: Services, client: Client,
-                 last_event_id: str | None) -> None:
+async def _serve(
+    websocket: WebSocket, services: Services, client: Client, last_event_id: str | None
+) -> None:
     gauge = services.metrics.clients.labels("ws")
     gauge.inc()
     sender = asyncio.create_task(_send_feed(websocket, services, client, last_event_id))
@@ -190,8 +197,9 @@ async def _serve(websocket: WebSocket, services: Services, client: Client,
             await sender
 
 
-async def _send_feed(websocket: WebSocket, services: Services, client: Client,
-                     last_event_id: str | None) -> None:
+async def _send_feed(
+    websocket: WebSocket, services: Services, client: Client, last_event_id: str | None
+) -> None:
     """The start, then every batch from the client's buffer, one frame per message.
 
     A send stuck for ``api_client_send_timeout_s`` is cancelled by ``Hub.keep_alive``
@@ -223,8 +231,7 @@ async def _send_feed(websocket: WebSocket, services: Services, client: Client,
             raise
         log.info("closing a WebSocket client that stopped reading")
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                websocket.close(code=TOO_SLOW.code, reason=TOO_SLOW.reason), 1.0)
+            await asyncio.wait_for(websocket.close(code=TOO_SLOW.code, reason=TOO_SLOW.reason), 1.0)
     finally:
         feed.stop()
         client.writer = None

@@ -58,15 +58,34 @@ class Part:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="start Kafka and the whole pipeline with demo traffic")
     run.add_argument("--no-simulate", action="store_true", help="no demo traffic")
-    run.add_argument("--rate", type=float, default=None,
-                     help="demo reports per second (default: what the seeded fleet can serve)")
-    run.add_argument("--brokers", type=int, default=None, metavar="N",
-                     help="Kafka nodes to start on loopback (as `kafka up --brokers N`)")
-    run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="workers in one consumer group (web ports counted up from "
-                          "DISPATCHWIRE_WORKER_WEB_PORT)")
-    run.add_argument("--apis", type=int, default=1, metavar="N",
-                     help="API replicas on consecutive ports from DISPATCHWIRE_API_PORT")
+    run.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="demo reports per second (default: what the seeded fleet can serve)",
+    )
+    run.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Kafka nodes to start on loopback (as `kafka up --brokers N`)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="workers in one consumer group (web ports counted up from "
+        "DISPATCHWIRE_WORKER_WEB_PORT)",
+    )
+    run.add_argument(
+        "--apis",
+        type=int,
+        default=1,
+        metavar="N",
+        help="API replicas on consecutive ports from DISPATCHWIRE_API_PORT",
+    )
     run.set_defaults(func=run_all)
 
 
@@ -74,11 +93,18 @@ def _parts(settings: Settings, args: argparse.Namespace, available: set[str]) ->
     workers, apis = settings.workers, max(args.apis, 1)
     web = settings.worker_web_port
     # each worker's introspection server on its own port (0 keeps them all off)
-    wanted = [Part(f"worker-{i + 1}" if workers > 1 else "worker", ["worker"],
-                   env={"DISPATCHWIRE_WORKER_WEB_PORT": str(web + i if web else 0)})
-              for i in range(workers)]
-    wanted += [Part(f"api-{i + 1}" if apis > 1 else "api",
-                    ["api", "--port", str(settings.api_port + i)]) for i in range(apis)]
+    wanted = [
+        Part(
+            f"worker-{i + 1}" if workers > 1 else "worker",
+            ["worker"],
+            env={"DISPATCHWIRE_WORKER_WEB_PORT": str(web + i if web else 0)},
+        )
+        for i in range(workers)
+    ]
+    wanted += [
+        Part(f"api-{i + 1}" if apis > 1 else "api", ["api", "--port", str(settings.api_port + i)])
+        for i in range(apis)
+    ]
     wanted.append(Part("sink", ["sink"]))
     if not args.no_simulate:
         rate = [] if args.rate is None else ["--rate", str(args.rate)]
@@ -104,8 +130,12 @@ def banner(settings: Settings, apis: int = 1) -> str:
         f"  Reporter:    {base}/report\n"
         f"  Units map:   {base}/units\n"
         f"  Kafka:       {settings.kafka_bootstrap}\n"
-        + (f"  API replicas: ports {settings.api_port}-{settings.api_port + apis - 1}, "
-           f"{settings.workers} worker(s)\n" if apis > 1 or settings.workers > 1 else "")
+        + (
+            f"  API replicas: ports {settings.api_port}-{settings.api_port + apis - 1}, "
+            f"{settings.workers} worker(s)\n"
+            if apis > 1 or settings.workers > 1
+            else ""
+        )
         + f"{login_hint}"
         f"  Press Ctrl-C to stop everything.\n"
     )
@@ -164,8 +194,10 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
             if dead:
                 for p in dead:
                     rc = p.proc.returncode if p.proc else None
-                    print(f"dispatchwire: {p.name} exited with code {rc}; stopping the rest",
-                          file=sys.stderr)
+                    print(
+                        f"dispatchwire: {p.name} exited with code {rc}; stopping the rest",
+                        file=sys.stderr,
+                    )
                 code = 1
                 break
             time.sleep(0.5)

@@ -48,8 +48,7 @@ class Settings(BaseSettings):
     # Kafka security, as a managed or company cluster has it. `infra.credentials` turns
     # these into client options; `kafka up` opens its client listener with them (SCRAM
     # users are created when KRaft storage is formatted).
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = (
-        "PLAINTEXT")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
@@ -128,6 +127,7 @@ class Settings(BaseSettings):
     # api resume (issue 10): how long a Last-Event-ID that is in the log but ahead of this
     # read model (another replica served it) waits for the model before the stream closes.
     api_resume_wait_s: float = 5.0
+
     @model_validator(mode="before")
     @classmethod
     def _replication_from_cluster_size(cls, data: Any) -> Any:

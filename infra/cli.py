@@ -20,11 +20,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kafka = sub.add_parser("kafka", help="fetch, start and stop the local Kafka broker")
     kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
     up = kafka_sub.add_parser("up", help="fetch Kafka (cached) and start a KRaft broker")
-    up.add_argument("--timeout", type=float, default=None,
-                    help="seconds to wait for the broker(s) (default 90, a cluster 180)")
-    up.add_argument("--brokers", type=int, default=None, metavar="N",
-                    help="KRaft nodes on loopback (default DISPATCHWIRE_KAFKA_BROKERS, 1); "
-                    "ports from the bootstrap port upwards in steps of two")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for the broker(s) (default 90, a cluster 180)",
+    )
+    up.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="KRaft nodes on loopback (default DISPATCHWIRE_KAFKA_BROKERS, 1); "
+        "ports from the bootstrap port upwards in steps of two",
+    )
     up.set_defaults(func=kafka_up)
     kafka_sub.add_parser("down", help="stop the local broker").set_defaults(func=kafka_down)
     kafka_sub.add_parser("status", help="is the local broker running").set_defaults(
@@ -43,8 +52,10 @@ def kafka_up(settings: Settings, args: argparse.Namespace) -> int:
     if wants_cluster(settings, brokers):
         cluster = cluster_from_settings(settings, brokers or settings.kafka_brokers)
         cluster.start(timeout=args.timeout or 180.0)
-        print(f"Kafka {settings.kafka_version} cluster of {len(cluster.nodes)} nodes is up at "
-              f"{cluster.bootstrap} (data: {cluster.data_dir})")
+        print(
+            f"Kafka {settings.kafka_version} cluster of {len(cluster.nodes)} nodes is up at "
+            f"{cluster.bootstrap} (data: {cluster.data_dir})"
+        )
         return 0
     broker = broker_from_settings(settings)
     broker.start(timeout=args.timeout or 90.0)

@@ -30,14 +30,22 @@ from infra.credentials import broker_credentials, refused_credentials
 
 # Errors that mean "nothing (or not the right thing) answers at the bootstrap address".
 _UNREACHABLE: tuple[type[BaseException], ...] = (
-    aio_errors.KafkaConnectionError, aio_errors.NodeNotReadyError,
-    aio_errors.KafkaTimeoutError, aio_errors.RequestTimedOutError,
-    kp_errors.KafkaConnectionError, kp_errors.KafkaTimeoutError,
-    kp_errors.RequestTimedOutError, kp_errors.NodeNotReadyError,
-    OSError, TimeoutError,
+    aio_errors.KafkaConnectionError,
+    aio_errors.NodeNotReadyError,
+    aio_errors.KafkaTimeoutError,
+    aio_errors.RequestTimedOutError,
+    kp_errors.KafkaConnectionError,
+    kp_errors.KafkaTimeoutError,
+    kp_errors.RequestTimedOutError,
+    kp_errors.NodeNotReadyError,
+    OSError,
+    TimeoutError,
 )
-_LIBRARY: tuple[type[BaseException], ...] = (aio_errors.KafkaError, kp_errors.KafkaError,
-                                              *_UNREACHABLE)
+_LIBRARY: tuple[type[BaseException], ...] = (
+    aio_errors.KafkaError,
+    kp_errors.KafkaError,
+    *_UNREACHABLE,
+)
 
 
 def map_kafka_error(settings: Settings, exc: BaseException, doing: str = "") -> DispatchwireError:
@@ -63,9 +71,11 @@ def kafka_errors(settings: Settings, doing: str = "") -> Iterator[None]:
 
 
 def _options(settings: Settings, library: str, options: dict[str, Any]) -> dict[str, Any]:
-    return {"bootstrap_servers": settings.kafka_bootstrap,
-            **broker_credentials(settings, library),  # type: ignore[arg-type]
-            **options}
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        **broker_credentials(settings, library),  # type: ignore[arg-type]
+        **options,
+    }
 
 
 def aio_consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
@@ -91,8 +101,13 @@ def producer(settings: Settings, **options: Any) -> KafkaProducer:
 def admin(settings: Settings, **options: Any) -> KafkaAdminClient:
     """A kafka-python admin client, connected; errors mapped."""
     with kafka_errors(settings, "connecting the admin client"):
-        return KafkaAdminClient(**_options(settings, "kafka-python", {
-            "client_id": "dispatchwire-admin", "request_timeout_ms": 10_000, **options}))
+        return KafkaAdminClient(
+            **_options(
+                settings,
+                "kafka-python",
+                {"client_id": "dispatchwire-admin", "request_timeout_ms": 10_000, **options},
+            )
+        )
 
 
 def broker_url(bootstrap: str) -> str:
@@ -102,8 +117,7 @@ def broker_url(bootstrap: str) -> str:
 
 def faust_broker_options(settings: Settings) -> dict[str, Any]:
     """The broker keywords of ``faust.App(...)``: its URL and credentials."""
-    return {"broker": broker_url(settings.kafka_bootstrap),
-            **broker_credentials(settings, "faust")}
+    return {"broker": broker_url(settings.kafka_bootstrap), **broker_credentials(settings, "faust")}
 
 
 async def partitions_of(client: AIOKafkaConsumer, topic: str) -> list[int]:

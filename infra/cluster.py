@@ -53,8 +53,10 @@ class ScramLogin:
         return "SASL_PLAINTEXT"
 
     def jaas(self) -> str:
-        return ('org.apache.kafka.common.security.scram.ScramLoginModule required '
-                f'username="{self.username}" password="{self.password}";')
+        return (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{self.username}" password="{self.password}";'
+        )
 
 
 def scram_login(settings: Settings) -> ScramLogin | None:
@@ -111,16 +113,19 @@ class ClusterNode(LocalBroker):
         if self.login is not None:
             name = self.login.listener
             mech = self.login.mechanism
-            values.update({
-                "listeners": f"{name}://{self.host}:{self.port},"
-                             f"CONTROLLER://{self.host}:{self._controller_port()}",
-                "advertised.listeners": f"{name}://{self.host}:{self.port}",
-                "listener.security.protocol.map": f"{name}:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "inter.broker.listener.name": name,
-                "sasl.enabled.mechanisms": mech,
-                "sasl.mechanism.inter.broker.protocol": mech,
-                f"listener.name.{name.lower()}.{mech.lower()}.sasl.jaas.config": self.login.jaas(),
-            })
+            jaas_key = f"listener.name.{name.lower()}.{mech.lower()}.sasl.jaas.config"
+            values.update(
+                {
+                    "listeners": f"{name}://{self.host}:{self.port},"
+                    f"CONTROLLER://{self.host}:{self._controller_port()}",
+                    "advertised.listeners": f"{name}://{self.host}:{self.port}",
+                    "listener.security.protocol.map": f"{name}:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name": name,
+                    "sasl.enabled.mechanisms": mech,
+                    "sasl.mechanism.inter.broker.protocol": mech,
+                    jaas_key: self.login.jaas(),
+                }
+            )
         return values
 
     def _write_config(self) -> Path:
@@ -142,24 +147,32 @@ class ClusterNode(LocalBroker):
         args = ["format", "-t", self.cluster_id, "-c", str(props)]
         if self.login is not None:
             login = self.login
-            args += ["--add-scram",
-                     f"{login.mechanism}=[name={login.username},password={login.password}]"]
-        proc = subprocess.run(self._java("kafka.tools.StorageTool", *args),
-                              capture_output=True, text=True, check=False)
+            args += [
+                "--add-scram",
+                f"{login.mechanism}=[name={login.username},password={login.password}]",
+            ]
+        proc = subprocess.run(
+            self._java("kafka.tools.StorageTool", *args),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             output = proc.stdout + proc.stderr
             if self.login is not None:
                 output = output.replace(self.login.password, "***")
-            raise BrokerStartError(f"formatting KRaft storage of node {self.node_id} failed",
-                                   output)
+            raise BrokerStartError(
+                f"formatting KRaft storage of node {self.node_id} failed", output
+            )
 
     def _metadata_answers(self) -> bool:
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError as _KafkaError
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
-                                     **self.client_options)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, request_timeout_ms=3000, **self.client_options
+            )
         except (_KafkaError, OSError, ValueError):
             return False
         try:
@@ -195,11 +208,19 @@ class LocalCluster:
         voters = ",".join(f"{i}@{self.host}:{c}" for i, (_, c) in enumerate(self.ports, 1))
         self.nodes = [
             ClusterNode(
-                distribution=self.distribution, data_dir=self.data_dir / f"node-{i}",
-                port=port, controller_port=cport, heap=self.heap, host=self.host,
-                node_id=i, voters=voters, cluster_id="", replication_factor=rf,
+                distribution=self.distribution,
+                data_dir=self.data_dir / f"node-{i}",
+                port=port,
+                controller_port=cport,
+                heap=self.heap,
+                host=self.host,
+                node_id=i,
+                voters=voters,
+                cluster_id="",
+                replication_factor=rf,
                 min_insync_replicas=self.min_insync_replicas or max(rf - 1, 1),
-                login=self.login, client_options=self.client_options,
+                login=self.login,
+                client_options=self.client_options,
             )
             for i, (port, cport) in enumerate(self.ports, 1)
         ]
@@ -228,9 +249,16 @@ class LocalCluster:
             return str(state["cluster_id"])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cluster_id = uuid.uuid4().hex[:22]
-        self.state_file.write_text(json.dumps(
-            {"cluster_id": cluster_id, "brokers": len(self.nodes),
-             "ports": [list(p) for p in self.ports], "host": self.host}))
+        self.state_file.write_text(
+            json.dumps(
+                {
+                    "cluster_id": cluster_id,
+                    "brokers": len(self.nodes),
+                    "ports": [list(p) for p in self.ports],
+                    "host": self.host,
+                }
+            )
+        )
         return cluster_id
 
     def start(self, timeout: float = 120.0) -> None:
@@ -256,7 +284,9 @@ class LocalCluster:
         self.stop()
         raise BrokerStartError(
             f"the Kafka cluster at {self.bootstrap} did not list all {len(self.nodes)} brokers "
-            f"in {timeout:.0f}s", self.nodes[0].log_tail())
+            f"in {timeout:.0f}s",
+            self.nodes[0].log_tail(),
+        )
 
     def brokers_in_metadata(self) -> set[int]:
         """The ids of the unfenced brokers the cluster describes (empty if nobody answers)."""
@@ -264,8 +294,9 @@ class LocalCluster:
         from kafka.errors import KafkaError as _KafkaError
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
-                                     **self.client_options)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, request_timeout_ms=3000, **self.client_options
+            )
         except (_KafkaError, OSError, ValueError) as exc:
             refused = self.settings and refused_credentials(self.settings, exc)
             if refused:

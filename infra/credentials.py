@@ -40,8 +40,11 @@ def uses_tls(settings: Settings) -> bool:
 def sasl_login(settings: Settings) -> tuple[str, str]:
     """The SASL username and password, refusing a SASL protocol without them."""
     password = settings.kafka_sasl_password
-    missing = [env for env, value in ((USERNAME_ENV, settings.kafka_sasl_username),
-                                      (PASSWORD_ENV, password)) if not value]
+    missing = [
+        env
+        for env, value in ((USERNAME_ENV, settings.kafka_sasl_username), (PASSWORD_ENV, password))
+        if not value
+    ]
     if missing or password is None or settings.kafka_sasl_username is None:
         raise ConfigurationError(
             f"DISPATCHWIRE_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
@@ -74,8 +77,11 @@ def broker_credentials(settings: Settings, client: Client) -> dict[str, Any]:
     options: dict[str, Any] = {"security_protocol": protocol}
     if uses_sasl(settings):
         username, password = sasl_login(settings)
-        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
-                       sasl_plain_username=username, sasl_plain_password=password)
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=username,
+            sasl_plain_password=password,
+        )
     if uses_tls(settings):
         options["ssl_context"] = ssl_context(settings)
     return options
@@ -87,9 +93,14 @@ def _faust_credentials(settings: Settings) -> dict[str, Any]:
     if uses_sasl(settings):
         username, password = sasl_login(settings)
         context = ssl_context(settings) if uses_tls(settings) else None
-        return {"broker_credentials": SASLCredentials(
-            username=username, password=password, ssl_context=context,
-            mechanism=settings.kafka_sasl_mechanism)}
+        return {
+            "broker_credentials": SASLCredentials(
+                username=username,
+                password=password,
+                ssl_context=context,
+                mechanism=settings.kafka_sasl_mechanism,
+            )
+        }
     if uses_tls(settings):
         return {"broker_credentials": SSLCredentials(ssl_context(settings))}
     return {}
@@ -134,8 +145,14 @@ def _login_refused(settings: Settings, timeout_s: float = 10.0) -> bool:
     async def probe() -> bool:
         try:
             conn = await asyncio.wait_for(
-                create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000),
-                            **broker_credentials(settings, "aiokafka")), timeout_s)
+                create_conn(
+                    host,
+                    int(port),
+                    request_timeout_ms=int(timeout_s * 1000),
+                    **broker_credentials(settings, "aiokafka"),
+                ),
+                timeout_s,
+            )
         except (_AioSaslFailed, _AioAuthFailed):
             return True
         except (OSError, TimeoutError, AioKafkaError):

@@ -89,7 +89,11 @@ class KafkaDistribution:
     def _fetch_with_maven(self, dest: Path) -> None:
         log.info("fetching Kafka %s server artifacts with Maven into %s", self.version, dest)
         cmd = [
-            "mvn", "-q", "-B", "-f", str(POM),
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
             "dependency:copy-dependencies",
             f"-Dkafka.version={self.version}",
             f"-DoutputDirectory={dest}",
@@ -230,8 +234,10 @@ class LocalBroker:
         cmd += [
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.yaml'}",
             "-Djava.awt.headless=true",
-            "-cp", f"{self.distribution.libs}/*",
-            main, *args,
+            "-cp",
+            f"{self.distribution.libs}/*",
+            main,
+            *args,
         ]
         return cmd
 
@@ -241,7 +247,9 @@ class LocalBroker:
         cluster_id = uuid.uuid4().hex[:22]
         proc = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise BrokerStartError("formatting KRaft storage failed", proc.stdout + proc.stderr)
@@ -274,7 +282,9 @@ class LocalBroker:
         stdout = open(self.data_dir / "logs" / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
         self._proc = subprocess.Popen(
             self._java("kafka.Kafka", str(props), heap=self.heap),
-            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         stdout.close()
@@ -294,8 +304,9 @@ class LocalBroker:
                 return
             time.sleep(0.25)
         self.stop()
-        raise BrokerStartError(f"Kafka did not answer at {self.bootstrap} in {timeout:.0f}s",
-                               self.log_tail())
+        raise BrokerStartError(
+            f"Kafka did not answer at {self.bootstrap} in {timeout:.0f}s", self.log_tail()
+        )
 
     def _metadata_answers(self) -> bool:
         from kafka import KafkaAdminClient

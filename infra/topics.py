@@ -65,9 +65,13 @@ def ensure_topics(settings: Settings) -> list[str]:
         with clients.kafka_errors(settings, "creating the topics"):
             existing = set(admin.list_topics())
             new = [
-                NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
-                         # with acks=all, a write needs this many replicas (issue 14: 2 of 3)
-                         topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)})
+                NewTopic(
+                    name,
+                    num_partitions=n,
+                    replication_factor=settings.replication_factor,
+                    # with acks=all, a write needs this many replicas (issue 14: 2 of 3)
+                    topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)},
+                )
                 for name, n in wanted.items()
                 if name not in existing
             ]
@@ -92,15 +96,22 @@ def ensure_topic_like(settings: Settings, topic: str, partitions: int | None = N
         with clients.kafka_errors(settings, f"creating topic {topic}"):
             if topic not in set(admin.list_topics()):
                 with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
-                    admin.create_topics([NewTopic(
-                        topic, num_partitions=partitions or settings.partitions,
-                        replication_factor=settings.replication_factor)])
+                    admin.create_topics(
+                        [
+                            NewTopic(
+                                topic,
+                                num_partitions=partitions or settings.partitions,
+                                replication_factor=settings.replication_factor,
+                            )
+                        ]
+                    )
     finally:
         admin.close()
 
 
-def wait_for_group_coordinators(settings: Settings, group_ids: Iterable[str],
-                                timeout_s: float = 30.0) -> float:
+def wait_for_group_coordinators(
+    settings: Settings, group_ids: Iterable[str], timeout_s: float = 30.0
+) -> float:
     """Return once the broker names a coordinator for every consumer group; the seconds it took.
 
     A fresh broker creates ``__consumer_offsets`` on the first FindCoordinator request and
@@ -122,7 +133,8 @@ def wait_for_group_coordinators(settings: Settings, group_ids: Iterable[str],
                     raise KafkaUnavailable(
                         settings.kafka_bootstrap,
                         f"no group coordinator for {', '.join(groups)} after "
-                        f"{time.monotonic() - start:.0f}s: {exc}") from exc
+                        f"{time.monotonic() - start:.0f}s: {exc}",
+                    ) from exc
                 log.debug("waiting for the group coordinator: %s", exc)
                 time.sleep(0.2)
     finally:

@@ -150,8 +150,14 @@ def _load(path: str) -> RoadNetwork:
         doc = json.loads(fh.read())
     bbox = tuple(doc["bbox"])
     edges = tuple(
-        Edge(e[0], e[1], e[2], e[3], bool(e[4]),
-             tuple((p[0], p[1]) for p in e[5]) if len(e) > 5 else ())
+        Edge(
+            e[0],
+            e[1],
+            e[2],
+            e[3],
+            bool(e[4]),
+            tuple((p[0], p[1]) for p in e[5]) if len(e) > 5 else (),
+        )
         for e in doc["edges"]
     )
     return RoadNetwork(

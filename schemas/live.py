@@ -45,14 +45,21 @@ TOO_MANY = CloseCode(4429, "too_many_connections", "backoff", "too many connecti
 NOT_READY = CloseCode(4503, "not_ready", "backoff", "the live feed is not ready yet")
 
 CLOSE_CODES: tuple[CloseCode, ...] = (
-    GOING_AWAY, BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, TOO_SLOW, TOO_MANY, NOT_READY,
+    GOING_AWAY,
+    BAD_REQUEST,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    TOO_SLOW,
+    TOO_MANY,
+    NOT_READY,
 )
 
 
 def close_codes_json() -> dict[str, dict[str, str]]:
     """``{code: {"name", "action", "reason"}}``, what the pages load."""
-    return {str(c.code): {"name": c.name, "action": c.action, "reason": c.reason}
-            for c in CLOSE_CODES}
+    return {
+        str(c.code): {"name": c.name, "action": c.action, "reason": c.reason} for c in CLOSE_CODES
+    }
 
 
 def vocabulary_json() -> dict[str, Any]:
@@ -62,8 +69,9 @@ def vocabulary_json() -> dict[str, Any]:
     return {
         "emergencyTypes": [t.value for t in EmergencyType],
         "unitTypes": [t.value for t in UnitType],
-        "fittingUnitTypes": {e.value: [u.value for u in units]
-                             for e, units in FITTING_UNIT_TYPES.items()},
+        "fittingUnitTypes": {
+            e.value: [u.value for u in units] for e, units in FITTING_UNIT_TYPES.items()
+        },
         "emergencyStatuses": [s.value for s in EmergencyStatus],
         "openEmergencyStatuses": [s.value for s in EmergencyStatus if s.is_open],
         "unitStatuses": [s.value for s in UnitStatus],

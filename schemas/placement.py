@@ -80,8 +80,9 @@ class RegionPartitioner:
         self.regions = tuple(regions)
         self._index = {region.encode(): i for i, region in enumerate(self.regions)}
 
-    def __call__(self, key: bytes | None, all_partitions: Sequence[int],
-                 available: Sequence[int]) -> int:
+    def __call__(
+        self, key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]
+    ) -> int:
         ids = sorted(all_partitions)
         if key is None:
             return random.choice(list(available) or ids)  # as Kafka's default does

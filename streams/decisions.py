@@ -87,9 +87,12 @@ class _Events:
 
     def _base(self) -> dict:
         n = len(self.outcome.events)
-        return {"event_id": event_id_for(self.command.command_id, n),
-                "command_id": self.command.command_id,
-                "region": self.command.region, "occurred_at": self.now}
+        return {
+            "event_id": event_id_for(self.command.command_id, n),
+            "command_id": self.command.command_id,
+            "region": self.command.region,
+            "occurred_at": self.now,
+        }
 
     def add(self, cls: type, **fields: object) -> Outcome:
         self.outcome.events.append(cls(**self._base(), **fields))
@@ -102,10 +105,16 @@ class _Events:
             else:
                 self.outcome.units.append(entity)
 
-    def reject(self, reason: str, emergency_id: str | None = None,
-               unit_id: str | None = None) -> Outcome:
-        return self.add(CommandRejectedEvent, command_kind=self.command.kind, reason=reason,
-                        emergency_id=emergency_id, unit_id=unit_id)
+    def reject(
+        self, reason: str, emergency_id: str | None = None, unit_id: str | None = None
+    ) -> Outcome:
+        return self.add(
+            CommandRejectedEvent,
+            command_kind=self.command.kind,
+            reason=reason,
+            emergency_id=emergency_id,
+            unit_id=unit_id,
+        )
 
 
 def movement_command_id(unit_id: str, emergency_id: str | None, tick: int) -> str:
@@ -114,8 +123,9 @@ def movement_command_id(unit_id: str, emergency_id: str | None, tick: int) -> st
     return f"mv-{digest.hexdigest()[:24]}"
 
 
-def decide(command: Command, state: State, router: Router, now: datetime,
-           tick_s: float = 1.0) -> Outcome:
+def decide(
+    command: Command, state: State, router: Router, now: datetime, tick_s: float = 1.0
+) -> Outcome:
     """Apply ``command`` to ``state``; see the module docstring."""
     out = _Events(command, now)
     handler: Callable[..., Outcome] = _HANDLERS[type(command)]
@@ -130,12 +140,21 @@ def _bump(entity, now: datetime, **changes: object):
 
 def report_emergency(cmd: ReportEmergency, state: State, out: _Events, **_: object) -> Outcome:
     if state.emergency(cmd.emergency_id) is not None:
-        return out.reject(f"emergency {cmd.emergency_id} was already reported",
-                          emergency_id=cmd.emergency_id)
+        return out.reject(
+            f"emergency {cmd.emergency_id} was already reported", emergency_id=cmd.emergency_id
+        )
     emergency = Emergency(
-        id=cmd.emergency_id, region=cmd.region, type=cmd.type, priority=cmd.priority,
-        lat=cmd.lat, lon=cmd.lon, description=cmd.description, reporter=cmd.reporter,
-        status=EmergencyStatus.PENDING, reported_at=out.now, version=1,
+        id=cmd.emergency_id,
+        region=cmd.region,
+        type=cmd.type,
+        priority=cmd.priority,
+        lat=cmd.lat,
+        lon=cmd.lon,
+        description=cmd.description,
+        reporter=cmd.reporter,
+        status=EmergencyStatus.PENDING,
+        reported_at=out.now,
+        version=1,
     )
     out.store(emergency)
     return out.add(EmergencyCreated, emergency=emergency)
@@ -147,33 +166,42 @@ def _unit_busy_reason(unit: Unit) -> str:
     return f"unit {unit.callsign} is {unit.status.value} to emergency {unit.emergency_id}"
 
 
-def dispatch_emergency(cmd: DispatchEmergency, state: State, out: _Events, *,
-                       router: Router, **_: object) -> Outcome:
+def dispatch_emergency(
+    cmd: DispatchEmergency, state: State, out: _Events, *, router: Router, **_: object
+) -> Outcome:
     em = state.emergency(cmd.emergency_id)
     if em is None:
-        return out.reject(f"no emergency {cmd.emergency_id} in region {cmd.region}",
-                          emergency_id=cmd.emergency_id)
+        return out.reject(
+            f"no emergency {cmd.emergency_id} in region {cmd.region}", emergency_id=cmd.emergency_id
+        )
     if em.status != EmergencyStatus.PENDING:
         who = f" (unit {em.assigned_unit_id})" if em.assigned_unit_id else ""
-        return out.reject(f"emergency is {em.status.value}{who}; only a PENDING emergency "
-                          "can be dispatched", emergency_id=em.id)
+        return out.reject(
+            f"emergency is {em.status.value}{who}; only a PENDING emergency can be dispatched",
+            emergency_id=em.id,
+        )
     fitting = FITTING_UNIT_TYPES[em.type]
     kinds = " or ".join(t.value.replace("_", " ") for t in fitting)
     if cmd.unit_id is not None:
         unit = state.unit(cmd.unit_id)
         if unit is None or unit.region != em.region:
-            return out.reject(f"no unit {cmd.unit_id} in region {em.region}",
-                              emergency_id=em.id, unit_id=cmd.unit_id)
+            return out.reject(
+                f"no unit {cmd.unit_id} in region {em.region}",
+                emergency_id=em.id,
+                unit_id=cmd.unit_id,
+            )
         if unit.type not in fitting:
-            return out.reject(f"unit {unit.callsign} is a {unit.type.value.replace('_', ' ')}; "
-                              f"a {em.type.value} emergency needs a {kinds}",
-                              emergency_id=em.id, unit_id=unit.id)
+            return out.reject(
+                f"unit {unit.callsign} is a {unit.type.value.replace('_', ' ')}; "
+                f"a {em.type.value} emergency needs a {kinds}",
+                emergency_id=em.id,
+                unit_id=unit.id,
+            )
         if not unit.status.dispatchable:
             return out.reject(_unit_busy_reason(unit), emergency_id=em.id, unit_id=unit.id)
     pool = [u for u in state.units_in_region(em.region) if u.type in fitting]
     available = sorted((u for u in pool if u.status.dispatchable), key=lambda u: u.id)
-    if cmd.unit_id is not None and unit is not None \
-            and all(u.id != cmd.unit_id for u in available):
+    if cmd.unit_id is not None and unit is not None and all(u.id != cmd.unit_id for u in available):
         available.append(unit)
     routes = router.routes_to((em.lat, em.lon), [(u.lat, u.lon) for u in available])
     ranked = sorted(
@@ -182,71 +210,114 @@ def dispatch_emergency(cmd: DispatchEmergency, state: State, out: _Events, *,
     )
     if not ranked:
         busy = len(pool) - len(available)
-        return out.reject(f"no available {kinds} in region {em.region} "
-                          f"({len(pool)} in the region, {busy} busy or out of service); "
-                          "the emergency stays PENDING", emergency_id=em.id)
+        return out.reject(
+            f"no available {kinds} in region {em.region} "
+            f"({len(pool)} in the region, {busy} busy or out of service); "
+            "the emergency stays PENDING",
+            emergency_id=em.id,
+        )
     if cmd.unit_id is not None:
         chosen = next((t for t in ranked if t[1] == cmd.unit_id), None)
         if chosen is None:
-            return out.reject(f"no road route from unit {cmd.unit_id} to the emergency",
-                              emergency_id=em.id, unit_id=cmd.unit_id)
+            return out.reject(
+                f"no road route from unit {cmd.unit_id} to the emergency",
+                emergency_id=em.id,
+                unit_id=cmd.unit_id,
+            )
     else:
         chosen = ranked[0]
     unit, route = chosen[2], chosen[3]
-    candidates = [Candidate(unit_id=u.id, callsign=u.callsign, distance_m=r.distance_m,
-                            eta_s=r.duration_s) for _, _, u, r in ranked[:MAX_CANDIDATES]]
+    candidates = [
+        Candidate(unit_id=u.id, callsign=u.callsign, distance_m=r.distance_m, eta_s=r.duration_s)
+        for _, _, u, r in ranked[:MAX_CANDIDATES]
+    ]
     decision = DispatchDecision(
-        chosen_unit_id=unit.id, overridden=cmd.unit_id is not None and ranked[0][1] != unit.id,
-        distance_m=route.distance_m, eta_s=route.duration_s, candidates=candidates,
+        chosen_unit_id=unit.id,
+        overridden=cmd.unit_id is not None and ranked[0][1] != unit.id,
+        distance_m=route.distance_m,
+        eta_s=route.duration_s,
+        candidates=candidates,
     )
     first, second = route.points[0], route.points[1]
-    new_unit = _bump(unit, out.now, status=UnitStatus.DISPATCHED, emergency_id=em.id,
-                     route=route.points, route_index=0, eta_s=route.duration_s,
-                     heading=round(bearing_deg(*first, *second), 1))
-    new_em = _bump(em, out.now, status=EmergencyStatus.ASSIGNED, assigned_unit_id=unit.id,
-                   assigned_at=out.now)
+    new_unit = _bump(
+        unit,
+        out.now,
+        status=UnitStatus.DISPATCHED,
+        emergency_id=em.id,
+        route=route.points,
+        route_index=0,
+        eta_s=route.duration_s,
+        heading=round(bearing_deg(*first, *second), 1),
+    )
+    new_em = _bump(
+        em, out.now, status=EmergencyStatus.ASSIGNED, assigned_unit_id=unit.id, assigned_at=out.now
+    )
     out.store(new_em, new_unit)
-    out.add(EmergencyUpdated, action="assigned", emergency=new_em, unit=new_unit,
-            dispatch=decision)
+    out.add(EmergencyUpdated, action="assigned", emergency=new_em, unit=new_unit, dispatch=decision)
     return _unit_status(out, new_unit)
 
 
 def _unit_status(out: _Events, unit: Unit) -> Outcome:
-    return out.add(UnitStatusUpdate, unit_id=unit.id, status=unit.status,
-                   emergency_id=unit.emergency_id, unit=unit)
+    return out.add(
+        UnitStatusUpdate,
+        unit_id=unit.id,
+        status=unit.status,
+        emergency_id=unit.emergency_id,
+        unit=unit,
+    )
 
 
 def _release(unit: Unit, now: datetime, router: Router) -> Unit:
     """The unit after its emergency closed: RETURNING on a route to its station, or
     AVAILABLE where it is if it is at its station (or has none, or no road leads there)."""
     home_lat, home_lon = unit.home_lat, unit.home_lon
-    if home_lat is not None and home_lon is not None \
-            and haversine_m(unit.lat, unit.lon, home_lat, home_lon) > AT_STATION_M:
+    if (
+        home_lat is not None
+        and home_lon is not None
+        and haversine_m(unit.lat, unit.lon, home_lat, home_lon) > AT_STATION_M
+    ):
         route = router.routes_to((home_lat, home_lon), [(unit.lat, unit.lon)])[0]
         if route is not None and len(route.points) >= 2 and route.duration_s > 0:
             first, second = route.points[0], route.points[1]
-            return _bump(unit, now, status=UnitStatus.RETURNING, emergency_id=None,
-                         route=route.points, route_index=0, eta_s=route.duration_s,
-                         heading=round(bearing_deg(*first, *second), 1))
+            return _bump(
+                unit,
+                now,
+                status=UnitStatus.RETURNING,
+                emergency_id=None,
+                route=route.points,
+                route_index=0,
+                eta_s=route.duration_s,
+                heading=round(bearing_deg(*first, *second), 1),
+            )
     return _available(unit, now)
 
 
 def _available(unit: Unit, now: datetime, status: UnitStatus = UnitStatus.AVAILABLE) -> Unit:
-    return _bump(unit, now, status=status, emergency_id=None, route=None, route_index=None,
-                 eta_s=None)
+    return _bump(
+        unit, now, status=status, emergency_id=None, route=None, route_index=None, eta_s=None
+    )
 
 
-def _close(cmd: CompleteEmergency | CancelEmergency, state: State, out: _Events,
-           action: str, allowed: Sequence[EmergencyStatus], status: EmergencyStatus,
-           router: Router) -> Outcome:
+def _close(
+    cmd: CompleteEmergency | CancelEmergency,
+    state: State,
+    out: _Events,
+    action: str,
+    allowed: Sequence[EmergencyStatus],
+    status: EmergencyStatus,
+    router: Router,
+) -> Outcome:
     em = state.emergency(cmd.emergency_id)
     if em is None:
-        return out.reject(f"no emergency {cmd.emergency_id} in region {cmd.region}",
-                          emergency_id=cmd.emergency_id)
+        return out.reject(
+            f"no emergency {cmd.emergency_id} in region {cmd.region}", emergency_id=cmd.emergency_id
+        )
     if em.status not in allowed:
         hint = "; cancel it instead" if em.status == EmergencyStatus.PENDING else ""
-        return out.reject(f"emergency is {em.status.value}; cannot mark it {status.value}{hint}",
-                          emergency_id=em.id)
+        return out.reject(
+            f"emergency is {em.status.value}; cannot mark it {status.value}{hint}",
+            emergency_id=em.id,
+        )
     new_em = _bump(em, out.now, status=status, closed_at=out.now)
     unit = state.unit(em.assigned_unit_id) if em.assigned_unit_id else None
     new_unit = _release(unit, out.now, router) if unit and unit.emergency_id == em.id else None
@@ -256,15 +327,23 @@ def _close(cmd: CompleteEmergency | CancelEmergency, state: State, out: _Events,
     return _unit_status(out, new_unit) if new_unit else out.outcome
 
 
-def complete_emergency(cmd: CompleteEmergency, state: State, out: _Events, *, router: Router,
-                       **_: object) -> Outcome:
-    return _close(cmd, state, out, "completed",
-                  (EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE), EmergencyStatus.COMPLETED,
-                  router)
+def complete_emergency(
+    cmd: CompleteEmergency, state: State, out: _Events, *, router: Router, **_: object
+) -> Outcome:
+    return _close(
+        cmd,
+        state,
+        out,
+        "completed",
+        (EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE),
+        EmergencyStatus.COMPLETED,
+        router,
+    )
 
 
-def cancel_emergency(cmd: CancelEmergency, state: State, out: _Events, *, router: Router,
-                     **_: object) -> Outcome:
+def cancel_emergency(
+    cmd: CancelEmergency, state: State, out: _Events, *, router: Router, **_: object
+) -> Outcome:
     open_states = (EmergencyStatus.PENDING, EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE)
     return _close(cmd, state, out, "cancelled", open_states, EmergencyStatus.CANCELLED, router)
 
@@ -290,18 +369,24 @@ def set_unit_status(cmd: SetUnitStatus, state: State, out: _Events, **_: object)
         return out.reject(f"unit {unit.callsign} is already {target.value}", unit_id=unit.id)
     if target == UnitStatus.ON_SCENE:
         if unit.status != UnitStatus.DISPATCHED:
-            return out.reject(f"unit {unit.callsign} is {unit.status.value}; only a dispatched "
-                              "unit can report ON_SCENE", unit_id=unit.id)
+            return out.reject(
+                f"unit {unit.callsign} is {unit.status.value}; only a dispatched "
+                "unit can report ON_SCENE",
+                unit_id=unit.id,
+            )
         return _arrive(out, state, unit)
     if target == UnitStatus.DISPATCHED:
-        return out.reject("a unit is DISPATCHED by dispatching an emergency to it",
-                          unit_id=unit.id)
+        return out.reject("a unit is DISPATCHED by dispatching an emergency to it", unit_id=unit.id)
     if target == UnitStatus.RETURNING:
-        return out.reject("a unit is RETURNING when its emergency is completed or cancelled",
-                          unit_id=unit.id)
+        return out.reject(
+            "a unit is RETURNING when its emergency is completed or cancelled", unit_id=unit.id
+        )
     if unit.emergency_id is not None:
-        return out.reject(f"unit {unit.callsign} is assigned to emergency {unit.emergency_id}; "
-                          "complete or cancel that emergency first", unit_id=unit.id)
+        return out.reject(
+            f"unit {unit.callsign} is assigned to emergency {unit.emergency_id}; "
+            "complete or cancel that emergency first",
+            unit_id=unit.id,
+        )
     if unit.status == UnitStatus.RETURNING:
         new_unit = _available(unit, out.now, target)  # the drive back ends where it is
     else:
@@ -310,14 +395,14 @@ def set_unit_status(cmd: SetUnitStatus, state: State, out: _Events, **_: object)
     return _unit_status(out, new_unit)
 
 
-def unit_position(cmd: UnitPosition, state: State, out: _Events, *, tick_s: float,
-                  **_: object) -> Outcome:
+def unit_position(
+    cmd: UnitPosition, state: State, out: _Events, *, tick_s: float, **_: object
+) -> Outcome:
     unit = state.unit(cmd.unit_id)
     if cmd.lat is not None and cmd.lon is not None:
         # a GPS fix from the unit itself
         if unit is None:
-            return out.reject(f"no unit {cmd.unit_id} in region {cmd.region}",
-                              unit_id=cmd.unit_id)
+            return out.reject(f"no unit {cmd.unit_id} in region {cmd.region}", unit_id=cmd.unit_id)
         heading = bearing_deg(unit.lat, unit.lon, cmd.lat, cmd.lon)
         new_unit = _bump(unit, out.now, lat=cmd.lat, lon=cmd.lon, heading=round(heading, 1))
         out.store(new_unit)
@@ -327,8 +412,15 @@ def unit_position(cmd: UnitPosition, state: State, out: _Events, *, tick_s: floa
     if unit is None or not unit.status.moving or unit.version != cmd.tick:
         return out.outcome
     step = advance(unit, tick_s)
-    moved = _bump(unit, out.now, lat=step.lat, lon=step.lon, route_index=step.route_index,
-                  eta_s=step.eta_s, heading=step.heading)
+    moved = _bump(
+        unit,
+        out.now,
+        lat=step.lat,
+        lon=step.lon,
+        route_index=step.route_index,
+        eta_s=step.eta_s,
+        heading=step.heading,
+    )
     out.store(moved)
     _location(out, moved)
     if not step.arrived:
@@ -346,22 +438,45 @@ def _at_station(out: _Events, unit: Unit) -> Outcome:
 
 
 def _location(out: _Events, unit: Unit) -> Outcome:
-    return out.add(UnitLocation, unit_id=unit.id, lat=unit.lat, lon=unit.lon,
-                   heading=unit.heading, eta_s=unit.eta_s, route_index=unit.route_index,
-                   version=unit.version)
+    return out.add(
+        UnitLocation,
+        unit_id=unit.id,
+        lat=unit.lat,
+        lon=unit.lon,
+        heading=unit.heading,
+        eta_s=unit.eta_s,
+        route_index=unit.route_index,
+        version=unit.version,
+    )
 
 
 def register_unit(cmd: RegisterUnit, state: State, out: _Events, **_: object) -> Outcome:
     unit = state.unit(cmd.unit_id)
     if unit is None:
-        new_unit = Unit(id=cmd.unit_id, callsign=cmd.callsign, type=cmd.type, region=cmd.region,
-                        status=UnitStatus.AVAILABLE, lat=cmd.lat, lon=cmd.lon, home_lat=cmd.lat,
-                        home_lon=cmd.lon, station=cmd.station, updated_at=out.now, version=1)
+        new_unit = Unit(
+            id=cmd.unit_id,
+            callsign=cmd.callsign,
+            type=cmd.type,
+            region=cmd.region,
+            status=UnitStatus.AVAILABLE,
+            lat=cmd.lat,
+            lon=cmd.lon,
+            home_lat=cmd.lat,
+            home_lon=cmd.lon,
+            station=cmd.station,
+            updated_at=out.now,
+            version=1,
+        )
     else:
         if unit.region != cmd.region:
             return out.reject(f"unit {unit.id} belongs to region {unit.region}", unit_id=unit.id)
-        wanted = {"callsign": cmd.callsign, "type": cmd.type, "station": cmd.station,
-                  "home_lat": cmd.lat, "home_lon": cmd.lon}
+        wanted = {
+            "callsign": cmd.callsign,
+            "type": cmd.type,
+            "station": cmd.station,
+            "home_lat": cmd.lat,
+            "home_lon": cmd.lon,
+        }
         changes = {k: v for k, v in wanted.items() if getattr(unit, k) != v}
         if not changes:
             # Nothing changes, but the sender still sees an outcome: the unit as it is

@@ -53,8 +53,14 @@ def advance(unit: Unit, tick_s: float) -> Step:
             f = travel / to_next
             new_lat, new_lon = lat + (nxt[0] - lat) * f, lon + (nxt[1] - lon) * f
             heading = bearing_deg(lat, lon, *nxt)
-            return Step(round(new_lat, 7), round(new_lon, 7), index,
-                        round(eta - tick_s, 1), round(heading, 1), arrived=False)
+            return Step(
+                round(new_lat, 7),
+                round(new_lon, 7),
+                index,
+                round(eta - tick_s, 1),
+                round(heading, 1),
+                arrived=False,
+            )
         travel -= to_next
         lat, lon = nxt
         index += 1

@@ -76,8 +76,9 @@ def new_offset(self: Any, tp: Any) -> int | None:
         top = max(acked)
         found = sorted(holes.overlap(0, top), key=lambda interval: interval.begin)
         if found:
-            filled = [offset for interval in found for offset in range(interval.begin,
-                                                                          interval.end)]
+            filled = [
+                offset for interval in found for offset in range(interval.begin, interval.end)
+            ]
             acked.extend(filled)
             holes.chop(0, max(filled[-1], top + 1))
     acked[:] = sorted(set(acked))

@@ -32,8 +32,9 @@ class BrokerContact:
         """One metadata round trip over the producer's client, bounded by the timeout."""
         try:
             client = app.producer._ensure_producer().client
-            await asyncio.wait_for(client.fetch_all_metadata(),
-                                   timeout=min(self.timeout_s, 2 * PROBE_INTERVAL_S))
+            await asyncio.wait_for(
+                client.fetch_all_metadata(), timeout=min(self.timeout_s, 2 * PROBE_INTERVAL_S)
+            )
         except Exception as exc:  # no answer, whatever the reason
             if self.last_error is None:
                 log.warning("the broker does not answer the worker: %r", exc)

@@ -25,8 +25,15 @@ log = logging.getLogger(__name__)
 
 # km/h when a way has no usable maxspeed tag (urban defaults).
 DEFAULT_SPEED_KMH = {
-    "motorway": 80, "trunk": 60, "primary": 50, "secondary": 40, "tertiary": 40,
-    "residential": 30, "unclassified": 30, "living_street": 20, "service": 20,
+    "motorway": 80,
+    "trunk": 60,
+    "primary": 50,
+    "secondary": 40,
+    "tertiary": 40,
+    "residential": 30,
+    "unclassified": 30,
+    "living_street": 20,
+    "service": 20,
 }
 
 
@@ -106,8 +113,14 @@ def build_network(pbf: Path, name: str | None = None, region_prefix: str | None 
     arcs: list[tuple[int, int]] = []
     ways: dict[int, list[list[int]]] = {}
     columns = zip(
-        edges_gdf["u"], edges_gdf["v"], edges_gdf["length"], edges_gdf["maxspeed"],
-        edges_gdf["highway"], edges_gdf["oneway"], edges_gdf["id"], edges_gdf["geometry"],
+        edges_gdf["u"],
+        edges_gdf["v"],
+        edges_gdf["length"],
+        edges_gdf["maxspeed"],
+        edges_gdf["highway"],
+        edges_gdf["oneway"],
+        edges_gdf["id"],
+        edges_gdf["geometry"],
         strict=True,
     )
     for u, v, length, maxspeed, highway, oneway, way_id, geom in columns:
@@ -115,8 +128,13 @@ def build_network(pbf: Path, name: str | None = None, region_prefix: str | None 
             continue
         a, b = index[int(u)], index[int(v)]
         one = str(oneway).lower() in ("yes", "true", "1")
-        edge: list[object] = [a, b, round(float(length), 2),
-                              _speed_kmh(maxspeed, str(highway)), int(one)]
+        edge: list[object] = [
+            a,
+            b,
+            round(float(length), 2),
+            _speed_kmh(maxspeed, str(highway)),
+            int(one),
+        ]
         coords = list(geom.coords)
         if len(coords) > 2:
             edge.append([[round(y, 7), round(x, 7)] for x, y in coords[1:-1]])
@@ -184,9 +202,11 @@ def main() -> None:
     doc = build_network(pbf, *(("helsinki", "hki") if args.pbf is None else ()))
     write_network(doc, args.out)
     net = load_network(args.out)
-    print(f"{args.out}: {len(net.nodes)} nodes, {len(doc['edges'])} segments, "
-          f"{len(doc['routable'])} routable, {len(doc['paths'])} paths, "
-          f"{math.ceil(args.out.stat().st_size / 1024)} KiB")
+    print(
+        f"{args.out}: {len(net.nodes)} nodes, {len(doc['edges'])} segments, "
+        f"{len(doc['routable'])} routable, {len(doc['paths'])} paths, "
+        f"{math.ceil(args.out.stat().st_size / 1024)} KiB"
+    )
 
 
 if __name__ == "__main__":

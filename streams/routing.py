@@ -87,8 +87,13 @@ class GraphRouter:
     def route(self, origin: tuple[float, float], destination: tuple[float, float]) -> Route | None:
         return self.routes_to(destination, [origin])[0]
 
-    def _route(self, origin: tuple[float, float], target: int, destination: tuple[float, float],
-               tree: dict[int, tuple[float, float, int, bool]]) -> Route | None:
+    def _route(
+        self,
+        origin: tuple[float, float],
+        target: int,
+        destination: tuple[float, float],
+        tree: dict[int, tuple[float, float, int, bool]],
+    ) -> Route | None:
         nodes, edges = self.network.nodes, self.network.edges
         start = self.nearest_node(*origin)
         if start not in tree:
@@ -107,9 +112,11 @@ class GraphRouter:
         points = _dedupe(points)
         secs, metres = tree[start][0], tree[start][1]
         lead = haversine_m(*origin, *nodes[start]) + haversine_m(*nodes[target], *destination)
-        return Route(points=[(round(a, 7), round(b, 7)) for a, b in points],
-                     distance_m=round(metres + lead, 1),
-                     duration_s=round(secs + lead / OFF_ROAD_SPEED_MS, 1))
+        return Route(
+            points=[(round(a, 7), round(b, 7)) for a, b in points],
+            distance_m=round(metres + lead, 1),
+            duration_s=round(secs + lead / OFF_ROAD_SPEED_MS, 1),
+        )
 
 
 def _dedupe(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

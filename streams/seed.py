@@ -20,8 +20,11 @@ from streams.routing import GraphRouter
 
 log = logging.getLogger(__name__)
 
-FLEET = ((UnitType.AMBULANCE, "amb", 2), (UnitType.FIRE_ENGINE, "fire", 1),
-         (UnitType.POLICE_CAR, "pol", 1))
+FLEET = (
+    (UnitType.AMBULANCE, "amb", 2),
+    (UnitType.FIRE_ENGINE, "fire", 1),
+    (UnitType.POLICE_CAR, "pol", 1),
+)
 
 
 @dataclass(frozen=True)
@@ -44,18 +47,33 @@ def fleet(network: RoadNetwork) -> list[SeedUnit]:
         station = f"{region.id}-station"
         for unit_type, short, count in FLEET:
             for n in range(1, count + 1):
-                units.append(SeedUnit(
-                    unit_id=f"{region.id}-{short}-{n}",
-                    callsign=f"{region.id.split('-')[-1].upper()}-{short.upper()}{n}",
-                    type=unit_type, region=region.id, station=station, lat=lat, lon=lon))
+                units.append(
+                    SeedUnit(
+                        unit_id=f"{region.id}-{short}-{n}",
+                        callsign=f"{region.id.split('-')[-1].upper()}-{short.upper()}{n}",
+                        type=unit_type,
+                        region=region.id,
+                        station=station,
+                        lat=lat,
+                        lon=lon,
+                    )
+                )
     return units
 
 
 def register_commands(units: list[SeedUnit]) -> list[RegisterUnit]:
     return [
-        RegisterUnit(command_id=f"seed-{u.unit_id}", region=u.region, unit_id=u.unit_id,
-                     callsign=u.callsign, type=u.type, lat=u.lat, lon=u.lon, station=u.station,
-                     issued_by="seed")
+        RegisterUnit(
+            command_id=f"seed-{u.unit_id}",
+            region=u.region,
+            unit_id=u.unit_id,
+            callsign=u.callsign,
+            type=u.type,
+            lat=u.lat,
+            lon=u.lon,
+            station=u.station,
+            issued_by="seed",
+        )
         for u in units
     ]
 
@@ -64,8 +82,9 @@ def seed(settings: Settings) -> list[SeedUnit]:
     ensure_topics(settings)
     units = fleet(network_for(settings))
     with clients.kafka_errors(settings, "connecting the seed producer"):
-        producer = clients.producer(settings, acks="all",
-                                    partitioner=kafka_python_partitioner(settings))
+        producer = clients.producer(
+            settings, acks="all", partitioner=kafka_python_partitioner(settings)
+        )
     try:
         for cmd in register_commands(units):
             producer.send(settings.commands_topic, key=cmd.region.encode(), value=encode(cmd))

@@ -56,8 +56,12 @@ from streams.seed import SeedUnit, fleet
 log = logging.getLogger(__name__)
 
 DESCRIPTIONS = {
-    EmergencyType.MEDICAL: ("person collapsed on the street", "cyclist fell, head injury",
-                            "breathing difficulties", "allergic reaction"),
+    EmergencyType.MEDICAL: (
+        "person collapsed on the street",
+        "cyclist fell, head injury",
+        "breathing difficulties",
+        "allergic reaction",
+    ),
     EmergencyType.POLICE: ("shoplifting in progress", "noise complaint", "suspicious person"),
     EmergencyType.FIRE: ("smoke from a window", "car on fire", "fire alarm going off"),
     EmergencyType.TRAFFIC: ("two cars collided", "tram and car collision", "scooter crash"),
@@ -114,8 +118,10 @@ class ShiftPlan:
 
     def scaled(self, total: float) -> ShiftPlan:
         factor = total / self.total if self.total else 0.0
-        return ShiftPlan({r: {t: v * factor for t, v in by_type.items()}
-                          for r, by_type in self.rates.items()}, dict(self.busy_s))
+        return ShiftPlan(
+            {r: {t: v * factor for t, v in by_type.items()} for r, by_type in self.rates.items()},
+            dict(self.busy_s),
+        )
 
     def offered_load(self, region: str, units: Sequence[SeedUnit]) -> dict[UnitType, float]:
         """Planned busy share of each unit type of ``region`` (``rate * busy_s / units``),
@@ -126,8 +132,11 @@ class ShiftPlan:
                 counts[u.type] = counts.get(u.type, 0) + 1
         work: dict[UnitType, float] = dict.fromkeys(counts, 0.0)
         for kind, rate in self.rates.get(region, {}).items():
-            shares = {ut: dict(WORK_MIX[ut]).get(kind, 0.0) * counts.get(ut, 0) * UTILISATION[ut]
-                      for ut in FITTING_UNIT_TYPES[kind] if ut in counts}
+            shares = {
+                ut: dict(WORK_MIX[ut]).get(kind, 0.0) * counts.get(ut, 0) * UTILISATION[ut]
+                for ut in FITTING_UNIT_TYPES[kind]
+                if ut in counts
+            }
             whole = sum(shares.values()) or 1.0
             for ut, share in shares.items():
                 work[ut] += rate * self.busy_s[region] * share / whole
@@ -135,12 +144,17 @@ class ShiftPlan:
 
     def describe(self) -> str:
         per_region = ", ".join(
-            f"{r} {sum(by_type.values()) * 60:.2f}/min" for r, by_type in self.rates.items())
+            f"{r} {sum(by_type.values()) * 60:.2f}/min" for r, by_type in self.rates.items()
+        )
         return f"{self.total * 60:.1f} reports/min ({per_region})"
 
 
-def plan_shift(network: RoadNetwork, units: Sequence[SeedUnit], rng: random.Random,
-               samples: int = TRAVEL_SAMPLES) -> ShiftPlan:
+def plan_shift(
+    network: RoadNetwork,
+    units: Sequence[SeedUnit],
+    rng: random.Random,
+    samples: int = TRAVEL_SAMPLES,
+) -> ShiftPlan:
     """Rates that keep each unit type of each region at its ``UTILISATION``."""
     router = GraphRouter(network)
     edges = region_edges(network)
@@ -173,8 +187,9 @@ class Reports:
     def __init__(self, network: RoadNetwork, plan: ShiftPlan, rng: random.Random) -> None:
         self.network, self.plan, self.rng = network, plan, rng
         self.edges = region_edges(network)
-        self.choices = [(region, kind) for region, by_type in plan.rates.items()
-                        for kind in by_type]
+        self.choices = [
+            (region, kind) for region, by_type in plan.rates.items() for kind in by_type
+        ]
         self.weights = [plan.rates[r][k] for r, k in self.choices]
 
     def next_gap_s(self) -> float:
@@ -193,12 +208,18 @@ def random_report(network: RoadNetwork, rng: random.Random) -> ReportEmergency:
     return _report(network, rng, rng.choice(sorted(DESCRIPTIONS)), lat, lon)
 
 
-def _report(network: RoadNetwork, rng: random.Random, kind: EmergencyType, lat: float,
-            lon: float) -> ReportEmergency:
+def _report(
+    network: RoadNetwork, rng: random.Random, kind: EmergencyType, lat: float, lon: float
+) -> ReportEmergency:
     return ReportEmergency(
-        command_id=f"sim-{uuid.uuid4().hex[:20]}", region=network.region_for(lat, lon),
-        type=kind, priority=rng.randint(1, 5), lat=lat, lon=lon,
-        description=rng.choice(DESCRIPTIONS[kind]), issued_by="simulator",
+        command_id=f"sim-{uuid.uuid4().hex[:20]}",
+        region=network.region_for(lat, lon),
+        type=kind,
+        priority=rng.randint(1, 5),
+        lat=lat,
+        lon=lon,
+        description=rng.choice(DESCRIPTIONS[kind]),
+        issued_by="simulator",
     )
 
 
@@ -206,20 +227,19 @@ class _Client:
     def __init__(self, settings: Settings, follow_events: bool) -> None:
         self.settings = settings
         with clients.kafka_errors(settings, "connecting the simulator"):
-            self.producer = clients.producer(settings, acks="all", linger_ms=5,
-                                             partitioner=kafka_python_partitioner(settings))
+            self.producer = clients.producer(
+                settings, acks="all", linger_ms=5, partitioner=kafka_python_partitioner(settings)
+            )
             self.consumer = None
             if follow_events:
-                self.consumer = clients.consumer(settings, enable_auto_commit=False,
-                                                 group_id=None)
+                self.consumer = clients.consumer(settings, enable_auto_commit=False, group_id=None)
                 parts = clients.partitions_of_sync(self.consumer, settings.events_topic)
                 tps = [TopicPartition(settings.events_topic, p) for p in parts]
                 self.consumer.assign(tps)
                 self.consumer.seek_to_end(*tps)
 
     def send(self, cmd: ReportEmergency | DispatchEmergency | CompleteEmergency) -> None:
-        self.producer.send(self.settings.commands_topic, key=cmd.region.encode(),
-                           value=encode(cmd))
+        self.producer.send(self.settings.commands_topic, key=cmd.region.encode(), value=encode(cmd))
 
     def events(self, timeout_s: float) -> list[Event]:
         if self.consumer is None:
@@ -260,8 +280,9 @@ class _Dispatcher:
         self.order = itertools.count()
 
     def later(self, delay: float, action: str, emergency_id: str) -> None:
-        heapq.heappush(self.todo, (time.monotonic() + delay, next(self.order), action,
-                                   emergency_id))
+        heapq.heappush(
+            self.todo, (time.monotonic() + delay, next(self.order), action, emergency_id)
+        )
 
     def due(self, now: float) -> list[DispatchEmergency | CompleteEmergency]:
         out: list[DispatchEmergency | CompleteEmergency] = []
@@ -271,12 +292,14 @@ class _Dispatcher:
             if call is None:
                 continue
             if action == "complete":
-                out.append(CompleteEmergency(region=call.region, emergency_id=em_id,
-                                             issued_by="simulator"))
+                out.append(
+                    CompleteEmergency(region=call.region, emergency_id=em_id, issued_by="simulator")
+                )
             elif call.status == "PENDING" and (action == "dispatch" or call.waiting):
                 call.waiting = False
-                out.append(DispatchEmergency(region=call.region, emergency_id=em_id,
-                                             issued_by="simulator"))
+                out.append(
+                    DispatchEmergency(region=call.region, emergency_id=em_id, issued_by="simulator")
+                )
         return out
 
     def on_event(self, event: object) -> None:
@@ -286,8 +309,9 @@ class _Dispatcher:
             if unit.status in (UnitStatus.AVAILABLE, UnitStatus.RETURNING):
                 self._unit_freed(unit.region, unit.type)
             return
-        em_id = getattr(getattr(event, "emergency", None), "id", None) \
-            or getattr(event, "emergency_id", None)
+        em_id = getattr(getattr(event, "emergency", None), "id", None) or getattr(
+            event, "emergency_id", None
+        )
         call = self.calls.get(em_id) if em_id is not None else None
         if em_id is None or call is None:
             return
@@ -305,17 +329,25 @@ class _Dispatcher:
                 self.calls.pop(em_id, None)
 
     def _unit_freed(self, region: str, unit_type: UnitType) -> None:
-        waiting = [(c.priority, c.reported, em_id) for em_id, c in self.calls.items()
-                   if c.waiting and c.region == region and unit_type in FITTING_UNIT_TYPES[c.type]]
+        waiting = [
+            (c.priority, c.reported, em_id)
+            for em_id, c in self.calls.items()
+            if c.waiting and c.region == region and unit_type in FITTING_UNIT_TYPES[c.type]
+        ]
         if waiting:
             _, _, em_id = min(waiting)
             self.calls[em_id].waiting = False
             self.later(self.rng.uniform(*DISPATCH_AFTER_S), "dispatch", em_id)
 
 
-def simulate(settings: Settings, rate: float | None = None, auto: bool = False,
-             count: int | None = None, duration: float | None = None,
-             seed: int | None = None) -> int:
+def simulate(
+    settings: Settings,
+    rate: float | None = None,
+    auto: bool = False,
+    count: int | None = None,
+    duration: float | None = None,
+    seed: int | None = None,
+) -> int:
     """Run until ``count`` reports or ``duration`` seconds (or Ctrl-C); returns reports sent.
 
     ``rate`` None: the shift plan fitted to the seeded fleet; else that mix at ``rate``/s."""
@@ -341,7 +373,8 @@ def simulate(settings: Settings, rate: float | None = None, auto: bool = False,
                 client.send(report)
                 if auto:
                     dispatcher.calls[report.emergency_id] = _Call(
-                        report.region, report.type, report.priority, now)
+                        report.region, report.type, report.priority, now
+                    )
                 sent += 1
                 next_report += reports.next_gap_s()
             elif count is not None and sent >= count and (not auto or not dispatcher.calls):

@@ -107,8 +107,9 @@ class DispatchState:
         return True
 
     def put_emergency(self, emergency: Emergency, text: str | None = None) -> None:
-        self._put_if_newer(f"e:{emergency.id}", emergency.version,
-                           text or emergency.model_dump_json())
+        self._put_if_newer(
+            f"e:{emergency.id}", emergency.version, text or emergency.model_dump_json()
+        )
 
     def put_unit(self, unit: Unit, text: str | None = None) -> None:
         if not self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json()):
@@ -149,8 +150,9 @@ class DispatchState:
         _, found, tail = head.partition(',"fingerprint":"')
         return not found or tail.startswith(fingerprint + '"')
 
-    def put_record(self, key: str, command_id: str, outcome: Outcome,
-                   fingerprint: str | None = None) -> None:
+    def put_record(
+        self, key: str, command_id: str, outcome: Outcome, fingerprint: str | None = None
+    ) -> None:
         self.table[key] = record_text(command_id, outcome, fingerprint)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
@@ -201,8 +203,9 @@ NOT_FINGERPRINTED_BY_KIND = {"report_emergency": {"issued_at": True, "emergency_
 def command_fingerprint(command: CommandBase) -> str:
     """A hash of what the command asks for (its canonical JSON without ``issued_at``)."""
     kind = getattr(command, "kind", "")
-    data = command.model_dump(mode="json",
-                              exclude=NOT_FINGERPRINTED_BY_KIND.get(kind, NOT_FINGERPRINTED))
+    data = command.model_dump(
+        mode="json", exclude=NOT_FINGERPRINTED_BY_KIND.get(kind, NOT_FINGERPRINTED)
+    )
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
@@ -213,7 +216,8 @@ def reused_id_outcome(command: CommandBase, fingerprint: str) -> Outcome:
     ``<command_id>:<n>``), and the same stray command gets the same one."""
     event = CommandRejectedEvent(
         event_id=f"{command.command_id}:reused-{fingerprint[:16]}",
-        command_id=command.command_id, region=command.region,
+        command_id=command.command_id,
+        region=command.region,
         command_kind=getattr(command, "kind", "command"),
         reason="command_id is already used by a different command; choose a new command_id",
     )
@@ -225,16 +229,20 @@ def record_text(command_id: str, outcome: Outcome, fingerprint: str | None = Non
     head = _record_head(command_id)
     if fingerprint is not None:
         head += f'"fingerprint":{json.dumps(fingerprint)},'
-    return (f'{head}"events":[{",".join(enc.events)}],'
-            f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]}}')
+    return (
+        f'{head}"events":[{",".join(enc.events)}],'
+        f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]}}'
+    )
 
 
 def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
     """The outcome as plain JSON data (what a record holds, without its command id)."""
     enc = encoded(outcome)
-    return {"events": [json.loads(t) for t in enc.events],
-            "emergencies": [json.loads(t) for t in enc.emergencies],
-            "units": [json.loads(t) for t in enc.units]}
+    return {
+        "events": [json.loads(t) for t in enc.events],
+        "emergencies": [json.loads(t) for t in enc.emergencies],
+        "units": [json.loads(t) for t in enc.units],
+    }
 
 
 def outcome_from_json(raw: Text | dict[str, Any]) -> Outcome:

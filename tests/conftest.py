@@ -94,8 +94,12 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.05,
-             message: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> object:
     """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -159,7 +163,10 @@ class WorkerProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dispatchwire", "worker"],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.wait_ready()
@@ -175,8 +182,12 @@ class WorkerProcess:
 
     def wait_ready(self) -> None:
         try:
-            wait_for(self._ready, timeout=self.ready_timeout, interval=0.2,
-                     message="the worker to own its partitions")
+            wait_for(
+                self._ready,
+                timeout=self.ready_timeout,
+                interval=0.2,
+                message="the worker to own its partitions",
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- worker log ---\n{self.log_tail()}") from None
 

@@ -28,8 +28,10 @@ def test_partitions_are_discovered_by_a_fresh_metadata_request(settings) -> None
         consumer = clients.aio_consumer(settings, group_id=None)
         await consumer.start()
         try:
-            return (await clients.partitions_of(consumer, settings.events_topic),
-                    await clients.partitions_of(consumer, settings.topic("no-such-topic")))
+            return (
+                await clients.partitions_of(consumer, settings.events_topic),
+                await clients.partitions_of(consumer, settings.topic("no-such-topic")),
+            )
         finally:
             await consumer.stop()
 
@@ -37,7 +39,8 @@ def test_partitions_are_discovered_by_a_fresh_metadata_request(settings) -> None
     sync = clients.consumer(settings, group_id=None, enable_auto_commit=False)
     try:
         assert clients.partitions_of_sync(sync, settings.events_topic) == list(
-            range(settings.partitions))
+            range(settings.partitions)
+        )
     finally:
         sync.close()
 
@@ -61,25 +64,40 @@ def test_a_broker_that_does_not_answer_names_the_bootstrap_setting(make_settings
         LogWindow(down, Window())
 
 
-@pytest.mark.parametrize("error", [
-    aio_errors.UnknownTopicOrPartitionError(), kp_errors.UnknownTopicOrPartitionError(),
-    aio_errors.TopicAuthorizationFailedError(), kp_errors.PolicyViolationError(),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        aio_errors.UnknownTopicOrPartitionError(),
+        kp_errors.UnknownTopicOrPartitionError(),
+        aio_errors.TopicAuthorizationFailedError(),
+        kp_errors.PolicyViolationError(),
+    ],
+)
 def test_other_library_errors_say_what_was_being_done(settings, error: Exception) -> None:
-    with (pytest.raises(KafkaError, match="reading the thing failed") as caught,
-          clients.kafka_errors(settings, "reading the thing")):
+    with (
+        pytest.raises(KafkaError, match="reading the thing failed") as caught,
+        clients.kafka_errors(settings, "reading the thing"),
+    ):
         raise error
     assert not isinstance(caught.value, KafkaUnavailable)
     assert caught.value.__cause__ is error
 
 
-@pytest.mark.parametrize("error", [
-    aio_errors.KafkaConnectionError(), kp_errors.KafkaConnectionError(),
-    aio_errors.RequestTimedOutError(), kp_errors.KafkaTimeoutError(), ConnectionRefusedError(),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        aio_errors.KafkaConnectionError(),
+        kp_errors.KafkaConnectionError(),
+        aio_errors.RequestTimedOutError(),
+        kp_errors.KafkaTimeoutError(),
+        ConnectionRefusedError(),
+    ],
+)
 def test_unreachable_errors_of_either_library_are_kafka_unavailable(settings, error) -> None:
-    with (pytest.raises(KafkaUnavailable, match=settings.kafka_bootstrap),
-          clients.kafka_errors(settings, "x")):
+    with (
+        pytest.raises(KafkaUnavailable, match=settings.kafka_bootstrap),
+        clients.kafka_errors(settings, "x"),
+    ):
         raise error
 
 

@@ -75,18 +75,26 @@ def _own_cache(tmp: Path) -> Path:
 
 
 def _cli(env: dict[str, str], *argv: str, timeout: float = 240.0) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dispatchwire", *argv], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "dispatchwire", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "DISPATCHWIRE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "DISPATCHWIRE_CACHE_DIR": str(settings.cache_dir),
-        "DISPATCHWIRE_KAFKA_HEAP": settings.kafka_heap,
-        "DISPATCHWIRE_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-    })
+    env.update(
+        {
+            "DISPATCHWIRE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "DISPATCHWIRE_CACHE_DIR": str(settings.cache_dir),
+            "DISPATCHWIRE_KAFKA_HEAP": settings.kafka_heap,
+            "DISPATCHWIRE_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        }
+    )
     if settings.kafka_sasl_username and settings.kafka_sasl_password:
         env["DISPATCHWIRE_KAFKA_SASL_USERNAME"] = settings.kafka_sasl_username
         env["DISPATCHWIRE_KAFKA_SASL_PASSWORD"] = settings.kafka_sasl_password.get_secret_value()
@@ -118,29 +126,42 @@ def _started(settings: Settings, *up_args: str) -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="module")
 def three_nodes(
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, LocalCluster]]:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Settings, LocalCluster]]:
     tmp = tmp_path_factory.mktemp("cluster3")
     base = _free_port_run(6)
-    settings = Settings(kafka_bootstrap=f"127.0.0.1:{base}", cache_dir=_own_cache(tmp),
-                        kafka_heap=NODE_HEAP)
+    settings = Settings(
+        kafka_bootstrap=f"127.0.0.1:{base}", cache_dir=_own_cache(tmp), kafka_heap=NODE_HEAP
+    )
     with _started(settings, "--brokers", "3") as cluster:
         yield settings, cluster
 
 
 def _cluster_settings(settings: Settings, cluster: LocalCluster, **extra: object) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    return Settings(kafka_bootstrap=cluster.bootstrap, kafka_brokers=3, topic_prefix=f"c{tag}.",
-                    partitions=2, **extra)  # type: ignore[arg-type]
+    return Settings(
+        kafka_bootstrap=cluster.bootstrap,
+        kafka_brokers=3,
+        topic_prefix=f"c{tag}.",
+        partitions=2,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def test_kafka_up_brokers_3_starts_one_quorum_of_three_nodes(
-        three_nodes: tuple[Settings, LocalCluster]) -> None:
+    three_nodes: tuple[Settings, LocalCluster],
+) -> None:
     settings, cluster = three_nodes
     assert [n.port for n in cluster.nodes] == [cluster.nodes[0].port + 2 * i for i in range(3)]
     assert len(cluster.running()) == 3
     assert cluster.brokers_in_metadata() == {1, 2, 3}
-    voters = {n.data_dir.joinpath("server.properties").read_text().split(
-        "controller.quorum.voters=")[1].split("\n")[0] for n in cluster.nodes}
+    voters = {
+        n.data_dir.joinpath("server.properties")
+        .read_text()
+        .split("controller.quorum.voters=")[1]
+        .split("\n")[0]
+        for n in cluster.nodes
+    }
     assert len(voters) == 1 and voters.pop().count("@") == 3  # one quorum, three voters
     status = _cli(_env(settings), "kafka", "status")
     assert status.returncode == 0, status.stderr
@@ -153,7 +174,8 @@ def test_kafka_up_brokers_3_starts_one_quorum_of_three_nodes(
 
 
 def test_topics_on_the_cluster_get_replication_3_and_min_insync_2(
-        three_nodes: tuple[Settings, LocalCluster]) -> None:
+    three_nodes: tuple[Settings, LocalCluster],
+) -> None:
     _, cluster = three_nodes
     settings = _cluster_settings(_, cluster)
     assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
@@ -161,13 +183,15 @@ def test_topics_on_the_cluster_get_replication_3_and_min_insync_2(
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     try:
         topics = [settings.commands_topic, settings.events_topic]
+
         # a new topic reaches every node's metadata a moment after it is created
         def all_known() -> list[dict] | None:
             found = admin.describe_topics(topics)
             return found if all(t["error_code"] == 0 for t in found) else None
 
-        described = wait_for(all_known, timeout=30, interval=0.2,
-                             message="the new topics in the metadata")
+        described = wait_for(
+            all_known, timeout=30, interval=0.2, message="the new topics in the metadata"
+        )
         for topic in described:
             assert len(topic["partitions"]) == 2, topic
             for partition in topic["partitions"]:
@@ -184,20 +208,26 @@ def test_topics_on_the_cluster_get_replication_3_and_min_insync_2(
 
 def _leader(admin: KafkaAdminClient, topic: str, partition: int) -> int:
     (described,) = admin.describe_topics([topic])
-    return next(p["leader_id"] for p in described["partitions"]
-                if p["partition_index"] == partition)
+    return next(
+        p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition
+    )
 
 
 def test_acks_all_write_survives_sigkill_of_the_partition_leader(
-        three_nodes: tuple[Settings, LocalCluster]) -> None:
+    three_nodes: tuple[Settings, LocalCluster],
+) -> None:
     _, cluster = three_nodes
     settings = _cluster_settings(_, cluster)
     ensure_topics(settings)
     topic = settings.commands_topic
 
     async def produce(values: list[bytes]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all",
-                                    enable_idempotence=True, request_timeout_ms=20_000)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=cluster.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=20_000,
+        )
         await producer.start()
         try:
             for value in values:
@@ -216,7 +246,10 @@ def test_acks_all_write_survives_sigkill_of_the_partition_leader(
         wait_for(lambda: not _alive(pid), timeout=10, message="the leader to die")
         new_leader = wait_for(
             lambda: (lead := _leader(admin, topic, 0)) not in (old_leader, -1) and lead,
-            timeout=60, interval=0.25, message="a new leader of partition 0")
+            timeout=60,
+            interval=0.25,
+            message="a new leader of partition 0",
+        )
     finally:
         admin.close()
     assert new_leader != old_leader
@@ -224,8 +257,9 @@ def test_acks_all_write_survives_sigkill_of_the_partition_leader(
     asyncio.run(produce([b"after-1"]))
 
     survivors = ",".join(n.bootstrap for n in cluster.nodes if n.node_id != old_leader)
-    consumer = KafkaConsumer(bootstrap_servers=survivors, enable_auto_commit=False,
-                             consumer_timeout_ms=20_000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=survivors, enable_auto_commit=False, consumer_timeout_ms=20_000
+    )
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)
@@ -241,7 +275,8 @@ def test_acks_all_write_survives_sigkill_of_the_partition_leader(
 
 
 def test_kafka_down_stops_every_node_and_leaves_no_process(
-        three_nodes: tuple[Settings, LocalCluster]) -> None:
+    three_nodes: tuple[Settings, LocalCluster],
+) -> None:
     settings, cluster = three_nodes
     pids = list(cluster.running().values())
     assert pids
@@ -264,10 +299,15 @@ def sasl_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """One node whose only client listener is SASL_PLAINTEXT + SCRAM-SHA-512."""
     tmp = tmp_path_factory.mktemp("sasl")
     base = _free_port_run(2)
-    settings = Settings(kafka_bootstrap=f"127.0.0.1:{base}", cache_dir=_own_cache(tmp),
-                        kafka_heap=NODE_HEAP, kafka_security_protocol="SASL_PLAINTEXT",
-                        kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username=SASL_USER,
-                        kafka_sasl_password=SASL_PASSWORD)
+    settings = Settings(
+        kafka_bootstrap=f"127.0.0.1:{base}",
+        cache_dir=_own_cache(tmp),
+        kafka_heap=NODE_HEAP,
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username=SASL_USER,
+        kafka_sasl_password=SASL_PASSWORD,
+    )
     with _started(settings) as cluster:
         assert len(cluster.nodes) == 1
         # the password is in the node's 0600 config, never in its logs
@@ -275,8 +315,9 @@ def sasl_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             assert (node.data_dir / "server.properties").stat().st_mode & 0o077 == 0
             for log in (node.data_dir / "logs").iterdir():
                 assert SASL_PASSWORD not in log.read_text(errors="replace"), log
-        yield settings.model_copy(update={"topic_prefix": f"s{uuid.uuid4().hex[:8]}.",
-                                          "partitions": 1})
+        yield settings.model_copy(
+            update={"topic_prefix": f"s{uuid.uuid4().hex[:8]}.", "partitions": 1}
+        )
 
 
 def test_aiokafka_produces_and_consumes_over_scram(sasl_node: Settings) -> None:
@@ -294,8 +335,9 @@ def test_aiokafka_produces_and_consumes_over_scram(sasl_node: Settings) -> None:
                 await producer.send_and_wait(settings.events_topic, key=b"r", value=b"%d" % i)
         finally:
             await producer.stop()
-        consumer = clients.aio_consumer(settings, settings.events_topic,
-                                        auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = clients.aio_consumer(
+            settings, settings.events_topic, auto_offset_reset="earliest", enable_auto_commit=False
+        )
         await consumer.start()
         try:
             got: list[bytes] = []
@@ -318,9 +360,13 @@ def test_kafka_python_produces_and_consumes_over_scram(sasl_node: Settings) -> N
         producer.send(settings.commands_topic, key=b"r", value=b"c%d" % i)
     producer.flush(30)
     producer.close()
-    consumer = clients.consumer(settings, settings.commands_topic,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                consumer_timeout_ms=20_000)
+    consumer = clients.consumer(
+        settings,
+        settings.commands_topic,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=20_000,
+    )
     got = []
     try:
         for record in consumer:
@@ -340,8 +386,7 @@ def test_faust_gets_scram_credentials(sasl_node: Settings) -> None:
     auth = credentials_to_aiokafka_auth(options["broker_credentials"])
     assert auth["security_protocol"] == "SASL_PLAINTEXT"
     assert auth["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == (SASL_USER,
-                                                                          SASL_PASSWORD)
+    assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == (SASL_USER, SASL_PASSWORD)
 
 
 def test_the_api_bus_and_a_replay_window_work_over_scram(sasl_node: Settings) -> None:
@@ -353,8 +398,15 @@ def test_the_api_bus_and_a_replay_window_work_over_scram(sasl_node: Settings) ->
 
     settings = sasl_node.model_copy(update={"topic_prefix": f"b{uuid.uuid4().hex[:8]}."})
     ensure_topics(settings)
-    command = ReportEmergency(command_id=uuid.uuid4().hex, region="hki-nw", type="medical",
-                              priority=2, lat=60.17, lon=24.94, description="scram")
+    command = ReportEmergency(
+        command_id=uuid.uuid4().hex,
+        region="hki-nw",
+        type="medical",
+        priority=2,
+        lat=60.17,
+        lon=24.94,
+        description="scram",
+    )
 
     async def send() -> None:
         bus = CommandBus(settings)
@@ -370,8 +422,7 @@ def test_the_api_bus_and_a_replay_window_work_over_scram(sasl_node: Settings) ->
 
 
 def test_a_wrong_password_is_refused_naming_the_setting(sasl_node: Settings) -> None:
-    wrong = sasl_node.model_copy(
-        update={"kafka_sasl_password": SecretStr("not-" + SASL_PASSWORD)})
+    wrong = sasl_node.model_copy(update={"kafka_sasl_password": SecretStr("not-" + SASL_PASSWORD)})
     # kafka-python (the admin client every part uses to create topics)
     with pytest.raises(ConfigurationError, match="DISPATCHWIRE_KAFKA_SASL_PASSWORD") as caught:
         ensure_topics(wrong)
@@ -379,9 +430,11 @@ def test_a_wrong_password_is_refused_naming_the_setting(sasl_node: Settings) -> 
 
     # aiokafka: the broker refuses the login; our translation names the settings
     async def start_producer() -> BaseException:
-        producer = AIOKafkaProducer(bootstrap_servers=wrong.kafka_bootstrap,
-                                    request_timeout_ms=10_000,
-                                    **broker_credentials(wrong, "aiokafka"))
+        producer = AIOKafkaProducer(
+            bootstrap_servers=wrong.kafka_bootstrap,
+            request_timeout_ms=10_000,
+            **broker_credentials(wrong, "aiokafka"),
+        )
         try:
             await producer.start()
         except AioKafkaError as exc:
@@ -397,8 +450,11 @@ def test_a_wrong_password_is_refused_naming_the_setting(sasl_node: Settings) -> 
 def test_a_client_without_credentials_gets_nothing(sasl_node: Settings) -> None:
     plain = sasl_node.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
     with pytest.raises(Exception):  # noqa: B017 - any failure; the point is no access
-        admin = KafkaAdminClient(bootstrap_servers=plain.kafka_bootstrap,
-                                 request_timeout_ms=5_000, api_version_auto_timeout_ms=5_000)
+        admin = KafkaAdminClient(
+            bootstrap_servers=plain.kafka_bootstrap,
+            request_timeout_ms=5_000,
+            api_version_auto_timeout_ms=5_000,
+        )
         try:
             admin.list_topics()
         finally:
@@ -427,8 +483,13 @@ def test_a_local_broker_refuses_security_it_cannot_offer() -> None:
     with pytest.raises(ConfigurationError, match="DISPATCHWIRE_KAFKA_SECURITY_PROTOCOL"):
         scram_login(Settings(kafka_security_protocol="SSL"))
     with pytest.raises(ConfigurationError, match="DISPATCHWIRE_KAFKA_SASL_PASSWORD"):
-        scram_login(Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u",
-                             kafka_sasl_password='with"quote'))
+        scram_login(
+            Settings(
+                kafka_security_protocol="SASL_PLAINTEXT",
+                kafka_sasl_username="u",
+                kafka_sasl_password='with"quote',
+            )
+        )
 
 
 def test_a_cluster_started_with_three_nodes_is_not_restarted_with_five(tmp_path: Path) -> None:

@@ -64,8 +64,9 @@ def test_compose_runs_the_cluster_topology() -> None:
 
 
 def test_api_replicas_publish_distinct_host_ports() -> None:
-    published = [s["ports"][0].split(":")[0] for n, s in APP_SERVICES.items()
-                 if n in _running("api")]
+    published = [
+        s["ports"][0].split(":")[0] for n, s in APP_SERVICES.items() if n in _running("api")
+    ]
     assert len(set(published)) == len(published) == 2
 
 
@@ -80,8 +81,10 @@ def test_app_settings_ask_the_cluster_for_replication_3_and_two_in_sync() -> Non
         assert int(kafka_env["KAFKA_MIN_INSYNC_REPLICAS"]) == settings.min_insync_replicas
         assert int(kafka_env["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == settings.replication_factor
         # every node is a bootstrap server, so clients start even with one node down
-        advertised = {s["environment"]["KAFKA_ADVERTISED_LISTENERS"].split("//")[1]
-                      for s in KAFKA_NODES.values()}
+        advertised = {
+            s["environment"]["KAFKA_ADVERTISED_LISTENERS"].split("//")[1]
+            for s in KAFKA_NODES.values()
+        }
         assert set(settings.kafka_bootstrap.split(",")) == advertised, name
 
 

@@ -15,8 +15,14 @@ pytestmark = pytest.mark.kafka
 
 
 def _report(i: int) -> ReportEmergency:
-    return ReportEmergency(region="r1", type="medical", priority=1 + i % 5, lat=60.17, lon=24.94,
-                           description=f"case {i}")
+    return ReportEmergency(
+        region="r1",
+        type="medical",
+        priority=1 + i % 5,
+        lat=60.17,
+        lon=24.94,
+        description=f"case {i}",
+    )
 
 
 def test_kafka_python_round_trip(settings: Settings) -> None:
@@ -46,18 +52,23 @@ def test_kafka_python_round_trip(settings: Settings) -> None:
 
 def test_aiokafka_round_trip(settings: Settings) -> None:
     async def run() -> list[bytes]:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                    enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        )
         await producer.start()
         try:
             for i in range(20):
-                await producer.send_and_wait(settings.events_topic, key=b"r2",
-                                             value=encode(_report(i)))
+                await producer.send_and_wait(
+                    settings.events_topic, key=b"r2", value=encode(_report(i))
+                )
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(settings.events_topic,
-                                    bootstrap_servers=settings.kafka_bootstrap,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            settings.events_topic,
+            bootstrap_servers=settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         values: list[bytes] = []
         try:

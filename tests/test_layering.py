@@ -21,9 +21,12 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize(("part", "forbidden"), [
-    ("analytics", ("api", "views", "starlette", "sse_starlette", "uvicorn")),
-])
+@pytest.mark.parametrize(
+    ("part", "forbidden"),
+    [
+        ("analytics", ("api", "views", "starlette", "sse_starlette", "uvicorn")),
+    ],
+)
 def test_part_does_not_import(part: str, forbidden: tuple[str, ...]) -> None:
     found = sorted(
         f"{path.relative_to(ROOT)} imports {name}"

@@ -52,8 +52,9 @@ def test_eight_regions_on_four_partitions_two_each() -> None:
 def test_appending_a_region_never_moves_an_existing_one(partitions: int) -> None:
     for n in range(1, len(EIGHT)):
         before, after = EIGHT[:n], EIGHT[: n + 1]
-        assert [partition_for(r, partitions, before) for r in before] == \
-            [partition_for(r, partitions, after) for r in before]
+        assert [partition_for(r, partitions, before) for r in before] == [
+            partition_for(r, partitions, after) for r in before
+        ]
 
 
 def test_unlisted_keys_fall_back_to_kafka_s_default_hash() -> None:
@@ -63,8 +64,7 @@ def test_unlisted_keys_fall_back_to_kafka_s_default_hash() -> None:
     place = RegionPartitioner(HELSINKI)
     for key in keys:
         assert murmur2(key) & 0xFFFFFFFF == kafka_murmur2(key)  # (ours is signed, as Java)
-        assert place(key, [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]) == \
-            (kafka_murmur2(key) & 0x7FFFFFFF) % 5
+        assert place(key, [0, 1, 2, 3, 4], [0, 1, 2, 3, 4]) == (kafka_murmur2(key) & 0x7FFFFFFF) % 5
 
 
 def test_partitioners_agree_and_use_the_topic_s_partition_ids() -> None:
@@ -86,8 +86,9 @@ def test_partitioners_agree_and_use_the_topic_s_partition_ids() -> None:
 
 
 def _records(settings: Settings, topic: str) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                             enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
+    )
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
@@ -105,15 +106,24 @@ def _records(settings: Settings, topic: str) -> list:
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_each_region_s_commands_events_and_table_land_on_its_partition(
-        make_settings, running_worker) -> None:
+    make_settings, running_worker
+) -> None:
     settings = make_settings(partitions=4, tick_seconds=0.5)
     ensure_topics(settings)
     running_worker(settings)
     units = seed(settings)  # kafka-python, as `dispatchwire seed`
     stations = {u.region: (u.lat, u.lon) for u in units}
-    reports = [ReportEmergency(region=region, type=EmergencyType.MEDICAL, priority=2,
-                               lat=lat + 0.0015, lon=lon, description="placement")
-               for region, (lat, lon) in stations.items()]
+    reports = [
+        ReportEmergency(
+            region=region,
+            type=EmergencyType.MEDICAL,
+            priority=2,
+            lat=lat + 0.0015,
+            lon=lon,
+            description="placement",
+        )
+        for region, (lat, lon) in stations.items()
+    ]
 
     async def send_through_the_api() -> None:
         bus = CommandBus(settings)  # aiokafka, as the API
@@ -121,8 +131,9 @@ def test_each_region_s_commands_events_and_table_land_on_its_partition(
             for report in reports:
                 await bus.send(report)
             for report in reports:
-                await bus.send(DispatchEmergency(region=report.region,
-                                                 emergency_id=report.emergency_id))
+                await bus.send(
+                    DispatchEmergency(region=report.region, emergency_id=report.emergency_id)
+                )
         finally:
             await bus.stop()
 
@@ -130,13 +141,17 @@ def test_each_region_s_commands_events_and_table_land_on_its_partition(
 
     def moved_everywhere() -> list:
         events = _records(settings, settings.events_topic)
-        moving = {json.loads(r.value)["region"] for r in events
-                  if json.loads(r.value)["event"] == "unit_location"}
+        moving = {
+            json.loads(r.value)["region"]
+            for r in events
+            if json.loads(r.value)["event"] == "unit_location"
+        }
         return events if moving == set(HELSINKI) else []
 
     # events of every kind, including the movement timer's ticks, from every region
-    events = wait_for(moved_everywhere, timeout=90, interval=0.5,
-                      message="units of every region moving")
+    events = wait_for(
+        moved_everywhere, timeout=90, interval=0.5, message="units of every region moving"
+    )
     commands = _records(settings, settings.commands_topic)
     changelog = _records(settings, f"{settings.app_id}-{TABLE_NAME}-changelog")
 
@@ -147,6 +162,9 @@ def test_each_region_s_commands_events_and_table_land_on_its_partition(
         assert placed == set(expected.items()), name
     ticks = [r for r in commands if b'"kind":"unit_position"' in r.value.replace(b" ", b"")]
     assert {r.key.decode() for r in ticks} == set(HELSINKI)  # the worker's timer sent them
-    entities = [(json.loads(r.value)["region"], r.partition) for r in changelog
-                if json.loads(r.key)[:2] in ("e:", "u:") and r.value]
+    entities = [
+        (json.loads(r.value)["region"], r.partition)
+        for r in changelog
+        if json.loads(r.key)[:2] in ("e:", "u:") and r.value
+    ]
     assert entities and set(entities) == set(expected.items())

@@ -20,18 +20,35 @@ U1 = Unit(id="u1", callsign="F1", type="fire_engine", region="r", lat=60.1, lon=
 
 
 def _log() -> list[object]:
-    e2 = E1.model_copy(update={"status": EmergencyStatus.ASSIGNED, "assigned_unit_id": "u1",
-                               "version": 2})
-    u2 = U1.model_copy(update={"status": UnitStatus.DISPATCHED, "emergency_id": "e1",
-                               "version": 2})
+    e2 = E1.model_copy(
+        update={"status": EmergencyStatus.ASSIGNED, "assigned_unit_id": "u1", "version": 2}
+    )
+    u2 = U1.model_copy(update={"status": UnitStatus.DISPATCHED, "emergency_id": "e1", "version": 2})
     return [
-        UnitStatusUpdate(event_id="c0:0", command_id="c0", region="r", unit_id="u1",
-                         status=UnitStatus.AVAILABLE, unit=U1),
+        UnitStatusUpdate(
+            event_id="c0:0",
+            command_id="c0",
+            region="r",
+            unit_id="u1",
+            status=UnitStatus.AVAILABLE,
+            unit=U1,
+        ),
         EmergencyCreated(event_id="c1:0", command_id="c1", region="r", emergency=E1),
-        EmergencyUpdated(event_id="c2:0", command_id="c2", region="r", action="assigned",
-                         emergency=e2, unit=u2),
-        UnitLocation(event_id="c3:0", command_id="c3", region="r", unit_id="u1", lat=60.05,
-                     lon=24.05, heading=10.0, eta_s=30.0, route_index=1, version=3),
+        EmergencyUpdated(
+            event_id="c2:0", command_id="c2", region="r", action="assigned", emergency=e2, unit=u2
+        ),
+        UnitLocation(
+            event_id="c3:0",
+            command_id="c3",
+            region="r",
+            unit_id="u1",
+            lat=60.05,
+            lon=24.05,
+            heading=10.0,
+            eta_s=30.0,
+            route_index=1,
+            version=3,
+        ),
     ]
 
 

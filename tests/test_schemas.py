@@ -35,13 +35,27 @@ from schemas.jsonschema import SCHEMA_DIR, all_schemas, render
 from schemas.requests import ReportRequest
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-EMERGENCY = Emergency(id="e1", region="r1", type="fire", priority=1, lat=60.17, lon=24.94,
-                      description="smoke <b>x</b>", reported_at=T0)
+EMERGENCY = Emergency(
+    id="e1",
+    region="r1",
+    type="fire",
+    priority=1,
+    lat=60.17,
+    lon=24.94,
+    description="smoke <b>x</b>",
+    reported_at=T0,
+)
 UNIT = Unit(id="u1", callsign="F-11", type="fire_engine", region="r1", lat=60.16, lon=24.93)
 
 COMMANDS = [
-    ReportEmergency(region="r1", type="medical", priority=2, lat=60.1, lon=24.9,
-                    reporter={"name": "Aino", "phone": "+358 40 123"}),
+    ReportEmergency(
+        region="r1",
+        type="medical",
+        priority=2,
+        lat=60.1,
+        lon=24.9,
+        reporter={"name": "Aino", "phone": "+358 40 123"},
+    ),
     DispatchEmergency(region="r1", emergency_id="e1"),
     DispatchEmergency(region="r1", emergency_id="e1", unit_id="u7"),
     CompleteEmergency(region="r1", emergency_id="e1"),
@@ -55,20 +69,49 @@ COMMANDS = [
 EVENTS = [
     EmergencyCreated(event_id="c1:0", command_id="c1", region="r1", emergency=EMERGENCY),
     EmergencyUpdated(
-        event_id="c2:0", command_id="c2", region="r1", action="assigned",
+        event_id="c2:0",
+        command_id="c2",
+        region="r1",
+        action="assigned",
         emergency=EMERGENCY.model_copy(
             update={"status": EmergencyStatus.ASSIGNED, "assigned_unit_id": "u1"}
         ),
-        unit=UNIT.model_copy(update={"status": UnitStatus.DISPATCHED, "emergency_id": "e1",
-                                     "route": [(60.16, 24.93), (60.17, 24.94)]}),
+        unit=UNIT.model_copy(
+            update={
+                "status": UnitStatus.DISPATCHED,
+                "emergency_id": "e1",
+                "route": [(60.16, 24.93), (60.17, 24.94)],
+            }
+        ),
         dispatch=DispatchDecision(chosen_unit_id="u1", distance_m=1200.0, eta_s=95.0),
     ),
-    UnitStatusUpdate(event_id="c2:1", command_id="c2", region="r1", unit_id="u1",
-                     status="DISPATCHED", emergency_id="e1", unit=UNIT),
-    UnitLocation(event_id="c3:0", command_id="c3", region="r1", unit_id="u1", lat=60.165,
-                 lon=24.935, heading=45.0, eta_s=40.0, version=3),
-    CommandRejectedEvent(event_id="c4:0", command_id="c4", region="r1",
-                         command_kind="dispatch_emergency", reason="no available fire_engine"),
+    UnitStatusUpdate(
+        event_id="c2:1",
+        command_id="c2",
+        region="r1",
+        unit_id="u1",
+        status="DISPATCHED",
+        emergency_id="e1",
+        unit=UNIT,
+    ),
+    UnitLocation(
+        event_id="c3:0",
+        command_id="c3",
+        region="r1",
+        unit_id="u1",
+        lat=60.165,
+        lon=24.935,
+        heading=45.0,
+        eta_s=40.0,
+        version=3,
+    ),
+    CommandRejectedEvent(
+        event_id="c4:0",
+        command_id="c4",
+        region="r1",
+        command_kind="dispatch_emergency",
+        reason="no available fire_engine",
+    ),
 ]
 
 
@@ -93,11 +136,17 @@ def test_event_round_trip(event: object) -> None:
         ({"type": "fire", "lat": 60, "lon": 24, "priority": 0}, "priority", "greater than"),
         ({"type": "fire", "lon": 24}, "lat", "Field required"),
         ({"type": "fire", "lat": "north", "lon": 24}, "lat", "valid number"),
-        ({"type": "fire", "lat": 60, "lon": 24, "description": "x" * 2001}, "description",
-         "at most 2000"),
+        (
+            {"type": "fire", "lat": 60, "lon": 24, "description": "x" * 2001},
+            "description",
+            "at most 2000",
+        ),
         ({"type": "fire", "lat": 60, "lon": 24, "colour": "red"}, "colour", "Extra inputs"),
-        ({"type": "fire", "lat": 60, "lon": 24, "reporter": {"phone": "call me"}},
-         "reporter.phone", "should match pattern"),
+        (
+            {"type": "fire", "lat": 60, "lon": 24, "reporter": {"phone": "call me"}},
+            "reporter.phone",
+            "should match pattern",
+        ),
         ({"type": "fire", "lat": 60, "lon": 24, "region": "hki-ne"}, "region", "Extra inputs"),
     ],
 )
@@ -111,8 +160,13 @@ def test_report_rejections_name_the_field(body: dict[str, object], field: str, r
 
 @pytest.mark.parametrize(
     "raw",
-    [b"not json", b"{}", b'{"kind": "launch_rockets", "region": "r1"}',
-     b'{"kind": "dispatch_emergency", "region": "r1"}', b"[]"],
+    [
+        b"not json",
+        b"{}",
+        b'{"kind": "launch_rockets", "region": "r1"}',
+        b'{"kind": "dispatch_emergency", "region": "r1"}',
+        b"[]",
+    ],
 )
 def test_undecodable_commands_raise_schema_error(raw: bytes) -> None:
     with pytest.raises(SchemaError):

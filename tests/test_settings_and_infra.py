@@ -36,8 +36,9 @@ def test_settings_read_the_prefixed_environment(monkeypatch: pytest.MonkeyPatch)
 def test_dev_tokens_are_refused_outside_dev() -> None:
     with pytest.raises(ConfigurationError, match="DISPATCHWIRE_AUTHORITY_TOKEN"):
         Settings(mode="prod")
-    ok = Settings(mode="prod", authority_token="a" * 32, unit_token="b" * 32,
-                  reporter_token="c" * 32)
+    ok = Settings(
+        mode="prod", authority_token="a" * 32, unit_token="b" * 32, reporter_token="c" * 32
+    )
     assert ok.mode == "prod"
 
 
@@ -55,8 +56,13 @@ def test_min_heap(heap: str, half: str) -> None:
 @pytest.mark.slow
 def test_broker_starts_answers_and_stops_without_leftovers(tmp_path: Path) -> None:
     base = Settings()
-    broker = LocalBroker(KafkaDistribution(base.kafka_version, base.cache_dir), tmp_path / "b",
-                         port=free_port(), controller_port=free_port(), heap="384m")
+    broker = LocalBroker(
+        KafkaDistribution(base.kafka_version, base.cache_dir),
+        tmp_path / "b",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="384m",
+    )
     broker.start()
     try:
         pid = broker.running_pid()
@@ -74,15 +80,21 @@ def test_broker_starts_answers_and_stops_without_leftovers(tmp_path: Path) -> No
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_broker_restarted_after_sigkill_is_not_refused_by_its_own_controller(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Issue 10, item 5: `kafka up` after a SIGKILL took 15 s, mostly the controller refusing
     the new incarnation (DUPLICATE_BROKER_REGISTRATION) until the dead one's broker session
     (9 s by default) expired. The broker's own session timeout is now short, so refusals, if
     the new incarnation asks before the old session is gone, stop within that timeout (timed
     by the broker's own log lines, not by the test's clock)."""
     base = Settings()
-    broker = LocalBroker(KafkaDistribution(base.kafka_version, base.cache_dir), tmp_path / "b",
-                         port=free_port(), controller_port=free_port(), heap="384m")
+    broker = LocalBroker(
+        KafkaDistribution(base.kafka_version, base.cache_dir),
+        tmp_path / "b",
+        port=free_port(),
+        controller_port=free_port(),
+        heap="384m",
+    )
     broker.start()
     try:
         pid = broker.running_pid()
@@ -105,7 +117,8 @@ def test_broker_restarted_after_sigkill_is_not_refused_by_its_own_controller(
         bound = timedelta(milliseconds=BROKER_SESSION_TIMEOUT_MS + 1_000)
         # refusals last until the old session expires: before the fix (9 s) up to 9 s
         assert not refused or refused[-1] - refused[0] <= bound, (
-            f"refused {len(refused)} times over {refused[-1] - refused[0]}")
+            f"refused {len(refused)} times over {refused[-1] - refused[0]}"
+        )
     finally:
         broker.stop()
 
@@ -124,6 +137,7 @@ def _refusal_times(log_text: str) -> list[datetime]:
 
 
 def test_cli_help_lists_every_subcommand() -> None:
-    out = subprocess.run([sys.executable, "-m", "dispatchwire", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "dispatchwire", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "kafka" in out

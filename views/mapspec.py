@@ -57,7 +57,6 @@ def _view_state(network: geo.RoadNetwork) -> pdk.ViewState:
     )
 
 
-
 def _markers(layer_id: str, outline: list[int], radius_px: int) -> pdk.Layer:
     """A live marker layer: points coloured per datum, a fixed outline, sized in pixels."""
     return pdk.Layer(
@@ -73,6 +72,7 @@ def _markers(layer_id: str, outline: list[int], radius_px: int) -> pdk.Layer:
         line_width_min_pixels=2,
         pickable=True,
     )
+
 
 def live_layers() -> list[pdk.Layer]:
     """The layers the pages feed from the live stream; their data starts empty.

@@ -46,8 +46,11 @@ LAYOUT = PAGES_DIR / "layout.html"
 # The console's page links, in the top bar of every page but the tracking page.
 CONSOLE_NAV = (("/", "Dispatch"), ("/units", "Units"), ("/report", "Report"), ("/replay", "Replay"))
 # The board's counters (board.js fills them), on the dashboard and the replay.
-BOARD_COUNTERS = (("pending", "count-pending", "pending"), ("active", "count-active", "active"),
-                  ("available", "count-available", "units free"))
+BOARD_COUNTERS = (
+    ("pending", "count-pending", "pending"),
+    ("active", "count-active", "active"),
+    ("available", "count-available", "units free"),
+)
 
 
 @dataclass(frozen=True)
@@ -73,20 +76,44 @@ class Page:
 
 
 PAGES = (
-    Page("dashboard", "/", "Dispatch", "dashboard.js",
-         counters=BOARD_COUNTERS,
-         login_prompt="The dispatch console needs the authority token."),
-    Page("report", "/report", "Report an emergency", "report.js", home="/report",
-         indicator=False),
-    Page("track", "/track/{id}", "Tracking your report", "track.js", home="/report",
-         nav=(("/report", "New report"),)),
-    Page("units", "/units", "Units", "units.js",
-         counters=(("active", "count-tracked", "en route"),
-                   ("available", "count-available", "units free")),
-         login_prompt="Unit tracking needs the authority token."),
-    Page("replay", "/replay", "Replay", "replay.js", body_class="console replay-mode",
-         counters=BOARD_COUNTERS,
-         indicator=False, login_prompt="Replays of the event log need the authority token."),
+    Page(
+        "dashboard",
+        "/",
+        "Dispatch",
+        "dashboard.js",
+        counters=BOARD_COUNTERS,
+        login_prompt="The dispatch console needs the authority token.",
+    ),
+    Page("report", "/report", "Report an emergency", "report.js", home="/report", indicator=False),
+    Page(
+        "track",
+        "/track/{id}",
+        "Tracking your report",
+        "track.js",
+        home="/report",
+        nav=(("/report", "New report"),),
+    ),
+    Page(
+        "units",
+        "/units",
+        "Units",
+        "units.js",
+        counters=(
+            ("active", "count-tracked", "en route"),
+            ("available", "count-available", "units free"),
+        ),
+        login_prompt="Unit tracking needs the authority token.",
+    ),
+    Page(
+        "replay",
+        "/replay",
+        "Replay",
+        "replay.js",
+        body_class="console replay-mode",
+        counters=BOARD_COUNTERS,
+        indicator=False,
+        login_prompt="Replays of the event log need the authority token.",
+    ),
 )
 
 LOGIN_DIALOG = """\
@@ -105,27 +132,35 @@ def _topbar(page: Page) -> str:
     current = ' aria-current="page"'
     links = "".join(
         f'\n      <a href="{href}"{current if href == page.path else ""}>{escape(label)}</a>'
-        for href, label in page.nav)
+        for href, label in page.nav
+    )
     lines = [f'    <nav aria-label="Pages">{links}\n    </nav>']
     if page.counters:
         spans = "".join(
             f'\n      <span class="counter {kind}"><b id="{node_id}">0</b> {escape(label)}</span>'
-            for kind, node_id, label in page.counters)
+            for kind, node_id, label in page.counters
+        )
         lines.append(f'    <div class="counters" aria-live="polite">{spans}\n    </div>')
     if page.indicator:
-        lines.append('    <div id="live-indicator" class="live-indicator" role="status" '
-                     'aria-live="polite"></div>')
+        lines.append(
+            '    <div id="live-indicator" class="live-indicator" role="status" '
+            'aria-live="polite"></div>'
+        )
     if page.login_prompt:
-        lines.append('    <button id="change-token" class="ghost" type="button" '
-                     'title="Change the authority token">Token</button>')
+        lines.append(
+            '    <button id="change-token" class="ghost" type="button" '
+            'title="Change the authority token">Token</button>'
+        )
     return "\n".join(lines)
 
 
 def _parts() -> dict[str, str]:
     """The pieces of markup bodies share (``pages/parts/*.html``), by placeholder name:
     ``$incident_lists`` for ``incident-lists.html``."""
-    return {part.stem.replace("-", "_"): part.read_text(encoding="utf-8").rstrip("\n")
-            for part in (PAGES_DIR / "parts").glob("*.html")}
+    return {
+        part.stem.replace("-", "_"): part.read_text(encoding="utf-8").rstrip("\n")
+        for part in (PAGES_DIR / "parts").glob("*.html")
+    }
 
 
 def render_page(page: Page) -> str:
@@ -138,9 +173,11 @@ def render_page(page: Page) -> str:
         home=page.home,
         topbar=_topbar(page),
         body=Template((PAGES_DIR / f"{page.name}.html").read_text(encoding="utf-8"))
-        .substitute(_parts()).rstrip("\n"),
+        .substitute(_parts())
+        .rstrip("\n"),
         token_dialog=Template(LOGIN_DIALOG).substitute(sentence=escape(page.login_prompt))
-        if page.login_prompt else "",
+        if page.login_prompt
+        else "",
     )
 
 
@@ -244,8 +281,11 @@ def routes(settings: Settings) -> list[BaseRoute]:
     return [
         *(Route(page.path, _page(page, headers), name=page.name) for page in PAGES),
         Route("/views/map/base.json", spec.endpoint, name="base_map"),
-        Route("/views/config.js", config_endpoint(settings, {"Cache-Control": "no-cache"}),
-              name="page_config"),
+        Route(
+            "/views/config.js",
+            config_endpoint(settings, {"Cache-Control": "no-cache"}),
+            name="page_config",
+        ),
         Route("/views/streets.json", _street_index(), name="street_index"),
         Route("/static/vendor/deck.js", _deck_bundle, name="deck_bundle"),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),

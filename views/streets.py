@@ -54,7 +54,8 @@ def build_street_index(pbf: Path, network: geo.RoadNetwork | None = None) -> dic
             continue
         for line in _lines(geometry):
             points.setdefault(name.strip(), []).extend(
-                (lat, lon) for lon, lat in line if network.in_service_area(lat, lon))
+                (lat, lon) for lon, lat in line if network.in_service_area(lat, lon)
+            )
     streets: list[dict[str, Any]] = []
     for name, pts in points.items():
         if not pts:
@@ -64,13 +65,19 @@ def build_street_index(pbf: Path, network: geo.RoadNetwork | None = None) -> dic
         lat, lon = min(pts, key=lambda p: geo.haversine_m(p[0], p[1], mid_lat, mid_lon))
         lats = [p[0] for p in pts]
         lons = [p[1] for p in pts]
-        streets.append({
-            "name": name,
-            "lat": round(lat, 6),
-            "lon": round(lon, 6),
-            "bbox": [round(min(lats), 6), round(min(lons), 6),
-                     round(max(lats), 6), round(max(lons), 6)],
-        })
+        streets.append(
+            {
+                "name": name,
+                "lat": round(lat, 6),
+                "lon": round(lon, 6),
+                "bbox": [
+                    round(min(lats), 6),
+                    round(min(lons), 6),
+                    round(max(lats), 6),
+                    round(max(lons), 6),
+                ],
+            }
+        )
     streets.sort(key=lambda s: (s["name"].casefold(), s["name"]))
     return {"source": pbf.name, "attribution": geo.ATTRIBUTION, "streets": streets}
 
@@ -89,8 +96,9 @@ def load_index_bytes(path: Path = DEFAULT_INDEX_FILE) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="build the street name index of the "
-                                     "report page's place search")
+    parser = argparse.ArgumentParser(
+        description="build the street name index of the report page's place search"
+    )
     parser.add_argument("pbf", nargs="?", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=DEFAULT_INDEX_FILE)
     args = parser.parse_args()

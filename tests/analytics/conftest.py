@@ -24,8 +24,11 @@ def start_sink(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]
         log = open(tmp_path / f"sink-{len(procs)}.log", "wb")  # noqa: SIM115 - child owns it
         proc = subprocess.Popen(
             [sys.executable, "-m", "dispatchwire", "sink", *args],
-            env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            env=settings_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         procs.append(proc)
@@ -39,15 +42,19 @@ def start_sink(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]
 
 
 def run_cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dispatchwire", *args],
-                          env=settings_env(settings), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dispatchwire", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
 
-def stored_snapshot(settings: Settings, events: list, path: Path,
-                    duplicate_every: int = 0) -> Path:
+def stored_snapshot(settings: Settings, events: list, path: Path, duplicate_every: int = 0) -> Path:
     """Put ``events`` on the log, sink them in-process, and snapshot the result."""
     from analytics.sink import Sink
     from analytics.snapshot import take_snapshot

@@ -38,7 +38,8 @@ def test_measure_sink_and_replay_rates(make_settings, tmp_path: Path, artifacts_
     bulk.close()
     # Row by row is an order of magnitude slower: measured on the first 5000 only.
     results["executemany_events_per_s"] = round(
-        bench_executemany(values[:5_000], tmp_path / "rowwise.duckdb"))
+        bench_executemany(values[:5_000], tmp_path / "rowwise.duckdb")
+    )
 
     # End to end from the real broker.
     settings = make_settings()
@@ -49,8 +50,9 @@ def test_measure_sink_and_replay_rates(make_settings, tmp_path: Path, artifacts_
     try:
         started = time.perf_counter()
         stats = sink.run(until_caught_up=True)
-        results["sink_from_kafka_events_per_s"] = round(stats.records
-                                                        / (time.perf_counter() - started))
+        results["sink_from_kafka_events_per_s"] = round(
+            stats.records / (time.perf_counter() - started)
+        )
     finally:
         sink.close()
     assert stats.events == n

@@ -20,7 +20,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 def test_exported_map_renders_offline_with_streets_tracks_and_a_fitted_view(
-        make_settings, tmp_path: Path, artifacts_dir: Path) -> None:
+    make_settings, tmp_path: Path, artifacts_dir: Path
+) -> None:
     # Regression (issue 12, item 1): "pixels" reached deck.gl as the expression
     # "@@=pixels" and the whole map was one solid rectangle of the police colour.
     from playwright.sync_api import sync_playwright
@@ -37,8 +38,13 @@ def test_exported_map_renders_offline_with_streets_tracks_and_a_fitted_view(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader",
-                  "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"],
+            args=[
+                "--no-sandbox",
+                "--use-gl=angle",
+                "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader",
+                "--ignore-gpu-blocklist",
+            ],
         )
         try:
             page = browser.new_page()
@@ -55,12 +61,19 @@ def test_exported_map_renders_offline_with_streets_tracks_and_a_fitted_view(
             page.goto(page_path.as_uri())
             page.wait_for_function(
                 "() => window.deckInstance && window.deckInstance.isInitialized"
-                " && document.querySelector('#deck-container canvas')", timeout=60_000)
+                " && document.querySelector('#deck-container canvas')",
+                timeout=60_000,
+            )
             layers = page.evaluate(
-                "() => window.deckInstance.props.layers.map(l => [l.id, l.props.data.length])")
+                "() => window.deckInstance.props.layers.map(l => [l.id, l.props.data.length])"
+            )
             pixels = assert_map_shows(
-                page, "#deck-container", path=str(artifacts_dir / "analytics-export-map.png"),
-                road=ROAD, **{k: tuple(v) for k, v in UNIT_COLORS.items()})
+                page,
+                "#deck-container",
+                path=str(artifacts_dir / "analytics-export-map.png"),
+                road=ROAD,
+                **{k: tuple(v) for k, v in UNIT_COLORS.items()},
+            )
             # Where the data lands on the screen: every point inside, spread over it.
             spread = page.evaluate("""() => {
                 const vp = window.deckInstance.getViewports()[0];
@@ -77,11 +90,20 @@ def test_exported_map_renders_offline_with_streets_tracks_and_a_fitted_view(
             browser.close()
     assert outside == []
     assert errors == []
-    assert dict(layers) == {"roads": len(geo.load_network().paths), "incidents": 5,
-                            "unit-tracks": 3, "unit-positions": 3}
+    assert dict(layers) == {
+        "roads": len(geo.load_network().paths),
+        "incidents": 5,
+        "unit-tracks": 3,
+        "unit-positions": 3,
+    }
     assert pixels.counts["road"] > 1000  # the street network, not a few stray pixels
     # Fitted to the data: all of it on screen, and filling most of one dimension.
     assert 0 <= spread["left"] < spread["right"] <= spread["w"], spread
     assert 0 <= spread["top"] < spread["bottom"] <= spread["h"], spread
-    assert max((spread["right"] - spread["left"]) / spread["w"],
-               (spread["bottom"] - spread["top"]) / spread["h"]) > 0.5, spread
+    assert (
+        max(
+            (spread["right"] - spread["left"]) / spread["w"],
+            (spread["bottom"] - spread["top"]) / spread["h"],
+        )
+        > 0.5
+    ), spread

@@ -47,11 +47,15 @@ def known_story() -> Story:
 @pytest.fixture(scope="module")
 def snapshot_db(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("queries")
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"tq{base.name}.",
-                        app_id=f"dw-q-{base.name}", sink_db=base / "sink.duckdb",
-                        data_dir=base, partitions=2)
-    return stored_snapshot(settings, known_story().events, base / "snap.duckdb",
-                           duplicate_every=4)
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"tq{base.name}.",
+        app_id=f"dw-q-{base.name}",
+        sink_db=base / "sink.duckdb",
+        data_dir=base,
+        partitions=2,
+    )
+    return stored_snapshot(settings, known_story().events, base / "snap.duckdb", duplicate_every=4)
 
 
 def test_response_times_by_type_region_and_hour(snapshot_db: Path) -> None:
@@ -67,8 +71,7 @@ def test_response_times_by_type_region_and_hour(snapshot_db: Path) -> None:
     assert (medical["on_scene_p50_s"], medical["on_scene_p90_s"]) == (1020.0, 1164.0)
     assert (medical["total_p50_s"], medical["total_p90_s"]) == (1500.0, 1740.0)
     fire = by_key["fire", "r1", 10]  # e3: assigned after 120 s, on scene 480 s later, open
-    assert (fire["assign_p50_s"], fire["travel_p50_s"], fire["total_p50_s"]) == (120.0, 480.0,
-                                                                                  None)
+    assert (fire["assign_p50_s"], fire["travel_p50_s"], fire["total_p50_s"]) == (120.0, 480.0, None)
     police = by_key["police", "r2", 11]  # never assigned
     assert (police["incidents"], police["completed"], police["assign_p50_s"]) == (2, 0, None)
 
@@ -79,12 +82,21 @@ def test_unit_utilisation(snapshot_db: Path) -> None:
     # u1 busy 10:01-10:20 and 10:33-11:00 = 1140 + 1620 = 2760 s.
     # u2 busy 10:12 -> end = 3780 s. u3 never busy.
     assert (rows["u1"]["busy_s"], rows["u1"]["observed_s"], rows["u1"]["dispatches"]) == (
-        2760.0, 8100.0, 2)
+        2760.0,
+        8100.0,
+        2,
+    )
     assert rows["u1"]["utilisation"] == round(2760 / 8100, 4)
     assert (rows["u2"]["busy_s"], rows["u2"]["utilisation"], rows["u2"]["dispatches"]) == (
-        3780.0, round(3780 / 8100, 4), 1)
+        3780.0,
+        round(3780 / 8100, 4),
+        1,
+    )
     assert (rows["u3"]["busy_s"], rows["u3"]["utilisation"], rows["u3"]["dispatches"]) == (
-        0.0, 0.0, 0)
+        0.0,
+        0.0,
+        0,
+    )
     assert rows["u2"]["current_status"] == "ON_SCENE"
 
 
@@ -98,8 +110,10 @@ def test_open_incidents(snapshot_db: Path) -> None:
 
 def test_busiest_areas(snapshot_db: Path) -> None:
     rows = run_query(snapshot_db, "busiest-areas").as_dicts()
-    assert [(r["region"], r["cell_lat"], r["cell_lon"], r["incidents"], r["open_incidents"],
-             r["types"]) for r in rows] == [
+    assert [
+        (r["region"], r["cell_lat"], r["cell_lon"], r["incidents"], r["open_incidents"], r["types"])
+        for r in rows
+    ] == [
         ("r1", 60.17, 24.94, 2, 0, "medical"),
         ("r2", 60.2, 24.96, 2, 1, "police"),
         ("r1", 60.18, 24.95, 1, 1, "fire"),
@@ -107,7 +121,8 @@ def test_busiest_areas(snapshot_db: Path) -> None:
 
 
 def test_query_cli_prints_csv(snapshot_db: Path, make_settings) -> None:
-    out = run_cli(make_settings(), "query", "open-incidents", "--db", str(snapshot_db),
-                  "--format", "csv").stdout
+    out = run_cli(
+        make_settings(), "query", "open-incidents", "--db", str(snapshot_db), "--format", "csv"
+    ).stdout
     assert out.splitlines()[0].startswith("id,region,type,priority,status")
     assert [line.split(",")[0] for line in out.splitlines()[1:] if line] == ["e3", "e4"]

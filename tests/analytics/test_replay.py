@@ -51,10 +51,10 @@ def _phases(settings) -> tuple[list, list, list, int, int]:
         for k in range(20):
             s.move(f"u{i}", T0 + timedelta(minutes=1, seconds=k), 60.17 + k / 1000, 24.94)
         s.on_scene(f"e{i}", T0 + timedelta(minutes=2))
-    b = s.events[len(a):]
+    b = s.events[len(a) :]
     for i, _ in enumerate(REGIONS[:2]):
         s.complete(f"e{i}", T0 + timedelta(minutes=9))
-    c = s.events[len(a) + len(b):]
+    c = s.events[len(a) + len(b) :]
     produce_events(settings, a)
     t1 = _now_ms() + 1
     wait_for(lambda: _now_ms() > t1, message="the clock to pass t1")
@@ -76,15 +76,23 @@ def _iso(ms: int) -> str:
 def test_replayed_time_window_folds_to_the_same_state(settings) -> None:
     a, b, _, t1, t2 = _phases(settings)
     target = settings.topic("replayed")
-    run_cli(settings, "replay", "--to-topic", target, "--from", _iso(t1), "--to", _iso(t2),
-            "--speed", "max")
+    run_cli(
+        settings,
+        "replay",
+        "--to-topic",
+        target,
+        "--from",
+        _iso(t1),
+        "--to",
+        _iso(t2),
+        "--speed",
+        "max",
+    )
     replayed = [decode_event(v) for v in _topic_values(settings, target)]
     assert sorted(e.event_id for e in replayed) == sorted(e.event_id for e in b)
-    assert (Projection().apply_all(replayed).as_json()
-            == Projection().apply_all(b).as_json())
+    assert Projection().apply_all(replayed).as_json() == Projection().apply_all(b).as_json()
     # On top of the state at the window start, it gives the state at the window end.
-    assert (Projection().apply_all(a + replayed).as_json()
-            == Projection().apply_all(a + b).as_json())
+    assert Projection().apply_all(a + replayed).as_json() == Projection().apply_all(a + b).as_json()
 
 
 def test_replay_at_speed_by_offsets_keeps_each_region_in_order(settings) -> None:
@@ -96,14 +104,22 @@ def test_replay_at_speed_by_offsets_keeps_each_region_in_order(settings) -> None
         if decode_event(rec.value).event_id in {e.event_id for e in a + b}:
             stop[rec.partition] = rec.offset + 1
     target = settings.topic("replayed-x")
-    run_cli(settings, "replay", "--to-topic", target, "--to-position", format_position(stop),
-            "--speed", "50")
+    run_cli(
+        settings,
+        "replay",
+        "--to-topic",
+        target,
+        "--to-position",
+        format_position(stop),
+        "--speed",
+        "50",
+    )
     replayed = [decode_event(v) for v in _topic_values(settings, target)]
     for region in REGIONS:
-        assert ([e.event_id for e in replayed if e.region == region]
-                == [e.event_id for e in a + b if e.region == region])
-    assert (Projection().apply_all(replayed).as_json()
-            == Projection().apply_all(a + b).as_json())
+        assert [e.event_id for e in replayed if e.region == region] == [
+            e.event_id for e in a + b if e.region == region
+        ]
+    assert Projection().apply_all(replayed).as_json() == Projection().apply_all(a + b).as_json()
 
 
 def test_export_then_import_round_trips_byte_identical_events(settings, tmp_path: Path) -> None:
@@ -123,8 +139,10 @@ def test_export_then_import_round_trips_byte_identical_events(settings, tmp_path
     lines_again = again.read_bytes().splitlines()
     assert sorted(lines_again) == sorted(lines)
     for region in REGIONS:  # and each region's events keep their order
+
         def of(values: list[bytes], r: str = region) -> list[bytes]:
             return [v for v in values if json.loads(v)["region"] == r]
+
         assert of(lines_again) == of(lines) == of(original)
 
 
@@ -136,22 +154,27 @@ def test_import_rejects_a_line_that_is_not_an_event(settings, tmp_path: Path) ->
 
     from tests.conftest import settings_env
 
-    proc = subprocess.run([sys.executable, "-m", "dispatchwire", "import", str(bad), "--topic",
-                           settings.topic("x")], env=settings_env(settings),
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dispatchwire", "import", str(bad), "--topic", settings.topic("x")],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "bad.jsonl:1" in proc.stderr
 
 
-def test_records_are_merged_in_time_order_across_many_small_fetches(settings,
-                                                                    monkeypatch) -> None:
+def test_records_are_merged_in_time_order_across_many_small_fetches(settings, monkeypatch) -> None:
     # Small fetches force the merge to work chunk by chunk, partitions running ahead.
     monkeypatch.setattr(logio, "FETCH_RECORDS", 7)
     story = busy_log(n_units=8, moves=25, t0=T0, regions=REGIONS)
     produce_events(settings, story.events)
     records = list(LogWindow(settings, Window()).records())
-    assert sorted(r.value for r in records) == sorted(e.model_dump_json().encode()
-                                                      for e in story.events)
+    assert sorted(r.value for r in records) == sorted(
+        e.model_dump_json().encode() for e in story.events
+    )
     assert len({r.partition for r in records}) == settings.partitions
     stamps = [r.timestamp for r in records]
     assert stamps == sorted(stamps)
@@ -161,7 +184,8 @@ def test_records_are_merged_in_time_order_across_many_small_fetches(settings,
 
 
 def test_fast_replay_into_a_topic_of_other_partition_count_keeps_keys_and_region_order(
-        settings, monkeypatch) -> None:
+    settings, monkeypatch
+) -> None:
     monkeypatch.setattr(logio, "FETCH_RECORDS", 7)
     story = busy_log(n_units=8, moves=10, t0=T0, regions=REGIONS)
     produce_events(settings, story.events)
@@ -179,8 +203,10 @@ def test_fast_replay_into_a_topic_of_other_partition_count_keeps_keys_and_region
     for rec in replayed:  # keyed by region, as the worker keys them
         assert rec.key == json.loads(rec.value)["region"].encode()
     for region in REGIONS:
+
         def of(records: list, r: str = region) -> list[bytes]:
             return [x.value for x in records if x.key == r.encode()]
+
         assert of(replayed) == of(inside)
 
 
@@ -201,9 +227,14 @@ def test_export_refuses_a_record_that_is_not_one_line(settings, tmp_path: Path) 
     from tests.conftest import settings_env
 
     out = tmp_path / "x.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "dispatchwire", "export", str(out)],
-                          env=settings_env(settings), capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dispatchwire", "export", str(out)],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert f"{settings.events_topic}:0:0" in proc.stderr
     assert "newline" in proc.stderr
@@ -211,8 +242,9 @@ def test_export_refuses_a_record_that_is_not_one_line(settings, tmp_path: Path) 
 
 def replay_app(settings) -> Starlette:
     """The API's replay routes alone, with the API's auth and error answers."""
-    return Starlette(routes=routes(settings, Auth(settings)),
-                     exception_handlers={ApiError: api_error})
+    return Starlette(
+        routes=routes(settings, Auth(settings)), exception_handlers={ApiError: api_error}
+    )
 
 
 async def _sse(settings, query: str) -> list[tuple[str, str, object]]:
@@ -233,14 +265,17 @@ def test_replay_sse_stream_sends_snapshot_then_live_messages(settings) -> None:
     assert names[0] == "snapshot" and names[-1] == "replay_end"
     snapshot = messages[0][2]
     expected = Projection().apply_all(a).as_json()
-    assert (snapshot["emergencies"], snapshot["units"]) == (expected["emergencies"],
-                                                           expected["units"])
+    assert (snapshot["emergencies"], snapshot["units"]) == (
+        expected["emergencies"],
+        expected["units"],
+    )
     body = messages[1:-1]
     assert sorted(n for n, _, _ in body) == sorted(e.event for e in b)
     # The same live messages as the window's events, each partition in log order.
     expected_body = [[e.event, e.live_data()] for e in b]
     assert sorted(json.dumps(x, sort_keys=True) for x in expected_body) == sorted(
-        json.dumps([n, d], sort_keys=True) for n, _, d in body)
+        json.dumps([n, d], sort_keys=True) for n, _, d in body
+    )
     # Every id is the log position after its message: one partition on by one record or
     # more (more: records skipped at the window's start or by compaction), none back.
     ids = [Position.parse(i) for _, i, _ in body]
@@ -250,24 +285,32 @@ def test_replay_sse_stream_sends_snapshot_then_live_messages(settings) -> None:
     assert str(ids[-1]) == messages[0][2]["replay"]["to"] == messages[-1][1]
 
 
-@pytest.mark.parametrize(("query", "status", "field"), [
-    ("speed=2", 401, "Authorization"),
-    ("speed=2&token=wrong", 401, "Authorization"),
-    ("speed=2&token={u}", 403, "Authorization"),
-    ("speed=2&token={r}", 403, "Authorization"),
-    ("speed=fast&token={t}", 400, "speed"),
-    ("from=yesterday&token={t}", 400, "from"),
-    ("from_position=0-5&token={t}", 400, "from_position"),
-])
+@pytest.mark.parametrize(
+    ("query", "status", "field"),
+    [
+        ("speed=2", 401, "Authorization"),
+        ("speed=2&token=wrong", 401, "Authorization"),
+        ("speed=2&token={u}", 403, "Authorization"),
+        ("speed=2&token={r}", 403, "Authorization"),
+        ("speed=fast&token={t}", 400, "speed"),
+        ("from=yesterday&token={t}", 400, "from"),
+        ("from_position=0-5&token={t}", 400, "from_position"),
+    ],
+)
 def test_replay_sse_refuses_bad_requests(settings, query: str, status: int, field: str) -> None:
     async def get() -> httpx.Response:
         app = replay_app(settings)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://test") as client:
-            return await client.get("/api/replay/stream?" + query.format(
-                t=settings.authority_token.get_secret_value(),
-                u=settings.unit_token.get_secret_value(),
-                r=settings.reporter_token.get_secret_value()))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            return await client.get(
+                "/api/replay/stream?"
+                + query.format(
+                    t=settings.authority_token.get_secret_value(),
+                    u=settings.unit_token.get_secret_value(),
+                    r=settings.reporter_token.get_secret_value(),
+                )
+            )
 
     response = asyncio.run(get())
     assert response.status_code == status
@@ -281,8 +324,9 @@ def test_snapshot_download_is_for_the_authority_only(settings, tmp_path: Path) -
 
     async def get(headers: dict[str, str]) -> httpx.Response:
         app = replay_app(settings)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
             return await client.get("/api/snapshot", headers=headers)
 
     assert asyncio.run(get({})).status_code == 401
@@ -297,8 +341,10 @@ def test_snapshot_download_is_for_the_authority_only(settings, tmp_path: Path) -
     con = duckdb.connect(str(path), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 1
-        assert con.execute("SELECT position FROM snapshot_meta").fetchall()[0][0] == \
-            response.headers["x-log-position"]
+        assert (
+            con.execute("SELECT position FROM snapshot_meta").fetchall()[0][0]
+            == response.headers["x-log-position"]
+        )
     finally:
         con.close()
 

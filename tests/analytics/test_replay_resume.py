@@ -21,7 +21,8 @@ def _body(messages: list) -> list:
 
 
 def test_replay_clock_ends_the_bar_even_after_a_clock_just_before_the_last_record(
-        settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Regression (a flake of the test below on a loaded machine): when a clock message was
     due right before the last record, none followed it, so the bar stopped short of the end.
     With clocks due before every record that is the case for every window."""
@@ -65,8 +66,9 @@ def test_replay_resumed_from_the_ids_seen_sends_exactly_the_rest(settings) -> No
     k = len(body) // 3
     position = body[k - 1][1]
     stop = snapshot[2]["replay"]["to"]
-    rest = asyncio.run(_sse(settings, f"from_position={position}"
-                                      f"&to_position={stop}&speed=max&token={token}"))
+    rest = asyncio.run(
+        _sse(settings, f"from_position={position}&to_position={stop}&speed=max&token={token}")
+    )
 
     assert rest[0][0] == "snapshot" and rest[-1][0] == "replay_end"
     assert rest[-1][1] == stop
@@ -75,19 +77,23 @@ def test_replay_resumed_from_the_ids_seen_sends_exactly_the_rest(settings) -> No
     event_of = {(e.event, json.dumps(e.live_data(), sort_keys=True)): e for e in b}
     first_k = [event_of[(name, json.dumps(data, sort_keys=True))] for name, _, data in body[:k]]
     expected = Projection().apply_all(a + first_k).as_json()
-    assert (rest[0][2]["emergencies"], rest[0][2]["units"]) == (expected["emergencies"],
-                                                               expected["units"])
+    assert (rest[0][2]["emergencies"], rest[0][2]["units"]) == (
+        expected["emergencies"],
+        expected["units"],
+    )
 
 
 def test_replay_refuses_a_clock_that_is_not_0_or_1(settings) -> None:
     async def get() -> httpx.Response:
         app = replay_app(settings)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
             token = settings.authority_token.get_secret_value()
             return await client.get(f"/api/replay/stream?clock=yes&token={token}")
 
     response = asyncio.run(get())
     assert response.status_code == 400
-    assert response.json()["fields"] == [{"field": "clock",
-                                          "reason": "1 (send replay_clock messages) or 0"}]
+    assert response.json()["fields"] == [
+        {"field": "clock", "reason": "1 (send replay_clock messages) or 0"}
+    ]

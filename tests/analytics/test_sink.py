@@ -33,8 +33,10 @@ REGIONS = ("r1", "r2", "r3", "r4", "r5")
 def _end_offsets(settings) -> dict[int, int]:
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        tps = [TopicPartition(settings.events_topic, p)
-               for p in consumer.partitions_for_topic(settings.events_topic)]
+        tps = [
+            TopicPartition(settings.events_topic, p)
+            for p in consumer.partitions_for_topic(settings.events_topic)
+        ]
         return {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
     finally:
         consumer.close()
@@ -44,8 +46,9 @@ def _snapshot_events(settings, path: Path) -> int:
     return take_snapshot(settings, path, timeout=60).events
 
 
-def test_sigkilled_sink_restarts_with_exactly_one_row_per_event(make_settings, start_sink,
-                                                                 tmp_path: Path) -> None:
+def test_sigkilled_sink_restarts_with_exactly_one_row_per_event(
+    make_settings, start_sink, tmp_path: Path
+) -> None:
     settings = make_settings(sink_batch_size=500)
     ensure_topics(settings)
     story = busy_log(n_units=20, moves=1500, t0=T0, regions=REGIONS)  # 30k+ events
@@ -57,9 +60,11 @@ def test_sigkilled_sink_restarts_with_exactly_one_row_per_event(make_settings, s
     for kill in range(2):
         proc = start_sink(settings)
         probe = tmp_path / f"probe{kill}.duckdb"
-        progress = wait_for(lambda p=probe: settings.sink_db.exists()
-                            and _snapshot_events(settings, p),
-                            timeout=60, message="the sink storing its first batches")
+        progress = wait_for(
+            lambda p=probe: settings.sink_db.exists() and _snapshot_events(settings, p),
+            timeout=60,
+            message="the sink storing its first batches",
+        )
         seen_mid_ingest.append(progress < len(distinct))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -72,7 +77,8 @@ def test_sigkilled_sink_restarts_with_exactly_one_row_per_event(make_settings, s
     con = duckdb.connect(str(settings.sink_db), read_only=True)
     try:
         rows, unique = con.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM events").fetchall()[0]
+            "SELECT count(*), count(DISTINCT event_id) FROM events"
+        ).fetchall()[0]
         assert rows == unique == len(distinct)
         stored_ids = {r[0] for r in con.execute("SELECT event_id FROM events").fetchall()}
         assert stored_ids == distinct
@@ -82,8 +88,9 @@ def test_sigkilled_sink_restarts_with_exactly_one_row_per_event(make_settings, s
         assert offsets == {p: o for p, o in ends.items() if o}
         # The current-state tables are the fold of the log.
         fold = Projection().apply_all(decode_event(v) for v in sent)
-        units = {r[0]: json.loads(r[1])
-                 for r in con.execute("SELECT id, doc FROM units").fetchall()}
+        units = {
+            r[0]: json.loads(r[1]) for r in con.execute("SELECT id, doc FROM units").fetchall()
+        }
         assert units == {u["id"]: u for u in fold.as_json()["units"]}
         emergencies = {r[0] for r in con.execute("SELECT id FROM emergencies").fetchall()}
         assert emergencies == set(fold.emergencies)
@@ -102,13 +109,19 @@ def _read_in_other_process(path: Path) -> dict:
         "print(json.dumps({'position': meta[0], 'meta_events': meta[1], 'rows': rows,"
         " 'offsets': offs}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
 def test_snapshot_taken_while_the_sink_writes_opens_in_another_process(
-        make_settings, start_sink, tmp_path: Path) -> None:
+    make_settings, start_sink, tmp_path: Path
+) -> None:
     settings = make_settings(sink_batch_size=300)
     ensure_topics(settings)
     start_sink(settings)
@@ -118,8 +131,7 @@ def test_snapshot_taken_while_the_sink_writes_opens_in_another_process(
     def keep_producing() -> None:
         round_ = 0
         while not stop.is_set():
-            story = busy_log(n_units=10, moves=50, t0=T0, prefix=f"r{round_}-",
-                             regions=REGIONS)
+            story = busy_log(n_units=10, moves=50, t0=T0, prefix=f"r{round_}-", regions=REGIONS)
             produce_events(settings, story.events)
             round_ += 1
 
@@ -128,8 +140,14 @@ def test_snapshot_taken_while_the_sink_writes_opens_in_another_process(
     try:
         seen = []
         for i in range(3):
-            wait_for(lambda: _snapshot_events(settings, tmp_path / "probe.duckdb") > (
-                seen[-1]["rows"] if seen else 0), timeout=60, message="more events stored")
+            wait_for(
+                lambda: (
+                    _snapshot_events(settings, tmp_path / "probe.duckdb")
+                    > (seen[-1]["rows"] if seen else 0)
+                ),
+                timeout=60,
+                message="more events stored",
+            )
             path = tmp_path / f"snap{i}.duckdb"
             run_cli(settings, "snapshot", str(path))
             got = _read_in_other_process(path)

@@ -51,7 +51,7 @@ def records_of(values: list[bytes | None], partition: int = 0) -> list[Rec]:
 def write_all(con: duckdb.DuckDBPyConnection, records: list[Rec], batch: int) -> int:
     stored = 0
     for i in range(0, len(records), batch):
-        stored += write_batch(con, "t", records[i:i + batch]).events
+        stored += write_batch(con, "t", records[i : i + batch]).events
     return stored
 
 
@@ -72,17 +72,24 @@ def assert_matches(con: duckdb.DuckDBPyConnection, values: list[bytes | None]) -
     fold, rows = reference(values)
     units = {r[0]: json.loads(r[1]) for r in con.execute("SELECT id, doc FROM units").fetchall()}
     assert units == {u["id"]: u for u in fold.as_json()["units"]}
-    emergencies = {r[0]: json.loads(r[1])
-                   for r in con.execute("SELECT id, doc FROM emergencies").fetchall()}
+    emergencies = {
+        r[0]: json.loads(r[1]) for r in con.execute("SELECT id, doc FROM emergencies").fetchall()
+    }
     assert emergencies == {e["id"]: e for e in fold.as_json()["emergencies"]}
     # The typed state columns agree with the docs.
     for uid, status, lat, version in con.execute(
-            "SELECT id, status, lat, version FROM units").fetchall():
-        assert (status, lat, version) == (units[uid]["status"], units[uid]["lat"],
-                                          units[uid]["version"])
+        "SELECT id, status, lat, version FROM units"
+    ).fetchall():
+        assert (status, lat, version) == (
+            units[uid]["status"],
+            units[uid]["lat"],
+            units[uid]["version"],
+        )
     names = EVENTS_SCHEMA.names
-    stored = {r[0]: dict(zip(names, r, strict=True))
-              for r in con.execute("SELECT * FROM events").fetchall()}
+    stored = {
+        r[0]: dict(zip(names, r, strict=True))
+        for r in con.execute("SELECT * FROM events").fetchall()
+    }
     assert stored == rows
 
 
@@ -118,8 +125,16 @@ def test_out_of_order_versions_and_moves_of_unknown_units_fold_like_projection()
     rng = random.Random(7)
     shuffled = values[:]
     rng.shuffle(shuffled)  # versions arrive out of order, moves before their unit exists
-    ghost = UnitLocation(event_id=event_id_for("ghost", 0), command_id="ghost", region="r1",
-                         occurred_at=T0, unit_id="nobody", lat=60.0, lon=24.0, version=3)
+    ghost = UnitLocation(
+        event_id=event_id_for("ghost", 0),
+        command_id="ghost",
+        region="r1",
+        occurred_at=T0,
+        unit_id="nobody",
+        lat=60.0,
+        lon=24.0,
+        version=3,
+    )
     shuffled.insert(3, encode(ghost))
     for batch in (3, 10_000):
         con = duckdb.connect()
@@ -129,8 +144,7 @@ def test_out_of_order_versions_and_moves_of_unknown_units_fold_like_projection()
         assert con.execute("SELECT count(*) FROM units WHERE id = 'nobody'").fetchall() == [(0,)]
 
 
-def test_a_redelivery_in_a_later_batch_or_after_a_restart_is_stored_once(
-        tmp_path: Path) -> None:
+def test_a_redelivery_in_a_later_batch_or_after_a_restart_is_stored_once(tmp_path: Path) -> None:
     values = story_values()
     path = tmp_path / "sink.duckdb"
     con = duckdb.connect(str(path))
@@ -143,14 +157,14 @@ def test_a_redelivery_in_a_later_batch_or_after_a_restart_is_stored_once(
     write_all(con, [Rec(0, 200 + i, STAMP + 200 + i, v) for i, v in enumerate(again)], 64)
     total = values[:200] + again
     assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchall() == [
-        (len(values), len(values))]
+        (len(values), len(values))
+    ]
     fold, _ = reference(total)
     units = {r[0]: json.loads(r[1]) for r in con.execute("SELECT id, doc FROM units").fetchall()}
     assert units == {u["id"]: u for u in fold.as_json()["units"]}
 
 
-def test_a_file_from_before_the_keys_table_gets_its_keys_and_still_dedupes(
-        tmp_path: Path) -> None:
+def test_a_file_from_before_the_keys_table_gets_its_keys_and_still_dedupes(tmp_path: Path) -> None:
     values = story_values()
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
@@ -164,8 +178,7 @@ def test_a_file_from_before_the_keys_table_gets_its_keys_and_still_dedupes(
     assert write_batch(con, "t", records_of(values[:100])).events == 0
 
 
-def test_keys_made_by_another_function_are_derived_again_and_still_dedupe(
-        tmp_path: Path) -> None:
+def test_keys_made_by_another_function_are_derived_again_and_still_dedupe(tmp_path: Path) -> None:
     values = story_values()
     path = tmp_path / "md5.duckdb"
     con = duckdb.connect(str(path))
@@ -181,24 +194,40 @@ def test_keys_made_by_another_function_are_derived_again_and_still_dedupe(
     assert con.execute("SELECT count(*) FROM events").fetchall() == [(100,)]
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    (b"{not json", "not JSON"),
-    (b"\xff\xfe{}", "not UTF-8"),
-    (None, "empty record"),
-    (b"[1, 2]", "event: missing"),
-    (b'{"event": "unit_teleported"}', "event: missing or not one of"),
-    (b'{"event": "unit_location", "command_id": "c", "region": "r"}', "event_id: missing"),
-    (b'{"event": "unit_location", "event_id": "x:0", "command_id": "c", "region": "r", '
-     b'"unit_id": "u1", "lat": 60.1, "lon": 24.9}', "version: missing"),
-    (b'{"event": "unit_location", "event_id": "x:0", "command_id": "c", "region": "r", '
-     b'"unit_id": "u1", "lat": "north", "lon": 24.9, "version": 2}', "lat, lon"),
-    (b'{"event": "emergency_created", "event_id": "x:0", "command_id": "c", "region": "r", '
-     b'"occurred_at": "yesterday", "emergency": {"id": "e"}}', "occurred_at: not an ISO"),
-    (b'{"event": "emergency_updated", "event_id": "x:0", "command_id": "c", "region": "r", '
-     b'"action": "teleported", "emergency": {"id": "e"}}', "action: missing or not one of"),
-])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (None, "empty record"),
+        (b"[1, 2]", "event: missing"),
+        (b'{"event": "unit_teleported"}', "event: missing or not one of"),
+        (b'{"event": "unit_location", "command_id": "c", "region": "r"}', "event_id: missing"),
+        (
+            b'{"event": "unit_location", "event_id": "x:0", "command_id": "c", "region": "r", '
+            b'"unit_id": "u1", "lat": 60.1, "lon": 24.9}',
+            "version: missing",
+        ),
+        (
+            b'{"event": "unit_location", "event_id": "x:0", "command_id": "c", "region": "r", '
+            b'"unit_id": "u1", "lat": "north", "lon": 24.9, "version": 2}',
+            "lat, lon",
+        ),
+        (
+            b'{"event": "emergency_created", "event_id": "x:0", "command_id": "c", "region": "r", '
+            b'"occurred_at": "yesterday", "emergency": {"id": "e"}}',
+            "occurred_at: not an ISO",
+        ),
+        (
+            b'{"event": "emergency_updated", "event_id": "x:0", "command_id": "c", "region": "r", '
+            b'"action": "teleported", "emergency": {"id": "e"}}',
+            "action: missing or not one of",
+        ),
+    ],
+)
 def test_records_that_are_not_events_are_kept_as_rejects_naming_the_field(
-        value: bytes | None, reason: str) -> None:
+    value: bytes | None, reason: str
+) -> None:
     good = story_values()[:5]
     values = [*good[:2], value, *good[2:]]
     con = duckdb.connect()
@@ -220,7 +249,8 @@ def test_times_with_an_offset_are_stored_in_utc() -> None:
     create_tables(con)
     write_batch(con, "t", records_of([json.dumps(event).encode()]))
     assert con.execute("SELECT occurred_at FROM events").fetchall() == [
-        (datetime(2026, 3, 2, 9, 0),)]
+        (datetime(2026, 3, 2, 9, 0),)
+    ]
 
 
 def test_record_text_and_entity_docs_are_stored_zstd_compressed(tmp_path: Path) -> None:
@@ -231,9 +261,14 @@ def test_record_text_and_entity_docs_are_stored_zstd_compressed(tmp_path: Path) 
     write_all(con, records_of(story_values()), 10_000)
     con.execute("CHECKPOINT")
     for table, column in (("events", "raw"), ("emergencies", "doc"), ("units", "doc")):
-        used = {c for (c,) in con.execute(
-            f"SELECT DISTINCT compression FROM pragma_storage_info('{table}') "
-            "WHERE column_name = ? AND segment_type = 'VARCHAR'", [column]).fetchall()}
+        used = {
+            c
+            for (c,) in con.execute(
+                f"SELECT DISTINCT compression FROM pragma_storage_info('{table}') "
+                "WHERE column_name = ? AND segment_type = 'VARCHAR'",
+                [column],
+            ).fetchall()
+        }
         assert used == {"ZSTD"}, (table, column, used)
 
 
@@ -253,6 +288,12 @@ def test_writing_batches_does_not_import_pandas() -> None:
         "assert result.rejects == 3, result\n"
         "print('pandas' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True, cwd=Path(__file__).parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
     assert out.stdout.strip() == "False"

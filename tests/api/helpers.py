@@ -75,14 +75,20 @@ class RunningApi:
 class SseClient:
     """A real SSE client (httpx-sse) read synchronously, one event at a time."""
 
-    def __init__(self, api: RunningApi, headers: dict[str, str] | None = None,
-                 params: dict[str, str] | None = None, last_event_id: str | None = None) -> None:
+    def __init__(
+        self,
+        api: RunningApi,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        last_event_id: str | None = None,
+    ) -> None:
         hdrs = dict(AUTHORITY if headers is None else headers)
         if last_event_id is not None:
             hdrs["Last-Event-ID"] = last_event_id
         self._client = httpx.Client(timeout=httpx.Timeout(15.0))
-        self._cm = connect_sse(self._client, "GET", api.url + "/api/stream", headers=hdrs,
-                               params=params)
+        self._cm = connect_sse(
+            self._client, "GET", api.url + "/api/stream", headers=hdrs, params=params
+        )
         self.source = self._cm.__enter__()
         self.response = self.source.response
         self._events: Iterator[ServerSentEvent] = self.source.iter_sse()
@@ -96,8 +102,9 @@ class SseClient:
     def take(self, n: int) -> list[ServerSentEvent]:
         return [self.next() for _ in range(n)]
 
-    def until(self, predicate: Callable[[ServerSentEvent], bool], limit: int = 1000
-              ) -> list[ServerSentEvent]:
+    def until(
+        self, predicate: Callable[[ServerSentEvent], bool], limit: int = 1000
+    ) -> list[ServerSentEvent]:
         got = []
         for _ in range(limit):
             event = self.next()
@@ -127,12 +134,14 @@ class EventLog:
     autoflush: bool = True
 
     def __post_init__(self) -> None:
-        self.producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                      acks="all")
+        self.producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
 
     def write(self, event: object) -> None:
-        self.producer.send(self.settings.events_topic, encode(event),  # type: ignore[arg-type]
-                           key=event.region.encode())  # type: ignore[attr-defined]
+        self.producer.send(
+            self.settings.events_topic,
+            encode(event),  # type: ignore[arg-type]
+            key=event.region.encode(),
+        )  # type: ignore[attr-defined]
         if self.autoflush:
             self.producer.flush()
 
@@ -140,42 +149,91 @@ class EventLog:
         self.versions[entity_id] = self.versions.get(entity_id, 0) + 1
         return self.versions[entity_id]
 
-    def emergency(self, region: str = "north", command_id: str | None = None,
-                  emergency_id: str | None = None, description: str = "test"
-                  ) -> EmergencyCreated:
+    def emergency(
+        self,
+        region: str = "north",
+        command_id: str | None = None,
+        emergency_id: str | None = None,
+        description: str = "test",
+    ) -> EmergencyCreated:
         command_id = command_id or uuid.uuid4().hex
         eid = emergency_id or uuid.uuid4().hex
-        emergency = Emergency(id=eid, region=region, type=EmergencyType.MEDICAL, priority=2,
-                              lat=60.17, lon=24.94, description=description,
-                              reported_at=datetime.now(UTC), version=self._version(eid))
-        event = EmergencyCreated(event_id=event_id_for(command_id, 0), command_id=command_id,
-                                 region=region, emergency=emergency)
+        emergency = Emergency(
+            id=eid,
+            region=region,
+            type=EmergencyType.MEDICAL,
+            priority=2,
+            lat=60.17,
+            lon=24.94,
+            description=description,
+            reported_at=datetime.now(UTC),
+            version=self._version(eid),
+        )
+        event = EmergencyCreated(
+            event_id=event_id_for(command_id, 0),
+            command_id=command_id,
+            region=region,
+            emergency=emergency,
+        )
         self.write(event)
         return event
 
-    def unit(self, region: str = "north", unit_id: str | None = None,
-             status: UnitStatus = UnitStatus.AVAILABLE) -> UnitStatusUpdate:
+    def unit(
+        self,
+        region: str = "north",
+        unit_id: str | None = None,
+        status: UnitStatus = UnitStatus.AVAILABLE,
+    ) -> UnitStatusUpdate:
         uid = unit_id or f"u-{uuid.uuid4().hex[:8]}"
         command_id = uuid.uuid4().hex
-        unit = Unit(id=uid, callsign=uid.upper()[:32], type=UnitType.AMBULANCE, region=region,
-                    status=status, lat=60.17, lon=24.94, version=self._version(uid))
-        event = UnitStatusUpdate(event_id=event_id_for(command_id, 0), command_id=command_id,
-                                 region=region, unit_id=uid, status=status, unit=unit)
+        unit = Unit(
+            id=uid,
+            callsign=uid.upper()[:32],
+            type=UnitType.AMBULANCE,
+            region=region,
+            status=status,
+            lat=60.17,
+            lon=24.94,
+            version=self._version(uid),
+        )
+        event = UnitStatusUpdate(
+            event_id=event_id_for(command_id, 0),
+            command_id=command_id,
+            region=region,
+            unit_id=uid,
+            status=status,
+            unit=unit,
+        )
         self.write(event)
         return event
 
-    def assign(self, created: EmergencyCreated, unit: Unit,
-               command_id: str | None = None) -> EmergencyUpdated:
+    def assign(
+        self, created: EmergencyCreated, unit: Unit, command_id: str | None = None
+    ) -> EmergencyUpdated:
         command_id = command_id or uuid.uuid4().hex
         e = created.emergency
-        emergency = e.model_copy(update={"status": EmergencyStatus.ASSIGNED,
-                                         "assigned_unit_id": unit.id,
-                                         "version": self._version(e.id)})
-        moved = unit.model_copy(update={"status": UnitStatus.DISPATCHED, "emergency_id": e.id,
-                                        "version": self._version(unit.id)})
-        event = EmergencyUpdated(event_id=event_id_for(command_id, 0), command_id=command_id,
-                                 region=e.region, action="assigned", emergency=emergency,
-                                 unit=moved)
+        emergency = e.model_copy(
+            update={
+                "status": EmergencyStatus.ASSIGNED,
+                "assigned_unit_id": unit.id,
+                "version": self._version(e.id),
+            }
+        )
+        moved = unit.model_copy(
+            update={
+                "status": UnitStatus.DISPATCHED,
+                "emergency_id": e.id,
+                "version": self._version(unit.id),
+            }
+        )
+        event = EmergencyUpdated(
+            event_id=event_id_for(command_id, 0),
+            command_id=command_id,
+            region=e.region,
+            action="assigned",
+            emergency=emergency,
+            unit=moved,
+        )
         self.write(event)
         return event
 

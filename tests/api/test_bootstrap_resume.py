@@ -32,21 +32,34 @@ BOOTSTRAP_RECORDS = 20_000
 
 def write_unit_moves(settings: Settings, unit_id: str, versions: range) -> None:
     """``unit_location`` events of one unit, written in large batches (fast)."""
-    raws = [encode(UnitLocation(event_id=f"move-{unit_id}-{v}:0", command_id=f"move-{v}",
-                                region="north", unit_id=unit_id, lat=60.17, lon=24.94,
-                                version=v)) for v in versions]
+    raws = [
+        encode(
+            UnitLocation(
+                event_id=f"move-{unit_id}-{v}:0",
+                command_id=f"move-{v}",
+                region="north",
+                unit_id=unit_id,
+                lat=60.17,
+                lon=24.94,
+                version=v,
+            )
+        )
+        for v in versions
+    ]
 
     async def produce() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                    max_batch_size=1 << 20)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", max_batch_size=1 << 20
+        )
         await producer.start()
         try:
             sent = []
             batch = producer.create_batch()
             for raw in raws:
                 if batch.append(key=b"north", value=raw, timestamp=None) is None:
-                    sent.append(await producer.send_batch(batch, settings.events_topic,
-                                                          partition=0))
+                    sent.append(
+                        await producer.send_batch(batch, settings.events_topic, partition=0)
+                    )
                     batch = producer.create_batch()
                     batch.append(key=b"north", value=raw, timestamp=None)
             sent.append(await producer.send_batch(batch, settings.events_topic, partition=0))
@@ -73,15 +86,20 @@ def open_stream(api: RunningApi, last_event_id: str) -> tuple[httpx.Response, st
     """The answer to a stream request resuming at ``last_event_id``, and its body (an
     error's JSON, or a stream's first write: a snapshot, a backlog or a heartbeat), without
     waiting for a stream to end."""
-    with httpx.stream("GET", api.url + "/api/stream", timeout=15,
-                      headers={**AUTHORITY, "Last-Event-ID": last_event_id}) as response:
+    with httpx.stream(
+        "GET",
+        api.url + "/api/stream",
+        timeout=15,
+        headers={**AUTHORITY, "Last-Event-ID": last_event_id},
+    ) as response:
         if response.status_code != 200:
             return response, response.read().decode()
         return response, next(response.iter_text())
 
 
 def test_during_a_bootstrap_nothing_is_answered_from_the_partial_state(
-        api_settings, running_api, event_log):
+    api_settings, running_api, event_log
+):
     settings = api_settings(partitions=1)
     log = event_log(settings)
     log.unit(region="north", unit_id="u-busy")
@@ -98,19 +116,26 @@ def test_during_a_bootstrap_nothing_is_answered_from_the_partial_state(
 
     second = running_api(settings, ready=False)  # the restarted API
     model = second.services.model
-    wait_for(lambda: model.started and model.position[0] > 0, timeout=30, interval=0.005,
-             message="the read model to start folding")
+    wait_for(
+        lambda: model.started and model.position[0] > 0,
+        timeout=30,
+        interval=0.005,
+        message="the read model to start folding",
+    )
     stream, stream_body = open_stream(second, snap.id)
-    dispatch = second.post(f"/api/emergencies/{created.emergency.id}/dispatch",
-                           headers=AUTHORITY)
-    status = second.post(f"/api/units/{late_unit.unit_id}/status", headers=AUTHORITY,
-                         json={"status": "OUT_OF_SERVICE"})
+    dispatch = second.post(f"/api/emergencies/{created.emergency.id}/dispatch", headers=AUTHORITY)
+    status = second.post(
+        f"/api/units/{late_unit.unit_id}/status",
+        headers=AUTHORITY,
+        json={"status": "OUT_OF_SERVICE"},
+    )
     ws_url = second.url.replace("http", "ws") + "/ws?token=dev-authority"
     ws_outcome = _ws_first(ws_url, snap.id)
     during = model.position[0]
     assert not model.ready, (
         f"the bootstrap ended before the requests were made (at {during}); "
-        "BOOTSTRAP_RECORDS is too small for this machine")
+        "BOOTSTRAP_RECORDS is too small for this machine"
+    )
 
     # the stream resuming ahead of the partial model: refused until ready, no reset behind
     assert stream.status_code == 503, stream_body[:300]
@@ -124,8 +149,12 @@ def test_during_a_bootstrap_nothing_is_answered_from_the_partial_state(
 
     # the client retries as told, and resumes exactly after its id: no snapshot, no gap,
     # no duplicate
-    wait_for(lambda: open_stream(second, snap.id)[0].status_code != 503, timeout=60,
-             interval=0.5, message="the read model to be ready")
+    wait_for(
+        lambda: open_stream(second, snap.id)[0].status_code != 503,
+        timeout=60,
+        interval=0.5,
+        message="the read model to be ready",
+    )
     with SseClient(second, last_event_id=snap.id) as client:
         after = log.emergency(region="north")
         got = client.next()
@@ -181,12 +210,17 @@ def test_a_resume_id_ahead_of_this_replica_waits_for_it(two_replicas):
     reader = threading.Thread(target=reconnect)
     reader.start()
     # the feed waits on the read model's progress (before the fix: a reset snapshot at 1)
-    wait_for(lambda: "first" in results
-             or getattr(behind.services.model, "_progress", None) is not None,
-             timeout=15, message="the resuming client to wait for the replica")
+    wait_for(
+        lambda: "first" in results or getattr(behind.services.model, "_progress", None) is not None,
+        timeout=15,
+        message="the resuming client to wait for the replica",
+    )
     on_api_loop(behind, lambda consumer: consumer.resume(tp))
-    wait_for(lambda: behind.services.model.position == (4,), timeout=15,
-             message="the replica to catch up")
+    wait_for(
+        lambda: behind.services.model.position == (4,),
+        timeout=15,
+        message="the replica to catch up",
+    )
     after = log.emergency(region="north")
     reader.join(15)
     first = results["first"]
@@ -197,8 +231,12 @@ def test_a_resume_id_ahead_of_this_replica_waits_for_it(two_replicas):
 def test_a_replica_that_stays_behind_closes_the_stream_without_a_reset(two_replicas):
     log, ahead, behind, _ = two_replicas
     last_id = _follow(ahead, log, 2)
-    with httpx.stream("GET", behind.url + "/api/stream", timeout=15,
-                      headers={**AUTHORITY, "Last-Event-ID": last_id}) as response:
+    with httpx.stream(
+        "GET",
+        behind.url + "/api/stream",
+        timeout=15,
+        headers={**AUTHORITY, "Last-Event-ID": last_id},
+    ) as response:
         assert response.status_code == 200
         body = ""
         for chunk in response.iter_text():  # the stream ends after api_resume_wait_s

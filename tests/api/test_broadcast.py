@@ -16,8 +16,9 @@ def test_one_encoding_is_handed_to_every_client():
         clients = [Client("sse", 4) for _ in range(3)] + [Client("ws", 4, regions=frozenset({"b"}))]
         for c in clients:
             hub.subscribe(c)
-        message = build_message("emergency_created", "1.0", '{"id":"e1"}', partition=0,
-                                offset=0, region="a")
+        message = build_message(
+            "emergency_created", "1.0", '{"id":"e1"}', partition=0, offset=0, region="a"
+        )
         hub.publish(message)
         got = [c.take_nowait() for c in clients[:3]]
         assert all(items == [message] and items[0] is message for items in got)  # no copy
@@ -47,8 +48,10 @@ def test_a_writer_takes_a_whole_burst_in_one_wake_up():
         hub.subscribe(client)
         waiting = asyncio.get_running_loop().create_task(client.take())
         await asyncio.sleep(0)  # the writer is now waiting on its buffer
-        messages = [build_message("unit_location", f"{n + 1}", "{}", partition=0, offset=n)
-                    for n in range(5)]
+        messages = [
+            build_message("unit_location", f"{n + 1}", "{}", partition=0, offset=n)
+            for n in range(5)
+        ]
         for message in messages:
             hub.publish(message)
         assert await waiting == messages
@@ -83,13 +86,19 @@ def test_heartbeats_go_only_into_idle_buffers_and_stuck_writers_are_closed():
 
 
 def test_message_shapes_and_reidentified_copy():
-    message = build_message("command_rejected", "3.1", '{"reason":"no unit"}', partition=1,
-                            offset=0)
+    message = build_message(
+        "command_rejected", "3.1", '{"reason":"no unit"}', partition=1, offset=0
+    )
     assert message.sse == (
-        b'id: 3.1\r\nevent: command_rejected\r\ndata: {"reason":"no unit"}\r\n\r\n')
-    assert json.loads(message.ws) == {"event": "command_rejected", "id": "3.1",
-                                      "data": {"reason": "no unit"}}
+        b'id: 3.1\r\nevent: command_rejected\r\ndata: {"reason":"no unit"}\r\n\r\n'
+    )
+    assert json.loads(message.ws) == {
+        "event": "command_rejected",
+        "id": "3.1",
+        "data": {"reason": "no unit"},
+    }
     copy = with_id(message, "12.7")
     assert copy.sse == message.sse.replace(b"3.1", b"12.7")
     assert json.loads(copy.ws)["id"] == "12.7" and json.loads(copy.ws)["data"] == {
-        "reason": "no unit"}
+        "reason": "no unit"
+    }

@@ -35,22 +35,27 @@ class ClientView:
             self.units[body["unit_id"]] = body["unit"]
         elif event == "unit_location":
             unit = self.units[body["unit_id"]]
-            unit.update({k: body[k] for k in ("lat", "lon", "heading", "eta_s", "route_index",
-                                               "version")})
+            unit.update(
+                {k: body[k] for k in ("lat", "lon", "heading", "eta_s", "route_index", "version")}
+            )
 
     def as_state(self) -> dict:
-        return {"emergencies": [self.emergencies[k] for k in sorted(self.emergencies)],
-                "units": [self.units[k] for k in sorted(self.units)]}
+        return {
+            "emergencies": [self.emergencies[k] for k in sorted(self.emergencies)],
+            "units": [self.units[k] for k in sorted(self.units)],
+        }
 
 
-def test_report_dispatch_complete_seen_by_every_client(api_settings, running_api,
-                                                         running_worker):
+def test_report_dispatch_complete_seen_by_every_client(api_settings, running_api, running_worker):
     settings = api_settings(tick_seconds=60.0, command_timeout_s=20.0)
     running_worker(settings)
     units = seed(settings)
     api = running_api(settings)
-    with SseClient(api) as a, SseClient(api, headers=UNIT) as b, \
-            ws_connect(api.url.replace("http", "ws") + "/ws?token=dev-authority") as ws:
+    with (
+        SseClient(api) as a,
+        SseClient(api, headers=UNIT) as b,
+        ws_connect(api.url.replace("http", "ws") + "/ws?token=dev-authority") as ws,
+    ):
         views = [ClientView(data(a.next())), ClientView(data(b.next()))]
         ws_first = json.loads(ws.recv(timeout=15))
         assert ws_first["event"] == "snapshot"
@@ -69,9 +74,17 @@ def test_report_dispatch_complete_seen_by_every_client(api_settings, running_api
                 view.apply(msg.event, data(msg))
 
         # 1. a new emergency reaches every client
-        report = api.post("/api/emergencies", json={
-            "type": "medical", "priority": 1, "lat": LAT, "lon": LON,
-            "description": "person collapsed", "reporter": {"name": "Aino", "phone": "+358 40"}})
+        report = api.post(
+            "/api/emergencies",
+            json={
+                "type": "medical",
+                "priority": 1,
+                "lat": LAT,
+                "lon": LON,
+                "description": "person collapsed",
+                "reporter": {"name": "Aino", "phone": "+358 40"},
+            },
+        )
         assert report.status_code == 201, report.text
         emergency = report.json()
         assert emergency["status"] == "PENDING" and emergency["region"].startswith("hki-")
@@ -91,8 +104,9 @@ def test_report_dispatch_complete_seen_by_every_client(api_settings, running_api
         assert tracked["status"] == "ASSIGNED" and tracked["unit"]["id"] == unit_id
         assert tracked["unit"]["callsign"] and tracked["unit"]["eta_s"] is not None
         assert "route" not in tracked["unit"]
-        watch("unit_status_update", lambda d: d["unit_id"] == unit_id
-              and d["status"] == "DISPATCHED")
+        watch(
+            "unit_status_update", lambda d: d["unit_id"] == unit_id and d["status"] == "DISPATCHED"
+        )
 
         # a command against the wrong state is rejected with the reason
         again = api.post(f"/api/emergencies/{emergency['id']}/dispatch", headers=AUTHORITY)
@@ -104,8 +118,9 @@ def test_report_dispatch_complete_seen_by_every_client(api_settings, running_api
         assert done.json()["emergency"]["status"] == "COMPLETED"
         assert done.json()["unit"]["status"] == "AVAILABLE"
         watch("emergency_updated", lambda d: d["action"] == "completed")
-        watch("unit_status_update", lambda d: d["unit_id"] == unit_id
-              and d["status"] == "AVAILABLE")
+        watch(
+            "unit_status_update", lambda d: d["unit_id"] == unit_id and d["status"] == "AVAILABLE"
+        )
 
         # 4. every client ends with the same state as the server, at the same position
         state = api.get("/api/state", headers=AUTHORITY).json()
@@ -131,23 +146,31 @@ def test_cancel_and_unit_status_through_http(api_settings, running_api, running_
     report = api.post("/api/emergencies", json={"type": "police", "lat": LAT, "lon": LON})
     assert report.status_code == 201, report.text
     emergency_id = report.json()["id"]
-    cancelled = api.post(f"/api/emergencies/{emergency_id}/cancel", headers=AUTHORITY,
-                         json={"reason": "false alarm"})
+    cancelled = api.post(
+        f"/api/emergencies/{emergency_id}/cancel", headers=AUTHORITY, json={"reason": "false alarm"}
+    )
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["emergency"]["status"] == "CANCELLED"
-    assert api.post(f"/api/emergencies/{emergency_id}/complete",
-                    headers=AUTHORITY).status_code == 409
+    assert (
+        api.post(f"/api/emergencies/{emergency_id}/complete", headers=AUTHORITY).status_code == 409
+    )
 
     unit_id = units[0].unit_id
     with SseClient(api, headers=UNIT, params={"events": "unit_status_update"}) as client:
         client.next()
         own = {"Authorization": f"Bearer {unit_token_for(api.settings, unit_id)}"}
-        changed = api.post(f"/api/units/{unit_id}/status", headers=own,
-                           json={"status": "OUT_OF_SERVICE"})
+        changed = api.post(
+            f"/api/units/{unit_id}/status", headers=own, json={"status": "OUT_OF_SERVICE"}
+        )
         assert changed.status_code == 200, changed.text
         assert changed.json()["unit"]["status"] == "OUT_OF_SERVICE"
-        seen = client.until(lambda m: data(m)["unit_id"] == unit_id
-                            and data(m)["status"] == "OUT_OF_SERVICE")
+        seen = client.until(
+            lambda m: data(m)["unit_id"] == unit_id and data(m)["status"] == "OUT_OF_SERVICE"
+        )
         assert {m.event for m in seen} == {"unit_status_update"}
-    assert api.post("/api/units/nope/status", headers=AUTHORITY,
-                    json={"status": "AVAILABLE"}).status_code == 404
+    assert (
+        api.post(
+            "/api/units/nope/status", headers=AUTHORITY, json={"status": "AVAILABLE"}
+        ).status_code
+        == 404
+    )

@@ -19,8 +19,7 @@ def test_every_live_payload_carries_its_event_id(event) -> None:
     assert event.live_data()["event_id"] == event.event_id
 
 
-def test_sse_and_ws_messages_carry_the_event_id_of_each_copy(api_settings, running_api,
-                                                              event_log):
+def test_sse_and_ws_messages_carry_the_event_id_of_each_copy(api_settings, running_api, event_log):
     settings = api_settings()
     log = event_log(settings)
     api = running_api(settings)
@@ -36,10 +35,10 @@ def test_sse_and_ws_messages_carry_the_event_id_of_each_copy(api_settings, runni
         written = [created, unit, assigned, assigned]
         got = sse.take(len(written))
         frames = [json.loads(ws.recv(timeout=15)) for _ in written]
-    assert [(m.event, data(m)["event_id"]) for m in got] == [
-        (e.event, e.event_id) for e in written]
+    assert [(m.event, data(m)["event_id"]) for m in got] == [(e.event, e.event_id) for e in written]
     assert [(f["event"], f["id"], f["data"]) for f in frames] == [
-        (m.event, m.id, data(m)) for m in got]
+        (m.event, m.id, data(m)) for m in got
+    ]
     # the two copies: different log positions, one event id
     assert got[2].id != got[3].id and data(got[2]) == data(got[3])
     doc = api.get("/openapi.json").json()

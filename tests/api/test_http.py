@@ -26,22 +26,25 @@ def api(api_settings, running_api):
     return running_api(api_settings(report_rate_per_minute=1000))
 
 
-@pytest.mark.parametrize(("method", "path", "headers", "status"), [
-    ("GET", "/api/state", {}, 401),
-    ("GET", "/api/state", {"Authorization": "Bearer wrong"}, 401),
-    ("GET", "/api/state", REPORTER, 403),
-    ("GET", "/api/state", UNIT, 200),
-    ("GET", "/api/units", AUTHORITY, 200),
-    ("GET", "/api/emergencies", REPORTER, 403),
-    ("GET", "/api/stream", {}, 401),
-    ("GET", "/api/stream", REPORTER, 403),
-    ("POST", "/api/emergencies/x/dispatch", {}, 401),
-    ("POST", "/api/emergencies/x/dispatch", UNIT, 403),
-    ("POST", "/api/emergencies/x/complete", REPORTER, 403),
-    ("POST", "/api/emergencies/x/cancel", AUTHORITY, 404),
-    ("POST", "/api/units/u1/status", {}, 401),
-    ("POST", "/api/units/u1/status", REPORTER, 403),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("GET", "/api/state", {}, 401),
+        ("GET", "/api/state", {"Authorization": "Bearer wrong"}, 401),
+        ("GET", "/api/state", REPORTER, 403),
+        ("GET", "/api/state", UNIT, 200),
+        ("GET", "/api/units", AUTHORITY, 200),
+        ("GET", "/api/emergencies", REPORTER, 403),
+        ("GET", "/api/stream", {}, 401),
+        ("GET", "/api/stream", REPORTER, 403),
+        ("POST", "/api/emergencies/x/dispatch", {}, 401),
+        ("POST", "/api/emergencies/x/dispatch", UNIT, 403),
+        ("POST", "/api/emergencies/x/complete", REPORTER, 403),
+        ("POST", "/api/emergencies/x/cancel", AUTHORITY, 404),
+        ("POST", "/api/units/u1/status", {}, 401),
+        ("POST", "/api/units/u1/status", REPORTER, 403),
+    ],
+)
 def test_roles(api, method, path, headers, status):
     kw = {"json": {"status": "AVAILABLE"}} if "status" in path else {}
     response = httpx.request(method, api.url + path, headers=headers, timeout=10, **kw)
@@ -71,25 +74,33 @@ def test_websocket_refuses_foreign_origin_and_missing_token(api):
     with ws_connect(url) as ws, pytest.raises(ConnectionClosed) as closed:
         ws.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
-    with ws_connect(url + "?token=dev-authority&last_event_id=",
-                    origin=api.url) as ws:  # its own origin is fine
+    with ws_connect(
+        url + "?token=dev-authority&last_event_id=", origin=api.url
+    ) as ws:  # its own origin is fine
         assert json.loads(ws.recv(timeout=10))["event"] == "snapshot"
 
 
-@pytest.mark.parametrize(("body", "status", "field"), [
-    (b"{not json", 400, "body"),
-    (b"", 400, "body"),
-    (b"[1, 2]", 422, "body"),
-    (json.dumps({**REPORT, "type": "alien"}).encode(), 422, "type"),
-    (json.dumps({**REPORT, "lat": 123}).encode(), 422, "lat"),
-    (json.dumps({k: v for k, v in REPORT.items() if k != "lon"}).encode(), 422, "lon"),
-    (json.dumps({**REPORT, "priority": 9}).encode(), 422, "priority"),
-    (json.dumps({**REPORT, "surprise": 1}).encode(), 422, "surprise"),
-    (json.dumps({**REPORT, "description": "x" * 20_000}).encode(), 413, "body"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, "body"),
+        (b"", 400, "body"),
+        (b"[1, 2]", 422, "body"),
+        (json.dumps({**REPORT, "type": "alien"}).encode(), 422, "type"),
+        (json.dumps({**REPORT, "lat": 123}).encode(), 422, "lat"),
+        (json.dumps({k: v for k, v in REPORT.items() if k != "lon"}).encode(), 422, "lon"),
+        (json.dumps({**REPORT, "priority": 9}).encode(), 422, "priority"),
+        (json.dumps({**REPORT, "surprise": 1}).encode(), 422, "surprise"),
+        (json.dumps({**REPORT, "description": "x" * 20_000}).encode(), 413, "body"),
+    ],
+)
 def test_bad_report_bodies_get_4xx_naming_the_field(api, body, status, field):
-    response = httpx.post(api.url + "/api/emergencies", content=body, timeout=10,
-                          headers={"Content-Type": "application/json"})
+    response = httpx.post(
+        api.url + "/api/emergencies",
+        content=body,
+        timeout=10,
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == status, response.text
     assert field in [f["field"] for f in response.json()["fields"]]
     assert api.get("/healthz").status_code == 200  # and the service keeps serving
@@ -109,9 +120,11 @@ def test_valid_report_is_written_keyed_by_its_region(api):
     response = api.post("/api/emergencies", json={**REPORT, "command_id": "cmd-1"})
     assert response.status_code == 202, response.text
     assert response.json()["command_id"] == "cmd-1"
-    consumer = KafkaConsumer(api.settings.commands_topic,
-                             bootstrap_servers=api.settings.kafka_bootstrap,
-                             auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        api.settings.commands_topic,
+        bootstrap_servers=api.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+    )
     records: list = []
 
     def polled() -> list:
@@ -144,8 +157,9 @@ def test_retried_command_answers_with_its_known_outcome(api_settings, running_ap
 
 def test_report_rate_limit(api_settings, running_api):
     api = running_api(api_settings(report_rate_per_minute=2))
-    statuses = [api.post("/api/emergencies", content=b"{}", headers=JSON).status_code
-                for _ in range(3)]
+    statuses = [
+        api.post("/api/emergencies", content=b"{}", headers=JSON).status_code for _ in range(3)
+    ]
     assert statuses == [422, 422, 429]
     limited = api.post("/api/emergencies", content=b"{}")
     assert 1 <= int(limited.headers["retry-after"]) <= 60

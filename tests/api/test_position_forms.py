@@ -17,8 +17,12 @@ pytestmark = pytest.mark.kafka
 
 
 def _replay_ids(api, query: str) -> list[tuple[str, str]]:
-    with httpx.Client(timeout=httpx.Timeout(30.0)) as client, connect_sse(
-            client, "GET", f"{api.url}/api/replay/stream?{query}", headers=AUTHORITY) as source:
+    with (
+        httpx.Client(timeout=httpx.Timeout(30.0)) as client,
+        connect_sse(
+            client, "GET", f"{api.url}/api/replay/stream?{query}", headers=AUTHORITY
+        ) as source,
+    ):
         return [(m.event, m.id) for m in source.iter_sse()]
 
 
@@ -28,8 +32,9 @@ def test_a_replay_id_resumes_the_live_stream(api_settings, running_api, event_lo
     created = [log.emergency(region="north") for _ in range(3)]
     api = running_api(settings)
     messages = _replay_ids(api, "speed=max")
-    body = [(name, i) for name, i in messages
-            if name not in ("snapshot", "replay_end", "replay_clock")]
+    body = [
+        (name, i) for name, i in messages if name not in ("snapshot", "replay_end", "replay_clock")
+    ]
     assert len(body) == 3
     # The id after the second record, handed to the live stream as Last-Event-ID.
     with SseClient(api, last_event_id=body[1][1]) as client:
@@ -47,14 +52,18 @@ def test_a_state_position_bounds_a_cli_replay(api_settings, running_api, event_l
     api = running_api(settings)
     position = api.get("/api/state", headers=AUTHORITY).json()["position"]
     after = log.emergency(region="east")
-    wait_for(lambda: api.get("/api/state", headers=AUTHORITY).json()["position"] != position,
-             message="the read model to fold the third report")
+    wait_for(
+        lambda: api.get("/api/state", headers=AUTHORITY).json()["position"] != position,
+        message="the read model to fold the third report",
+    )
 
     def replayed(flag: str) -> list[str]:
         target = settings.topic(f"replayed{flag}")
         run_cli(settings, "replay", "--to-topic", target, flag, position, "--speed", "max")
-        return sorted(decode_event(r.value).emergency.id  # type: ignore[attr-defined]
-                      for r in LogWindow(settings, Window(), target).records())
+        return sorted(
+            decode_event(r.value).emergency.id  # type: ignore[attr-defined]
+            for r in LogWindow(settings, Window(), target).records()
+        )
 
     assert replayed("--to-position") == sorted(e.emergency.id for e in before)
     assert replayed("--from-position") == [after.emergency.id]

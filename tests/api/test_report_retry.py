@@ -28,8 +28,9 @@ def test_emergency_id_is_derived_from_the_command_id() -> None:
     assert ReportEmergency(emergency_id="e-old", **fields).emergency_id == "e-old"
 
 
-def test_a_retried_report_names_the_emergency_that_exists(api_settings, running_api,
-                                                          running_worker):
+def test_a_retried_report_names_the_emergency_that_exists(
+    api_settings, running_api, running_worker
+):
     settings = api_settings(command_timeout_s=1.0)
     api = running_api(settings)
     body = {**REPORT, "command_id": "fault-report-1"}

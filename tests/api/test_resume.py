@@ -37,8 +37,9 @@ def test_resume_across_an_api_restart(api_settings, running_api, event_log):
 
 
 @pytest.mark.parametrize("last_event_id", ["999.999", "not-a-position", "1.2.3.4.5", ""])
-def test_unknown_position_gets_a_reset_snapshot(api_settings, running_api, event_log,
-                                                last_event_id):
+def test_unknown_position_gets_a_reset_snapshot(
+    api_settings, running_api, event_log, last_event_id
+):
     settings = api_settings()
     log = event_log(settings)
     created = log.emergency(region="north")
@@ -52,8 +53,7 @@ def test_unknown_position_gets_a_reset_snapshot(api_settings, running_api, event
     assert snap.id == body["position"]
 
 
-def test_position_deleted_from_the_log_gets_a_reset_snapshot(api_settings, running_api,
-                                                              event_log):
+def test_position_deleted_from_the_log_gets_a_reset_snapshot(api_settings, running_api, event_log):
     settings = api_settings(api_ring_size=1, partitions=1)
     log = event_log(settings)
     api = running_api(settings)
@@ -107,5 +107,6 @@ def test_websocket_resume_by_first_frame_and_query(api_settings, running_api, ev
     with SseClient(api, last_event_id=snap["id"]) as client:
         sse = client.take(4)
     assert [(e.event, e.id, data(e)) for e in sse] == [
-        (f["event"], f["id"], f["data"]) for f in frames[:1] + resumed]
+        (f["event"], f["id"], f["data"]) for f in frames[:1] + resumed
+    ]
     assert sum(positions([sse[-1].id])[0]) == 4

@@ -27,8 +27,13 @@ def test_cli_serves_prints_dev_tokens_and_stops_with_a_stream_open(api_settings,
     env["DISPATCHWIRE_API_PORT"] = str(port)
     out = tmp_path / "api.log"
     with open(out, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dispatchwire", "api"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dispatchwire", "api"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
 
@@ -42,9 +47,12 @@ def test_cli_serves_prints_dev_tokens_and_stops_with_a_stream_open(api_settings,
         wait_for(ready, timeout=60, interval=0.2, message="dispatchwire api to be ready")
         text = out.read_text()
         assert "authority dev-authority" in text and "unit      dev-unit" in text
-        with httpx.Client(timeout=15) as client, client.stream(
+        with (
+            httpx.Client(timeout=15) as client,
+            client.stream(
                 "GET", url + "/api/stream", headers={"Authorization": "Bearer dev-authority"}
-        ) as stream:
+            ) as stream,
+        ):
             lines = stream.iter_lines()
             assert next(line for line in lines if line.startswith("event:")) == "event: snapshot"
             os.killpg(proc.pid, signal.SIGTERM)
@@ -81,8 +89,9 @@ def test_csp_middleware_adds_the_header_to_html_only():
     async def api(request):
         return JSONResponse({})
 
-    app = ContentSecurityPolicy(Starlette(routes=[Route("/", html), Route("/own", own),
-                                                  Route("/api", api)]))
+    app = ContentSecurityPolicy(
+        Starlette(routes=[Route("/", html), Route("/own", own), Route("/api", api)])
+    )
     import asyncio
 
     async def fetch() -> list[httpx.Response]:

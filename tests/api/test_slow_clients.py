@@ -19,8 +19,10 @@ def frozen_sse_connection(port: int) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(b"GET /api/stream?token=dev-authority HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 b"Accept: text/event-stream\r\n\r\n")
+    sock.sendall(
+        b"GET /api/stream?token=dev-authority HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Accept: text/event-stream\r\n\r\n"
+    )
     return sock
 
 
@@ -38,8 +40,11 @@ def test_frozen_client_does_not_delay_the_others(api_settings, running_api, even
         with SseClient(api) as healthy:
             start = healthy.next().id
             reader = threading.Thread(
-                target=healthy.until, args=(lambda e: data(e)["id"] == "last",),
-                kwargs={"limit": 100_000}, daemon=True)
+                target=healthy.until,
+                args=(lambda e: data(e)["id"] == "last",),
+                kwargs={"limit": 100_000},
+                daemon=True,
+            )
             reader.start()
             written = 0
             # write until the frozen client's socket and queue are full (its writes block
@@ -63,8 +68,11 @@ def test_frozen_client_does_not_delay_the_others(api_settings, running_api, even
             assert stuck.overflows > 0
             assert stuck.backlog <= queue_size
             # and it is disconnected once a write has been stuck for the send timeout
-            wait_for(lambda: stuck not in hub.clients, timeout=30,
-                     message="the frozen client to be dropped")
+            wait_for(
+                lambda: stuck not in hub.clients,
+                timeout=30,
+                message="the frozen client to be dropped",
+            )
             log.emergency(region="north")
             log.producer.flush()
             assert healthy.next().event == "emergency_created"

@@ -84,8 +84,12 @@ def test_resume_from_kafka_when_the_ring_no_longer_has_it(api_settings, running_
         seen = [client.next()]
     for region in ("south", "east", "north", "west", "south"):
         log.emergency(region=region)
-    wait_for(lambda: api.services.model.position_id.count(".") == 1
-             and sum(map(int, api.services.model.position_id.split("."))) == 6)
+    wait_for(
+        lambda: (
+            api.services.model.position_id.count(".") == 1
+            and sum(map(int, api.services.model.position_id.split("."))) == 6
+        )
+    )
     # resuming by query parameter, as a first connect would
     with SseClient(api, params={"last_event_id": seen[-1].id}) as again:
         rest = again.take(5)

@@ -20,8 +20,12 @@ def api(api_settings, running_api):
 
 
 def test_stream_headers_cors_retry_snapshot_and_heartbeats(api):
-    with httpx.Client(timeout=15) as http, http.stream(
-            "GET", api.url + "/api/stream", headers={**AUTHORITY, "Origin": DASHBOARD}) as r:
+    with (
+        httpx.Client(timeout=15) as http,
+        http.stream(
+            "GET", api.url + "/api/stream", headers={**AUTHORITY, "Origin": DASHBOARD}
+        ) as r,
+    ):
         assert r.status_code == 200
         assert r.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert r.headers["cache-control"] == "no-store"
@@ -45,9 +49,12 @@ def test_stream_headers_cors_retry_snapshot_and_heartbeats(api):
 
 
 def test_foreign_origin_gets_no_cors_grant(api):
-    with httpx.Client(timeout=15) as http, http.stream(
-            "GET", api.url + "/api/stream",
-            headers={**AUTHORITY, "Origin": "https://evil.example"}) as r:
+    with (
+        httpx.Client(timeout=15) as http,
+        http.stream(
+            "GET", api.url + "/api/stream", headers={**AUTHORITY, "Origin": "https://evil.example"}
+        ) as r,
+    ):
         assert r.status_code == 200
         assert "access-control-allow-origin" not in r.headers
         assert "Origin" in r.headers["vary"]
@@ -57,9 +64,15 @@ def test_errors_and_preflight_on_the_stream_path_go_through_the_full_stack(api):
     denied = api.get("/api/stream", headers={"Origin": DASHBOARD})
     assert denied.status_code == 401 and denied.json()["fields"][0]["field"] == "Authorization"
     assert denied.headers["access-control-allow-origin"] == DASHBOARD
-    preflight = httpx.options(api.url + "/api/stream", timeout=10, headers={
-        "Origin": DASHBOARD, "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "last-event-id"})
+    preflight = httpx.options(
+        api.url + "/api/stream",
+        timeout=10,
+        headers={
+            "Origin": DASHBOARD,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "last-event-id",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == DASHBOARD
     assert api.post("/api/stream", headers=AUTHORITY).status_code == 405

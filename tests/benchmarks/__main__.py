@@ -45,9 +45,13 @@ def broker(bootstrap: str) -> Iterator[str]:
 
     base = Settings()
     data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-bench-kafka-"))
-    local = LocalBroker(distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-                        data_dir=data_dir, port=free_port(), controller_port=free_port(),
-                        heap="768m")
+    local = LocalBroker(
+        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
+        data_dir=data_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        heap="768m",
+    )
     print(f"nothing answers at {bootstrap}; starting a broker for this run")
     try:
         local.start()
@@ -59,14 +63,32 @@ def broker(bootstrap: str) -> Iterator[str]:
 
 def sizes(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"fanout_clients": [1_000], "e2e_clients": [100, 1_000], "e2e_reports": 50,
-                "floor_events": 1_000, "faust_commands": 5_000, "sink_events": 20_000,
-                "rowwise_events": 2_000, "replay_events": 200_000, "emit_cap": 20_000,
-                "scale_commands": 5_000, "scale_backlog": 2_000}
-    return {"fanout_clients": [1_000, 10_000], "e2e_clients": [100, 1_000], "e2e_reports": 100,
-            "floor_events": 2_000, "faust_commands": 20_000, "sink_events": 100_000,
-            "rowwise_events": 5_000, "replay_events": 1_000_000, "emit_cap": 50_000,
-            "scale_commands": 20_000, "scale_backlog": 10_000}
+        return {
+            "fanout_clients": [1_000],
+            "e2e_clients": [100, 1_000],
+            "e2e_reports": 50,
+            "floor_events": 1_000,
+            "faust_commands": 5_000,
+            "sink_events": 20_000,
+            "rowwise_events": 2_000,
+            "replay_events": 200_000,
+            "emit_cap": 20_000,
+            "scale_commands": 5_000,
+            "scale_backlog": 2_000,
+        }
+    return {
+        "fanout_clients": [1_000, 10_000],
+        "e2e_clients": [100, 1_000],
+        "e2e_reports": 100,
+        "floor_events": 2_000,
+        "faust_commands": 20_000,
+        "sink_events": 100_000,
+        "rowwise_events": 5_000,
+        "replay_events": 1_000_000,
+        "emit_cap": 50_000,
+        "scale_commands": 20_000,
+        "scale_backlog": 10_000,
+    }
 
 
 def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
@@ -91,19 +113,29 @@ def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
     if section("faust"):
         rows += streams_bench.run(bootstrap, n["faust_commands"])
     if section("sink") or section("replay"):
-        rows += throughput.run(bootstrap, n["replay_events"], n["sink_events"],
-                               n["rowwise_events"], n["emit_cap"],
-                               want_replay="replay" in names, want_sink="sink" in names)
+        rows += throughput.run(
+            bootstrap,
+            n["replay_events"],
+            n["sink_events"],
+            n["rowwise_events"],
+            n["emit_cap"],
+            want_replay="replay" in names,
+            want_sink="sink" in names,
+        )
     if section("scale"):
         rows += scale.run(bootstrap, n["scale_commands"], n["scale_backlog"])
     return rows
 
 
-def _metric(rows: list[Row], bench: str, subject_part: str, metric: str,
-            **params: Any) -> float | None:
+def _metric(
+    rows: list[Row], bench: str, subject_part: str, metric: str, **params: Any
+) -> float | None:
     for r in rows:
-        if r.bench == bench and subject_part in r.subject and all(
-                r.params.get(k) == v for k, v in params.items()):
+        if (
+            r.bench == bench
+            and subject_part in r.subject
+            and all(r.params.get(k) == v for k, v in params.items())
+        ):
             value = r.metrics.get(metric)
             if isinstance(value, (int, float)):
                 return float(value)
@@ -112,53 +144,111 @@ def _metric(rows: list[Row], bench: str, subject_part: str, metric: str,
 
 def targets(rows: list[Row]) -> list[dict[str, Any]]:
     """The targets of issue 7 against this run's figures."""
+
     def check(name: str, value: float | None, ok: bool | None, detail: str) -> dict[str, Any]:
         status = "not measured" if value is None or ok is None else ("met" if ok else "missed")
         return {"target": name, "status": status, "value": value, "detail": detail}
 
     out = []
     p99 = _metric(rows, "e2e latency", "", "p99 ms", clients=1_000)
-    out.append(check("e2e p99 <= 60 ms at 1,000 clients", p99,
-                     None if p99 is None else p99 <= 60, f"p99 {p99} ms"))
+    out.append(
+        check(
+            "e2e p99 <= 60 ms at 1,000 clients",
+            p99,
+            None if p99 is None else p99 <= 60,
+            f"p99 {p99} ms",
+        )
+    )
     api = _metric(rows, "fan-out", "dispatchwire", "deliveries/s", clients=1_000)
     sio = _metric(rows, "fan-out", "socketio", "deliveries/s", clients=1_000)
     once = _metric(rows, "fan-out", "encode-once", "deliveries/s", clients=1_000)
     ratio = api / sio if api and sio else None
-    out.append(check("fan-out at 1,000 >= 5x python-socketio", ratio,
-                     None if ratio is None else ratio >= 5, f"{ratio and round(ratio, 2)}x"))
+    out.append(
+        check(
+            "fan-out at 1,000 >= 5x python-socketio",
+            ratio,
+            None if ratio is None else ratio >= 5,
+            f"{ratio and round(ratio, 2)}x",
+        )
+    )
     ratio_c = api / once if api and once else None
-    out.append(check("fan-out at 1,000 >= bare encode-once", ratio_c,
-                     None if ratio_c is None else ratio_c >= 1.0,
-                     f"{ratio_c and round(ratio_c, 2)}x"))
+    out.append(
+        check(
+            "fan-out at 1,000 >= bare encode-once",
+            ratio_c,
+            None if ratio_c is None else ratio_c >= 1.0,
+            f"{ratio_c and round(ratio_c, 2)}x",
+        )
+    )
     reach = _metric(rows, "fan-out", "dispatchwire", "reach all ms", clients=10_000)
-    out.append(check("broadcast reaches all 10,000 within 300 ms", reach,
-                     None if reach is None else reach <= 300, f"{reach} ms"))
+    out.append(
+        check(
+            "broadcast reaches all 10,000 within 300 ms",
+            reach,
+            None if reach is None else reach <= 300,
+            f"{reach} ms",
+        )
+    )
     kib = _metric(rows, "fan-out", "dispatchwire", "KiB/idle conn", clients=10_000)
-    out.append(check("<= 25 KiB per idle connection (10,000)", kib,
-                     None if kib is None else kib <= 25, f"{kib and round(kib, 1)} KiB"))
+    out.append(
+        check(
+            "<= 25 KiB per idle connection (10,000)",
+            kib,
+            None if kib is None else kib <= 25,
+            f"{kib and round(kib, 1)} KiB",
+        )
+    )
     faust = _metric(rows, "commands agent", "Faust", "events/s")
     raw = _metric(rows, "commands agent", "raw aiokafka", "events/s")
     share = faust / raw if faust and raw else None
-    out.append(check("Faust >= 50 % of the raw loop", share,
-                     None if share is None else share >= 0.5, f"{share and round(share, 2)}"))
-    out.append(check("Faust >= 10,000 events/s", faust,
-                     None if faust is None else faust >= 10_000, f"{faust and round(faust)}/s"))
+    out.append(
+        check(
+            "Faust >= 50 % of the raw loop",
+            share,
+            None if share is None else share >= 0.5,
+            f"{share and round(share, 2)}",
+        )
+    )
+    out.append(
+        check(
+            "Faust >= 10,000 events/s",
+            faust,
+            None if faust is None else faust >= 10_000,
+            f"{faust and round(faust)}/s",
+        )
+    )
     sink = _metric(rows, "sink ingest", "Kafka -> DuckDB", "events/s")
-    out.append(check("sink >= 200,000 events/s", sink,
-                     None if sink is None else sink >= 200_000, f"{sink and round(sink)}/s"))
+    out.append(
+        check(
+            "sink >= 200,000 events/s",
+            sink,
+            None if sink is None else sink >= 200_000,
+            f"{sink and round(sink)}/s",
+        )
+    )
     replay = _metric(rows, "replay", "", "re-emit events/s")
-    out.append(check("replay >= 50,000 events/s", replay,
-                     None if replay is None else replay >= 50_000,
-                     f"{replay and round(replay)}/s (re-emit)"))
+    out.append(
+        check(
+            "replay >= 50,000 events/s",
+            replay,
+            None if replay is None else replay >= 50_000,
+            f"{replay and round(replay)}/s (re-emit)",
+        )
+    )
     return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="smaller counts, 1,000 clients only")
-    parser.add_argument("--only", action="append", default=None,
-                        help=f"run only these ({', '.join(NAMES)}); repeat or comma-separate")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        help=f"run only these ({', '.join(NAMES)}); repeat or comma-separate",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
     logging.basicConfig(level=os.environ.get("BENCH_LOG", "WARNING"))
@@ -182,10 +272,16 @@ def main() -> int:
     print("\n### targets (issue 7)\n")
     for c in checks:
         print(f"- {c['status']:>12}: {c['target']} ({c['detail']})")
-    path = write(rows, checks, args.out, {"quick": args.quick, "only": names,
-                                          "seconds": round(time.monotonic() - started, 1)})
-    print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
-          f"in {time.monotonic() - started:.0f}s")
+    path = write(
+        rows,
+        checks,
+        args.out,
+        {"quick": args.quick, "only": names, "seconds": round(time.monotonic() - started, 1)},
+    )
+    print(
+        f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} "
+        f"in {time.monotonic() - started:.0f}s"
+    )
     return 0
 
 

@@ -22,12 +22,17 @@ SUBJECT = "HTTP report -> every SSE client (worker + API)"
 
 
 def report_template() -> str:
-    return json.dumps({
-        "command_id": "@@SEQ@@",
-        "type": "medical", "priority": 2, "lat": 60.1699, "lon": 24.9384,
-        "description": "Person collapsed at the tram stop, breathing @@MARK@@",
-        "reporter": {"name": "Bench Reporter", "phone": "+358 40 123 4567"},
-    })
+    return json.dumps(
+        {
+            "command_id": "@@SEQ@@",
+            "type": "medical",
+            "priority": 2,
+            "lat": 60.1699,
+            "lon": 24.9384,
+            "description": "Person collapsed at the tram stop, breathing @@MARK@@",
+            "reporter": {"name": "Bench Reporter", "phone": "+358 40 123 4567"},
+        }
+    )
 
 
 def wait_worker_ready(port: int, proc: object, timeout: float = 120.0) -> None:
@@ -64,15 +69,24 @@ def run(bootstrap: str, client_counts: list[int], rate: float, count: int) -> li
                         {"name": "warmup", "count": 3, "rate": 2.0, "drain_s": 30.0},
                         {"name": "reach", "count": count, "rate": rate, "drain_s": 15.0},
                     ]
-                    cfg = {"protocol": "sse", "path": f"/api/stream?token={token}",
-                           "trigger": {"kind": "http", "path": "/api/emergencies",
-                                       "template": report_template()}}
+                    cfg = {
+                        "protocol": "sse",
+                        "path": f"/api/stream?token={token}",
+                        "trigger": {
+                            "kind": "http",
+                            "path": "/api/emergencies",
+                            "template": report_template(),
+                        },
+                    }
                     result, _ = drive(port, cfg, clients, phases, None, timeout_s=180.0)
                     rows.append(_row(clients, rate, result))
     except Exception as exc:
         done = {r.params["clients"] for r in rows}
-        rows += [Row.not_measured("e2e latency", SUBJECT, f"run failed: {exc}", clients=n)
-                 for n in client_counts if n not in done]
+        rows += [
+            Row.not_measured("e2e latency", SUBJECT, f"run failed: {exc}", clients=n)
+            for n in client_counts
+            if n not in done
+        ]
     return rows
 
 
@@ -82,13 +96,22 @@ def _row(clients: int, rate: float, result: dict) -> Row:
     if result["connected"] < clients:
         notes.append(f"only {result['connected']} of {clients} connected")
     if result.get("trigger_failure_count"):
-        notes.append(f"{result['trigger_failure_count']} reports failed "
-                     f"{result['trigger_failures'][:1]}")
+        notes.append(
+            f"{result['trigger_failure_count']} reports failed {result['trigger_failures'][:1]}"
+        )
     if reach["incomplete_broadcasts"]:
         notes.append(f"{reach['incomplete_broadcasts']} reports not seen by every client")
-    return Row("e2e latency", SUBJECT, {"clients": clients, "reports/s": rate},
-               {"reports": reach["broadcasts"],
-                "delivered %": 100.0 * reach["delivered"] / max(1, reach["expected"]),
-                "p50 ms": reach["p50_ms"], "p99 ms": reach["p99_ms"],
-                "p99.9 ms": reach["p999_ms"], "reach all ms": reach["reach_all_ms_median"]},
-               "; ".join(notes))
+    return Row(
+        "e2e latency",
+        SUBJECT,
+        {"clients": clients, "reports/s": rate},
+        {
+            "reports": reach["broadcasts"],
+            "delivered %": 100.0 * reach["delivered"] / max(1, reach["expected"]),
+            "p50 ms": reach["p50_ms"],
+            "p99 ms": reach["p99_ms"],
+            "p99.9 ms": reach["p999_ms"],
+            "reach all ms": reach["reach_all_ms_median"],
+        },
+        "; ".join(notes),
+    )

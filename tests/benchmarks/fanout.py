@@ -47,8 +47,13 @@ def emergency(marker: str = "@@MARK@@", ident: str = "@@SEQ@@") -> dict[str, Any
     from schemas.entities import Emergency, EmergencyType, Reporter
 
     return Emergency(
-        id=ident, region=REGION, type=EmergencyType.MEDICAL, priority=2, lat=60.1699,
-        lon=24.9384, description=f"Person collapsed at the tram stop, breathing {marker}",
+        id=ident,
+        region=REGION,
+        type=EmergencyType.MEDICAL,
+        priority=2,
+        lat=60.1699,
+        lon=24.9384,
+        description=f"Person collapsed at the tram stop, breathing {marker}",
         reporter=Reporter(name="Bench Reporter", phone="+358 40 123 4567"),
         reported_at=datetime(2025, 1, 1, tzinfo=UTC),
     ).model_dump(mode="json")
@@ -63,8 +68,13 @@ def event_template() -> str:
     from schemas.codec import encode
     from schemas.events import EmergencyCreated
 
-    event = EmergencyCreated(event_id="@@SEQ@@:0", command_id="@@SEQ@@", region=REGION,
-                             emergency=emergency(), occurred_at=datetime(2025, 1, 1, tzinfo=UTC))
+    event = EmergencyCreated(
+        event_id="@@SEQ@@:0",
+        command_id="@@SEQ@@",
+        region=REGION,
+        emergency=emergency(),
+        occurred_at=datetime(2025, 1, 1, tzinfo=UTC),
+    )
     return encode(event).decode()
 
 
@@ -78,10 +88,18 @@ class Phases:
 
     def config(self) -> list[dict[str, Any]]:
         return [
-            {"name": "reach", "count": self.reach_count, "rate": self.reach_rate,
-             "drain_s": self.drain_s},
-            {"name": "burst", "count": self.burst_count, "rate": self.burst_rate,
-             "drain_s": self.drain_s * 2},
+            {
+                "name": "reach",
+                "count": self.reach_count,
+                "rate": self.reach_rate,
+                "drain_s": self.drain_s,
+            },
+            {
+                "name": "burst",
+                "count": self.burst_count,
+                "rate": self.burst_rate,
+                "drain_s": self.drain_s * 2,
+            },
         ]
 
 
@@ -94,8 +112,9 @@ def phases_for(clients: int, quick: bool = False) -> Phases:
 
 
 @contextlib.contextmanager
-def serve(design: str, bootstrap: str | None) -> Iterator[tuple[subprocess.Popen[bytes], int,
-                                                                dict[str, Any]]]:
+def serve(
+    design: str, bootstrap: str | None
+) -> Iterator[tuple[subprocess.Popen[bytes], int, dict[str, Any]]]:
     """Start the server of ``design``; yield (process, port, load-client config part)."""
     if design in ("api", "api_gc_freeze"):
         settings = product.bench_settings(bootstrap or "127.0.0.1:9092")
@@ -104,35 +123,67 @@ def serve(design: str, bootstrap: str | None) -> Iterator[tuple[subprocess.Popen
         ensure_topics(settings)
         command = [PYTHON, "-m", "tests.benchmarks.api_gc"] if design == "api_gc_freeze" else None
         with product.api(settings, SERVER_CORE, name=f"{design}-fanout", command=command) as (
-                proc, port):
+            proc,
+            port,
+        ):
             token = settings.authority_token.get_secret_value()
-            yield proc, port, {
-                "protocol": "sse",
-                "path": f"/api/stream?token={token}",
-                "trigger": {"kind": "kafka", "bootstrap": settings.kafka_bootstrap,
-                            "topic": settings.events_topic, "key": REGION,
-                            "template": event_template()},
-            }
+            yield (
+                proc,
+                port,
+                {
+                    "protocol": "sse",
+                    "path": f"/api/stream?token={token}",
+                    "trigger": {
+                        "kind": "kafka",
+                        "bootstrap": settings.kafka_bootstrap,
+                        "topic": settings.events_topic,
+                        "key": REGION,
+                        "template": event_template(),
+                    },
+                },
+            )
         return
     port = free_port()
-    with running([PYTHON, "-m", "tests.benchmarks.peers", design, "--port", str(port)],
-                 SERVER_CORE) as proc:
+    with running(
+        [PYTHON, "-m", "tests.benchmarks.peers", design, "--port", str(port)], SERVER_CORE
+    ) as proc:
         wait_http(port, "/healthz", proc, timeout=30.0)
-        yield proc, port, {
-            "protocol": "socketio" if design == "socketio" else "sse",
-            "path": "/stream",
-            "trigger": {"kind": "http", "path": "/broadcast", "template": peer_template()},
-        }
+        yield (
+            proc,
+            port,
+            {
+                "protocol": "socketio" if design == "socketio" else "sse",
+                "path": "/stream",
+                "trigger": {"kind": "http", "path": "/broadcast", "template": peer_template()},
+            },
+        )
 
 
-def drive(port: int, client_cfg: dict[str, Any], clients: int, phases: list[dict[str, Any]],
-          server_pid: int | None, timeout_s: float) -> tuple[dict[str, Any], float | None]:
+def drive(
+    port: int,
+    client_cfg: dict[str, Any],
+    clients: int,
+    phases: list[dict[str, Any]],
+    server_pid: int | None,
+    timeout_s: float,
+) -> tuple[dict[str, Any], float | None]:
     """Run the load client against ``port``; return its result and KiB per idle connection."""
-    cfg = {"host": "127.0.0.1", "port": port, "clients": clients, "phases": phases,
-           "connect_timeout_s": 90.0, "timeout_s": timeout_s, **client_cfg}
+    cfg = {
+        "host": "127.0.0.1",
+        "port": port,
+        "clients": clients,
+        "phases": phases,
+        "connect_timeout_s": 90.0,
+        "timeout_s": timeout_s,
+        **client_cfg,
+    }
     rss0 = settle_rss(server_pid) if server_pid else None
-    client = spawn([PYTHON, "-m", "tests.benchmarks.loadclient"], CLIENT_CORE,
-                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    client = spawn(
+        [PYTHON, "-m", "tests.benchmarks.loadclient"],
+        CLIENT_CORE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert client.stdin is not None and client.stdout is not None
         client.stdin.write((json.dumps(cfg) + "\n").encode())
@@ -155,8 +206,13 @@ def drive(port: int, client_cfg: dict[str, Any], clients: int, phases: list[dict
         stop(client)
 
 
-def run(design: str, clients: int, bootstrap: str | None, quick: bool = False,
-        phases: Phases | None = None) -> Row:
+def run(
+    design: str,
+    clients: int,
+    bootstrap: str | None,
+    quick: bool = False,
+    phases: Phases | None = None,
+) -> Row:
     label = PEER_LABELS[design]
     if design.startswith("api"):
         why = product.available("api")
@@ -165,8 +221,9 @@ def run(design: str, clients: int, bootstrap: str | None, quick: bool = False,
     phases = phases or phases_for(clients, quick)
     try:
         with serve(design, bootstrap) as (proc, port, client_cfg):
-            result, kib = drive(port, client_cfg, clients, phases.config(), proc.pid,
-                                timeout_s=240.0)
+            result, kib = drive(
+                port, client_cfg, clients, phases.config(), proc.pid, timeout_s=240.0
+            )
     except Exception as exc:
         return Row.not_measured("fan-out", label, f"run failed: {exc}", clients=clients)
     return fanout_row(label, clients, result, kib)
@@ -191,8 +248,9 @@ def fanout_row(label: str, clients: int, result: dict[str, Any], kib: float | No
     if result["connected"] < clients:
         notes.append(f"only {result['connected']} of {clients} connected")
     if result.get("trigger_failure_count"):
-        notes.append(f"{result['trigger_failure_count']} trigger failures "
-                     f"{result['trigger_failures'][:1]}")
+        notes.append(
+            f"{result['trigger_failure_count']} trigger failures {result['trigger_failures'][:1]}"
+        )
     if reach["incomplete_broadcasts"]:
         notes.append(f"{reach['incomplete_broadcasts']} reach broadcasts not seen by all")
     return Row("fan-out", label, {"clients": clients}, metrics, "; ".join(notes))

@@ -29,8 +29,13 @@ async def measure(bootstrap: str, count: int, rate: float, timeout_s: float = 60
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="dw-bench")
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                                group_id=None, fetch_max_wait_ms=500)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="latest",
+        group_id=None,
+        fetch_max_wait_ms=500,
+    )
     latencies: list[float] = []
     pad = b"x" * 600  # about the size of an emergency_created event
     try:
@@ -69,16 +74,25 @@ async def measure(bootstrap: str, count: int, rate: float, timeout_s: float = 60
         admin.close()
     latencies.sort()
     ms = [v * 1000 for v in latencies]
-    return Row("kafka floor", "raw aiokafka produce->consume",
-               {"events": count, "offered/s": rate},
-               {"received": len(ms), "p50 ms": _pct(ms, 0.5), "p99 ms": _pct(ms, 0.99),
-                "p99.9 ms": _pct(ms, 0.999), "max ms": ms[-1] if ms else None},
-               "" if len(ms) == count else f"{count - len(ms)} not received in time")
+    return Row(
+        "kafka floor",
+        "raw aiokafka produce->consume",
+        {"events": count, "offered/s": rate},
+        {
+            "received": len(ms),
+            "p50 ms": _pct(ms, 0.5),
+            "p99 ms": _pct(ms, 0.99),
+            "p99.9 ms": _pct(ms, 0.999),
+            "max ms": ms[-1] if ms else None,
+        },
+        "" if len(ms) == count else f"{count - len(ms)} not received in time",
+    )
 
 
 def run(bootstrap: str, count: int = 2_000, rate: float = 200.0) -> Row:
     try:
         return asyncio.run(measure(bootstrap, count, rate))
     except Exception as exc:
-        return Row.not_measured("kafka floor", "raw aiokafka produce->consume",
-                                f"run failed: {exc!r}")
+        return Row.not_measured(
+            "kafka floor", "raw aiokafka produce->consume", f"run failed: {exc!r}"
+        )

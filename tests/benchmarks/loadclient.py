@@ -55,7 +55,7 @@ class Recorder:
             if j < 0:
                 conn.tail = data[i:]
                 return
-            seq = int(data[i + size:j])
+            seq = int(data[i + size : j])
             pos = j + 1
             bit = 1 << seq
             if not conn.seen & bit:
@@ -67,7 +67,7 @@ class Recorder:
                 else:
                     times.append(stamp)
                 self.total += 1
-        conn.tail = data[max(pos, len(data) - size):]
+        conn.tail = data[max(pos, len(data) - size) :]
 
 
 class _Conn(asyncio.Protocol):
@@ -97,7 +97,7 @@ class _Conn(asyncio.Protocol):
         if end < 0:
             return None
         status = self.head.split(b"\r\n", 1)[0]
-        rest = self.head[end + 4:]
+        rest = self.head[end + 4 :]
         self.head = b""
         if want not in status:
             self.ready.set_exception(ConnectionError(status.decode(errors="replace")))
@@ -161,8 +161,8 @@ class EngineIoConn(_Conn):
             if len(buf) < start + length:
                 return
             opcode = buf[0] & 0x0F
-            payload = bytes(buf[start:start + length])
-            del buf[:start + length]
+            payload = bytes(buf[start : start + length])
+            del buf[: start + length]
             self._frame(opcode, payload)
 
     def _frame(self, opcode: int, payload: bytes) -> None:
@@ -250,8 +250,9 @@ class Trigger:
         if self.cfg["kind"] == "kafka":
             from aiokafka import AIOKafkaProducer
 
-            self._producer = AIOKafkaProducer(bootstrap_servers=self.cfg["bootstrap"],
-                                              linger_ms=0, acks=1)
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self.cfg["bootstrap"], linger_ms=0, acks=1
+            )
             await self._producer.start()
         else:
             import httpx
@@ -274,13 +275,12 @@ class Trigger:
         try:
             if self._producer is not None:
                 self.sent[seq] = now()
-                await self._producer.send(self.cfg["topic"], body,
-                                          key=self.cfg["key"].encode())
+                await self._producer.send(self.cfg["topic"], body, key=self.cfg["key"].encode())
             else:
                 self.sent[seq] = now()
                 response = await self._http.post(
-                    self.cfg["path"], content=body,
-                    headers={"content-type": "application/json"})
+                    self.cfg["path"], content=body, headers={"content-type": "application/json"}
+                )
                 if response.status_code >= 300:
                     self.failures.append(f"{response.status_code} {response.text[:200]}")
         except Exception as exc:
@@ -298,8 +298,9 @@ def _median(values: list[float]) -> float | None:
     return _pct(sorted(values), 0.5)
 
 
-async def run_phase(phase: dict[str, Any], first_seq: int, trigger: Trigger,
-                    recorder: Recorder, clients: int) -> dict[str, Any]:
+async def run_phase(
+    phase: dict[str, Any], first_seq: int, trigger: Trigger, recorder: Recorder, clients: int
+) -> dict[str, Any]:
     count, rate = phase["count"], phase["rate"]
     seqs = range(first_seq, first_seq + count)
     expected = count * clients

@@ -43,8 +43,9 @@ async def healthz(request: Request) -> Response:
 def socketio_app() -> Any:
     import socketio
 
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[], logger=False,
-                               engineio_logger=False)
+    sio = socketio.AsyncServer(
+        async_mode="asgi", cors_allowed_origins=[], logger=False, engineio_logger=False
+    )
 
     async def broadcast(request: Request) -> Response:
         data = json.loads(await request.body())
@@ -138,8 +139,9 @@ def encode_once_app() -> Any:
         watcher = loop.create_task(watch_disconnect())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": b"retry: 2000\n\n",
-                        "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True}
+            )
             while not client.closed:
                 if not client.buffer:
                     client.waiter = loop.create_future()
@@ -147,8 +149,9 @@ def encode_once_app() -> Any:
                     client.waiter = None
                     continue
                 chunks, client.buffer = client.buffer, []
-                await send({"type": "http.response.body", "body": b"".join(chunks),
-                            "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
+                )
         finally:
             clients.discard(client)
             watcher.cancel()
@@ -204,8 +207,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("peer", choices=sorted(PEERS))
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--no-gc-freeze", action="store_true",
-                        help="leave the cyclic GC as it is (default: freeze after start-up)")
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="leave the cyclic GC as it is (default: freeze after start-up)",
+    )
     args = parser.parse_args()
     raise_fd_limit()
     app = PEERS[args.peer]()
@@ -214,8 +220,17 @@ def main() -> None:
         # on every full collection (it dominates at 10,000 connections).
         gc.collect()
         gc.freeze()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
-                backlog=4096, loop="uvloop", http="httptools", lifespan="auto")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+        loop="uvloop",
+        http="httptools",
+        lifespan="auto",
+    )
 
 
 if __name__ == "__main__":

@@ -34,13 +34,23 @@ def _pin_and_raise(core: int | None) -> None:
         os.sched_setaffinity(0, {core})
 
 
-def spawn(args: Sequence[str], core: int | None, env: dict[str, str] | None = None,
-          stdin: int | None = None, stdout: int | None = None,
-          log: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: Sequence[str],
+    core: int | None,
+    env: dict[str, str] | None = None,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
     with open(log or os.devnull, "ab") as err:
         return subprocess.Popen(
-            list(args), cwd=ROOT, env=env, stdin=stdin, stdout=stdout or subprocess.DEVNULL,
-            stderr=err, preexec_fn=lambda: _pin_and_raise(core),
+            list(args),
+            cwd=ROOT,
+            env=env,
+            stdin=stdin,
+            stdout=stdout or subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=lambda: _pin_and_raise(core),
         )
 
 
@@ -61,8 +71,9 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def running(args: Sequence[str], core: int | None, **kwargs: object) -> Iterator[
-        subprocess.Popen[bytes]]:
+def running(
+    args: Sequence[str], core: int | None, **kwargs: object
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = spawn(args, core, **kwargs)  # type: ignore[arg-type]
     try:
         yield proc

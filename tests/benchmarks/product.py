@@ -68,8 +68,9 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def api(settings: Settings, core: int | None, name: str = "api",
-        command: list[str] | None = None) -> Iterator[tuple[Popen[bytes], int]]:
+def api(
+    settings: Settings, core: int | None, name: str = "api", command: list[str] | None = None
+) -> Iterator[tuple[Popen[bytes], int]]:
     """``dispatchwire api`` (or ``command``) on a free port; yields (process, port) once
     /healthz answers."""
     port = free_port()
@@ -88,6 +89,7 @@ def api(settings: Settings, core: int | None, name: str = "api",
 @contextlib.contextmanager
 def worker(settings: Settings, core: int | None, name: str = "worker") -> Iterator[Popen[bytes]]:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with running([DISPATCHWIRE, "worker"], core, env=env_for(settings),
-                 log=LOG_DIR / f"{name}.log") as proc:
+    with running(
+        [DISPATCHWIRE, "worker"], core, env=env_for(settings), log=LOG_DIR / f"{name}.log"
+    ) as proc:
         yield proc

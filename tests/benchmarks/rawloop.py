@@ -42,9 +42,14 @@ async def consume_loop(settings: Settings, count: int) -> int:
     table = ChangelogDict()
     state = DispatchState(table)
     changelog = settings.topic(f"{settings.app_id}-raw-changelog")
-    consumer = AIOKafkaConsumer(settings.commands_topic, bootstrap_servers=settings.kafka_bootstrap,
-                                group_id=f"{settings.app_id}-raw", enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=1_000)
+    consumer = AIOKafkaConsumer(
+        settings.commands_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.app_id}-raw",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=1_000,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     await consumer.start()
@@ -60,8 +65,7 @@ async def consume_loop(settings: Settings, count: int) -> int:
                     except SchemaError:
                         continue
                     is_tick = isinstance(command, UnitPosition) and command.lat is None
-                    key = state.record_key(command.command_id,
-                                           command.unit_id if is_tick else None)
+                    key = state.record_key(command.command_id, command.unit_id if is_tick else None)
                     if state.record(key, command.command_id) is not None:
                         continue
                     now = datetime.fromtimestamp(message.timestamp / 1000, UTC)
@@ -73,12 +77,16 @@ async def consume_loop(settings: Settings, count: int) -> int:
                     # The same bytes the worker sends: table values are already JSON text
                     # (streams.state) and events reuse the text made for the record.
                     for k, v in table.pending:
-                        await producer.send(changelog, key=json.dumps(k).encode(),
-                                            value=v.encode() if isinstance(v, str) else v)
+                        await producer.send(
+                            changelog,
+                            key=json.dumps(k).encode(),
+                            value=v.encode() if isinstance(v, str) else v,
+                        )
                     table.pending.clear()
                     for event, text in zip(outcome.events, encoded(outcome).events, strict=True):
-                        await producer.send(settings.events_topic, key=event.region.encode(),
-                                            value=text.encode())
+                        await producer.send(
+                            settings.events_topic, key=event.region.encode(), value=text.encode()
+                        )
             await producer.flush()
             await consumer.commit()
     finally:

@@ -52,8 +52,12 @@ def table(rows: list[Row]) -> str:
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---|" * len(header))
         for r in group:
-            cells = [r.subject, *(_fmt(r.params.get(k)) for k in params),
-                     *(_fmt(r.metrics.get(k)) for k in metrics), r.note]
+            cells = [
+                r.subject,
+                *(_fmt(r.params.get(k)) for k in params),
+                *(_fmt(r.metrics.get(k)) for k in metrics),
+                r.note,
+            ]
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -76,8 +80,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write(rows: list[Row], checks: list[dict[str, Any]], out_dir: Path,
-          args: dict[str, Any]) -> Path:
+def write(
+    rows: list[Row], checks: list[dict[str, Any]], out_dir: Path, args: dict[str, Any]
+) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     path = out_dir / f"bench-{stamp}.json"

@@ -48,10 +48,19 @@ def _command(region: str, command_id: str) -> bytes:
     from schemas.commands import ReportEmergency
     from schemas.entities import EmergencyType
 
-    return encode(ReportEmergency(
-        command_id=command_id, emergency_id=f"e-{command_id}", region=region,
-        type=EmergencyType.FIRE, priority=2, lat=60.1699, lon=24.9384, issued_by="reporter",
-        description="Smoke from a third-floor window, people inside"))
+    return encode(
+        ReportEmergency(
+            command_id=command_id,
+            emergency_id=f"e-{command_id}",
+            region=region,
+            type=EmergencyType.FIRE,
+            priority=2,
+            lat=60.1699,
+            lon=24.9384,
+            issued_by="reporter",
+            description="Smoke from a third-floor window, people inside",
+        )
+    )
 
 
 def _producer(settings: Settings) -> Any:
@@ -59,8 +68,12 @@ def _producer(settings: Settings) -> Any:
 
     from infra.topics import kafka_python_partitioner
 
-    return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                         linger_ms=20, partitioner=kafka_python_partitioner(settings))
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=20,
+        partitioner=kafka_python_partitioner(settings),
+    )
 
 
 def _produce(settings: Settings, commands: list[tuple[str, bytes]]) -> None:
@@ -80,10 +93,14 @@ class _Events:
     def __init__(self, settings: Settings) -> None:
         from kafka import KafkaConsumer
 
-        self.consumer = KafkaConsumer(settings.events_topic,
-                                      bootstrap_servers=settings.kafka_bootstrap,
-                                      group_id=None, auto_offset_reset="earliest",
-                                      enable_auto_commit=False, max_poll_records=5_000)
+        self.consumer = KafkaConsumer(
+            settings.events_topic,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=5_000,
+        )
         self.count = 0
         self.first: int | None = None
         self.last: int | None = None
@@ -132,7 +149,8 @@ def _wait_split(ports: list[int], partitions: int, timeout: float = 180.0) -> di
     while time.monotonic() < deadline:
         owned = {port: _ready_partitions(port) for port in ports}
         if all(owned.values()) and sorted(p for v in owned.values() for p in v or []) == list(
-                range(partitions)):
+            range(partitions)
+        ):
             return owned  # type: ignore[return-value]
         time.sleep(0.3)  # polling the workers' ready pages
     raise TimeoutError(f"the workers did not split {partitions} partitions in {timeout:.0f}s")
@@ -152,9 +170,16 @@ def _workers(settings: Settings, count: int, stack: Any) -> tuple[list[Any], lis
         port = free_port()
         env = product.env_for(settings)
         env["DISPATCHWIRE_WORKER_WEB_PORT"] = str(port)
-        procs.append(stack.enter_context(running(
-            [product.DISPATCHWIRE, "worker"], None, env=env,
-            log=product.LOG_DIR / f"scale-worker-{count}-{i + 1}.log")))
+        procs.append(
+            stack.enter_context(
+                running(
+                    [product.DISPATCHWIRE, "worker"],
+                    None,
+                    env=env,
+                    log=product.LOG_DIR / f"scale-worker-{count}-{i + 1}.log",
+                )
+            )
+        )
         ports.append(port)
     return procs, ports
 
@@ -165,8 +190,10 @@ def throughput(bootstrap: str, workers: int, count: int, standby: int | None = N
     from infra.topics import ensure_topics
 
     settings = _settings(bootstrap, workers, standby)
-    subject = (f"{workers} worker{'s' if workers > 1 else ''}, 4 partitions, standby "
-               f"replicas {settings.worker_standby_replicas}")
+    subject = (
+        f"{workers} worker{'s' if workers > 1 else ''}, 4 partitions, standby "
+        f"replicas {settings.worker_standby_replicas}"
+    )
     tag = uuid.uuid4().hex[:6]
     events = None
     try:
@@ -176,8 +203,10 @@ def throughput(bootstrap: str, workers: int, count: int, standby: int | None = N
             _wait_split(ports, settings.partitions)
             cpu_before = sum(_cpu_s(p.pid) for p in procs)
             events = _Events(settings)
-            _produce(settings, [(REGIONS[n % 4], _command(REGIONS[n % 4], f"s{tag}-{n}"))
-                                for n in range(count)])
+            _produce(
+                settings,
+                [(REGIONS[n % 4], _command(REGIONS[n % 4], f"s{tag}-{n}")) for n in range(count)],
+            )
             complete = events.wait(lambda: len(events.commands) >= count, timeout=300)
             cpu = sum(_cpu_s(p.pid) for p in procs) - cpu_before
     except Exception as exc:
@@ -188,11 +217,17 @@ def throughput(bootstrap: str, workers: int, count: int, standby: int | None = N
         _drop_topics(settings)
     span = ((events.last or 0) - (events.first or 0)) / 1000
     answered = len(events.commands)
-    return Row(BENCH, subject, {"commands": count, "workers": workers},
-               {"commands/s": answered / span if span > 0 else None,
-                "worker CPU us/command": cpu * 1e6 / answered if answered else None,
-                "answered": answered},
-               "" if complete else f"only {answered} of {count} answered in time")
+    return Row(
+        BENCH,
+        subject,
+        {"commands": count, "workers": workers},
+        {
+            "commands/s": answered / span if span > 0 else None,
+            "worker CPU us/command": cpu * 1e6 / answered if answered else None,
+            "answered": answered,
+        },
+        "" if complete else f"only {answered} of {count} answered in time",
+    )
 
 
 def takeover(bootstrap: str, standby: int, backlog: int) -> Row:
@@ -212,21 +247,25 @@ def takeover(bootstrap: str, standby: int, backlog: int) -> Row:
             _wait_split(ports, settings.partitions)
             # a table to take over: `backlog` emergencies, all answered before the kill
             events = _Events(settings)
-            _produce(settings, [(REGIONS[n % 4], _command(REGIONS[n % 4], f"s{tag}-{n}"))
-                                for n in range(backlog)])
+            _produce(
+                settings,
+                [(REGIONS[n % 4], _command(REGIONS[n % 4], f"s{tag}-{n}")) for n in range(backlog)],
+            )
             if not events.wait(lambda: len(events.commands) >= backlog, timeout=300):
                 raise TimeoutError(f"{len(events.commands)} of {backlog} answered")
             owned = _wait_split(ports, settings.partitions)
             victim = 0
             moved = owned[ports[victim]]
-            regions = [r for r in REGIONS
-                       if partition_for(r, settings.partitions, REGIONS) in moved]
+            regions = [
+                r for r in REGIONS if partition_for(r, settings.partitions, REGIONS) in moved
+            ]
             os.killpg(procs[victim].pid, signal.SIGKILL)
             killed = time.monotonic()
             probes = [f"s{tag}-probe-{r}" for r in regions]
             _produce(settings, [(r, _command(r, p)) for r, p in zip(regions, probes, strict=True)])
-            done = events.wait(lambda: all(p in events.commands for p in probes),
-                               timeout=TAKEOVER_WAIT_S)
+            done = events.wait(
+                lambda: all(p in events.commands for p in probes), timeout=TAKEOVER_WAIT_S
+            )
             seconds = time.monotonic() - killed
     except Exception as exc:
         return Row.not_measured(BENCH, subject, f"run failed: {exc!r}", standby=standby)
@@ -234,9 +273,13 @@ def takeover(bootstrap: str, standby: int, backlog: int) -> Row:
         if events is not None:
             events.close()
         _drop_topics(settings)
-    return Row(BENCH, subject, {"standby": standby, "table entries": backlog * 2},
-               {"takeover s": seconds if done else None, "partitions moved": len(moved)},
-               "" if done else f"no takeover within {TAKEOVER_WAIT_S:.0f} s")
+    return Row(
+        BENCH,
+        subject,
+        {"standby": standby, "table entries": backlog * 2},
+        {"takeover s": seconds if done else None, "partitions moved": len(moved)},
+        "" if done else f"no takeover within {TAKEOVER_WAIT_S:.0f} s",
+    )
 
 
 def failover(records: int = 3_000) -> Row:
@@ -257,14 +300,18 @@ def failover(records: int = 3_000) -> Row:
 
         admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
         try:
-            admin.create_topics([NewTopic(topic, 1, 3,
-                                          topic_configs={"min.insync.replicas": "2"})])
+            admin.create_topics([NewTopic(topic, 1, 3, topic_configs={"min.insync.replicas": "2"})])
         finally:
             admin.close()
-        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all",
-                                 enable_idempotence=True, retries=1_000_000,
-                                 request_timeout_ms=5_000, delivery_timeout_ms=120_000,
-                                 max_in_flight_requests_per_connection=1)
+        producer = KafkaProducer(
+            bootstrap_servers=cluster.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            retries=1_000_000,
+            request_timeout_ms=5_000,
+            delivery_timeout_ms=120_000,
+            max_in_flight_requests_per_connection=1,
+        )
         acked: list[int] = []
         killed_at = None
         first_ack_after: float | None = None
@@ -286,9 +333,13 @@ def failover(records: int = 3_000) -> Row:
             acked.append(n)
             n += 1
         producer.close(10)
-        consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap, group_id=None,
-                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                 consumer_timeout_ms=10_000)
+        consumer = KafkaConsumer(
+            bootstrap_servers=cluster.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=10_000,
+        )
         consumer.assign([TopicPartition(topic, 0)])
         seen = [int(r.value) for r in consumer]
         consumer.close()
@@ -300,17 +351,24 @@ def failover(records: int = 3_000) -> Row:
     lost = len(set(acked) - set(seen))
     doubled = len(seen) - len(set(seen))
     seconds = first_ack_after - killed_at if first_ack_after and killed_at else None
-    return Row(BENCH, subject, {"records": records, "killed node": leader},
-               {"failover s": seconds, "acknowledged": len(acked), "lost": lost,
-                "doubled": doubled}, "")
+    return Row(
+        BENCH,
+        subject,
+        {"records": records, "killed node": leader},
+        {"failover s": seconds, "acknowledged": len(acked), "lost": lost, "doubled": doubled},
+        "",
+    )
 
 
 def run(bootstrap: str, count: int, backlog: int, cluster: bool = True) -> list[Row]:
     why = product.available("worker")
     if why:
         return [Row.not_measured(BENCH, "workers", why)]
-    rows = [throughput(bootstrap, 1, count), throughput(bootstrap, 2, count),
-            throughput(bootstrap, 2, count, standby=0)]
+    rows = [
+        throughput(bootstrap, 1, count),
+        throughput(bootstrap, 2, count),
+        throughput(bootstrap, 2, count, standby=0),
+    ]
     rows += [takeover(bootstrap, 1, backlog), takeover(bootstrap, 0, backlog)]
     if cluster:
         rows.append(failover())

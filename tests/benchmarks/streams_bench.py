@@ -25,21 +25,36 @@ def make_commands(n: int) -> list[bytes]:
     from schemas.commands import ReportEmergency
     from schemas.entities import EmergencyType
 
-    template = encode(ReportEmergency(
-        command_id="CIDXXXX", emergency_id="EIDXXXX", region="bench", type=EmergencyType.FIRE,
-        priority=2, lat=60.1699, lon=24.9384, issued_by="reporter",
-        description="Smoke from a third-floor window, people inside")).decode()
-    return [template.replace("CIDXXXX", f"c-{i}").replace("EIDXXXX", f"e-{i}").encode()
-            for i in range(n)]
+    template = encode(
+        ReportEmergency(
+            command_id="CIDXXXX",
+            emergency_id="EIDXXXX",
+            region="bench",
+            type=EmergencyType.FIRE,
+            priority=2,
+            lat=60.1699,
+            lon=24.9384,
+            issued_by="reporter",
+            description="Smoke from a third-floor window, people inside",
+        )
+    ).decode()
+    return [
+        template.replace("CIDXXXX", f"c-{i}").replace("EIDXXXX", f"e-{i}").encode()
+        for i in range(n)
+    ]
 
 
 async def _event_span(settings: Settings, count: int, timeout_s: float) -> tuple[int, float]:
     """How many events reached the events topic, and the ms between the first and last."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(settings.events_topic, bootstrap_servers=settings.kafka_bootstrap,
-                                group_id=None, auto_offset_reset="earliest",
-                                max_poll_records=5_000)
+    consumer = AIOKafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        max_poll_records=5_000,
+    )
     await consumer.start()
     seen, first, last = 0, None, None
     deadline = time.monotonic() + timeout_s
@@ -70,8 +85,13 @@ def _measure(subject: str, settings: Settings, count: int, args: list[str]) -> R
     finally:
         _drop_topics(settings)
     rate = (seen - 1) / (span_ms / 1000) if seen > 1 and span_ms > 0 else None
-    return Row(BENCH, subject, {"commands": count}, {"events": seen, "events/s": rate},
-               "" if seen == count else f"only {seen} of {count} events in time")
+    return Row(
+        BENCH,
+        subject,
+        {"commands": count},
+        {"events": seen, "events/s": rate},
+        "" if seen == count else f"only {seen} of {count} events in time",
+    )
 
 
 def run(bootstrap: str, count: int) -> list[Row]:
@@ -79,11 +99,21 @@ def run(bootstrap: str, count: int) -> list[Row]:
     faust_subject = "Faust agent + table (dispatchwire worker)"
     raw_subject = "raw aiokafka loop, same work (peer)"
     if why:
-        return [Row.not_measured(BENCH, faust_subject, why),
-                Row.not_measured(BENCH, raw_subject, why)]
+        return [
+            Row.not_measured(BENCH, faust_subject, why),
+            Row.not_measured(BENCH, raw_subject, why),
+        ]
     return [
-        _measure(faust_subject, product.bench_settings(bootstrap), count,
-                 [product.DISPATCHWIRE, "worker"]),
-        _measure(raw_subject, product.bench_settings(bootstrap), count,
-                 [PYTHON, "-m", "tests.benchmarks.rawloop", str(count)]),
+        _measure(
+            faust_subject,
+            product.bench_settings(bootstrap),
+            count,
+            [product.DISPATCHWIRE, "worker"],
+        ),
+        _measure(
+            raw_subject,
+            product.bench_settings(bootstrap),
+            count,
+            [PYTHON, "-m", "tests.benchmarks.rawloop", str(count)],
+        ),
     ]

@@ -11,8 +11,7 @@ from tests.benchmarks import e2e, fanout, kafka_floor, streams_bench, throughput
 from tests.benchmarks.__main__ import targets
 from tests.benchmarks.report import Row, table, write
 
-TINY = fanout.Phases(reach_count=3, reach_rate=20.0, burst_count=5, burst_rate=100.0,
-                     drain_s=10.0)
+TINY = fanout.Phases(reach_count=3, reach_rate=20.0, burst_count=5, burst_rate=100.0, drain_s=10.0)
 
 
 def assert_measured(row: Row) -> None:
@@ -61,8 +60,9 @@ def test_agent_against_raw_loop(kafka_bootstrap: str) -> None:
 
 @pytest.mark.kafka
 def test_sink_and_replay(kafka_bootstrap: str) -> None:
-    rows = throughput.run(kafka_bootstrap, replay_events=2_000, sink_events=1_000,
-                          rowwise_events=200, emit_cap=500)
+    rows = throughput.run(
+        kafka_bootstrap, replay_events=2_000, sink_events=1_000, rowwise_events=200, emit_cap=500
+    )
     assert [r.bench for r in rows] == ["sink ingest"] * 3 + ["replay"]
     for row in rows:
         assert_measured(row)
@@ -70,11 +70,21 @@ def test_sink_and_replay(kafka_bootstrap: str) -> None:
 
 
 def test_report_says_what_was_not_measured(tmp_path: Path) -> None:
-    rows = [Row("fan-out", "(a) python-socketio emit from handler", {"clients": 1_000},
-                {"deliveries/s": 10_000.0}),
-            Row("fan-out", "dispatchwire API (Kafka read model)", {"clients": 1_000},
-                {"deliveries/s": 60_000.0}),
-            Row.not_measured("sink ingest", "analytics sink", "analytics/ has not landed")]
+    rows = [
+        Row(
+            "fan-out",
+            "(a) python-socketio emit from handler",
+            {"clients": 1_000},
+            {"deliveries/s": 10_000.0},
+        ),
+        Row(
+            "fan-out",
+            "dispatchwire API (Kafka read model)",
+            {"clients": 1_000},
+            {"deliveries/s": 60_000.0},
+        ),
+        Row.not_measured("sink ingest", "analytics sink", "analytics/ has not landed"),
+    ]
     checks = {c["target"]: c["status"] for c in targets(rows)}
     assert checks["fan-out at 1,000 >= 5x python-socketio"] == "met"
     assert checks["sink >= 200,000 events/s"] == "not measured"

@@ -33,23 +33,64 @@ def _templates() -> tuple[list[bytes], str, str]:
 
     units = []
     for k in range(UNITS):
-        unit = Unit(id=f"u-{k}", callsign=f"A{k}", type=UnitType.AMBULANCE, region=REGION,
-                    status=UnitStatus.AVAILABLE, lat=60.17, lon=24.94, station="Central",
-                    updated_at=T0, version=1)
-        units.append(encode(UnitStatusUpdate(
-            event_id=f"reg-{k}:0", command_id=f"reg-{k}", region=REGION, unit_id=unit.id,
-            status=unit.status, unit=unit, occurred_at=T0)))
-    created = encode(EmergencyCreated(
-        event_id="CIDXXXX:0", command_id="CIDXXXX", region=REGION, occurred_at=T0,
-        emergency=Emergency(id="EIDXXXX", region=REGION, type=EmergencyType.FIRE, priority=2,
-                            lat=60.1699, lon=24.9384, reported_at=T0,
-                            description="Smoke from a third-floor window, people inside"),
-    )).decode()
-    moved = encode(UnitLocation(
-        event_id="CIDXXXX:0", command_id="CIDXXXX", region=REGION, unit_id="UIDXXXX",
-        lat=60.171, lon=24.941, heading=90.0, eta_s=120.0, route_index=3, version=987654321,
-        occurred_at=T0,
-    )).decode()
+        unit = Unit(
+            id=f"u-{k}",
+            callsign=f"A{k}",
+            type=UnitType.AMBULANCE,
+            region=REGION,
+            status=UnitStatus.AVAILABLE,
+            lat=60.17,
+            lon=24.94,
+            station="Central",
+            updated_at=T0,
+            version=1,
+        )
+        units.append(
+            encode(
+                UnitStatusUpdate(
+                    event_id=f"reg-{k}:0",
+                    command_id=f"reg-{k}",
+                    region=REGION,
+                    unit_id=unit.id,
+                    status=unit.status,
+                    unit=unit,
+                    occurred_at=T0,
+                )
+            )
+        )
+    created = encode(
+        EmergencyCreated(
+            event_id="CIDXXXX:0",
+            command_id="CIDXXXX",
+            region=REGION,
+            occurred_at=T0,
+            emergency=Emergency(
+                id="EIDXXXX",
+                region=REGION,
+                type=EmergencyType.FIRE,
+                priority=2,
+                lat=60.1699,
+                lon=24.9384,
+                reported_at=T0,
+                description="Smoke from a third-floor window, people inside",
+            ),
+        )
+    ).decode()
+    moved = encode(
+        UnitLocation(
+            event_id="CIDXXXX:0",
+            command_id="CIDXXXX",
+            region=REGION,
+            unit_id="UIDXXXX",
+            lat=60.171,
+            lon=24.941,
+            heading=90.0,
+            eta_s=120.0,
+            route_index=3,
+            version=987654321,
+            occurred_at=T0,
+        )
+    ).decode()
     return units, created, moved
 
 
@@ -60,12 +101,15 @@ def make_events(n: int) -> list[bytes]:
     i = 0
     while len(out) < n:
         if i % 2 == 0:
-            out.append(created.replace("CIDXXXX", f"c-{i}").replace("EIDXXXX", f"e-{i}")
-                       .encode())
+            out.append(created.replace("CIDXXXX", f"c-{i}").replace("EIDXXXX", f"e-{i}").encode())
         else:
             unit = (i // 2) % UNITS
-            out.append(moved.replace("CIDXXXX", f"m-{i}").replace("UIDXXXX", f"u-{unit}")
-                       .replace("987654321", str(2 + i // (2 * UNITS))).encode())
+            out.append(
+                moved.replace("CIDXXXX", f"m-{i}")
+                .replace("UIDXXXX", f"u-{unit}")
+                .replace("987654321", str(2 + i // (2 * UNITS)))
+                .encode()
+            )
         i += 1
     return out
 
@@ -81,8 +125,13 @@ class MemRecord:
 async def _produce_bulk(bootstrap: str, topic: str, values: list[bytes]) -> None:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
-                                max_batch_size=1_048_576, max_request_size=4_194_304, acks=1)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=20,
+        max_batch_size=1_048_576,
+        max_request_size=4_194_304,
+        acks=1,
+    )
     await producer.start()
     try:
         key = REGION.encode()
@@ -125,7 +174,7 @@ def sink_in_memory(values: list[bytes], batch_size: int) -> float:
     projection = Projection()
     started = time.perf_counter()
     for i in range(0, len(records), batch_size):
-        write_batch(con, "bench", records[i:i + batch_size], projection)
+        write_batch(con, "bench", records[i : i + batch_size], projection)
     elapsed = time.perf_counter() - started
     stored = con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
     con.close()
@@ -156,8 +205,11 @@ def rowwise_executemany(values: list[bytes], batch_size: int) -> float:
         rows, changed_e, changed_u = [], set(), set()
         for offset in range(start, min(start + batch_size, len(values))):
             event = decode_event(values[offset])
-            rows.append(tuple(event_row(event, 0, offset, 1_735_689_600_000 + offset,
-                                        values[offset]).values()))
+            rows.append(
+                tuple(
+                    event_row(event, 0, offset, 1_735_689_600_000 + offset, values[offset]).values()
+                )
+            )
             if projection.apply(event):
                 e_ids, u_ids = _changed_ids(event)
                 changed_e.update(e_ids)
@@ -165,15 +217,19 @@ def rowwise_executemany(values: list[bytes], batch_size: int) -> float:
         con.execute("BEGIN TRANSACTION")
         con.executemany(f"INSERT INTO events VALUES ({','.join('?' * 16)})", rows)
         for table, ids, to_row, store in (
-                ("emergencies", changed_e, emergency_row, projection.emergencies),
-                ("units", changed_u, unit_row, projection.units)):
+            ("emergencies", changed_e, emergency_row, projection.emergencies),
+            ("units", changed_u, unit_row, projection.units),
+        ):
             con.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
             state = [tuple(to_row(store[i]).values()) for i in ids]
             if state:
                 con.executemany(
-                    f"INSERT INTO {table} VALUES ({','.join('?' * len(state[0]))})", state)
-        con.execute("INSERT OR REPLACE INTO sink_offsets VALUES ('bench', 0, ?)",
-                    [min(start + batch_size, len(values))])
+                    f"INSERT INTO {table} VALUES ({','.join('?' * len(state[0]))})", state
+                )
+        con.execute(
+            "INSERT OR REPLACE INTO sink_offsets VALUES ('bench', 0, ?)",
+            [min(start + batch_size, len(values))],
+        )
         con.execute("COMMIT")
     elapsed = time.perf_counter() - started
     con.close()
@@ -197,8 +253,12 @@ def sink_from_kafka(settings: Settings) -> dict[str, float]:
         closed = True
         total, cpu = time.perf_counter() - started, time.process_time() - cpu
         n = max(stats.records, 1)
-        return {"records": stats.records, "events/s": stats.records / elapsed,
-                "events/s incl. close": stats.records / total, "cpu us/event": cpu / n * 1e6}
+        return {
+            "records": stats.records,
+            "events/s": stats.records / elapsed,
+            "events/s incl. close": stats.records / total,
+            "cpu us/event": cpu / n * 1e6,
+        }
     finally:
         if not closed:
             sink.close()
@@ -209,10 +269,13 @@ async def _raw_read(settings: Settings) -> int:
 
     from analytics.sink import FETCH_BYTES
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_bytes=FETCH_BYTES,
-                                max_partition_fetch_bytes=FETCH_BYTES)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=FETCH_BYTES,
+        max_partition_fetch_bytes=FETCH_BYTES,
+    )
     await consumer.start()
     try:
         tp = TopicPartition(settings.events_topic, 0)
@@ -251,12 +314,18 @@ def replay(settings: Settings, emit_cap: int) -> dict[str, Any]:
     started = time.perf_counter()
     emitted = produce(settings, settings.topic("bench.replayed"), paced(window.records(), None))
     emit_rate = emitted / (time.perf_counter() - started)
-    return {"size": size, "read": n, "read/s": read_rate, "emitted": emitted,
-            "emit/s": emit_rate}
+    return {"size": size, "read": n, "read/s": read_rate, "emitted": emitted, "emit/s": emit_rate}
 
 
-def run(bootstrap: str, replay_events: int, sink_events: int, rowwise_events: int,
-        emit_cap: int = 50_000, want_replay: bool = True, want_sink: bool = True) -> list[Row]:
+def run(
+    bootstrap: str,
+    replay_events: int,
+    sink_events: int,
+    rowwise_events: int,
+    emit_cap: int = 50_000,
+    want_replay: bool = True,
+    want_sink: bool = True,
+) -> list[Row]:
     from tests.benchmarks import product
 
     rows: list[Row] = []
@@ -268,8 +337,11 @@ def run(bootstrap: str, replay_events: int, sink_events: int, rowwise_events: in
             rows += _sink_rows(bootstrap, sink_events, rowwise_events)
     if want_replay:
         if missing or not product.has_module("analytics.replay"):
-            rows.append(Row.not_measured("replay", "analytics.replay",
-                                         missing or "analytics/replay.py has not landed"))
+            rows.append(
+                Row.not_measured(
+                    "replay", "analytics.replay", missing or "analytics/replay.py has not landed"
+                )
+            )
         else:
             rows.append(_replay_row(bootstrap, replay_events, emit_cap))
     return rows
@@ -283,22 +355,40 @@ def _sink_rows(bootstrap: str, n: int, n_rowwise: int) -> list[Row]:
     settings = product.bench_settings(bootstrap)
     batch = settings.sink_batch_size
     try:
-        rows.append(Row("sink ingest", "sink write_batch (Arrow), from memory",
-                        {"events": n, "batch": batch},
-                        {"events/s": sink_in_memory(values, batch)}))
-        rows.append(Row("sink ingest", "row-by-row executemany, from memory (peer)",
-                        {"events": n_rowwise, "batch": batch},
-                        {"events/s": rowwise_executemany(values[:n_rowwise], batch)}))
+        rows.append(
+            Row(
+                "sink ingest",
+                "sink write_batch (Arrow), from memory",
+                {"events": n, "batch": batch},
+                {"events/s": sink_in_memory(values, batch)},
+            )
+        )
+        rows.append(
+            Row(
+                "sink ingest",
+                "row-by-row executemany, from memory (peer)",
+                {"events": n_rowwise, "batch": batch},
+                {"events/s": rowwise_executemany(values[:n_rowwise], batch)},
+            )
+        )
         from infra.topics import ensure_topics
 
         ensure_topics(settings)
         produce_bulk(bootstrap, settings.events_topic, values)
         floor = raw_read(settings)  # read floor and sink back to back, in this order
         sink = sink_from_kafka(settings)
-        rows.append(Row("sink ingest", "dispatchwire sink, Kafka -> DuckDB file",
-                        {"events": int(sink.pop("records")), "batch": batch,
-                         "load avg": round(os.getloadavg()[0], 1)},
-                        {**sink, "raw read floor events/s": floor}))
+        rows.append(
+            Row(
+                "sink ingest",
+                "dispatchwire sink, Kafka -> DuckDB file",
+                {
+                    "events": int(sink.pop("records")),
+                    "batch": batch,
+                    "load avg": round(os.getloadavg()[0], 1),
+                },
+                {**sink, "raw read floor events/s": floor},
+            )
+        )
     except Exception as exc:
         rows.append(Row.not_measured("sink ingest", "analytics sink", f"run failed: {exc!r}"))
     finally:
@@ -324,10 +414,13 @@ def _replay_row(bootstrap: str, n: int, emit_cap: int) -> Row:
         return Row.not_measured("replay", "analytics.replay", f"run failed: {exc!r}", events=n)
     finally:
         _drop_topics(settings)
-    return Row("replay", "analytics.replay (LogWindow -> produce)",
-               {"events": result["read"], "re-emitted": result["emitted"]},
-               {"read events/s": result["read/s"], "re-emit events/s": result["emit/s"]},
-               "" if result["read"] == n else f"read {result['read']} of {n}")
+    return Row(
+        "replay",
+        "analytics.replay (LogWindow -> produce)",
+        {"events": result["read"], "re-emitted": result["emitted"]},
+        {"read events/s": result["read/s"], "re-emit events/s": result["emit/s"]},
+        "" if result["read"] == n else f"read {result['read']} of {n}",
+    )
 
 
 def _drop_topics(settings: Settings) -> None:

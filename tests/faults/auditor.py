@@ -73,9 +73,12 @@ class Auditor:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                      enable_auto_commit=False, group_id=None,
-                                      max_partition_fetch_bytes=4 * 1024 * 1024)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
         topic = settings.events_topic
         parts = self.consumer.partitions_for_topic(topic) or set()
         self.tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -93,9 +96,14 @@ class Auditor:
             assert time.monotonic() < deadline, "could not read the events log to its end"
             for tp, batch in self.consumer.poll(timeout_ms=500, max_records=10_000).items():
                 for record in batch:
-                    self.log[tp.partition].append(LoggedEvent(
-                        record.partition, record.offset, record.value,
-                        decode_event(record.value)))
+                    self.log[tp.partition].append(
+                        LoggedEvent(
+                            record.partition,
+                            record.offset,
+                            record.value,
+                            decode_event(record.value),
+                        )
+                    )
 
     @property
     def events(self) -> list[LoggedEvent]:
@@ -114,9 +122,13 @@ class Auditor:
         for logged in self.events:
             by_command[logged.event.command_id].append(logged)
         acked = [c.command_id for c in sent if c.acknowledged] + list(also)
-        out = Outcomes(sent=len(sent) + len(also), acknowledged=len(acked),
-                       server_errors=sum(1 for c in sent for a in c.attempts
-                                         if a.status >= 500 and a.status != 503))
+        out = Outcomes(
+            sent=len(sent) + len(also),
+            acknowledged=len(acked),
+            server_errors=sum(
+                1 for c in sent for a in c.attempts if a.status >= 500 and a.status != 503
+            ),
+        )
         for command_id in acked:
             logged = by_command.get(command_id, [])
             if not logged:
@@ -157,8 +169,11 @@ class Auditor:
                 continue
             touched_e = [event.emergency.id] if isinstance(event, EmergencyUpdated) else []
             unit = getattr(event, "unit", None)
-            touched_u = [unit.id] if isinstance(event, EmergencyUpdated | UnitStatusUpdate) \
-                and unit is not None else []
+            touched_u = (
+                [unit.id]
+                if isinstance(event, EmergencyUpdated | UnitStatusUpdate) and unit is not None
+                else []
+            )
             for eid in touched_e:
                 em = fold.emergencies[eid]
                 before = held_unit.pop(eid, None)
@@ -169,8 +184,10 @@ class Auditor:
                     holders[em.assigned_unit_id].add(eid)
                     on = holders[em.assigned_unit_id]
                     if len(on) > 1:
-                        problems.append(f"@{logged.partition}:{logged.offset} unit "
-                                        f"{em.assigned_unit_id} on {sorted(on)}")
+                        problems.append(
+                            f"@{logged.partition}:{logged.offset} unit "
+                            f"{em.assigned_unit_id} on {sorted(on)}"
+                        )
             for uid in touched_u:
                 u = fold.units[uid]
                 before = engaged_em.pop(uid, None)
@@ -181,8 +198,10 @@ class Auditor:
                     engaged[u.emergency_id].add(uid)
                     by = engaged[u.emergency_id]
                     if len(by) > 1:
-                        problems.append(f"@{logged.partition}:{logged.offset} emergency "
-                                        f"{u.emergency_id} held by {sorted(by)}")
+                        problems.append(
+                            f"@{logged.partition}:{logged.offset} emergency "
+                            f"{u.emergency_id} held by {sorted(by)}"
+                        )
         return problems
 
     def fold(self, upto: Position | None = None) -> Projection:
@@ -197,8 +216,9 @@ class Auditor:
         """Where ``GET /api/state`` differs from the fold up to the position it states."""
         position = Position.parse_id(state["position"])
         assert position is not None and len(position) == len(self.tps), state["position"]
-        assert all(p <= own for p, own in zip(position, self.position, strict=True)), \
+        assert all(p <= own for p, own in zip(position, self.position, strict=True)), (
             "catch up the auditor before comparing"
+        )
         return _differences(self.fold(position).as_json(), state)
 
 

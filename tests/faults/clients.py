@@ -64,8 +64,9 @@ class LiveClients:
         self._thread: threading.Thread | None = None
 
     def start(self) -> LiveClients:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True,
-                                        name="live-clients")
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), daemon=True, name="live-clients"
+        )
         self._thread.start()
         return self
 
@@ -87,10 +88,13 @@ class LiveClients:
         return all(r.messages for r in self.recordings)
 
     async def _main(self) -> None:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=30.0),
-                                     limits=httpx.Limits(max_connections=None)) as http:
-            tasks = [asyncio.create_task(self._sse(http, r) if r.transport == "sse"
-                                         else self._ws(r)) for r in self.recordings]
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, read=30.0), limits=httpx.Limits(max_connections=None)
+        ) as http:
+            tasks = [
+                asyncio.create_task(self._sse(http, r) if r.transport == "sse" else self._ws(r))
+                for r in self.recordings
+            ]
             while not self._stop.is_set():
                 await asyncio.sleep(0.1)  # the stop flag is a threading.Event
             for task in tasks:
@@ -118,16 +122,18 @@ class LiveClients:
             rec.connections += 1
             served = False
             with contextlib.suppress(httpx.HTTPError, OSError):
-                async with aconnect_sse(http, "GET", self._url(rec) + "/api/stream",
-                                        headers=headers) as source:
+                async with aconnect_sse(
+                    http, "GET", self._url(rec) + "/api/stream", headers=headers
+                ) as source:
                     if source.response.status_code != 200:
                         rec.refused += 1
                     else:
                         served = True
                         async for sse in source.aiter_sse():
                             if sse.event and sse.id:
-                                rec.messages.append(_received(connection, sse.id, sse.event,
-                                                              sse.data))
+                                rec.messages.append(
+                                    _received(connection, sse.id, sse.event, sse.data)
+                                )
             if not served:
                 self._failed(rec)
             await self._reconnect_pause()
@@ -139,13 +145,13 @@ class LiveClients:
             rec.connections += 1
             before = len(rec.messages)
             with contextlib.suppress(OSError, websockets.WebSocketException, TimeoutError):
-                async with websockets.connect(ws_url, open_timeout=10,
-                                              max_size=None) as ws:
+                async with websockets.connect(ws_url, open_timeout=10, max_size=None) as ws:
                     await ws.send(json.dumps({"last_event_id": rec.last_id}))
                     async for frame in ws:
                         message = json.loads(frame)
-                        rec.messages.append(_received(connection, message["id"],
-                                                      message["event"], message["data"]))
+                        rec.messages.append(
+                            _received(connection, message["id"], message["event"], message["data"])
+                        )
             if len(rec.messages) == before:
                 self._failed(rec)
             await self._reconnect_pause()
@@ -166,9 +172,11 @@ def first_message_on_resume(url: str, last_event_id: str, timeout: float = 60.0)
     deadline = time.monotonic() + timeout
     headers = {**AUTHORITY, "Last-Event-ID": last_event_id}
     while time.monotonic() < deadline:
-        with (contextlib.suppress(httpx.HTTPError, OSError),
-              httpx.Client(timeout=10.0) as http,
-              connect_sse(http, "GET", url + "/api/stream", headers=headers) as source):
+        with (
+            contextlib.suppress(httpx.HTTPError, OSError),
+            httpx.Client(timeout=10.0) as http,
+            connect_sse(http, "GET", url + "/api/stream", headers=headers) as source,
+        ):
             if source.response.status_code == 200:
                 for sse in source.iter_sse():
                     if sse.event and sse.id:

@@ -53,15 +53,24 @@ def fault_broker() -> Iterator[FaultBroker]:
 
 
 @pytest.fixture(scope="session")
-def fault_stack(fault_broker: FaultBroker, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[Stack]:
+def fault_stack(
+    fault_broker: FaultBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("faults")
     tag = uuid.uuid4().hex[:10]
     settings = Settings(
-        kafka_bootstrap=fault_broker.bootstrap, topic_prefix=f"f{tag}.",
-        app_id=f"dw-faults-{tag}", data_dir=tmp / "data", sink_db=tmp / "data" / "sink.duckdb",
-        partitions=2, tick_seconds=1.0, command_timeout_s=1.5, heartbeat_s=1.0, retry_ms=200,
-        report_rate_per_minute=1_000_000, sink_batch_size=2_000,
+        kafka_bootstrap=fault_broker.bootstrap,
+        topic_prefix=f"f{tag}.",
+        app_id=f"dw-faults-{tag}",
+        data_dir=tmp / "data",
+        sink_db=tmp / "data" / "sink.duckdb",
+        partitions=2,
+        tick_seconds=1.0,
+        command_timeout_s=1.5,
+        heartbeat_s=1.0,
+        retry_ms=200,
+        report_rate_per_minute=1_000_000,
+        sink_batch_size=2_000,
         # the worker says not ready after this long without the broker (the broker case)
         worker_broker_timeout_s=2.0,
     )  # type: ignore[call-arg]
@@ -94,11 +103,21 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
     try:
         cluster.start()
         settings = Settings(
-            kafka_bootstrap=cluster.bootstrap, kafka_brokers=3, replication_factor=3,
-            min_insync_replicas=2, topic_prefix=f"c{tag}.", app_id=f"dw-cluster-{tag}",
-            data_dir=tmp / "data", sink_db=tmp / "data" / "sink.duckdb", partitions=4,
-            workers=2, tick_seconds=1.0, command_timeout_s=1.5, heartbeat_s=1.0,
-            retry_ms=200, report_rate_per_minute=1_000_000,
+            kafka_bootstrap=cluster.bootstrap,
+            kafka_brokers=3,
+            replication_factor=3,
+            min_insync_replicas=2,
+            topic_prefix=f"c{tag}.",
+            app_id=f"dw-cluster-{tag}",
+            data_dir=tmp / "data",
+            sink_db=tmp / "data" / "sink.duckdb",
+            partitions=4,
+            workers=2,
+            tick_seconds=1.0,
+            command_timeout_s=1.5,
+            heartbeat_s=1.0,
+            retry_ms=200,
+            report_rate_per_minute=1_000_000,
         )  # type: ignore[call-arg]
         ensure_topics(settings)
         stack = ClusterStack(cluster, settings, tmp)
@@ -130,8 +149,11 @@ def record_row(request: pytest.FixtureRequest):
         reporter = plugins.get_plugin("terminalreporter")
         capture = plugins.get_plugin("capturemanager")
         if reporter is not None:
-            with (capture.global_and_fixture_disabled() if capture is not None
-                  else contextlib.nullcontext()):
+            with (
+                capture.global_and_fixture_disabled()
+                if capture is not None
+                else contextlib.nullcontext()
+            ):
                 reporter.write_line("")
                 reporter.write_line(table([row]))
 

@@ -63,8 +63,11 @@ class SentCommand:
         names = set()
         for attempt in self.attempts:
             body = attempt.body or {}
-            for value in (body.get("emergency_id"), body.get("id"),
-                          (body.get("emergency") or {}).get("id")):
+            for value in (
+                body.get("emergency_id"),
+                body.get("id"),
+                (body.get("emergency") or {}).get("id"),
+            ):
                 if isinstance(value, str):
                     names.add(value)
         return names
@@ -79,17 +82,30 @@ def random_report(network: RoadNetwork, rng: random.Random) -> ReportEmergency:
     simulator's own helper of this name left with its shift plan)."""
     lat, lon = random_road_point(network, rng)
     return ReportEmergency(
-        command_id=new_command_id("backlog"), region=network.region_for(lat, lon),
-        type=rng.choice(list(EmergencyType)), priority=rng.randint(1, 5), lat=lat, lon=lon,
-        description="fault suite backlog", issued_by="reporter")
+        command_id=new_command_id("backlog"),
+        region=network.region_for(lat, lon),
+        type=rng.choice(list(EmergencyType)),
+        priority=rng.randint(1, 5),
+        lat=lat,
+        lon=lon,
+        description="fault suite backlog",
+        issued_by="reporter",
+    )
 
 
 class LoadDriver:
     """``rate`` commands per second over ``lanes`` concurrent connections to ``url()``
     (a callable, so a restarted API on the same port is simply retried)."""
 
-    def __init__(self, url: str, rate: float = 15.0, lanes: int = 6, seed: int = 7,
-                 retry_for_s: float = 120.0, replicas: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        url: str,
+        rate: float = 15.0,
+        lanes: int = 6,
+        seed: int = 7,
+        retry_for_s: float = 120.0,
+        replicas: tuple[str, ...] = (),
+    ) -> None:
         self.url = url
         # more API replicas: commands go to each in turn, and a command whose replica
         # does not answer (connection error, 503) is retried, same id, on the next one
@@ -159,20 +175,23 @@ class LoadDriver:
 
     def answered_after(self, since: float) -> float | None:
         """When the first outcome answered after ``since`` came back (monotonic)."""
-        times = [a.at for c in self.sent for a in c.attempts
-                 if a.status in ANSWERED and a.at > since]
+        times = [
+            a.at for c in self.sent for a in c.attempts if a.status in ANSWERED and a.at > since
+        ]
         return min(times) if times else None
 
     def count_since(self, since: float, statuses: frozenset[int]) -> int:
-        return sum(1 for c in self.sent for a in c.attempts
-                   if a.at > since and a.status in statuses)
+        return sum(
+            1 for c in self.sent for a in c.attempts if a.at > since and a.status in statuses
+        )
 
     # --- the load --------------------------------------------------------------------------
 
     async def _main(self) -> None:
         limits = httpx.Limits(max_connections=self.lanes + 60)
-        async with httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(15.0),
-                                     limits=limits, headers=AUTHORITY) as http:
+        async with httpx.AsyncClient(
+            base_url=self.url, timeout=httpx.Timeout(15.0), limits=limits, headers=AUTHORITY
+        ) as http:
             self.http = http
             interval = 1.0 / self.rate
             lanes = asyncio.Semaphore(self.lanes)
@@ -203,17 +222,22 @@ class LoadDriver:
         finally:
             lanes.release()
 
-    async def report(self, kind: str | None = None, command_id: str | None = None,
-                     in_region: str | None = None) -> SentCommand:
+    async def report(
+        self, kind: str | None = None, command_id: str | None = None, in_region: str | None = None
+    ) -> SentCommand:
         """A report at a random road point; ``in_region``: a point the server places in
         that region (the server derives the region from lat and lon)."""
         lat, lon = random_road_point(self.network, self.rng)
         while in_region is not None and self.network.region_for(lat, lon) != in_region:
             lat, lon = random_road_point(self.network, self.rng)
         kind = kind or self.rng.choice(["medical", "fire", "police"])
-        body: dict[str, Any] = {"type": kind,
-                                "priority": self.rng.randint(1, 5), "lat": lat, "lon": lon,
-                                "description": "fault suite"}
+        body: dict[str, Any] = {
+            "type": kind,
+            "priority": self.rng.randint(1, 5),
+            "lat": lat,
+            "lon": lon,
+            "description": "fault suite",
+        }
         sent = await self.send("report", "/api/emergencies", body, command_id)
         answer = sent.answered
         if answer is not None and answer.status == 201 and answer.body:
@@ -230,8 +254,9 @@ class LoadDriver:
     async def complete(self, emergency_id: str) -> SentCommand:
         return await self.send("complete", f"/api/emergencies/{emergency_id}/complete", {})
 
-    async def send(self, kind: str, path: str, body: dict[str, Any],
-                   command_id: str | None = None) -> SentCommand:
+    async def send(
+        self, kind: str, path: str, body: dict[str, Any], command_id: str | None = None
+    ) -> SentCommand:
         """POST with a command id of our own; retry the same id until an outcome answers,
         a 4xx refuses it, or ``retry_for_s`` passes."""
         sent = SentCommand(command_id or new_command_id(kind), kind, path, {**body})

@@ -7,8 +7,19 @@ from dataclasses import dataclass
 
 from tests.faults.auditor import ClientStats, Outcomes
 
-COLUMNS = ("case", "sent", "acked", "outcomes", "lost", "dup copies", "client gaps",
-           "client dups", "resets behind", "recovery s", "notes")
+COLUMNS = (
+    "case",
+    "sent",
+    "acked",
+    "outcomes",
+    "lost",
+    "dup copies",
+    "client gaps",
+    "client dups",
+    "resets behind",
+    "recovery s",
+    "notes",
+)
 
 
 @dataclass
@@ -22,7 +33,11 @@ class CaseRow:
     def cells(self) -> tuple[str, ...]:
         o, c = self.outcomes, self.clients
         return (
-            self.case, str(o.sent), str(o.acknowledged), str(o.outcomes), str(len(o.lost)),
+            self.case,
+            str(o.sent),
+            str(o.acknowledged),
+            str(o.outcomes),
+            str(len(o.lost)),
             str(o.duplicated),
             "-" if c is None else str(c.gaps),
             "-" if c is None else str(c.duplicates),

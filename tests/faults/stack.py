@@ -34,7 +34,11 @@ class FaultBroker:
         base = Settings()
         self.broker = LocalBroker(
             distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-            data_dir=data_dir, port=free_port(), controller_port=free_port(), heap=heap)
+            data_dir=data_dir,
+            port=free_port(),
+            controller_port=free_port(),
+            heap=heap,
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -62,8 +66,7 @@ def kill_broker(broker: LocalBroker) -> None:
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: broker.running_pid() is None, timeout=20,
-                 message="the broker to die")
+        wait_for(lambda: broker.running_pid() is None, timeout=20, message="the broker to die")
     proc = broker._proc
     if proc is not None:
         proc.wait(10)
@@ -79,8 +82,10 @@ class FaultCluster:
         base = Settings()
         self.cluster = LocalCluster(
             distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-            data_dir=data_dir, ports=[(free_port(), free_port()) for _ in range(nodes)],
-            heap=heap)
+            data_dir=data_dir,
+            ports=[(free_port(), free_port()) for _ in range(nodes)],
+            heap=heap,
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -104,8 +109,12 @@ class FaultCluster:
             if node.running_pid() is None:
                 node.start(timeout=120)
         wanted = {n.node_id for n in self.cluster.nodes}
-        wait_for(lambda: self.cluster.brokers_in_metadata() == wanted, timeout=120,
-                 interval=0.5, message="every node back in the cluster's metadata")
+        wait_for(
+            lambda: self.cluster.brokers_in_metadata() == wanted,
+            timeout=120,
+            interval=0.5,
+            message="every node back in the cluster's metadata",
+        )
         return time.monotonic() - started
 
     def kill(self, node_id: int) -> None:
@@ -126,8 +135,11 @@ class FaultCluster:
             described = admin.describe_topics([topic])[0]
         finally:
             admin.close()
-        return next(int(p["leader_id"]) for p in described["partitions"]
-                    if p["partition_index"] == partition)
+        return next(
+            int(p["leader_id"])
+            for p in described["partitions"]
+            if p["partition_index"] == partition
+        )
 
     def stop(self) -> None:
         for node in self.cluster.nodes:  # a paused node would never stop
@@ -141,8 +153,9 @@ class FaultCluster:
 class ChildProcess:
     """A ``dispatchwire <part>`` child in its own process group, logging to a file."""
 
-    def __init__(self, settings: Settings, log_path: Path, *args: str,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         self.args = args
@@ -163,9 +176,13 @@ class ChildProcess:
         env = {**settings_env(self.settings), **self.extra_env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dispatchwire", *self.args], env=env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [sys.executable, "-m", "dispatchwire", *self.args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def kill(self) -> None:
@@ -211,8 +228,9 @@ class ApiProcess(ChildProcess):
         return self
 
     def state(self) -> dict:
-        response = httpx.get(f"{self.url}/api/state", timeout=15.0,
-                             headers={"Authorization": "Bearer dev-authority"})
+        response = httpx.get(
+            f"{self.url}/api/state", timeout=15.0, headers={"Authorization": "Bearer dev-authority"}
+        )
         response.raise_for_status()
         return response.json()
 
@@ -258,8 +276,10 @@ class WorkerGroup:
 
     def __init__(self, settings: Settings, tmp: Path, size: int) -> None:
         self.settings = settings
-        self.members = [WorkerProcess(settings, tmp / f"worker-{i + 1}.log", ready_timeout=180.0)
-                        for i in range(size)]
+        self.members = [
+            WorkerProcess(settings, tmp / f"worker-{i + 1}.log", ready_timeout=180.0)
+            for i in range(size)
+        ]
 
     def alive(self) -> bool:
         return all(w.alive() for w in self.members)
@@ -305,9 +325,11 @@ class WorkerGroup:
             table = worker.state()
             for part in merged:
                 merged[part] += [
-                    e for e in table[part]
-                    if partition_for(e["region"], self.settings.partitions,
-                                     self.settings.regions) in owned]
+                    e
+                    for e in table[part]
+                    if partition_for(e["region"], self.settings.partitions, self.settings.regions)
+                    in owned
+                ]
         for part in merged:  # an entity owned twice shows as a difference, never hidden
             merged[part].sort(key=lambda e: e["id"])
         return merged
@@ -317,8 +339,9 @@ class ClusterStack(Stack):
     """The stack on a ``FaultCluster``: ``workers`` workers in one group and ``apis`` API
     replicas; ``api`` is the first replica (the one the auditor asks for its state)."""
 
-    def __init__(self, cluster: FaultCluster, settings: Settings, tmp: Path,
-                 workers: int = 2, apis: int = 2) -> None:
+    def __init__(
+        self, cluster: FaultCluster, settings: Settings, tmp: Path, workers: int = 2, apis: int = 2
+    ) -> None:
         self.broker = cluster  # type: ignore[assignment]
         self.cluster = cluster
         self.settings = settings

@@ -25,21 +25,46 @@ def recording(*messages: tuple[str, str] | tuple[str, str, bool]) -> Recording:
 
 
 def test_contiguous_ids_and_forward_resets_are_clean() -> None:
-    stats = check_clients([recording(("snapshot", "3.1"), ("emergency_created", "4.1"),
-                                     ("unit_location", "4.2"), ("snapshot", "9.2", True),
-                                     ("emergency_updated", "9.3"))])
+    stats = check_clients(
+        [
+            recording(
+                ("snapshot", "3.1"),
+                ("emergency_created", "4.1"),
+                ("unit_location", "4.2"),
+                ("snapshot", "9.2", True),
+                ("emergency_updated", "9.3"),
+            )
+        ]
+    )
     assert (stats.gaps, stats.duplicates, stats.resets_behind, stats.problems) == (0, 0, 0, [])
 
 
-@pytest.mark.parametrize(("messages", "gaps", "duplicates", "behind"), [
-    ([("snapshot", "3.1"), ("emergency_created", "5.1")], 1, 0, 0),
-    ([("snapshot", "3.1"), ("emergency_created", "4.1"), ("emergency_created", "4.1")], 0, 1, 0),
-    ([("snapshot", "3.1"), ("emergency_created", "4.1"), ("snapshot", "2.1", True),
-      ("emergency_created", "3.1"), ("emergency_created", "4.1"), ("emergency_created", "5.1")],
-     0, 2, 1),
-])
-def test_gaps_duplicates_and_resets_behind_are_counted(messages, gaps, duplicates, behind
-                                                       ) -> None:
+@pytest.mark.parametrize(
+    ("messages", "gaps", "duplicates", "behind"),
+    [
+        ([("snapshot", "3.1"), ("emergency_created", "5.1")], 1, 0, 0),
+        (
+            [("snapshot", "3.1"), ("emergency_created", "4.1"), ("emergency_created", "4.1")],
+            0,
+            1,
+            0,
+        ),
+        (
+            [
+                ("snapshot", "3.1"),
+                ("emergency_created", "4.1"),
+                ("snapshot", "2.1", True),
+                ("emergency_created", "3.1"),
+                ("emergency_created", "4.1"),
+                ("emergency_created", "5.1"),
+            ],
+            0,
+            2,
+            1,
+        ),
+    ],
+)
+def test_gaps_duplicates_and_resets_behind_are_counted(messages, gaps, duplicates, behind) -> None:
     stats = check_clients([recording(*messages)])
     assert (stats.gaps, stats.duplicates, stats.resets_behind) == (gaps, duplicates, behind)
 
@@ -57,11 +82,18 @@ def test_the_log_checks_find_their_violations(settings) -> None:
     log.assign(first, unit)
     log.assign(second, unit.model_copy(update={"version": unit.version}))  # the same unit again
     created = log.emergency(command_id="cmd-both")
-    log.write(CommandRejectedEvent(event_id=event_id_for("cmd-both", 1), command_id="cmd-both",
-                                   region="north", command_kind="report_emergency",
-                                   reason="and rejected too"))
-    changed = created.model_copy(update={"emergency": created.emergency.model_copy(
-        update={"description": "another body"})})
+    log.write(
+        CommandRejectedEvent(
+            event_id=event_id_for("cmd-both", 1),
+            command_id="cmd-both",
+            region="north",
+            command_kind="report_emergency",
+            reason="and rejected too",
+        )
+    )
+    changed = created.model_copy(
+        update={"emergency": created.emergency.model_copy(update={"description": "another body"})}
+    )
     log.write(changed)  # same event id, another body
     log.write(created)  # an identical copy: a duplicate, not a second outcome
     log.unit(unit_id="u-free", status=UnitStatus.AVAILABLE)
@@ -70,20 +102,20 @@ def test_the_log_checks_find_their_violations(settings) -> None:
     auditor = Auditor(settings)
     try:
         auditor.catch_up()
-        sent = [SentCommand("cmd-both", "report", "/api/emergencies", {},
-                            [Attempt(0.0, 201)]),
-                SentCommand(f"lost-{uuid.uuid4().hex}", "report", "/api/emergencies", {},
-                            [Attempt(0.0, 202)]),
-                SentCommand("never-acked", "report", "/api/emergencies", {},
-                            [Attempt(0.0, 503)])]
+        sent = [
+            SentCommand("cmd-both", "report", "/api/emergencies", {}, [Attempt(0.0, 201)]),
+            SentCommand(
+                f"lost-{uuid.uuid4().hex}", "report", "/api/emergencies", {}, [Attempt(0.0, 202)]
+            ),
+            SentCommand("never-acked", "report", "/api/emergencies", {}, [Attempt(0.0, 503)]),
+        ]
         outcomes = auditor.outcomes(sent)
         assert (outcomes.sent, outcomes.acknowledged) == (3, 2)
         assert len(outcomes.lost) == 1 and outcomes.two_outcomes == ["cmd-both"]
         assert outcomes.duplicated == 2  # two more records of cmd-both:0
         assert auditor.divergent_event_ids() == [created.event_id]
         assert any("u-twice" in p for p in auditor.double_holds())
-        state = {"position": ".".join(map(str, auditor.position)),
-                 **auditor.fold().as_json()}
+        state = {"position": ".".join(map(str, auditor.position)), **auditor.fold().as_json()}
         assert auditor.api_state_differences(state) == []
         state["units"] = [u for u in state["units"] if u["id"] != "u-free"]
         assert auditor.api_state_differences(state) == ["unit u-free"]

@@ -34,8 +34,7 @@ from tests.faults.stack import ChildProcess, Stack
 from tests.streams.helpers import Commands, EventLog
 from tests.streams.invariants import assert_consistent, assert_no_divergent_duplicates
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.faults,
-              pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
 
 FAUST_COMMIT_INTERVAL_S = 2.8  # Faust's default broker_commit_interval
 
@@ -55,8 +54,12 @@ def phase_s(short: float) -> float:
 def load_for(driver: LoadDriver, seconds: float) -> None:
     """Let the load run ``seconds`` and until at least one outcome came back in them."""
     since = time.monotonic()
-    wait_for(lambda: time.monotonic() - since >= seconds and driver.answered_after(since),
-             timeout=seconds + 120, interval=0.1, message=f"{seconds:.0f}s of answered load")
+    wait_for(
+        lambda: time.monotonic() - since >= seconds and driver.answered_after(since),
+        timeout=seconds + 120,
+        interval=0.1,
+        message=f"{seconds:.0f}s of answered load",
+    )
 
 
 @dataclass
@@ -69,13 +72,15 @@ class Audit:
     table_differences: list[str]
 
 
-def settle_and_audit(stack: Stack, driver: LoadDriver, clients: LiveClients | None = None,
-                     also: Sequence[str] = ()) -> Audit:
+def settle_and_audit(
+    stack: Stack, driver: LoadDriver, clients: LiveClients | None = None, also: Sequence[str] = ()
+) -> Audit:
     """Stop the load (its retries finish), wait until every acknowledged command has an
     outcome in the log (bounded), then run every check of the auditor."""
     driver.stop()
     auditor = Auditor(stack.settings)
     try:
+
         def all_answered() -> bool:
             auditor.catch_up()
             return not auditor.outcomes(driver.sent, also).lost
@@ -91,21 +96,34 @@ def settle_and_audit(stack: Stack, driver: LoadDriver, clients: LiveClients | No
             return table_differences(auditor.fold(), stack.worker.state())
 
         try:  # the worker may still be publishing a movement tick
-            wait_for(lambda: not worker_differences(), timeout=30, interval=0.5,
-                     message="the worker's table to equal the fold")
+            wait_for(
+                lambda: not worker_differences(),
+                timeout=30,
+                interval=0.5,
+                message="the worker's table to equal the fold",
+            )
             table_diff: list[str] = []
         except AssertionError:
             table_diff = worker_differences()
         stats = None
         if clients is not None:
             position = auditor.position
-            wait_for(lambda: clients.all_reached(position), timeout=60, interval=0.2,
-                     message="every live client at the log end")
+            wait_for(
+                lambda: clients.all_reached(position),
+                timeout=60,
+                interval=0.2,
+                message="every live client at the log end",
+            )
             clients.stop()
             stats = check_clients(clients.recordings)
-        audit = Audit(auditor.outcomes(driver.sent, also), stats,
-                      auditor.divergent_event_ids(), auditor.double_holds(), api_diff,
-                      table_diff)
+        audit = Audit(
+            auditor.outcomes(driver.sent, also),
+            stats,
+            auditor.divergent_event_ids(),
+            auditor.double_holds(),
+            api_diff,
+            table_diff,
+        )
         fold = auditor.fold()
         events = [e.event for e in auditor.events]
     finally:
@@ -156,27 +174,47 @@ def test_fifty_concurrent_dispatches_assign_once(stack: Stack, record_row) -> No
     commands = Commands(stack.settings)
     log = EventLog(stack.settings)
     try:
-        register = RegisterUnit(command_id=new_command_id("reg"), region=region, unit_id=unit_id,
-                                callsign="SOLO", type=UnitType.AMBULANCE, lat=60.1757576,
-                                lon=24.9421563)
+        register = RegisterUnit(
+            command_id=new_command_id("reg"),
+            region=region,
+            unit_id=unit_id,
+            callsign="SOLO",
+            type=UnitType.AMBULANCE,
+            lat=60.1757576,
+            lon=24.9421563,
+        )
         commands.send(register)
         log.wait_command(register.command_id)
         load_for(driver, phase_s(1.0))
         # Straight to the log: the API derives a report's region from its place and refuses
         # one chosen by the client, and this region is the test's own.
-        report = ReportEmergency(command_id=new_command_id("rep"), region=region,
-                                 type="medical", priority=1, lat=60.1757576, lon=24.9421563,
-                                 description="fault suite")
+        report = ReportEmergency(
+            command_id=new_command_id("rep"),
+            region=region,
+            type="medical",
+            priority=1,
+            lat=60.1757576,
+            lon=24.9421563,
+            description="fault suite",
+        )
         commands.send(report)
         log.wait_command(report.command_id)
         emergency_id = report.emergency_id
-        wait_for(lambda: httpx.get(f"{stack.api.url}/api/emergencies/{emergency_id}",
-                                   timeout=5).status_code == 200,
-                 message="the API to know the report")
+        wait_for(
+            lambda: (
+                httpx.get(f"{stack.api.url}/api/emergencies/{emergency_id}", timeout=5).status_code
+                == 200
+            ),
+            message="the API to know the report",
+        )
 
         async def burst() -> list:
-            return await asyncio.gather(*(driver.send(
-                "dispatch", f"/api/emergencies/{emergency_id}/dispatch", {}) for _ in range(50)))
+            return await asyncio.gather(
+                *(
+                    driver.send("dispatch", f"/api/emergencies/{emergency_id}/dispatch", {})
+                    for _ in range(50)
+                )
+            )
 
         dispatches = driver.run_now(burst())
         load_for(driver, phase_s(1.0))
@@ -189,13 +227,23 @@ def test_fifty_concurrent_dispatches_assign_once(stack: Stack, record_row) -> No
     log = EventLog(stack.settings)
     try:
         log.wait_command(dispatches[0].command_id)
-        assigned = {e.event_id for e in log.poll() if isinstance(e, EmergencyUpdated)
-                    and e.action == "assigned" and e.emergency.id == emergency_id}
+        assigned = {
+            e.event_id
+            for e in log.poll()
+            if isinstance(e, EmergencyUpdated)
+            and e.action == "assigned"
+            and e.emergency.id == emergency_id
+        }
     finally:
         log.close()
-    record_row(CaseRow("50 concurrent dispatches", audit.outcomes,
-                       notes=f"assignments {len(assigned)}, 200s {finals.count(200)}, "
-                       f"409s {finals.count(409)}"))
+    record_row(
+        CaseRow(
+            "50 concurrent dispatches",
+            audit.outcomes,
+            notes=f"assignments {len(assigned)}, 200s {finals.count(200)}, "
+            f"409s {finals.count(409)}",
+        )
+    )
     assert_green(audit)
     assert len(assigned) == 1, assigned
     assert finals.count(200) == 1 and finals.count(409) == 49, finals
@@ -230,18 +278,28 @@ def test_poison_records_reach_the_dead_letter_topic(stack: Stack, record_row) ->
 
         def dead_lettered() -> tuple[bool, bool]:
             dead.poll()
-            return (any(r.value == SMALL_POISON for r in dead.records),
-                    any(r.value[:16] == BIG_POISON[:16] for r in dead.records))
+            return (
+                any(r.value == SMALL_POISON for r in dead.records),
+                any(r.value[:16] == BIG_POISON[:16] for r in dead.records),
+            )
 
-        wait_for(lambda: dead_lettered()[0], timeout=30,
-                 message="the undecodable record in the dead-letter topic")
+        wait_for(
+            lambda: dead_lettered()[0],
+            timeout=30,
+            message="the undecodable record in the dead-letter topic",
+        )
         small, big = dead_lettered()
     finally:
         driver.stop()
         commands.close()
         dead.close()
-    record_row(CaseRow("poison records", audit.outcomes,
-                       notes=f"dead-lettered: undecodable {small}, 1.04 MB {big}"))
+    record_row(
+        CaseRow(
+            "poison records",
+            audit.outcomes,
+            notes=f"dead-lettered: undecodable {small}, 1.04 MB {big}",
+        )
+    )
     assert_green(audit)
     assert small
     # issue 10 item 4: forwarding it whole fails (MessageSizeTooLargeError) and it is acked
@@ -266,8 +324,12 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
         backlog = [random_report(network, rng) for _ in range(3_000)]
         backlog_ids = {c.command_id for c in backlog}
         commands.send_all(backlog)
-        wait_for(lambda: any(e.command_id in backlog_ids for e in log.poll()), timeout=60,
-                 interval=0.02, message="the worker into the backlog")
+        wait_for(
+            lambda: any(e.command_id in backlog_ids for e in log.poll()),
+            timeout=60,
+            interval=0.02,
+            message="the worker into the backlog",
+        )
         stack.worker.kill()
         killed_at = time.monotonic()
         done_at_kill = len({e.command_id for e in log.poll()} & backlog_ids)
@@ -280,8 +342,9 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
             mine = [c for c in driver.sent if c.command_id in late_ids]
             return sum(1 for c in mine if sum(a.status == 202 for a in c.attempts) >= 2) >= 3
 
-        wait_for(retried_late, timeout=60, message="reports answered 202 twice while the "
-                 "worker is down")
+        wait_for(
+            retried_late, timeout=60, message="reports answered 202 twice while the worker is down"
+        )
         restart_at = time.monotonic()
         stack.worker.start()
         for report in reports:
@@ -294,12 +357,23 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
         commands.close()
         log.close()
     existing = {e["id"] for e in stack.api.state()["emergencies"]}
-    phantom = sorted(name for c in driver.sent if c.kind == "report" and c.acknowledged
-                     for name in c.named_emergencies() if name not in existing)
-    record_row(CaseRow("worker SIGKILL, 3,000 backlog", audit.outcomes, audit.clients,
-                       recovery(driver, killed_at, restart_at),
-                       notes=f"backlog done at kill {done_at_kill}, answers naming a "
-                       f"missing emergency {len(phantom)}"))
+    phantom = sorted(
+        name
+        for c in driver.sent
+        if c.kind == "report" and c.acknowledged
+        for name in c.named_emergencies()
+        if name not in existing
+    )
+    record_row(
+        CaseRow(
+            "worker SIGKILL, 3,000 backlog",
+            audit.outcomes,
+            audit.clients,
+            recovery(driver, killed_at, restart_at),
+            notes=f"backlog done at kill {done_at_kill}, answers naming a "
+            f"missing emergency {len(phantom)}",
+        )
+    )
     assert done_at_kill < len(backlog), "the worker finished the backlog before the kill"
     assert_green(audit)
     # issue 10 item 1: each retry builds a new ReportEmergency with a fresh emergency id
@@ -334,12 +408,12 @@ def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
         # and one client for sure: as early as the new API serves the stream
         probe = first_message_on_resume(stack.api.url, last_id)
         probe_behind = probe.event == "snapshot" and any(
-            p < s for p, s in zip(Position.parse_id(probe.id), Position.parse_id(last_id),
-                                  strict=True))
+            p < s
+            for p, s in zip(Position.parse_id(probe.id), Position.parse_id(last_id), strict=True)
+        )
         wait_for(stack.api.ready, timeout=60, interval=0.1, message="the api to be ready")
         load_for(driver, phase_s(1.0))
-        audit = settle_and_audit(stack, driver, clients,
-                                 also=[c.command_id for c in backlog])
+        audit = settle_and_audit(stack, driver, clients, also=[c.command_id for c in backlog])
     finally:
         driver.stop()
         clients.stop()
@@ -348,17 +422,25 @@ def test_api_sigkill_clients_resume(stack: Stack, record_row) -> None:
     not_found = sum(1 for c in driver.sent for a in c.attempts if a.status == 404)
     c = audit.clients
     assert c is not None
-    record_row(CaseRow(f"API SIGKILL, {sse} SSE + {ws} WS", audit.outcomes, c,
-                       recovery(driver, killed_at, killed_at),
-                       notes=f"reconnects {c.reconnects}, worst reset behind {c.worst_behind}, "
-                       f"probe {probe.event} at {probe.id} for {last_id}, 404s {not_found}"))
+    record_row(
+        CaseRow(
+            f"API SIGKILL, {sse} SSE + {ws} WS",
+            audit.outcomes,
+            c,
+            recovery(driver, killed_at, killed_at),
+            notes=f"reconnects {c.reconnects}, worst reset behind {c.worst_behind}, "
+            f"probe {probe.event} at {probe.id} for {last_id}, 404s {not_found}",
+        )
+    )
     assert_green(audit)
     # issue 10 item 3: a resume id ahead of the bootstrapping read model gets a reset
     # snapshot behind it, and then the records between again
-    fixed_bug(not probe_behind and c.resets_behind == 0 and c.duplicates == 0,
-              f"{c.resets_behind} reset snapshots behind the client's id, {c.duplicates} "
-              f"records delivered twice; the probe resuming from {last_id} got a {probe.event} "
-              f"at {probe.id}")
+    fixed_bug(
+        not probe_behind and c.resets_behind == 0 and c.duplicates == 0,
+        f"{c.resets_behind} reset snapshots behind the client's id, {c.duplicates} "
+        f"records delivered twice; the probe resuming from {last_id} got a {probe.event} "
+        f"at {probe.id}",
+    )
 
 
 def _sink_rows(settings) -> int:
@@ -382,8 +464,10 @@ def _sink_behind(settings) -> bool:
         con.close()
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        tps = [TopicPartition(settings.events_topic, p)
-               for p in consumer.partitions_for_topic(settings.events_topic)]
+        tps = [
+            TopicPartition(settings.events_topic, p)
+            for p in consumer.partitions_for_topic(settings.events_topic)
+        ]
         ends = consumer.end_offsets(tps)
     finally:
         consumer.close()
@@ -402,16 +486,21 @@ def test_sink_sigkill_mid_ingest(stack: Stack, record_row) -> None:
         for _ in range(2 if not soak_seconds() else 3):
             before = _sink_rows(settings)
             stack.sink.start()
-            wait_for(lambda b=before: _sink_rows(settings) > b, timeout=60, interval=0.2,
-                     message="the sink storing a batch")
+            wait_for(
+                lambda b=before: _sink_rows(settings) > b,
+                timeout=60,
+                interval=0.2,
+                message="the sink storing a batch",
+            )
             stack.sink.kill()
             kills += 1
             mid_ingest += _sink_behind(settings)
             load_for(driver, phase_s(1.0))
         killed_at = time.monotonic()
         audit = settle_and_audit(stack, driver)
-        final = ChildProcess(settings, stack.tmp / "sink-final.log", "sink",
-                             "--until-caught-up").start()
+        final = ChildProcess(
+            settings, stack.tmp / "sink-final.log", "sink", "--until-caught-up"
+        ).start()
         assert final.proc is not None and final.proc.wait(180) == 0, final.log_tail()
         sunk_at = time.monotonic()
         auditor = Auditor(settings)
@@ -426,14 +515,20 @@ def test_sink_sigkill_mid_ingest(stack: Stack, record_row) -> None:
     con = duckdb.connect(str(settings.sink_db), read_only=True)
     try:
         rows, unique = con.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM events").fetchall()[0]
+            "SELECT count(*), count(DISTINCT event_id) FROM events"
+        ).fetchall()[0]
         stored = {r[0] for r in con.execute("SELECT event_id FROM events").fetchall()}
     finally:
         con.close()
-    record_row(CaseRow(f"sink SIGKILL x{kills} mid-ingest", audit.outcomes,
-                       recovery_s=sunk_at - killed_at,
-                       notes=f"killed behind the log end {mid_ingest}/{kills}, rows {rows}, "
-                       f"distinct {unique}, event ids {len(ids_at_end)}"))
+    record_row(
+        CaseRow(
+            f"sink SIGKILL x{kills} mid-ingest",
+            audit.outcomes,
+            recovery_s=sunk_at - killed_at,
+            notes=f"killed behind the log end {mid_ingest}/{kills}, rows {rows}, "
+            f"distinct {unique}, event ids {len(ids_at_end)}",
+        )
+    )
     assert mid_ingest, "every kill found the sink caught up; nothing was cut mid-ingest"
     assert_green(audit)
     assert rows == unique, f"{rows - unique} duplicate rows"
@@ -448,12 +543,12 @@ def _later_ids(settings, stored: set[str]) -> set[str]:
         auditor.catch_up()
         con = duckdb.connect(str(settings.sink_db), read_only=True)
         try:
-            offsets = dict(con.execute(
-                'SELECT "partition", next_offset FROM sink_offsets').fetchall())
+            offsets = dict(
+                con.execute('SELECT "partition", next_offset FROM sink_offsets').fetchall()
+            )
         finally:
             con.close()
-        return {e.event.event_id for e in auditor.events
-                if e.offset >= offsets.get(e.partition, 0)}
+        return {e.event.event_id for e in auditor.events if e.offset >= offsets.get(e.partition, 0)}
     finally:
         auditor.close()
 
@@ -468,8 +563,10 @@ def _command_offsets(stack: Stack) -> tuple[dict, dict]:
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
         committed = admin.list_group_offsets(settings.app_id)[settings.app_id]
-        tps = [TopicPartition(settings.commands_topic, p)
-               for p in consumer.partitions_for_topic(settings.commands_topic)]
+        tps = [
+            TopicPartition(settings.commands_topic, p)
+            for p in consumer.partitions_for_topic(settings.commands_topic)
+        ]
         ends = consumer.end_offsets(tps)
         return {tp: committed[tp].offset if tp in committed else 0 for tp in tps}, ends
     finally:
@@ -508,9 +605,12 @@ def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_r
             _, target = _command_offsets(stack)
             at_pause = _uncommitted(stack, target)
             try:
-                wait_for(lambda t=target: _uncommitted(stack, t) == 0,
-                         timeout=5 * FAUST_COMMIT_INTERVAL_S, interval=0.5,
-                         message="committed offsets at the end of the partitions")
+                wait_for(
+                    lambda t=target: _uncommitted(stack, t) == 0,
+                    timeout=5 * FAUST_COMMIT_INTERVAL_S,
+                    interval=0.5,
+                    message="committed offsets at the end of the partitions",
+                )
                 caught_up: float | None = time.monotonic() - paused_at
             except AssertionError:
                 caught_up = None
@@ -522,16 +622,23 @@ def test_committed_offsets_catch_up_after_worker_restarts(stack: Stack, record_r
     finally:
         driver.stop()
     stuck = [lag for _, lag, caught_up in lags if caught_up is None]
-    record_row(CaseRow("worker restarts: committed offsets", audit.outcomes,
-                       recovery_s=recovery(driver, killed_at, restarted_at[0]),
-                       notes="uncommitted at pause -> after "
-                       f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s: "
-                       + ", ".join(f"{a} -> {b}" for a, b, _ in lags)))
+    record_row(
+        CaseRow(
+            "worker restarts: committed offsets",
+            audit.outcomes,
+            recovery_s=recovery(driver, killed_at, restarted_at[0]),
+            notes="uncommitted at pause -> after "
+            f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s: " + ", ".join(f"{a} -> {b}" for a, b, _ in lags),
+        )
+    )
     assert_green(audit)
     # issue 10 item 2: after a restart one partition's commit crawls by about one offset
     # per commit interval (repeated offsets in Faust's acked list)
-    fixed_bug(not stuck, f"{stuck[0] if stuck else 0} records still uncommitted "
-              f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s after the load paused")
+    fixed_bug(
+        not stuck,
+        f"{stuck[0] if stuck else 0} records still uncommitted "
+        f"{5 * FAUST_COMMIT_INTERVAL_S:.0f}s after the load paused",
+    )
 
 
 def _worker_ready(stack: Stack) -> bool:
@@ -572,10 +679,16 @@ def test_broker_sigkill_and_restart(stack: Stack, record_row) -> None:
     knows_after = stack.settings.worker_broker_timeout_s + 1.5
     judged = [ready for at, ready in ready_samples if at >= knows_after]
     ready_during = sum(judged)
-    record_row(CaseRow(f"broker SIGKILL {outage_s:.0f}s", audit.outcomes, audit.clients,
-                       recovery(driver, killed_at, restart_at),
-                       notes=f"503/conn errors {unavailable}, broker up in {broker_up_s:.1f}s, "
-                       f"worker ready {ready_during}/{len(judged)} samples in outage"))
+    record_row(
+        CaseRow(
+            f"broker SIGKILL {outage_s:.0f}s",
+            audit.outcomes,
+            audit.clients,
+            recovery(driver, killed_at, restart_at),
+            notes=f"503/conn errors {unavailable}, broker up in {broker_up_s:.1f}s, "
+            f"worker ready {ready_during}/{len(judged)} samples in outage",
+        )
+    )
     assert_green(audit)
     # issue 10 item 5: the worker's ready page stays 200 while the broker is gone
     assert judged, "no sample of the worker's readiness late enough in the outage"

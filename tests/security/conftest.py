@@ -21,8 +21,13 @@ from tests.conftest import WorkerProcess, wait_for
 
 # Timeouts generous enough for a shared 2-core machine: a late outcome (202) is not what
 # these tests are about.
-SECURITY_SETTINGS = {"heartbeat_s": 0.5, "retry_ms": 500, "command_timeout_s": 30.0,
-                     "report_rate_per_minute": 100_000, "partitions": 2}
+SECURITY_SETTINGS = {
+    "heartbeat_s": 0.5,
+    "retry_ms": 500,
+    "command_timeout_s": 30.0,
+    "report_rate_per_minute": 100_000,
+    "partitions": 2,
+}
 
 AUTHORITY = {"Authorization": "Bearer dev-authority"}
 
@@ -69,19 +74,25 @@ def start_api() -> Iterator[Callable[[Settings], RunningApi]]:
 
 
 @pytest.fixture(scope="module")
-def module_api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[RunningApi]:
+def module_api(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApi]:
     """One API without a worker for a module's table of cases (nothing it answers needs a
     decision: refusals happen before a command is written)."""
-    settings = new_settings(kafka_bootstrap, tmp_path_factory.mktemp("sec-api"),
-                            command_timeout_s=2.0)
+    settings = new_settings(
+        kafka_bootstrap, tmp_path_factory.mktemp("sec-api"), command_timeout_s=2.0
+    )
     api = RunningApi(settings).start()
     yield api
     api.stop()
 
 
-def write_emergency(settings: Settings, reporter: dict[str, str] | None = None,
-                    region: str = "hki-ne", command_id: str | None = None) -> str:
+def write_emergency(
+    settings: Settings,
+    reporter: dict[str, str] | None = None,
+    region: str = "hki-ne",
+    command_id: str | None = None,
+) -> str:
     """An emergency written to the events topic the way the worker writes it; its id."""
     from datetime import UTC, datetime
 
@@ -92,12 +103,25 @@ def write_emergency(settings: Settings, reporter: dict[str, str] | None = None,
     log = EventLog(settings)
     try:
         command_id = command_id or uuid.uuid4().hex
-        emergency = Emergency(id=uuid.uuid4().hex, region=region, type=EmergencyType.MEDICAL,
-                              priority=2, lat=60.17, lon=24.94, description="fell down",
-                              reporter=Reporter(**reporter) if reporter else None,
-                              reported_at=datetime.now(UTC))
-        log.write(EmergencyCreated(event_id=event_id_for(command_id, 0), command_id=command_id,
-                                   region=region, emergency=emergency))
+        emergency = Emergency(
+            id=uuid.uuid4().hex,
+            region=region,
+            type=EmergencyType.MEDICAL,
+            priority=2,
+            lat=60.17,
+            lon=24.94,
+            description="fell down",
+            reporter=Reporter(**reporter) if reporter else None,
+            reported_at=datetime.now(UTC),
+        )
+        log.write(
+            EmergencyCreated(
+                event_id=event_id_for(command_id, 0),
+                command_id=command_id,
+                region=region,
+                emergency=emergency,
+            )
+        )
     finally:
         log.close()
     return emergency.id
@@ -127,8 +151,9 @@ def create_sink_database(settings: Settings) -> None:
 class Stack:
     """Worker + seeded fleet + API on topics of their own."""
 
-    def __init__(self, settings: Settings, worker: WorkerProcess, api: RunningApi,
-                 units: list) -> None:
+    def __init__(
+        self, settings: Settings, worker: WorkerProcess, api: RunningApi, units: list
+    ) -> None:
         self.settings = settings
         self.worker = worker
         self.api = api
@@ -154,8 +179,11 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         units = seed(settings)
         api = RunningApi(settings).start()
         try:
-            wait_for(lambda: len(api.services.model.projection.units) == len(units), 60,
-                     message="the seeded fleet in the read model")
+            wait_for(
+                lambda: len(api.services.model.projection.units) == len(units),
+                60,
+                message="the seeded fleet in the read model",
+            )
             yield Stack(settings, worker, api, units)
         finally:
             api.stop()

@@ -29,28 +29,39 @@ KNOWN = "{known}"  # the path of an emergency that exists
 
 # endpoint: {carrier: statuses in ROLES order}
 #                          none rep  unit othr board auth wrong
-READERS_ANY_CARRIER_BUT_Q = {"header": (401, 403, 200, 200, 200, 200, 401),
-                             "cookie": (401, 403, 200, 200, 200, 200, 401),
-                             "query": (401, 401, 401, 401, 401, 401, 401)}
-AUTHORITY_COMMAND = {"header": (401, 403, 403, 403, 403, 404, 401),
-                     "cookie": (401, 401, 401, 401, 401, 401, 401),
-                     "query": (401, 401, 401, 401, 401, 401, 401)}
+READERS_ANY_CARRIER_BUT_Q = {
+    "header": (401, 403, 200, 200, 200, 200, 401),
+    "cookie": (401, 403, 200, 200, 200, 200, 401),
+    "query": (401, 401, 401, 401, 401, 401, 401),
+}
+AUTHORITY_COMMAND = {
+    "header": (401, 403, 403, 403, 403, 404, 401),
+    "cookie": (401, 401, 401, 401, 401, 401, 401),
+    "query": (401, 401, 401, 401, 401, 401, 401),
+}
 PUBLIC = {c: (200,) * 7 for c in CARRIERS}
 MATRIX: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {
-    ("POST", "/api/emergencies"): {"header": (422, 422, 422, 422, 422, 422, 401),
-                                   "cookie": (422,) * 7, "query": (422,) * 7},
+    ("POST", "/api/emergencies"): {
+        "header": (422, 422, 422, 422, 422, 422, 401),
+        "cookie": (422,) * 7,
+        "query": (422,) * 7,
+    },
     ("POST", "/api/emergencies/nope/dispatch"): AUTHORITY_COMMAND,
     ("POST", "/api/emergencies/nope/complete"): AUTHORITY_COMMAND,
     ("POST", "/api/emergencies/nope/cancel"): AUTHORITY_COMMAND,
     ("POST", f"/api/units/{UNIT_A}/status"): {
         "header": (401, 403, 404, 403, 403, 404, 401),
-        "cookie": (401,) * 7, "query": (401,) * 7},
+        "cookie": (401,) * 7,
+        "query": (401,) * 7,
+    },
     ("GET", "/api/state"): READERS_ANY_CARRIER_BUT_Q,
     ("GET", "/api/emergencies"): READERS_ANY_CARRIER_BUT_Q,
     ("GET", "/api/units"): READERS_ANY_CARRIER_BUT_Q,
-    ("GET", f"/api/emergencies/{KNOWN}"): {"header": (200, 200, 200, 200, 200, 200, 401),
-                                          "cookie": (200, 200, 200, 200, 200, 200, 401),
-                                          "query": (200,) * 7},
+    ("GET", f"/api/emergencies/{KNOWN}"): {
+        "header": (200, 200, 200, 200, 200, 200, 401),
+        "cookie": (200, 200, 200, 200, 200, 200, 401),
+        "query": (200,) * 7,
+    },
     ("GET", "/api/stream"): {c: (401, 403, 200, 200, 200, 200, 401) for c in CARRIERS},
     ("GET", "/api/snapshot"): {c: (401, 403, 403, 403, 403, 503, 401) for c in CARRIERS},
     ("GET", "/api/replay/stream"): {c: (401, 403, 403, 403, 403, 200, 401) for c in CARRIERS},
@@ -59,27 +70,40 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {
     ("GET", "/metrics"): PUBLIC,  # dev mode; prod mode: tests/security/test_responses.py
     ("GET", "/openapi.json"): PUBLIC,
 }
-CELLS = [(method, path, role, carrier, statuses[ROLES.index(role)])
-         for (method, path), by_carrier in MATRIX.items()
-         for carrier, statuses in by_carrier.items() for role in ROLES]
+CELLS = [
+    (method, path, role, carrier, statuses[ROLES.index(role)])
+    for (method, path), by_carrier in MATRIX.items()
+    for carrier, statuses in by_carrier.items()
+    for role in ROLES
+]
 
 
 @pytest.fixture(scope="module")
 def known(module_api) -> str:
-    return wait_in_read_model(module_api, write_emergency(module_api.settings,
-                                                          {"name": "A", "phone": "1"}))
+    return wait_in_read_model(
+        module_api, write_emergency(module_api.settings, {"name": "A", "phone": "1"})
+    )
 
 
 def token_of(settings, role: str) -> str | None:
     from api.auth import unit_token_for
 
-    return {"none": None, "reporter": "dev-reporter", "unit": unit_token_for(settings, UNIT_A),
-            "other unit": unit_token_for(settings, UNIT_B), "unit board": "dev-unit",
-            "authority": "dev-authority", "wrong": "not-a-token"}[role]
+    return {
+        "none": None,
+        "reporter": "dev-reporter",
+        "unit": unit_token_for(settings, UNIT_A),
+        "other unit": unit_token_for(settings, UNIT_B),
+        "unit board": "dev-unit",
+        "authority": "dev-authority",
+        "wrong": "not-a-token",
+    }[role]
 
 
-@pytest.mark.parametrize(("method", "path", "role", "carrier", "status"), CELLS,
-                         ids=[f"{m} {p} {r} {c}" for m, p, r, c, _ in CELLS])
+@pytest.mark.parametrize(
+    ("method", "path", "role", "carrier", "status"),
+    CELLS,
+    ids=[f"{m} {p} {r} {c}" for m, p, r, c, _ in CELLS],
+)
 def test_auth_matrix(module_api, known, method, path, role, carrier, status):
     token = token_of(module_api.settings, role)
     headers: dict[str, str] = {}
@@ -93,8 +117,11 @@ def test_auth_matrix(module_api, known, method, path, role, carrier, status):
             params["token"] = token
     kw: dict = {"headers": headers, "params": params}
     if method == "POST":
-        kw["json"] = OUTSIDE if path == "/api/emergencies" else (
-            {"status": "AVAILABLE"} if "/units/" in path else {})
+        kw["json"] = (
+            OUTSIDE
+            if path == "/api/emergencies"
+            else ({"status": "AVAILABLE"} if "/units/" in path else {})
+        )
     url = module_api.url + path.replace(KNOWN, known)
     with httpx.Client(timeout=30) as client, client.stream(method, url, **kw) as response:
         got = response.status_code

@@ -17,11 +17,22 @@ from tests.security.conftest import AUTHORITY, wait_in_read_model, write_emergen
 
 pytestmark = pytest.mark.kafka
 
-ALICE = {"type": "medical", "priority": 1, "lat": 60.1699, "lon": 24.9384,
-         "description": "Alice's father collapsed, 3rd floor",
-         "reporter": {"name": "Alice Example", "phone": "+358 40 111 1111"}}
-MALLORY = {"type": "fire", "priority": 3, "lat": 60.1650, "lon": 24.9500,
-           "description": "bin on fire", "reporter": {"name": "Mallory", "phone": "+358 1"}}
+ALICE = {
+    "type": "medical",
+    "priority": 1,
+    "lat": 60.1699,
+    "lon": 24.9384,
+    "description": "Alice's father collapsed, 3rd floor",
+    "reporter": {"name": "Alice Example", "phone": "+358 40 111 1111"},
+}
+MALLORY = {
+    "type": "fire",
+    "priority": 3,
+    "lat": 60.1650,
+    "lon": 24.9500,
+    "description": "bin on fire",
+    "reporter": {"name": "Mallory", "phone": "+358 1"},
+}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -29,6 +40,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 # -- item 5: command ids --------------------------------------------------------------------
+
 
 def test_a_used_command_id_with_another_body_is_refused_and_reveals_nothing(stack):
     command_id = f"cid-{uuid.uuid4().hex[:12]}"
@@ -47,15 +59,15 @@ def test_a_used_command_id_with_another_body_is_refused_and_reveals_nothing(stac
     assert [e["id"] for e in emergencies if e["id"] == alice_id] == [alice_id]
 
 
-def test_the_api_does_not_hand_out_a_known_outcome_to_another_command(secure_settings,
-                                                                       start_api):
+def test_the_api_does_not_hand_out_a_known_outcome_to_another_command(secure_settings, start_api):
     """The API's own shortcut (a recently seen outcome answers a retry at once) is taken
     only for the same report; without a worker to refuse it, another one is merely late."""
     api = start_api(secure_settings(command_timeout_s=1.0))
     command_id = f"cid-{uuid.uuid4().hex[:12]}"
     alice = {"name": "Alice Example", "phone": "+358 40 111 1111"}
-    emergency_id = wait_in_read_model(api, write_emergency(api.settings, alice,
-                                                           command_id=command_id))
+    emergency_id = wait_in_read_model(
+        api, write_emergency(api.settings, alice, command_id=command_id)
+    )
     answer = api.post("/api/emergencies", json={**MALLORY, "command_id": command_id})
     assert answer.status_code == 202, answer.text
     assert "Alice" not in answer.text and emergency_id not in answer.text
@@ -76,16 +88,28 @@ def test_a_retry_of_the_same_command_is_answered_with_its_outcome(stack):
 def test_fingerprint_ignores_only_what_a_retry_changes():
     from streams.state import DispatchState, command_fingerprint, reused_id_outcome
 
-    report = ReportEmergency(command_id="c1", region="hki-ne", type="fire", priority=2,
-                             lat=60.17, lon=24.94, description="smoke")
-    retry = report.model_copy(update={"issued_at": report.issued_at + timedelta(seconds=5),
-                                      "emergency_id": "another-made-up-id"})
+    report = ReportEmergency(
+        command_id="c1",
+        region="hki-ne",
+        type="fire",
+        priority=2,
+        lat=60.17,
+        lon=24.94,
+        description="smoke",
+    )
+    retry = report.model_copy(
+        update={
+            "issued_at": report.issued_at + timedelta(seconds=5),
+            "emergency_id": "another-made-up-id",
+        }
+    )
     other = report.model_copy(update={"description": "not smoke"})
     assert command_fingerprint(retry) == command_fingerprint(report)
     assert command_fingerprint(other) != command_fingerprint(report)
     status = SetUnitStatus(command_id="c2", region="r", unit_id="u1", status="AVAILABLE")
     assert command_fingerprint(status) != command_fingerprint(
-        status.model_copy(update={"unit_id": "u2"}))
+        status.model_copy(update={"unit_id": "u2"})
+    )
 
     state = DispatchState({})
     state.put_record("c:c1", "c1", Outcome(), command_fingerprint(report))
@@ -98,10 +122,12 @@ def test_fingerprint_ignores_only_what_a_retry_changes():
 
 # -- item 8: unit tokens --------------------------------------------------------------------
 
+
 def test_the_shared_unit_token_changes_no_unit(stack):
     theirs = stack.units[1].unit_id
-    shared = stack.api.post(f"/api/units/{theirs}/status", headers=bearer("dev-unit"),
-                            json={"status": "OUT_OF_SERVICE"})
+    shared = stack.api.post(
+        f"/api/units/{theirs}/status", headers=bearer("dev-unit"), json={"status": "OUT_OF_SERVICE"}
+    )
     assert shared.status_code == 403, shared.text
     assert "unit-token" in shared.json()["fields"][0]["reason"]
     units = {u["id"]: u for u in stack.api.get("/api/units", headers=AUTHORITY).json()}
@@ -147,10 +173,13 @@ def test_unit_token_cli_prints_a_token_the_api_accepts(secure_settings):
     from api.auth import Auth, unit_token_for
 
     settings = secure_settings()
-    out = subprocess.run([sys.executable, "-m", "dispatchwire", "unit-token", "hki-ne-fire-1"],
-                         env=settings_env(settings), capture_output=True, text=True, timeout=60,
-                         check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-m", "dispatchwire", "unit-token", "hki-ne-fire-1"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     assert out == unit_token_for(settings, "hki-ne-fire-1")
     assert Auth(settings).unit_of_token(out) == "hki-ne-fire-1"
-
-

@@ -34,6 +34,7 @@ def error_fields(body: bytes) -> list[str]:
 
 # --- item 1: request heads ------------------------------------------------------------------
 
+
 def test_header_line_that_never_ends_is_cut_off_with_431(secure_api, raw_client):
     api = secure_api(ready=False, api_max_header_bytes=16_384)
     client = raw_client(api)
@@ -49,12 +50,14 @@ def test_header_line_that_never_ends_is_cut_off_with_431(secure_api, raw_client)
     assert sent < 4 * 1024 * 1024
 
 
-@pytest.mark.parametrize(("headers", "reason"), [
-    (b"X-Big: " + b"a" * 65_536 + b"\r\n", "DISPATCHWIRE_API_MAX_HEADER_BYTES"),
-    (b"".join(b"X-H%d: v\r\n" % i for i in range(1_000)), "DISPATCHWIRE_API_MAX_HEADERS"),
-])
-def test_finished_oversized_head_is_431_naming_the_limit(secure_api, raw_client, headers,
-                                                          reason):
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        (b"X-Big: " + b"a" * 65_536 + b"\r\n", "DISPATCHWIRE_API_MAX_HEADER_BYTES"),
+        (b"".join(b"X-H%d: v\r\n" % i for i in range(1_000)), "DISPATCHWIRE_API_MAX_HEADERS"),
+    ],
+)
+def test_finished_oversized_head_is_431_naming_the_limit(secure_api, raw_client, headers, reason):
     api = secure_api(ready=False)
     client = raw_client(api)
     client.send(HEAD + headers + b"\r\n")
@@ -100,8 +103,10 @@ def test_silent_or_half_sent_head_gets_408(secure_api, raw_client, sent):
 def test_body_shorter_than_its_content_length_gets_408(secure_api, raw_client):
     api = secure_api(**SLOW)
     client = raw_client(api)
-    client.send(b"POST /api/emergencies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"type\":")
+    client.send(
+        b"POST /api/emergencies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"type":'
+    )
     status, body = status_and_body(client.response(timeout=10))
     assert status == 408, client.received[:200]
     assert error_fields(body) == ["body"]
@@ -123,15 +128,14 @@ def test_live_stream_outlives_the_request_time_limits(secure_api):
 
 # --- item 9: forwarded-for and the report rate limit -----------------------------------------
 
+
 def report(api, headers=None):
-    return httpx.post(api.url + "/api/emergencies", json=REPORT, headers=headers or {},
-                      timeout=15)
+    return httpx.post(api.url + "/api/emergencies", json=REPORT, headers=headers or {}, timeout=15)
 
 
 def test_forwarded_for_from_an_untrusted_peer_does_not_pick_the_bucket(secure_api):
     api = secure_api(report_rate_per_minute=2)
-    statuses = [report(api, {"X-Forwarded-For": f"203.0.113.{i}"}).status_code
-                for i in range(3)]
+    statuses = [report(api, {"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(3)]
     assert statuses[:2] == [202, 202] and statuses[2] == 429, statuses
 
 
@@ -151,10 +155,13 @@ def test_authenticated_roles_are_not_rate_limited(secure_api, headers):
 
 # --- item 10: live connection caps -----------------------------------------------------------
 
+
 def refused_metric(api, transport: str, cap: str) -> float:
     text = api.get("/metrics").text
-    pattern = (r"dispatchwire_api_live_connections_refused_total"
-               rf'\{{cap="{cap}",transport="{transport}"\}} (\S+)')
+    pattern = (
+        r"dispatchwire_api_live_connections_refused_total"
+        rf'\{{cap="{cap}",transport="{transport}"\}} (\S+)'
+    )
     match = re.search(pattern, text)
     assert match, text
     return float(match.group(1))
@@ -162,8 +169,9 @@ def refused_metric(api, transport: str, cap: str) -> float:
 
 def open_stream(api, source: str = "127.0.0.1") -> tuple[httpx.Client, httpx.Response]:
     client = httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=10)
-    response = client.send(client.build_request("GET", api.url + "/api/stream",
-                                                headers=AUTHORITY), stream=True)
+    response = client.send(
+        client.build_request("GET", api.url + "/api/stream", headers=AUTHORITY), stream=True
+    )
     return client, response
 
 
@@ -223,8 +231,10 @@ def test_body_timeout_after_an_early_answer_only_closes(secure_api, raw_client):
     connection without a second, unasked-for answer."""
     api = secure_api(ready=False, **SLOW)
     client = raw_client(api)
-    client.send(b"POST /api/emergencies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+    client.send(
+        b"POST /api/emergencies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+    )
     raw = client.response(timeout=10)
     assert status_and_body(raw)[0] == 413, raw[:200]
     assert raw.count(b"HTTP/1.1 ") == 1, raw

@@ -34,14 +34,33 @@ def report(**fields: object) -> bytes:
 
 # (name, path, headers, body, status, field)
 CASES = [
-    *[(f"deep-nesting {path}", path, {**hdrs, **JSON}, DEEP, 400, "body")
-      for path, hdrs in COMMANDS],
-    *[(f"5000-digit integer {path}", path, {**hdrs, **JSON}, LONG_INT, 400, "body")
-      for path, hdrs in COMMANDS],
-    *[(f"text/plain {path}", path, {**hdrs, "Content-Type": "text/plain"}, REPORT, 415,
-       "Content-Type") for path, hdrs in COMMANDS],
-    ("form post", "/api/emergencies", {"Content-Type": "application/x-www-form-urlencoded"},
-     b"type=fire&lat=60.17&lon=24.94", 415, "Content-Type"),
+    *[
+        (f"deep-nesting {path}", path, {**hdrs, **JSON}, DEEP, 400, "body")
+        for path, hdrs in COMMANDS
+    ],
+    *[
+        (f"5000-digit integer {path}", path, {**hdrs, **JSON}, LONG_INT, 400, "body")
+        for path, hdrs in COMMANDS
+    ],
+    *[
+        (
+            f"text/plain {path}",
+            path,
+            {**hdrs, "Content-Type": "text/plain"},
+            REPORT,
+            415,
+            "Content-Type",
+        )
+        for path, hdrs in COMMANDS
+    ],
+    (
+        "form post",
+        "/api/emergencies",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        b"type=fire&lat=60.17&lon=24.94",
+        415,
+        "Content-Type",
+    ),
     ("no content type", "/api/emergencies", {}, REPORT, 415, "Content-Type"),
     ("lat true", "/api/emergencies", JSON, report(lat=True), 422, "lat"),
     ("lon false", "/api/emergencies", JSON, report(lon=False), 422, "lon"),
@@ -52,15 +71,23 @@ CASES = [
     ("made-up region", "/api/emergencies", JSON, report(region="nowhere"), 422, "region"),
     ("south pole", "/api/emergencies", JSON, report(lat=-89.9, lon=-179.9), 422, "lat"),
     ("Tampere", "/api/emergencies", JSON, report(lat=61.4978, lon=23.7610), 422, "lat"),
-    ("status true", "/api/units/u1/status", {**AUTHORITY, **JSON}, b'{"status": true}', 422,
-     "status"),
+    (
+        "status true",
+        "/api/units/u1/status",
+        {**AUTHORITY, **JSON},
+        b'{"status": true}',
+        422,
+        "status",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "path", "headers", "body", "status", "field"), CASES,
-                         ids=[c[0] for c in CASES])
-def test_malformed_body_is_a_4xx_naming_the_field(module_api, name, path, headers, body, status,
-                                                  field):
+@pytest.mark.parametrize(
+    ("name", "path", "headers", "body", "status", "field"), CASES, ids=[c[0] for c in CASES]
+)
+def test_malformed_body_is_a_4xx_naming_the_field(
+    module_api, name, path, headers, body, status, field
+):
     response = httpx.post(module_api.url + path, content=body, headers=headers, timeout=30)
     assert response.status_code == status, response.text
     answer = response.json()
@@ -71,15 +98,23 @@ def test_malformed_body_is_a_4xx_naming_the_field(module_api, name, path, header
 
 
 def test_outside_the_service_area_says_so(module_api):
-    response = httpx.post(module_api.url + "/api/emergencies", content=report(lat=-89.9,
-                          lon=-179.9), headers=JSON, timeout=30)
+    response = httpx.post(
+        module_api.url + "/api/emergencies",
+        content=report(lat=-89.9, lon=-179.9),
+        headers=JSON,
+        timeout=30,
+    )
     assert response.status_code == 422
     assert "outside the served area" in response.json()["fields"][0]["reason"]
 
 
 def first_event(api, headers: dict, params: dict | None = None):
-    with httpx.Client(timeout=15) as client, connect_sse(
-            client, "GET", api.url + "/api/stream", headers=headers, params=params) as source:
+    with (
+        httpx.Client(timeout=15) as client,
+        connect_sse(
+            client, "GET", api.url + "/api/stream", headers=headers, params=params
+        ) as source,
+    ):
         assert source.response.status_code == 200
         return next(source.iter_sse())
 
@@ -88,22 +123,28 @@ def first_event(api, headers: dict, params: dict | None = None):
 @pytest.mark.parametrize("last_event_id", ["²", "1.²", "٣", "12.x", "1" * 999])
 def test_a_foreign_digit_in_last_event_id_is_a_reset(module_api, last_event_id):
     header = {**AUTHORITY, "Last-Event-ID": last_event_id.encode("utf-8")}
-    for event in (first_event(module_api, header),
-                  first_event(module_api, AUTHORITY, {"last_event_id": last_event_id})):
+    for event in (
+        first_event(module_api, header),
+        first_event(module_api, AUTHORITY, {"last_event_id": last_event_id}),
+    ):
         assert event.event == "snapshot"
         assert data(event)["reset"] is True
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ({"from": "99999999999999999999"}, "from"),
-    ({"to": "99999999999999999999"}, "to"),
-    ({"from": "²"}, "from"),
-    ({"from_position": "0:²"}, "from_position"),
-    ({"speed": "nan"}, "speed"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"from": "99999999999999999999"}, "from"),
+        ({"to": "99999999999999999999"}, "to"),
+        ({"from": "²"}, "from"),
+        ({"from_position": "0:²"}, "from_position"),
+        ({"speed": "nan"}, "speed"),
+    ],
+)
 def test_replay_window_out_of_range_is_a_400(module_api, query, field):
-    response = httpx.get(module_api.url + "/api/replay/stream", params=query, headers=AUTHORITY,
-                         timeout=30)
+    response = httpx.get(
+        module_api.url + "/api/replay/stream", params=query, headers=AUTHORITY, timeout=30
+    )
     assert response.status_code == 400, response.text
     assert [f for f in response.json()["fields"] if f["field"] == field]
 

@@ -19,8 +19,10 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture
 def prod_tokens() -> dict[str, str]:
-    return {name: f"{name}-{secrets.token_hex(16)}"
-            for name in ("authority_token", "unit_token", "reporter_token")}
+    return {
+        name: f"{name}-{secrets.token_hex(16)}"
+        for name in ("authority_token", "unit_token", "reporter_token")
+    }
 
 
 def test_no_token_reaches_the_logs_of_a_prod_server(secure_api, prod_tokens, caplog):
@@ -30,8 +32,10 @@ def test_no_token_reaches_the_logs_of_a_prod_server(secure_api, prod_tokens, cap
     ws = api.url.replace("http", "ws") + "/ws"
     with ws_connect(f"{ws}?token={authority}&last_event_id=") as conn:  # accepted
         assert json.loads(conn.recv(timeout=10))["event"] == "snapshot"
-    with (ws_connect(f"{ws}?token={authority}x&last_event_id=") as conn,  # refused: unknown
-          pytest.raises(ConnectionClosed)):
+    with (
+        ws_connect(f"{ws}?token={authority}x&last_event_id=") as conn,  # refused: unknown
+        pytest.raises(ConnectionClosed),
+    ):
         conn.recv(timeout=10)
     with pytest.raises(InvalidStatus):  # refused at the handshake: foreign Origin
         ws_connect(f"{ws}?token={unit}", origin="https://evil.example")

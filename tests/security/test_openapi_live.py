@@ -21,8 +21,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 MAX_EXAMPLES = 20
 DEADLINE_S = 360  # a run takes ~25 s here; the deadline only stops a hang
-CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_headers_conformance", "response_schema_conformance")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
 NOT_FUZZED = ("/api/stream", "/api/replay/stream", "/ws")
 
 
@@ -37,24 +42,36 @@ def schemathesis_cli() -> list[str]:
 @pytest.mark.parametrize("token", ["dev-authority", None], ids=["authority", "anonymous"])
 def test_live_openapi_holds_under_schemathesis(stack, tmp_path, token):
     command = [
-        *schemathesis_cli(), "run", f"{stack.url}/openapi.json",
-        "--checks", ",".join(CHECKS),
-        "--phases", "examples,coverage,fuzzing",
-        "--max-examples", str(MAX_EXAMPLES),
-        "--workers", "1",
-        "--seed", "11",
-        "--request-timeout", "30",
-        "--generation-database", "none",
-        "--suppress-health-check", "all",
+        *schemathesis_cli(),
+        "run",
+        f"{stack.url}/openapi.json",
+        "--checks",
+        ",".join(CHECKS),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--workers",
+        "1",
+        "--seed",
+        "11",
+        "--request-timeout",
+        "30",
+        "--generation-database",
+        "none",
+        "--suppress-health-check",
+        "all",
         "--no-color",
-        "--report", "junit", "--report-dir", str(tmp_path),
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
     ]
     for path in NOT_FUZZED:
         command += ["--exclude-path", path]
     if token:
         command += ["--header", f"Authorization: Bearer {token}"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S,
-                         cwd=tmp_path)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S, cwd=tmp_path)
     output = run.stdout + run.stderr
     (tmp_path / "schemathesis.txt").write_text(output)
     assert run.returncode == 0, output[-12000:]

@@ -22,8 +22,9 @@ def reported(module_api) -> str:
     return wait_in_read_model(module_api, write_emergency(module_api.settings, reporter))
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer dev-unit"},
-                                     {"Authorization": "Bearer dev-reporter"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer dev-unit"}, {"Authorization": "Bearer dev-reporter"}]
+)
 def test_tracking_view_has_no_reporter_and_is_not_stored(module_api, reported, headers):
     response = module_api.get(f"/api/emergencies/{reported}", headers=headers)
     assert response.status_code == 200
@@ -41,15 +42,18 @@ def test_authority_sees_the_reporter(module_api, reported):
         assert response.json()["reporter"] == {"name": NAME, "phone": PHONE}
 
 
-@pytest.mark.parametrize(("path", "headers"), [
-    ("/api/state", AUTHORITY),
-    ("/api/emergencies/nope", {}),
-    ("/healthz", {}),
-    ("/openapi.json", {}),
-    ("/metrics", {}),
-    ("/static/js/api.js", {}),
-    ("/static/favicon.svg", {}),
-])
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/api/state", AUTHORITY),
+        ("/api/emergencies/nope", {}),
+        ("/healthz", {}),
+        ("/openapi.json", {}),
+        ("/metrics", {}),
+        ("/static/js/api.js", {}),
+        ("/static/favicon.svg", {}),
+    ],
+)
 def test_every_response_has_the_security_headers(module_api, path, headers):
     response = module_api.get(path, headers=headers)
     assert response.status_code in (200, 404)
@@ -66,8 +70,12 @@ def test_pages_keep_their_own_cache_policy(module_api):
 
 
 def test_errors_have_them_too(module_api):
-    response = httpx.post(module_api.url + "/api/emergencies", content=b"{",
-                          headers={"Content-Type": "application/json"}, timeout=10)
+    response = httpx.post(
+        module_api.url + "/api/emergencies",
+        content=b"{",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert response.status_code == 400
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "no-store"
@@ -75,8 +83,12 @@ def test_errors_have_them_too(module_api):
 
 # -- prod mode (item 16) --------------------------------------------------------------------
 
-PROD = {"mode": "prod", "authority_token": "a" * 32, "unit_token": "u" * 32,
-        "reporter_token": "r" * 32}
+PROD = {
+    "mode": "prod",
+    "authority_token": "a" * 32,
+    "unit_token": "u" * 32,
+    "reporter_token": "r" * 32,
+}
 
 
 @pytest.mark.parametrize("name", sorted(DEV_TOKENS))
@@ -93,8 +105,9 @@ def prod_api(kafka_bootstrap, tmp_path_factory):
     from tests.api.helpers import RunningApi
     from tests.security.conftest import new_settings
 
-    settings = new_settings(kafka_bootstrap, tmp_path_factory.mktemp("sec-prod"),
-                            metrics_token="m" * 32, **PROD)
+    settings = new_settings(
+        kafka_bootstrap, tmp_path_factory.mktemp("sec-prod"), metrics_token="m" * 32, **PROD
+    )
     api = RunningApi(settings).start()
     yield api
     api.stop()
@@ -104,14 +117,17 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ({}, 401),
-    (bearer("wrong"), 401),
-    (bearer("u" * 32), 403),
-    (bearer("r" * 32), 403),
-    (bearer("a" * 32), 200),
-    (bearer("m" * 32), 200),
-])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        (bearer("wrong"), 401),
+        (bearer("u" * 32), 403),
+        (bearer("r" * 32), 403),
+        (bearer("a" * 32), 200),
+        (bearer("m" * 32), 200),
+    ],
+)
 def test_prod_metrics_need_a_token(prod_api, headers, status):
     response = prod_api.get("/metrics", headers=headers)
     assert response.status_code == status, response.text
@@ -119,14 +135,17 @@ def test_prod_metrics_need_a_token(prod_api, headers, status):
         assert "dispatchwire" in response.text
 
 
-@pytest.mark.parametrize(("kw", "status"), [
-    ({}, 401),
-    ({"headers": bearer("wrong")}, 401),
-    ({"headers": bearer("u" * 32)}, 403),
-    ({"headers": bearer("r" * 32)}, 403),
-    ({"cookies": {"dw_token": "u" * 32}}, 403),
-    ({"params": {"token": "r" * 32}}, 403),
-])
+@pytest.mark.parametrize(
+    ("kw", "status"),
+    [
+        ({}, 401),
+        ({"headers": bearer("wrong")}, 401),
+        ({"headers": bearer("u" * 32)}, 403),
+        ({"headers": bearer("r" * 32)}, 403),
+        ({"cookies": {"dw_token": "u" * 32}}, 403),
+        ({"params": {"token": "r" * 32}}, 403),
+    ],
+)
 def test_snapshot_is_403_for_another_role(prod_api, kw, status):
     response = prod_api.get("/api/snapshot", **kw)
     assert response.status_code == status, response.text

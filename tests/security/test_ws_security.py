@@ -60,11 +60,14 @@ def test_token_in_the_first_frame_opens_the_feed(secure_api):
         assert json.loads(ws.recv(timeout=10))["event"] == "snapshot"
 
 
-@pytest.mark.parametrize(("frame", "expected"), [
-    (None, UNAUTHORIZED),  # no first frame, no token
-    ('{"token": "wrong"}', UNAUTHORIZED),
-    ('{"token": "dev-reporter"}', FORBIDDEN),
-])
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (None, UNAUTHORIZED),  # no first frame, no token
+        ('{"token": "wrong"}', UNAUTHORIZED),
+        ('{"token": "dev-reporter"}', FORBIDDEN),
+    ],
+)
 def test_refusals_are_closes_a_browser_can_read(secure_api, frame, expected):
     api = secure_api(api_ws_hello_timeout_s=0.5)
     with ws_connect(ws_url(api)) as ws:
@@ -90,11 +93,11 @@ def test_shutdown_closes_with_going_away(secure_api):
 def test_any_origin_never_brings_cookie_credentials(secure_api):
     api = secure_api(cors_origins=["*", "https://listed.example"])
     cookie = {"Cookie": "dw_token=dev-authority"}
-    with ws_connect(ws_url(api), origin="https://evil.example",
-                    additional_headers=cookie) as ws:
+    with ws_connect(ws_url(api), origin="https://evil.example", additional_headers=cookie) as ws:
         assert close_code(ws)[0] == UNAUTHORIZED.code
-    with ws_connect(ws_url(api), origin="https://listed.example",
-                    additional_headers=cookie) as ws:  # listed by name: its cookie counts
+    with ws_connect(
+        ws_url(api), origin="https://listed.example", additional_headers=cookie
+    ) as ws:  # listed by name: its cookie counts
         assert json.loads(ws.recv(timeout=10))["event"] == "snapshot"
     with ws_connect(ws_url(api), origin="https://evil.example") as ws:  # "*" with a token
         ws.send(json.dumps({"token": "dev-authority"}))

@@ -28,8 +28,9 @@ from tests.streams.helpers import EventLog
 
 
 def produce(settings, cmds) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20,
-                             batch_size=256 * 1024, acks=1)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1
+    )
     for cmd in cmds:
         producer.send(settings.commands_topic, key=cmd.region.encode(), value=encode(cmd))
     producer.flush(120)
@@ -51,8 +52,15 @@ def reports(n: int, rng: random.Random) -> list[ReportEmergency]:
     out = []
     for _ in range(n):
         lat, lon = random_road_point(net, rng)
-        out.append(ReportEmergency(region=net.region_for(lat, lon), type=EmergencyType.MEDICAL,
-                                   priority=3, lat=lat, lon=lon))
+        out.append(
+            ReportEmergency(
+                region=net.region_for(lat, lon),
+                type=EmergencyType.MEDICAL,
+                priority=3,
+                lat=lat,
+                lon=lon,
+            )
+        )
     return out
 
 
@@ -70,8 +78,10 @@ def main() -> None:
     settings = fresh_settings(bootstrap, tmp, partitions=4, tick_seconds=3600.0)
     units = register_commands(fleet(load_network()))
     reps = reports(args.reports, rng)
-    disp = [DispatchEmergency(region=r.region, emergency_id=r.emergency_id)
-            for r in reps[: args.dispatches]]
+    disp = [
+        DispatchEmergency(region=r.region, emergency_id=r.emergency_id)
+        for r in reps[: args.dispatches]
+    ]
     produce(settings, [*units, *reps])
     log = EventLog(settings)
     worker = WorkerProcess(settings, tmp / "w1.log")
@@ -94,8 +104,10 @@ def main() -> None:
 
     wait_for(answered, timeout=600, interval=0.0, message="every dispatch answered")
     t3 = time.monotonic()
-    print(f"dispatches: {len(disp)} commands (8 ambulances assigned with routing, the rest "
-          f"rejected) in {t3 - t2:.1f} s = {(len(log.records) - n) / (t3 - t2):.0f} events/s")
+    print(
+        f"dispatches: {len(disp)} commands (8 ambulances assigned with routing, the rest "
+        f"rejected) in {t3 - t2:.1f} s = {(len(log.records) - n) / (t3 - t2):.0f} events/s"
+    )
     worker.kill()
     log.close()
 
@@ -115,8 +127,10 @@ def main() -> None:
     worker.start()  # returns once its table is recovered and it owns its partitions
     t1 = time.monotonic()
     got = len(worker.state()["emergencies"])
-    print(f"recovery:   {got} emergencies ({2 * got} table entries) recovered, "
-          f"process start to ready in {t1 - t0:.1f} s")
+    print(
+        f"recovery:   {got} emergencies ({2 * got} table entries) recovered, "
+        f"process start to ready in {t1 - t0:.1f} s"
+    )
     worker.kill()
 
 

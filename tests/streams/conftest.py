@@ -17,8 +17,11 @@ from tests.streams.helpers import Commands, EventLog
 def fresh_settings(bootstrap: str, tmp: Path, **overrides: object) -> Settings:
     tag = uuid.uuid4().hex[:10]
     values: dict[str, object] = {
-        "kafka_bootstrap": bootstrap, "topic_prefix": f"t{tag}.", "app_id": f"dw-test-{tag}",
-        "data_dir": tmp / f"data-{tag}", "partitions": 2,
+        "kafka_bootstrap": bootstrap,
+        "topic_prefix": f"t{tag}.",
+        "app_id": f"dw-test-{tag}",
+        "data_dir": tmp / f"data-{tag}",
+        "partitions": 2,
     }
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
@@ -27,8 +30,9 @@ def fresh_settings(bootstrap: str, tmp: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def shared_worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[WorkerProcess]:
+def shared_worker(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     """One worker for a module's cases; each case uses ids of its own. Movement is slow
     (one tick a minute) so cases see only the events they cause."""
     tmp = tmp_path_factory.mktemp("worker")

@@ -18,16 +18,23 @@ class Commands:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # placed like the API's and the worker's records (schemas.placement)
-        self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                      linger_ms=5, partitioner=kafka_python_partitioner(settings))
+        self.producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            linger_ms=5,
+            partitioner=kafka_python_partitioner(settings),
+        )
 
     def send(self, *commands: object) -> None:
         self.send_all(commands)
 
     def send_all(self, commands: Iterable[object]) -> None:
         for cmd in commands:
-            self.producer.send(self.settings.commands_topic, key=cmd.region.encode(),  # type: ignore[attr-defined]
-                               value=encode(cmd))  # type: ignore[arg-type]
+            self.producer.send(
+                self.settings.commands_topic,
+                key=cmd.region.encode(),  # type: ignore[attr-defined]
+                value=encode(cmd),
+            )  # type: ignore[arg-type]
         self.producer.flush(30)
 
     def send_raw(self, key: bytes, value: bytes, topic: str | None = None) -> None:
@@ -43,8 +50,9 @@ class EventLog:
 
     def __init__(self, settings: Settings, topic: str | None = None) -> None:
         self.topic = topic or settings.events_topic
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                      enable_auto_commit=False, group_id=None)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
+        )
         parts = self.consumer.partitions_for_topic(self.topic) or set()
         tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self.consumer.assign(tps)

@@ -8,8 +8,9 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from dispatchwire.settings import Settings
 
 
-def committed_and_end(settings: Settings, topic: str | None = None
-                      ) -> dict[int, tuple[int | None, int]]:
+def committed_and_end(
+    settings: Settings, topic: str | None = None
+) -> dict[int, tuple[int | None, int]]:
     """Per partition of ``topic`` (default: commands), the worker group's committed offset
     (None if nothing is committed) and the partition's end offset."""
     topic = topic or settings.commands_topic
@@ -22,8 +23,10 @@ def committed_and_end(settings: Settings, topic: str | None = None
         out = {}
         for tp in tps:
             meta = committed.get(tp)
-            out[tp.partition] = (meta.offset if meta is not None and meta.offset >= 0 else None,
-                                 ends[tp])
+            out[tp.partition] = (
+                meta.offset if meta is not None and meta.offset >= 0 else None,
+                ends[tp],
+            )
         return out
     finally:
         consumer.close()
@@ -39,8 +42,14 @@ def set_topic_config(settings: Settings, topic: str, **configs: str) -> None:
     """Alter a topic's configs (``max_message_bytes="2000000"`` -> ``max.message.bytes``)."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        admin.alter_configs([ConfigResource(
-            ConfigResourceType.TOPIC, topic,
-            configs={name.replace("_", "."): value for name, value in configs.items()})])
+        admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    topic,
+                    configs={name.replace("_", "."): value for name, value in configs.items()},
+                )
+            ]
+        )
     finally:
         admin.close()

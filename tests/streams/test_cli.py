@@ -15,9 +15,14 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def dispatchwire(settings, *args: str, timeout: float = 120) -> str:
-    done = subprocess.run([sys.executable, "-m", "dispatchwire", *args],
-                          env=settings_env(settings), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "dispatchwire", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -27,23 +32,34 @@ def test_seed_is_idempotent_and_simulate_makes_traffic(settings, running_worker)
     log = EventLog(settings)
     try:
         assert "seeded 16 units in 4 regions" in dispatchwire(settings, "seed")
-        wait_for(lambda: log.poll() and len(log.projection().units) == 16,
-                 message="16 registered units")
+        wait_for(
+            lambda: log.poll() and len(log.projection().units) == 16, message="16 registered units"
+        )
         dispatchwire(settings, "seed")
         wait_for(lambda: len(log.poll()) >= 32, message="the second seed's outcomes")
         fold = log.projection()
         assert len(fold.units) == 16
-        assert all(u.version == 1 and u.status == UnitStatus.AVAILABLE
-                   for u in fold.units.values())
-        assert {u.region for u in fold.units.values()} == {"hki-nw", "hki-ne", "hki-sw",
-                                                            "hki-se"}
+        assert all(u.version == 1 and u.status == UnitStatus.AVAILABLE for u in fold.units.values())
+        assert {u.region for u in fold.units.values()} == {"hki-nw", "hki-ne", "hki-sw", "hki-se"}
 
-        out = dispatchwire(settings, "simulate", "--rate", "10", "--count", "3", "--auto",
-                           "--duration", "15", "--seed", "1")
+        out = dispatchwire(
+            settings,
+            "simulate",
+            "--rate",
+            "10",
+            "--count",
+            "3",
+            "--auto",
+            "--duration",
+            "15",
+            "--seed",
+            "1",
+        )
         assert "reported 3 emergencies" in out
         fold = log.projection()
-        wait_for(lambda: log.poll() and len(log.projection().emergencies) == 3,
-                 message="three reports")
+        wait_for(
+            lambda: log.poll() and len(log.projection().emergencies) == 3, message="three reports"
+        )
         fold = log.projection()
         assert any(e.assigned_unit_id for e in fold.emergencies.values())  # --auto dispatched
     finally:

@@ -34,8 +34,12 @@ def outcomes(log: EventLog, command_ids: list[str]) -> dict[str, list]:
 
 
 def wait_outcomes(log: EventLog, command_ids: list[str], timeout: float = 120.0) -> dict:
-    wait_for(lambda: len(outcomes(log, command_ids)) == len(command_ids), timeout=timeout,
-             interval=0.2, message=f"outcomes of {len(command_ids)} commands")
+    wait_for(
+        lambda: len(outcomes(log, command_ids)) == len(command_ids),
+        timeout=timeout,
+        interval=0.2,
+        message=f"outcomes of {len(command_ids)} commands",
+    )
     return outcomes(log, command_ids)
 
 
@@ -47,22 +51,39 @@ def test_200_dispatches_for_20_units(settings, running_worker):
     try:
         regions = [r.id for r in network.regions]
         stations = {u.region: (u.lat, u.lon) for u in fleet(network)}
-        units = [RegisterUnit(command_id=f"reg-{r}-{n}", region=r, unit_id=f"{r}-amb-{n}",
-                              callsign=f"{r[-2:].upper()}{n}", type=UnitType.AMBULANCE,
-                              lat=stations[r][0], lon=stations[r][1])
-                 for r in regions for n in range(5)]
+        units = [
+            RegisterUnit(
+                command_id=f"reg-{r}-{n}",
+                region=r,
+                unit_id=f"{r}-amb-{n}",
+                callsign=f"{r[-2:].upper()}{n}",
+                type=UnitType.AMBULANCE,
+                lat=stations[r][0],
+                lon=stations[r][1],
+            )
+            for r in regions
+            for n in range(5)
+        ]
         reports = []
         while len(reports) < 200:  # 50 per region
             lat, lon = random_road_point(network, rng)
             region = network.region_for(lat, lon)
             if sum(r.region == region for r in reports) < 50:
-                reports.append(ReportEmergency(region=region, type=EmergencyType.MEDICAL,
-                                               priority=rng.randint(1, 5), lat=lat, lon=lon))
+                reports.append(
+                    ReportEmergency(
+                        region=region,
+                        type=EmergencyType.MEDICAL,
+                        priority=rng.randint(1, 5),
+                        lat=lat,
+                        lon=lon,
+                    )
+                )
         commands.send_all(units + reports)
         wait_outcomes(log, [c.command_id for c in units + reports])
 
-        dispatches = [DispatchEmergency(region=r.region, emergency_id=r.emergency_id)
-                      for r in reports]
+        dispatches = [
+            DispatchEmergency(region=r.region, emergency_id=r.emergency_id) for r in reports
+        ]
         rng.shuffle(dispatches)
         commands.send_all(dispatches)  # all at once: they race for the units
         results = wait_outcomes(log, [d.command_id for d in dispatches])
@@ -88,8 +109,11 @@ def test_200_dispatches_for_20_units(settings, running_worker):
         assert all(results[c.command_id][0].event == "emergency_updated" for c in completes)
         assert_consistent(log.projection())
         assert_no_divergent_duplicates(log.events)
-        wait_for(lambda: log.poll() and log.projection().as_json() == worker.state(),
-                 timeout=30, message="the worker's table to equal the fold")
+        wait_for(
+            lambda: log.poll() and log.projection().as_json() == worker.state(),
+            timeout=30,
+            message="the worker's table to equal the fold",
+        )
     finally:
         commands.close()
         log.close()

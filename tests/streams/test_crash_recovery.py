@@ -29,9 +29,15 @@ def workload(rng: random.Random, n: int = 900) -> list:
     reports = []
     for _ in range(n):
         lat, lon = random_road_point(network, rng)
-        reports.append(ReportEmergency(region=network.region_for(lat, lon),
-                                       type=rng.choice(list(EmergencyType)), priority=3,
-                                       lat=lat, lon=lon))
+        reports.append(
+            ReportEmergency(
+                region=network.region_for(lat, lon),
+                type=rng.choice(list(EmergencyType)),
+                priority=3,
+                lat=lat,
+                lon=lon,
+            )
+        )
     out: list = []
     for i, report in enumerate(reports):
         out.append(report)
@@ -81,12 +87,19 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(make_settings, running_wor
         wait_for(answered, timeout=120, interval=0.2, message="an outcome for every command")
         # Quiesce: close whatever is still open, so units stop moving.
         fold = log.projection()
-        closing = [CompleteEmergency(region=e.region, emergency_id=e.id)
-                   for e in fold.emergencies.values() if e.assigned_unit_id
-                   and e.status in ("ASSIGNED", "ON_SCENE")]
+        closing = [
+            CompleteEmergency(region=e.region, emergency_id=e.id)
+            for e in fold.emergencies.values()
+            if e.assigned_unit_id and e.status in ("ASSIGNED", "ON_SCENE")
+        ]
         commands.send_all(closing)
-        wait_for(lambda: log.poll() and {e.command_id for e in log.events}
-                 >= {c.command_id for c in closing}, timeout=60, message="closing outcomes")
+        wait_for(
+            lambda: (
+                log.poll() and {e.command_id for e in log.events} >= {c.command_id for c in closing}
+            ),
+            timeout=60,
+            message="closing outcomes",
+        )
 
         fold = log.projection()
         assert_consistent(fold)

@@ -29,8 +29,9 @@ class Sender:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                      max_request_size=4 * 1024 * 1024)
+        self.producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+        )
 
     def send(self, key: bytes, value: bytes) -> tuple[int, int]:
         meta = self.producer.send(self.settings.commands_topic, key=key, value=value).get(30)
@@ -39,8 +40,9 @@ class Sender:
     def sentinel(self, key: bytes) -> tuple[str, tuple[int, int]]:
         """A valid command after the poison on the same partition (its outcome shows the
         worker went past the poison)."""
-        cmd = SetUnitStatus(region=key.decode(), unit_id="no-such-unit",
-                            status=UnitStatus.AVAILABLE)
+        cmd = SetUnitStatus(
+            region=key.decode(), unit_id="no-such-unit", status=UnitStatus.AVAILABLE
+        )
         return cmd.command_id, self.send(key, encode(cmd))
 
     def close(self) -> None:
@@ -66,9 +68,12 @@ def dead_letter_from(log: EventLog, at: tuple[int, int], timeout: float = 60.0):
 
     def found():
         log.poll()
-        return [r for r in log.records
-                if (dict(r.headers).get("original-partition"),
-                    dict(r.headers).get("original-offset")) == (partition, offset)]
+        return [
+            r
+            for r in log.records
+            if (dict(r.headers).get("original-partition"), dict(r.headers).get("original-offset"))
+            == (partition, offset)
+        ]
 
     return wait_for(found, timeout=timeout, message=f"the dead letter of {at}")[0]  # type: ignore[index]
 
@@ -82,8 +87,9 @@ def key() -> bytes:
     return f"poison-{uuid.uuid4().hex[:8]}".encode()
 
 
-def test_a_poison_record_goes_to_the_dead_letter_topic_whole(shared_worker, sender,
-                                                             dead_letters, event_log):
+def test_a_poison_record_goes_to_the_dead_letter_topic_whole(
+    shared_worker, sender, dead_letters, event_log
+):
     k = key()
     value = b'{"kind": "report_emergency", "this is": not json'
     at = sender.send(k, value)
@@ -96,12 +102,16 @@ def test_a_poison_record_goes_to_the_dead_letter_topic_whole(shared_worker, send
     assert "truncated" not in headers
     assert headers["error"]
     event_log.wait_command(sentinel)
-    wait_for(lambda: committed_past(shared_worker.settings, at), timeout=30,
-             message="the committed offset past the poison record")
+    wait_for(
+        lambda: committed_past(shared_worker.settings, at),
+        timeout=30,
+        message="the committed offset past the poison record",
+    )
 
 
 def test_a_poison_record_over_the_producer_limit_is_dead_lettered_truncated(
-        shared_worker, sender, dead_letters, event_log):
+    shared_worker, sender, dead_letters, event_log
+):
     settings = shared_worker.settings
     set_topic_config(settings, settings.commands_topic, max_message_bytes="2000000")
     k = key()
@@ -116,12 +126,16 @@ def test_a_poison_record_over_the_producer_limit_is_dead_lettered_truncated(
     assert headers["truncated"] == str(DEAD_LETTER_MAX_VALUE_BYTES).encode()
     assert headers["error"]
     event_log.wait_command(sentinel)
-    wait_for(lambda: committed_past(settings, at), timeout=30,
-             message="the committed offset past the poison record")
+    wait_for(
+        lambda: committed_past(settings, at),
+        timeout=30,
+        message="the committed offset past the poison record",
+    )
 
 
 def test_a_poison_record_is_not_acked_while_its_dead_letter_cannot_be_sent(
-        shared_worker, sender, dead_letters, event_log):
+    shared_worker, sender, dead_letters, event_log
+):
     settings = shared_worker.settings
     # The broker now refuses every dead letter bigger than 200 bytes.
     set_topic_config(settings, settings.dead_letter_topic, max_message_bytes="200")
@@ -131,19 +145,27 @@ def test_a_poison_record_is_not_acked_while_its_dead_letter_cannot_be_sent(
         log_before = len(shared_worker.log_tail(10**9))
         at = sender.send(k, value)
         sentinel, _ = sender.sentinel(k)
-        wait_for(lambda: "not sent" in shared_worker.log_tail(10**9)[log_before:], timeout=60,
-                 message="the worker to log the failed dead-letter send")
+        wait_for(
+            lambda: "not sent" in shared_worker.log_tail(10**9)[log_before:],
+            timeout=60,
+            message="the worker to log the failed dead-letter send",
+        )
         # Not acked, so not committed, and the worker did not move on past it.
         assert not committed_past(settings, at)
         event_log.poll()
         assert not event_log.for_command(sentinel)
-        set_topic_config(settings, settings.dead_letter_topic,
-                         max_message_bytes=BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+        set_topic_config(
+            settings, settings.dead_letter_topic, max_message_bytes=BROKER_DEFAULT_MAX_MESSAGE_BYTES
+        )
         record = dead_letter_from(dead_letters, at)
         assert record.value == value
         event_log.wait_command(sentinel)
-        wait_for(lambda: committed_past(settings, at), timeout=30,
-                 message="the committed offset past the poison record")
+        wait_for(
+            lambda: committed_past(settings, at),
+            timeout=30,
+            message="the committed offset past the poison record",
+        )
     finally:
-        set_topic_config(settings, settings.dead_letter_topic,
-                         max_message_bytes=BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+        set_topic_config(
+            settings, settings.dead_letter_topic, max_message_bytes=BROKER_DEFAULT_MAX_MESSAGE_BYTES
+        )

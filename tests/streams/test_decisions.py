@@ -34,10 +34,20 @@ def run(state: DispatchState, cmd: object, tick_s: float = 1.0) -> Outcome:
 @pytest.fixture
 def dispatched() -> tuple[DispatchState, str]:
     state = DispatchState({})
-    run(state, RegisterUnit(region="r", unit_id="u1", callsign="U1", type=UnitType.AMBULANCE,
-                            lat=STATION[0], lon=STATION[1]))
-    report = ReportEmergency(region="r", type=EmergencyType.MEDICAL, priority=1,
-                             lat=INCIDENT[0], lon=INCIDENT[1])
+    run(
+        state,
+        RegisterUnit(
+            region="r",
+            unit_id="u1",
+            callsign="U1",
+            type=UnitType.AMBULANCE,
+            lat=STATION[0],
+            lon=STATION[1],
+        ),
+    )
+    report = ReportEmergency(
+        region="r", type=EmergencyType.MEDICAL, priority=1, lat=INCIDENT[0], lon=INCIDENT[1]
+    )
     run(state, report)
     run(state, DispatchEmergency(region="r", emergency_id=report.emergency_id))
     return state, "u1"
@@ -45,8 +55,14 @@ def dispatched() -> tuple[DispatchState, str]:
 
 def test_same_command_same_state_same_events(dispatched):
     state, _ = dispatched
-    report = ReportEmergency(command_id="c-1", region="r", type=EmergencyType.MEDICAL,
-                             priority=1, lat=INCIDENT[0], lon=INCIDENT[1])
+    report = ReportEmergency(
+        command_id="c-1",
+        region="r",
+        type=EmergencyType.MEDICAL,
+        priority=1,
+        lat=INCIDENT[0],
+        lon=INCIDENT[1],
+    )
     one = decide(report, state, ROUTER, NOW)
     two = decide(report, state, ROUTER, NOW)
     assert outcome_to_json(one) == outcome_to_json(two)
@@ -72,8 +88,10 @@ def test_ticks_reach_the_scene_and_stop(dispatched):
         unit = state.unit(unit_id)
         if unit.status != UnitStatus.DISPATCHED:
             break
-        seen += [e.event for e in run(state, UnitPosition(region="r", unit_id=unit_id,
-                                                          tick=unit.version)).events]
+        seen += [
+            e.event
+            for e in run(state, UnitPosition(region="r", unit_id=unit_id, tick=unit.version)).events
+        ]
     unit = state.unit(unit_id)
     assert unit.status == UnitStatus.ON_SCENE
     assert (unit.lat, unit.lon) == tuple(unit.route[-1])

@@ -30,8 +30,11 @@ def test_unit_drives_to_the_emergency_and_arrives(make_settings, running_worker)
         assigned, _ = world.run(world.dispatch(emergency))
         route, eta = assigned.unit.route, assigned.unit.eta_s
 
-        arrived = log.wait(lambda e: e.event == "emergency_updated" and e.action == "on_scene",
-                           timeout=eta + 60, message="arrival")
+        arrived = log.wait(
+            lambda e: e.event == "emergency_updated" and e.action == "on_scene",
+            timeout=eta + 60,
+            message="arrival",
+        )
         moves = [e for e in log.events if isinstance(e, UnitLocation) and e.unit_id == unit_id]
         assert len(moves) >= 3
         assert [m.version for m in moves] == list(range(3, 3 + len(moves)))  # one step each
@@ -53,10 +56,16 @@ def test_unit_drives_to_the_emergency_and_arrives(make_settings, running_worker)
         back = done[0].unit
         assert back.status == UnitStatus.RETURNING and back.emergency_id is None
         assert tuple(back.route[-1]) == pytest.approx(STATION, abs=1e-6)
-        home = log.wait(lambda e: e.event == "unit_status_update" and e.unit_id == unit_id
-                        and e.status == UnitStatus.AVAILABLE and e.unit.version > back.version,
-                        timeout=back.eta_s + 60,
-                        message="the unit back at its station")
+        home = log.wait(
+            lambda e: (
+                e.event == "unit_status_update"
+                and e.unit_id == unit_id
+                and e.status == UnitStatus.AVAILABLE
+                and e.unit.version > back.version
+            ),
+            timeout=back.eta_s + 60,
+            message="the unit back at its station",
+        )
         assert (home[0].unit.lat, home[0].unit.lon) == pytest.approx(STATION, abs=1e-6)
         assert home[0].unit.route is None
         fold = log.projection()

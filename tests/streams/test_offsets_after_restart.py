@@ -38,8 +38,9 @@ class SteadyLoad(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
         self.settings = settings
-        self.producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                      linger_ms=5)
+        self.producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5
+        )
         self.command_ids: list[str] = []
         self.stopping = threading.Event()
         self.error: BaseException | None = None
@@ -53,13 +54,16 @@ class SteadyLoad(threading.Thread):
                 region = next(regions)
                 cmd: object
                 if n % 3:
-                    cmd = ReportEmergency(region=region, type=EmergencyType.FIRE, priority=3,
-                                          lat=60.17, lon=24.94)
+                    cmd = ReportEmergency(
+                        region=region, type=EmergencyType.FIRE, priority=3, lat=60.17, lon=24.94
+                    )
                 else:
-                    cmd = SetUnitStatus(region=region, unit_id="no-such-unit",
-                                        status=UnitStatus.AVAILABLE)
-                self.producer.send(self.settings.commands_topic, key=region.encode(),
-                                   value=encode(cmd))  # type: ignore[arg-type]
+                    cmd = SetUnitStatus(
+                        region=region, unit_id="no-such-unit", status=UnitStatus.AVAILABLE
+                    )
+                self.producer.send(
+                    self.settings.commands_topic, key=region.encode(), value=encode(cmd)
+                )  # type: ignore[arg-type]
                 self.command_ids.append(cmd.command_id)  # type: ignore[attr-defined]
                 n += 1
                 # pace to RATE_PER_S (a rate, not a wait for a condition)
@@ -132,12 +136,18 @@ def test_committed_offsets_reach_the_end_after_restarts_under_load(settings, run
     try:
         for _ in range(2):
             seen = len(load.command_ids)
-            wait_for(lambda n=seen: len(load.command_ids) > n + 3 * RATE_PER_S, timeout=60,
-                     message="three seconds more of load")
+            wait_for(
+                lambda n=seen: len(load.command_ids) > n + 3 * RATE_PER_S,
+                timeout=60,
+                message="three seconds more of load",
+            )
             worker.restart()
         seen = len(load.command_ids)
-        wait_for(lambda: len(load.command_ids) > seen + 5 * RATE_PER_S, timeout=60,
-                 message="five seconds of load after the last restart")
+        wait_for(
+            lambda: len(load.command_ids) > seen + 5 * RATE_PER_S,
+            timeout=60,
+            message="five seconds of load after the last restart",
+        )
         ids = set(load.stop())
 
         def answered() -> bool:
@@ -153,15 +163,20 @@ def test_committed_offsets_reach_the_end_after_restarts_under_load(settings, run
             return not lag
 
         try:
-            wait_for(caught_up, timeout=3 * COMMIT_INTERVAL_S, interval=0.2,
-                     message="committed offsets at the end of every commands partition")
+            wait_for(
+                caught_up,
+                timeout=3 * COMMIT_INTERVAL_S,
+                interval=0.2,
+                message="committed offsets at the end of every commands partition",
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}; (committed, end) by partition: {lag}") from None
         # A clean restart commits what the worker processed, so nothing was processed twice:
         # a command replayed after a restart would have published its events again.
         event_ids = [e.event_id for e in log.events]
-        assert len(event_ids) == len(set(event_ids)), \
+        assert len(event_ids) == len(set(event_ids)), (
             f"{len(event_ids) - len(set(event_ids))} events published twice (commands replayed)"
+        )
     finally:
         if load.is_alive():
             load.stopping.set()

@@ -35,10 +35,19 @@ from tests.streams.conftest import fresh_settings
 from tests.streams.helpers import Commands, EventLog
 from tests.streams.world import INCIDENT, STATION, World, names, new_id
 
-P, A, S, C, X = (EmergencyStatus.PENDING, EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE,
-                 EmergencyStatus.COMPLETED, EmergencyStatus.CANCELLED)
-AV, DI, RET, OOS = (UnitStatus.AVAILABLE, UnitStatus.DISPATCHED, UnitStatus.RETURNING,
-                    UnitStatus.OUT_OF_SERVICE)
+P, A, S, C, X = (
+    EmergencyStatus.PENDING,
+    EmergencyStatus.ASSIGNED,
+    EmergencyStatus.ON_SCENE,
+    EmergencyStatus.COMPLETED,
+    EmergencyStatus.CANCELLED,
+)
+AV, DI, RET, OOS = (
+    UnitStatus.AVAILABLE,
+    UnitStatus.DISPATCHED,
+    UnitStatus.RETURNING,
+    UnitStatus.OUT_OF_SERVICE,
+)
 REJECTED = ["command_rejected"]
 ASSIGNED = ["emergency_updated:assigned", "unit_status_update"]
 COMPLETED = ["emergency_updated:completed", "unit_status_update"]
@@ -64,13 +73,15 @@ TRANSITIONS = [
 
 
 @pytest.fixture(scope="module")
-def still_worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[WorkerProcess]:
+def still_worker(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     """A worker whose movement timer never fires during the module (one tick an hour),
     so a RETURNING unit stays RETURNING until a case moves it."""
     tmp = tmp_path_factory.mktemp("worker")
-    worker = WorkerProcess(fresh_settings(kafka_bootstrap, tmp, tick_seconds=3600.0),
-                           tmp / "worker.log")
+    worker = WorkerProcess(
+        fresh_settings(kafka_bootstrap, tmp, tick_seconds=3600.0), tmp / "worker.log"
+    )
     try:
         yield worker.start()
     finally:
@@ -88,8 +99,9 @@ def world(still_worker: WorkerProcess) -> Iterator[World]:
 
 
 def gps_fix(world: World, unit: str, at: tuple[float, float]) -> UnitPosition:
-    return UnitPosition(command_id=new_id("gps"), region=world.region, unit_id=unit,
-                        lat=at[0], lon=at[1])
+    return UnitPosition(
+        command_id=new_id("gps"), region=world.region, unit_id=unit, lat=at[0], lon=at[1]
+    )
 
 
 def reach(world: World, state: str) -> tuple[str, str]:
@@ -127,10 +139,10 @@ def act(world: World, action: str, emergency: str, unit: str) -> tuple[object, s
 @pytest.mark.kafka
 @pytest.mark.parametrize(
     ("start", "action", "expected", "emergency_after", "unit_after", "reason"),
-    TRANSITIONS, ids=[f"{t[0]}-{t[1]}" for t in TRANSITIONS],
+    TRANSITIONS,
+    ids=[f"{t[0]}-{t[1]}" for t in TRANSITIONS],
 )
-def test_returning_transition(world, start, action, expected, emergency_after, unit_after,
-                              reason):
+def test_returning_transition(world, start, action, expected, emergency_after, unit_after, reason):
     emergency, unit = reach(world, start)
     before = world.log.projection()
     cmd, checked = act(world, action, emergency, unit)
@@ -173,10 +185,19 @@ def _returning_unit() -> tuple[DispatchState, str]:
     def run(cmd: object) -> None:
         state.apply(decide(cmd, state, ROUTER, T0))  # type: ignore[arg-type]
 
-    run(RegisterUnit(region="r", unit_id="u1", callsign="U1", type=UnitType.AMBULANCE,
-                     lat=STATION[0], lon=STATION[1]))
-    report = ReportEmergency(region="r", type=EmergencyType.MEDICAL, priority=1,
-                             lat=INCIDENT[0], lon=INCIDENT[1])
+    run(
+        RegisterUnit(
+            region="r",
+            unit_id="u1",
+            callsign="U1",
+            type=UnitType.AMBULANCE,
+            lat=STATION[0],
+            lon=STATION[1],
+        )
+    )
+    report = ReportEmergency(
+        region="r", type=EmergencyType.MEDICAL, priority=1, lat=INCIDENT[0], lon=INCIDENT[1]
+    )
     run(report)
     run(DispatchEmergency(region="r", emergency_id=report.emergency_id))
     run(UnitPosition(region="r", unit_id="u1", lat=INCIDENT[0], lon=INCIDENT[1]))
@@ -218,14 +239,28 @@ def test_a_returning_unit_is_dispatched_when_it_is_the_fastest():
     """Ranked from where it is: a returning unit near a new emergency beats one at home."""
     state, unit_id = _returning_unit()
     far = load_network().region("hki-se").center
-    state.apply(decide(RegisterUnit(region="r", unit_id="u2", callsign="U2",
-                                    type=UnitType.AMBULANCE, lat=far[0], lon=far[1]),
-                       state, ROUTER, T0))
-    report = ReportEmergency(region="r", type=EmergencyType.MEDICAL, priority=1,
-                             lat=INCIDENT[0], lon=INCIDENT[1])
+    state.apply(
+        decide(
+            RegisterUnit(
+                region="r",
+                unit_id="u2",
+                callsign="U2",
+                type=UnitType.AMBULANCE,
+                lat=far[0],
+                lon=far[1],
+            ),
+            state,
+            ROUTER,
+            T0,
+        )
+    )
+    report = ReportEmergency(
+        region="r", type=EmergencyType.MEDICAL, priority=1, lat=INCIDENT[0], lon=INCIDENT[1]
+    )
     state.apply(decide(report, state, ROUTER, T0))
-    outcome = decide(DispatchEmergency(region="r", emergency_id=report.emergency_id), state,
-                     ROUTER, T0)
+    outcome = decide(
+        DispatchEmergency(region="r", emergency_id=report.emergency_id), state, ROUTER, T0
+    )
     decision = outcome.events[0].dispatch
     assert decision.chosen_unit_id == unit_id
     assert {c.unit_id for c in decision.candidates} == {unit_id, "u2"}

@@ -23,8 +23,13 @@ def test_committed_network_is_central_helsinki_with_attribution():
 
 @pytest.mark.parametrize(
     ("lat", "lon", "region"),
-    [(60.178, 24.937, "hki-nw"), (60.178, 24.952, "hki-ne"), (60.165, 24.937, "hki-sw"),
-     (60.165, 24.952, "hki-se"), (10.0, 10.0, "hki-sw")],
+    [
+        (60.178, 24.937, "hki-nw"),
+        (60.178, 24.952, "hki-ne"),
+        (60.165, 24.937, "hki-sw"),
+        (60.165, 24.952, "hki-se"),
+        (10.0, 10.0, "hki-sw"),
+    ],
 )
 def test_region_for(lat, lon, region):
     assert region_for(lat, lon) == region

@@ -67,17 +67,20 @@ def test_make_run_s_simulator_reaches_a_steady_state(make_settings, running_work
     (simulator,) = [p for p in _parts(settings, args, subcommands()) if p.name == "simulator"]
     argv = [*simulator.argv, "--duration", str(RUN_S), "--seed", "3"]
     log = EventLog(settings)
-    proc = subprocess.Popen([sys.executable, "-m", "dispatchwire", *argv],
-                            env=settings_env(settings), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dispatchwire", *argv],
+        env=settings_env(settings),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     start = time.monotonic()
     samples: list[tuple[float, int]] = []  # (seconds since start, PENDING count)
     try:
         while proc.poll() is None:  # each poll waits up to 200 ms for events
             log.poll()
             fold = log.projection()
-            pending = sum(e.status == EmergencyStatus.PENDING
-                          for e in fold.emergencies.values())
+            pending = sum(e.status == EmergencyStatus.PENDING for e in fold.emergencies.values())
             samples.append((time.monotonic() - start, pending))
             assert time.monotonic() - start < RUN_S + 60, "the simulator did not stop"
     finally:
@@ -90,8 +93,10 @@ def test_make_run_s_simulator_reaches_a_steady_state(make_settings, running_work
     reports = len(fold.emergencies)
     served = sum(e.assigned_unit_id is not None for e in fold.emergencies.values())
     second_half = [p for t, p in samples if t >= RUN_S / 2]
-    summary = (f"{reports} reports, {served} dispatched, PENDING max {max(p for _, p in samples)}"
-               f", second half max {max(second_half)}, at the end {samples[-1][1]}\n{output}")
+    summary = (
+        f"{reports} reports, {served} dispatched, PENDING max {max(p for _, p in samples)}"
+        f", second half max {max(second_half)}, at the end {samples[-1][1]}\n{output}"
+    )
     assert reports >= 3, summary
     assert max(second_half) <= 4, summary
     assert samples[-1][1] <= 3, summary

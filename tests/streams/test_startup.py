@@ -34,9 +34,23 @@ def test_editable_install_prints_no_setuptools_warning(tmp_path: Path) -> None:
     """``pip install -e`` as the Makefile runs it (into a scratch prefix, no dependencies;
     ``--ignore-installed`` leaves the installed copy alone)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
-         "--prefix", str(tmp_path / "prefix"), "-e", str(ROOT)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--ignore-installed",
+            "--prefix",
+            str(tmp_path / "prefix"),
+            "-e",
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
@@ -56,19 +70,25 @@ def _ok(url: str) -> bool:
 def test_run_on_a_fresh_broker_starts_without_error_or_warning_lines(tmp_path: Path) -> None:
     base = Settings()
     data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-startup-kafka-"))
-    broker = LocalBroker(distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-                         data_dir=data_dir, port=free_port(), controller_port=free_port(),
-                         heap="512m")
+    broker = LocalBroker(
+        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
+        data_dir=data_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        heap="512m",
+    )
     api_port, worker_port = free_port(), free_port()
     env = dict(os.environ)
-    env.update({
-        "DISPATCHWIRE_KAFKA_BOOTSTRAP": "",  # set below, once the broker has its port
-        "DISPATCHWIRE_API_PORT": str(api_port),
-        "DISPATCHWIRE_WORKER_WEB_PORT": str(worker_port),
-        "DISPATCHWIRE_DATA_DIR": str(tmp_path / "data"),
-        "DISPATCHWIRE_SINK_DB": str(tmp_path / "data" / "sink.duckdb"),
-        "DISPATCHWIRE_LOG_LEVEL": "INFO",
-    })
+    env.update(
+        {
+            "DISPATCHWIRE_KAFKA_BOOTSTRAP": "",  # set below, once the broker has its port
+            "DISPATCHWIRE_API_PORT": str(api_port),
+            "DISPATCHWIRE_WORKER_WEB_PORT": str(worker_port),
+            "DISPATCHWIRE_DATA_DIR": str(tmp_path / "data"),
+            "DISPATCHWIRE_SINK_DB": str(tmp_path / "data" / "sink.duckdb"),
+            "DISPATCHWIRE_LOG_LEVEL": "INFO",
+        }
+    )
     out_path = tmp_path / "run.out"
     proc = None
     try:
@@ -76,16 +96,23 @@ def test_run_on_a_fresh_broker_starts_without_error_or_warning_lines(tmp_path: P
         env["DISPATCHWIRE_KAFKA_BOOTSTRAP"] = broker.bootstrap
         with open(out_path, "wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dispatchwire", "run"], env=env, cwd=tmp_path,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [sys.executable, "-m", "dispatchwire", "run"],
+                env=env,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
         def started() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"dispatchwire run exited:\n{out_path.read_text()}")
-            return (_ok(f"http://127.0.0.1:{worker_port}/dispatch/ready/")
-                    and _ok(f"http://127.0.0.1:{api_port}/readyz")
-                    and "analytics.sink: sink: " in out_path.read_text(errors="replace"))
+            return (
+                _ok(f"http://127.0.0.1:{worker_port}/dispatch/ready/")
+                and _ok(f"http://127.0.0.1:{api_port}/readyz")
+                and "analytics.sink: sink: " in out_path.read_text(errors="replace")
+            )
 
         # the worker owns its partitions, the API is ready and the sink consumed the seed:
         # every consumer group has found its coordinator
@@ -108,7 +135,8 @@ def test_run_on_a_fresh_broker_starts_without_error_or_warning_lines(tmp_path: P
 
 @pytest.mark.parametrize(("elapsed", "level"), [(0.0, "INFO"), (120.0, "ERROR")])
 def test_group_coordinator_transient_is_info_during_startup_only(
-        elapsed: float, level: str, caplog: pytest.LogCaptureFixture) -> None:
+    elapsed: float, level: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A part started on its own (not through ``dispatchwire run``) may still meet the
     transient: during start-up it is logged at INFO, later it keeps its ERROR."""
     import logging
@@ -124,8 +152,10 @@ def test_group_coordinator_transient_is_info_during_startup_only(
             if isinstance(f, logs.StartupTransients):
                 f.until = time.monotonic() + logs.STARTUP_S - elapsed
         with caplog.at_level(logging.INFO):
-            logger.error("Group Coordinator Request failed: %s",
-                         "[Error 15] GroupCoordinatorNotAvailableError")
+            logger.error(
+                "Group Coordinator Request failed: %s",
+                "[Error 15] GroupCoordinatorNotAvailableError",
+            )
             logger.error("Group Coordinator Request failed: %s", "[Error 29] Authorization")
     finally:
         logger.filters[:] = saved

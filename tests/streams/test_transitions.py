@@ -19,10 +19,19 @@ from tests.streams.world import FAR_STATION, STATION, World, names
 
 pytestmark = pytest.mark.kafka
 
-P, A, S, C, X = (EmergencyStatus.PENDING, EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE,
-                 EmergencyStatus.COMPLETED, EmergencyStatus.CANCELLED)
-AV, DI, OS, OOS = (UnitStatus.AVAILABLE, UnitStatus.DISPATCHED, UnitStatus.ON_SCENE,
-                   UnitStatus.OUT_OF_SERVICE)
+P, A, S, C, X = (
+    EmergencyStatus.PENDING,
+    EmergencyStatus.ASSIGNED,
+    EmergencyStatus.ON_SCENE,
+    EmergencyStatus.COMPLETED,
+    EmergencyStatus.CANCELLED,
+)
+AV, DI, OS, OOS = (
+    UnitStatus.AVAILABLE,
+    UnitStatus.DISPATCHED,
+    UnitStatus.ON_SCENE,
+    UnitStatus.OUT_OF_SERVICE,
+)
 REJECTED = ["command_rejected"]
 ASSIGNED = ["emergency_updated:assigned", "unit_status_update"]
 ON_SCENE = ["emergency_updated:on_scene", "unit_status_update"]
@@ -85,10 +94,12 @@ def act(world: World, action: str, emergency: str, unit: str) -> object:
 
 @pytest.mark.parametrize(
     ("start", "action", "expected", "emergency_after", "unit_after", "reason"),
-    TRANSITIONS, ids=[f"{t[0]}-{t[1]}" for t in TRANSITIONS],
+    TRANSITIONS,
+    ids=[f"{t[0]}-{t[1]}" for t in TRANSITIONS],
 )
-def test_transition(shared_worker, commands, event_log, start, action, expected,
-                    emergency_after, unit_after, reason):
+def test_transition(
+    shared_worker, commands, event_log, start, action, expected, emergency_after, unit_after, reason
+):
     world = World(commands, event_log)
     emergency, unit = reach(world, start)
     before = event_log.projection()
@@ -104,7 +115,7 @@ def test_transition(shared_worker, commands, event_log, start, action, expected,
         for event in events:  # full new state, each changed entity one version up
             for entity in (getattr(event, "emergency", None), getattr(event, "unit", None)):
                 if entity is not None:
-                    old = (before.emergencies if hasattr(entity, "priority") else before.units)
+                    old = before.emergencies if hasattr(entity, "priority") else before.units
                     assert entity.version == old[entity.id].version + 1
     else:
         (rejection,) = events
@@ -116,8 +127,7 @@ def test_transition(shared_worker, commands, event_log, start, action, expected,
         assert after.units[unit].route is None
 
 
-def test_dispatch_picks_the_fastest_fitting_unit_and_says_why(shared_worker, commands,
-                                                              event_log):
+def test_dispatch_picks_the_fastest_fitting_unit_and_says_why(shared_worker, commands, event_log):
     world = World(commands, event_log)
     far = world.register(FAR_STATION)
     near = world.register(STATION)
@@ -159,8 +169,9 @@ def test_explicit_unit_overrides_the_recommendation(shared_worker, commands, eve
         ("unknown_emergency", "no emergency"),
     ],
 )
-def test_dispatch_rejections_leave_the_emergency_pending(shared_worker, commands, event_log,
-                                                         case, reason):
+def test_dispatch_rejections_leave_the_emergency_pending(
+    shared_worker, commands, event_log, case, reason
+):
     world = World(commands, event_log)
     ambulance = world.register(STATION)
     fire = world.register(STATION, UnitType.FIRE_ENGINE)
@@ -170,8 +181,11 @@ def test_dispatch_rejections_leave_the_emergency_pending(shared_worker, commands
     if case in ("all_busy", "named_unit_busy"):
         world.run(world.dispatch(world.report()))
     emergency = world.report(kind)
-    unit_id = {"named_unit_busy": ambulance, "named_unit_wrong_type": fire,
-               "named_unit_unknown": "nobody-1"}.get(case)
+    unit_id = {
+        "named_unit_busy": ambulance,
+        "named_unit_wrong_type": fire,
+        "named_unit_unknown": "nobody-1",
+    }.get(case)
     target = "no-such-emergency" if case == "unknown_emergency" else emergency
     (rejection,) = world.run(world.dispatch(target, unit_id=unit_id))
     assert isinstance(rejection, CommandRejectedEvent)
@@ -193,11 +207,14 @@ def test_duplicated_command_is_a_no_op(shared_worker, commands, event_log):
 
     # Its events are published again, identical (same ids), and nothing else happens.
     assert len(again) == 2 * len(first)
-    assert again[len(first):] == first
+    assert again[len(first) :] == first
     assert shared_worker.state() == state_after_first
     assert event_log.projection().as_json() == fold_after_first
-    busy = [u for u in event_log.projection().units.values()
-            if u.region == world.region and u.status == DI]
+    busy = [
+        u
+        for u in event_log.projection().units.values()
+        if u.region == world.region and u.status == DI
+    ]
     assert len(busy) == 1
 
 
@@ -218,14 +235,18 @@ def test_undecodable_command_goes_to_the_dead_letter_topic(shared_worker, comman
     assert unit in event_log.projection().units
     dlq = EventLog(shared_worker.settings, topic=shared_worker.settings.dead_letter_topic)
     try:
+
         def dead_letters() -> list:
             dlq.poll()
             return [r for r in dlq.records if r.key == world.region.encode()]
 
-        letters = wait_for(lambda: len(dead_letters()) >= 2 and dead_letters(),
-                           message="two dead letters")
-        assert [r.value for r in letters] == [b'{"kind": "dispatch_emergency", "oops": 1}',
-                                              b"\xff not json"]
+        letters = wait_for(
+            lambda: len(dead_letters()) >= 2 and dead_letters(), message="two dead letters"
+        )
+        assert [r.value for r in letters] == [
+            b'{"kind": "dispatch_emergency", "oops": 1}',
+            b"\xff not json",
+        ]
         assert all(dict(r.headers)["error"] for r in letters)
     finally:
         dlq.close()

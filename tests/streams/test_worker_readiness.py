@@ -30,8 +30,13 @@ BROKER_TIMEOUT_S = 3.0
 def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
     base = Settings()
     data_dir = tmp_path / "broker"
-    broker = LocalBroker(KafkaDistribution(base.kafka_version, base.cache_dir), data_dir,
-                         port=free_port(), controller_port=free_port(), heap="384m")
+    broker = LocalBroker(
+        KafkaDistribution(base.kafka_version, base.cache_dir),
+        data_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        heap="384m",
+    )
     broker.start()
     try:
         yield broker
@@ -57,8 +62,9 @@ def ready(worker: WorkerProcess) -> httpx.Response | None:
 
 
 def test_ready_turns_503_while_the_broker_is_down_and_200_after(own_broker, tmp_path):
-    settings = fresh_settings(own_broker.bootstrap, tmp_path,
-                              worker_broker_timeout_s=BROKER_TIMEOUT_S)
+    settings = fresh_settings(
+        own_broker.bootstrap, tmp_path, worker_broker_timeout_s=BROKER_TIMEOUT_S
+    )
     worker = WorkerProcess(settings, tmp_path / "worker.log", ready_timeout=120.0)
     try:
         worker.start()
@@ -69,8 +75,12 @@ def test_ready_turns_503_while_the_broker_is_down_and_200_after(own_broker, tmp_
             response = ready(worker)
             return response if response is not None and response.status_code == 503 else None
 
-        response = wait_for(not_ready, timeout=BROKER_TIMEOUT_S + 20, interval=0.2,
-                            message="the ready page to say 503 without a broker")
+        response = wait_for(
+            not_ready,
+            timeout=BROKER_TIMEOUT_S + 20,
+            interval=0.2,
+            message="the ready page to say 503 without a broker",
+        )
         body = response.json()  # type: ignore[attr-defined]
         assert body["ready"] is False and "broker" in body["reason"], body
         assert worker.alive()
@@ -78,8 +88,12 @@ def test_ready_turns_503_while_the_broker_is_down_and_200_after(own_broker, tmp_
         started = time.monotonic()
         own_broker.start()
         print(f"broker up again after {time.monotonic() - started:.1f}s")
-        wait_for(lambda: (r := ready(worker)) is not None and r.status_code == 200,
-                 timeout=120, interval=0.2, message="the ready page to say 200 again")
+        wait_for(
+            lambda: (r := ready(worker)) is not None and r.status_code == 200,
+            timeout=120,
+            interval=0.2,
+            message="the ready page to say 200 again",
+        )
         print(f"worker ready {time.monotonic() - started:.1f}s after the broker restart")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- worker log ---\n{worker.log_tail()}") from None

@@ -38,41 +38,72 @@ class World:
     def run(self, cmd: object) -> list[Event]:
         """Send ``cmd`` and return all its events: a sentinel command sent after it on the
         same partition proves every earlier event of the region is in the log."""
-        sentinel = SetUnitStatus(command_id=new_id("sentinel"), region=self.region,
-                                 unit_id="no-such-unit", status=UnitStatus.AVAILABLE)
+        sentinel = SetUnitStatus(
+            command_id=new_id("sentinel"),
+            region=self.region,
+            unit_id="no-such-unit",
+            status=UnitStatus.AVAILABLE,
+        )
         self.commands.send(cmd, sentinel)
         self.log.wait_command(sentinel.command_id)
         return self.log.for_command(cmd.command_id)  # type: ignore[attr-defined]
 
-    def register(self, at: tuple[float, float], unit_type: UnitType = UnitType.AMBULANCE,
-                 unit_id: str | None = None) -> str:
+    def register(
+        self,
+        at: tuple[float, float],
+        unit_type: UnitType = UnitType.AMBULANCE,
+        unit_id: str | None = None,
+    ) -> str:
         unit_id = unit_id or new_id("unit")
-        self.run(RegisterUnit(command_id=new_id("reg"), region=self.region, unit_id=unit_id,
-                              callsign=unit_id[-8:], type=unit_type, lat=at[0], lon=at[1]))
+        self.run(
+            RegisterUnit(
+                command_id=new_id("reg"),
+                region=self.region,
+                unit_id=unit_id,
+                callsign=unit_id[-8:],
+                type=unit_type,
+                lat=at[0],
+                lon=at[1],
+            )
+        )
         return unit_id
 
-    def report(self, kind: EmergencyType = EmergencyType.MEDICAL,
-               at: tuple[float, float] = INCIDENT) -> str:
-        cmd = ReportEmergency(command_id=new_id("rep"), region=self.region, type=kind,
-                              priority=2, lat=at[0], lon=at[1])
+    def report(
+        self, kind: EmergencyType = EmergencyType.MEDICAL, at: tuple[float, float] = INCIDENT
+    ) -> str:
+        cmd = ReportEmergency(
+            command_id=new_id("rep"),
+            region=self.region,
+            type=kind,
+            priority=2,
+            lat=at[0],
+            lon=at[1],
+        )
         self.run(cmd)
         return cmd.emergency_id
 
     def dispatch(self, emergency_id: str, unit_id: str | None = None) -> DispatchEmergency:
-        return DispatchEmergency(command_id=new_id("dsp"), region=self.region,
-                                 emergency_id=emergency_id, unit_id=unit_id)
+        return DispatchEmergency(
+            command_id=new_id("dsp"), region=self.region, emergency_id=emergency_id, unit_id=unit_id
+        )
 
     def complete(self, emergency_id: str) -> CompleteEmergency:
-        return CompleteEmergency(command_id=new_id("cmp"), region=self.region,
-                                 emergency_id=emergency_id)
+        return CompleteEmergency(
+            command_id=new_id("cmp"), region=self.region, emergency_id=emergency_id
+        )
 
     def cancel(self, emergency_id: str) -> CancelEmergency:
-        return CancelEmergency(command_id=new_id("cnc"), region=self.region,
-                               emergency_id=emergency_id, reason="caller hung up")
+        return CancelEmergency(
+            command_id=new_id("cnc"),
+            region=self.region,
+            emergency_id=emergency_id,
+            reason="caller hung up",
+        )
 
     def set_status(self, unit_id: str, status: UnitStatus) -> SetUnitStatus:
-        return SetUnitStatus(command_id=new_id("sts"), region=self.region, unit_id=unit_id,
-                             status=status)
+        return SetUnitStatus(
+            command_id=new_id("sts"), region=self.region, unit_id=unit_id, status=status
+        )
 
 
 def names(events: list[Event]) -> list[str]:

@@ -41,14 +41,17 @@ class ClosingSite:
     def __post_init__(self) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        app = Starlette(routes=[
-            Route("/api/stream", self._stream),
-            Route("/api/state", self._state),
-            WebSocketRoute("/ws", self._ws),
-            *views.routes(self.settings),
-        ])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
+        app = Starlette(
+            routes=[
+                Route("/api/stream", self._stream),
+                Route("/api/state", self._state),
+                WebSocketRoute("/ws", self._ws),
+                *views.routes(self.settings),
+            ]
+        )
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="closing-site", daemon=True)
 

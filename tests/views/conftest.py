@@ -24,8 +24,14 @@ from tests.conftest import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 AUTHORITY = "dev-authority"
 FLEET_SIZE = 16  # streams.seed: 4 regions x (2 ambulances, 1 fire engine, 1 police car)
@@ -44,8 +50,9 @@ class LiveSite:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.server = build_server(settings, "127.0.0.1", self.port)
         self.thread = threading.Thread(target=self.server.run, name="views-api", daemon=True)
-        self.http = httpx.Client(base_url=self.base_url, timeout=10.0,
-                                 headers={"Authorization": f"Bearer {AUTHORITY}"})
+        self.http = httpx.Client(
+            base_url=self.base_url, timeout=10.0, headers={"Authorization": f"Bearer {AUTHORITY}"}
+        )
 
     def _ready(self) -> bool:
         try:
@@ -76,13 +83,18 @@ class LiveSite:
 
     def report(self, **fields: object) -> str:
         """Report an emergency through the API (as another reporter would); its id."""
-        body = {"type": "medical", "priority": 2, "lat": 60.1712, "lon": 24.9440,
-                "description": "person collapsed at the tram stop", **fields}
+        body = {
+            "type": "medical",
+            "priority": 2,
+            "lat": 60.1712,
+            "lon": 24.9440,
+            "description": "person collapsed at the tram stop",
+            **fields,
+        }
         response = self.http.post("/api/emergencies", json=body, headers={"Authorization": ""})
         assert response.status_code in (201, 202), response.text
         payload = response.json()
         return payload.get("id") or payload["emergency_id"]
-
 
     def command(self, emergency_id: str, verb: str) -> dict:
         response = self.http.post(f"/api/emergencies/{emergency_id}/{verb}", json={})
@@ -99,8 +111,12 @@ def site(settings: Settings, running_worker: Callable[[Settings], object]) -> It
     seed(settings)
     live = LiveSite(settings).start()
     try:
-        wait_for(lambda: len(live.state()["units"]) == FLEET_SIZE, timeout=60, interval=0.2,
-                 message="the seeded fleet in the read model")
+        wait_for(
+            lambda: len(live.state()["units"]) == FLEET_SIZE,
+            timeout=60,
+            interval=0.2,
+            message="the seeded fleet in the read model",
+        )
         yield live
     finally:
         live.stop()
@@ -130,9 +146,13 @@ class Requests:
     console_errors: list[str] = field(default_factory=list)
 
     def outside(self, base_url: str) -> list[str]:
-        return [u for u in self.urls
-                if not u.startswith(base_url + "/") and not u.startswith(("data:", "blob:"))
-                and not u.startswith(base_url.replace("http://", "ws://") + "/")]
+        return [
+            u
+            for u in self.urls
+            if not u.startswith(base_url + "/")
+            and not u.startswith(("data:", "blob:"))
+            and not u.startswith(base_url.replace("http://", "ws://") + "/")
+        ]
 
 
 @pytest.fixture
@@ -148,12 +168,17 @@ def new_context(browser: object, requests_seen: Requests) -> Iterator[Callable[.
     def factory(token: str | None = AUTHORITY) -> object:
         context = browser.new_context(viewport={"width": 1440, "height": 860})  # type: ignore[attr-defined]
         if token:
-            context.add_init_script(
-                f"localStorage.setItem('dispatchwire.token', {token!r});")
+            context.add_init_script(f"localStorage.setItem('dispatchwire.token', {token!r});")
         context.on("request", lambda request: requests_seen.urls.append(request.url))
-        context.on("page", lambda page: page.on(
-            "console", lambda msg: requests_seen.console_errors.append(msg.text)
-            if msg.type == "error" else None))
+        context.on(
+            "page",
+            lambda page: page.on(
+                "console",
+                lambda msg: (
+                    requests_seen.console_errors.append(msg.text) if msg.type == "error" else None
+                ),
+            ),
+        )
         contexts.append(context)
         return context
 

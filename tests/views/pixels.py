@@ -67,11 +67,17 @@ class MapPixels:
         """Not one colour, and at least ``minimum`` pixels of each counted colour."""
         assert self.distinct > 8, f"the map is (nearly) one colour: {self}"
         assert not self.missing(minimum), (
-            f"colours missing from the map: {self.missing(minimum)}; {self}")
+            f"colours missing from the map: {self.missing(minimum)}; {self}"
+        )
 
 
-def map_pixels(page: object, selector: str = "#map", tolerance: int = 30,
-               path: str | None = None, **colours: tuple[int, int, int]) -> MapPixels:
+def map_pixels(
+    page: object,
+    selector: str = "#map",
+    tolerance: int = 30,
+    path: str | None = None,
+    **colours: tuple[int, int, int],
+) -> MapPixels:
     """Screenshot the element ``selector`` of ``page`` (overlays hidden) and count, for each
     named colour, the pixels within ``tolerance`` of it per channel."""
     page.evaluate(_HIDE_JS, NOT_THE_MAP)  # type: ignore[attr-defined]
@@ -83,15 +89,22 @@ def map_pixels(page: object, selector: str = "#map", tolerance: int = 30,
     scratch = page.context.browser.new_context()  # type: ignore[attr-defined]
     try:
         result = scratch.new_page().evaluate(
-            _COUNT_JS, [base64.b64encode(png).decode(), colours, tolerance])
+            _COUNT_JS, [base64.b64encode(png).decode(), colours, tolerance]
+        )
     finally:
         scratch.close()
     return MapPixels(**result)
 
 
-def assert_map_shows(page: object, selector: str = "#map", *, path: str | None = None,
-                     minimum: int = 40, timeout: float = 20.0,
-                     **colours: tuple[int, int, int]) -> MapPixels:
+def assert_map_shows(
+    page: object,
+    selector: str = "#map",
+    *,
+    path: str | None = None,
+    minimum: int = 40,
+    timeout: float = 20.0,
+    **colours: tuple[int, int, int],
+) -> MapPixels:
     """Poll screenshots of the map until every named colour shows (the first frames may
     come before the layers are uploaded); fail with the counts after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -53,7 +53,10 @@ def blank(new_context) -> Iterator[object]:
 
 
 def test_the_selectors_answer_from_a_plain_state(blank) -> None:
-    result = blank.evaluate("async () => {" + STATE + """
+    result = blank.evaluate(
+        "async () => {"
+        + STATE
+        + """
       const s = await import("/static/js/selectors.js");
       const ids = (xs) => xs.map((x) => x.id);
       const medical = state.emergencies.get("early-p1");
@@ -67,7 +70,8 @@ def test_the_selectors_answer_from_a_plain_state(blank) -> None:
         candidates: s.dispatchCandidates(state, medical).map((c) => c.unit.id),
         fire: s.dispatchCandidates(state, { ...medical, type: "fire" }).map((c) => c.unit.id),
       };
-    }""")
+    }"""
+    )
     assert result["pending"] == ["early-p1", "late-p1", "early-p3"]
     assert result["active"] == ["assigned", "on-scene"]
     assert result["closed"] == [f"done-{i}" for i in range(9, 1, -1)]
@@ -81,7 +85,10 @@ def test_the_selectors_answer_from_a_plain_state(blank) -> None:
 
 
 def test_the_renderers_draw_into_the_nodes_they_are_given(blank) -> None:
-    result = blank.evaluate("async () => {" + STATE + """
+    result = blank.evaluate(
+        "async () => {"
+        + STATE
+        + """
       const b = await import("/static/js/board.js");
       const s = await import("/static/js/selectors.js");
       const selected = [];
@@ -122,7 +129,8 @@ def test_the_renderers_draw_into_the_nodes_they_are_given(blank) -> None:
         noneHidden: none.hidden,
         pageUntouched: !document.querySelector(".incident, [data-unit]"),
       };
-    }""")
+    }"""
+    )
     assert result["pending"] == ["early-p1", "late-p1", "early-p3"]
     assert result["busy"] == [True, True] and result["actions"] == ["dispatch", "cancel"]
     assert result["activeActions"] == ["complete", "cancel"]
@@ -148,5 +156,4 @@ def test_the_fold_needs_no_transport(blank) -> None:
       state.apply("unit_status_update", { unit: moved }, "p2");  // seen: dropped
       return { kinds, status: state.units.get("a1").status, lastId: state.lastId };
     }""")
-    assert result == {"kinds": ["snapshot", "unit_status"], "status": "DISPATCHED",
-                      "lastId": "p2"}
+    assert result == {"kinds": ["snapshot", "unit_status"], "status": "DISPATCHED", "lastId": "p2"}

@@ -27,12 +27,17 @@ def box(page: Page, selector: str) -> dict:
 
 
 def overlap(a: dict, b: dict) -> bool:
-    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
-            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
 
 
 def test_a_rejection_toasts_only_for_the_dispatcher_who_sent_the_command(
-        site: LiveSite, new_context, artifacts_dir: Path) -> None:
+    site: LiveSite, new_context, artifacts_dir: Path
+) -> None:
     dashboard = open_dashboard(new_context(), site)
     errors = dashboard.locator('.toast[data-kind="error"]')
     activity = dashboard.locator("#activity-list li")
@@ -67,13 +72,16 @@ def test_a_rejection_toasts_only_for_the_dispatcher_who_sent_the_command(
 
 
 def test_toasts_are_capped_collapse_repeats_and_stay_off_the_board(
-        site: LiveSite, new_context, artifacts_dir: Path) -> None:
+    site: LiveSite, new_context, artifacts_dir: Path
+) -> None:
     dashboard = open_dashboard(new_context(), site)
     toasts = dashboard.locator(".toast")
 
     # The same report four times (as a caller hitting redial): one toast, "x4".
-    same = [site.report(type="medical", priority=2, description="man down by the kiosk")
-            for _ in range(4)]
+    same = [
+        site.report(type="medical", priority=2, description="man down by the kiosk")
+        for _ in range(4)
+    ]
     for emergency_id in same:
         expect(incident(dashboard, emergency_id)).to_be_visible(timeout=LIVE)
     expect(toasts).to_have_count(1)
@@ -99,7 +107,8 @@ def test_toasts_are_capped_collapse_repeats_and_stay_off_the_board(
 
 
 def test_units_sharing_a_station_get_one_label_and_no_labels_overlap(
-        site: LiveSite, new_context, artifacts_dir: Path) -> None:
+    site: LiveSite, new_context, artifacts_dir: Path
+) -> None:
     units = new_context().new_page()
     units.goto(site.base_url + "/units")
     expect(units.locator("#unit-rows tr")).to_have_count(16, timeout=LIVE)
@@ -115,13 +124,22 @@ def test_units_sharing_a_station_get_one_label_and_no_labels_overlap(
         assert len(labels) <= 4, labels  # the four stations
         boxes = [label["box"] for label in labels]
         for i, a in enumerate(boxes):
-            for b in boxes[i + 1:]:
-                assert not (a["left"] < b["right"] and b["left"] < a["right"]
-                            and a["top"] < b["bottom"] and b["top"] < a["bottom"]), (zoom, a, b)
+            for b in boxes[i + 1 :]:
+                assert not (
+                    a["left"] < b["right"]
+                    and b["left"] < a["right"]
+                    and a["top"] < b["bottom"]
+                    and b["top"] < a["bottom"]
+                ), (zoom, a, b)
 
     check("start")
-    assert_map_shows(units, path=str(artifacts_dir / "views-units-labels.png"),
-                     road=ROAD, available=AVAILABLE, label=(226, 232, 240))
+    assert_map_shows(
+        units,
+        path=str(artifacts_dir / "views-units-labels.png"),
+        road=ROAD,
+        available=AVAILABLE,
+        label=(226, 232, 240),
+    )
     # Zoomed far out the stations crowd together: their labels merge, still no overlap.
     box_ = box(units, "#map")
     units.mouse.move(box_["x"] + box_["width"] / 2, box_["y"] + box_["height"] / 2)

@@ -13,8 +13,13 @@ from tests.views.test_mapspec import Client
 from views import pages
 from views.pages import PAGES, PAGES_DIR, render_page
 
-SERVED = {"dashboard": "/", "report": "/report", "track": "/track/e-1", "units": "/units",
-          "replay": "/replay"}
+SERVED = {
+    "dashboard": "/",
+    "report": "/report",
+    "track": "/track/e-1",
+    "units": "/units",
+    "replay": "/replay",
+}
 
 
 @pytest.mark.parametrize("name", SERVED)
@@ -30,8 +35,13 @@ def test_every_page_is_served_in_the_one_layout(name: str) -> None:
     html = Client(Settings()).get(SERVED[name]).text
     assert html == render_page(page)
     assert "$" not in html  # every placeholder of the layout and the parts filled
-    for once in ("<head>", '<header class="topbar">', "</body>", "/static/css/console.css",
-                 f'<script type="module" src="/static/js/{page.script}">'):
+    for once in (
+        "<head>",
+        '<header class="topbar">',
+        "</body>",
+        "/static/css/console.css",
+        f'<script type="module" src="/static/js/{page.script}">',
+    ):
         assert html.count(once) == 1, (name, once)
     assert f"<title>{page.title} · dispatchwire</title>" in html
     current = re.findall(r'<a href="([^"]*)" aria-current="page">', html)
@@ -42,7 +52,8 @@ def test_every_page_is_served_in_the_one_layout(name: str) -> None:
 
 
 def test_the_layout_is_rendered_at_start_up_not_per_request(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     client = Client(Settings())
     calls: list[str] = []
     monkeypatch.setattr(pages, "render_page", lambda page: calls.append(page.name) or "")

@@ -33,13 +33,16 @@ def toasts_shown(page: Page, title: str) -> int:
     """How many toasts with ``title`` in their title the page has shown (from its history:
     a toast leaves the screen after a few seconds, sooner than a loaded machine checks)."""
     return page.evaluate(
-        "(t) => window.dispatchwire.toasts.filter((x) => x.title.includes(t)).length", title)
+        "(t) => window.dispatchwire.toasts.filter((x) => x.title.includes(t)).length", title
+    )
 
 
 def expect_one_toast(page: Page, title: str) -> None:
     page.wait_for_function(
-        "(t) => window.dispatchwire.toasts.some((x) => x.title.includes(t))", arg=title,
-        timeout=LIVE)
+        "(t) => window.dispatchwire.toasts.some((x) => x.title.includes(t))",
+        arg=title,
+        timeout=LIVE,
+    )
     assert toasts_shown(page, title) == 1, title
 
 
@@ -52,15 +55,17 @@ def map_layer_count(page: Page, layer: str) -> int:
 
 
 def test_report_in_one_tab_appears_on_the_dashboard_without_refresh(
-        site: LiveSite, new_context, requests_seen: Requests, artifacts_dir: Path) -> None:
+    site: LiveSite, new_context, requests_seen: Requests, artifacts_dir: Path
+) -> None:
     # The dispatcher enters the token once; it is kept for the next visit.
     dispatcher = new_context(token=None)
     dashboard = dispatcher.new_page()
     dashboard.goto(site.base_url + "/")
     dashboard.locator("#token-dialog input").fill(AUTHORITY)
     dashboard.locator("#token-dialog button[type=submit]").click()
-    expect(dashboard.locator("#live-indicator")).to_have_attribute("data-transport", "sse",
-                                                                   timeout=LIVE)
+    expect(dashboard.locator("#live-indicator")).to_have_attribute(
+        "data-transport", "sse", timeout=LIVE
+    )
     expect(dashboard.locator("#unit-rows tr")).to_have_count(16, timeout=LIVE)
     dashboard.evaluate("window.__sameDocument = true")
 
@@ -82,8 +87,9 @@ def test_report_in_one_tab_appears_on_the_dashboard_without_refresh(
     expect(reporter.locator("#f-lat")).not_to_have_value("95")
     lat = float(reporter.input_value("#f-lat"))
     assert 60.16 < lat < 60.18
-    assert_map_shows(reporter, path=str(artifacts_dir / "views-report-map.png"), road=ROAD,
-                     picked=PICKED)
+    assert_map_shows(
+        reporter, path=str(artifacts_dir / "views-report-map.png"), road=ROAD, picked=PICKED
+    )
     reporter.fill("#f-name", "Maija")
     reporter.click("#submit-report")
     reporter.wait_for_url("**/track/*", timeout=LIVE)
@@ -95,7 +101,8 @@ def test_report_in_one_tab_appears_on_the_dashboard_without_refresh(
     expect(row).to_contain_text("smoke pouring out of a basement window")
     expect(row).to_have_attribute("data-status", "PENDING")
     expect(dashboard.locator("#pending-list .incident").first).to_have_attribute(
-        "data-id", emergency_id)  # priority 1 heads the queue
+        "data-id", emergency_id
+    )  # priority 1 heads the queue
     expect_one_toast(dashboard, "New emergency")
     assert dashboard.evaluate("window.__sameDocument") is True  # no reload happened
     assert dispatcher.storage_state()["origins"][0]["localStorage"][0]["value"] == AUTHORITY
@@ -103,10 +110,12 @@ def test_report_in_one_tab_appears_on_the_dashboard_without_refresh(
 
 
 def test_dispatch_assigns_a_unit_with_a_toast_and_a_route_on_the_map(
-        site: LiveSite, new_context, artifacts_dir: Path) -> None:
+    site: LiveSite, new_context, artifacts_dir: Path
+) -> None:
     dashboard = open_dashboard(new_context(), site)
-    emergency_id = site.report(type="fire", priority=1, lat=60.1745, lon=24.9415,
-                               description="kitchen fire, third floor")
+    emergency_id = site.report(
+        type="fire", priority=1, lat=60.1745, lon=24.9415, description="kitchen fire, third floor"
+    )
     row = incident(dashboard, emergency_id)
     expect(row).to_have_attribute("data-status", "PENDING", timeout=LIVE)
 
@@ -121,7 +130,8 @@ def test_dispatch_assigns_a_unit_with_a_toast_and_a_route_on_the_map(
     unit_id = site.emergency(emergency_id)["assigned_unit_id"]
     assert unit_id and unit_id.endswith(("fire-1",)), unit_id
     expect(dashboard.locator(f'#unit-rows tr[data-unit="{unit_id}"]')).to_have_attribute(
-        "data-status", "DISPATCHED", timeout=LIVE)
+        "data-status", "DISPATCHED", timeout=LIVE
+    )
     expect_one_toast(dashboard, "Assigned")
     expect_one_toast(dashboard, "Unit dispatched")
     expect(dashboard.locator("#map")).to_have_attribute("data-layer_routes", "1", timeout=LIVE)
@@ -131,22 +141,30 @@ def test_dispatch_assigns_a_unit_with_a_toast_and_a_route_on_the_map(
 
     # A manual reconnect resumes by last id: no duplicated rows or toasts.
     dashboard.evaluate("window.dispatchwire.live().reconnect()")
-    expect(dashboard.locator("#live-indicator")).to_have_attribute("data-phase", "live",
-                                                                   timeout=LIVE)
+    expect(dashboard.locator("#live-indicator")).to_have_attribute(
+        "data-phase", "live", timeout=LIVE
+    )
     dashboard.wait_for_function("() => window.dispatchwire.state.lastMessageAt > Date.now() - 3000")
     expect(dashboard.locator(f'.incident[data-id="{emergency_id}"]')).to_have_count(1)
     expect_one_toast(dashboard, "Assigned")
     expect(dashboard.locator("#unit-rows tr")).to_have_count(16)
     # Drawn, not only fed: streets, the route and assigned incident, the free units.
-    assert_map_shows(dashboard, path=str(artifacts_dir / "views-dashboard-map.png"), road=ROAD,
-                     dispatched=DISPATCHED, available=AVAILABLE)
+    assert_map_shows(
+        dashboard,
+        path=str(artifacts_dir / "views-dashboard-map.png"),
+        road=ROAD,
+        dispatched=DISPATCHED,
+        available=AVAILABLE,
+    )
     dashboard.screenshot(path=str(artifacts_dir / "views-dashboard-dispatched.png"))
 
 
 def test_complete_frees_the_unit_stops_tracking_and_toasts(
-        site: LiveSite, new_context, artifacts_dir: Path) -> None:
-    emergency_id = site.report(type="medical", priority=2, lat=60.1668, lon=24.9480,
-                               description="cyclist down, conscious")
+    site: LiveSite, new_context, artifacts_dir: Path
+) -> None:
+    emergency_id = site.report(
+        type="medical", priority=2, lat=60.1668, lon=24.9480, description="cyclist down, conscious"
+    )
     site.command(emergency_id, "dispatch")
     unit_id = site.emergency(emergency_id)["assigned_unit_id"]
 
@@ -155,8 +173,9 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
     tracking.goto(f"{site.base_url}/track/{emergency_id}")
     expect(tracking.locator("#status-badge")).to_have_text("ASSIGNED", timeout=LIVE)
     expect(tracking.locator("#fact-unit")).not_to_have_text("—")
-    assert_map_shows(tracking, path=str(artifacts_dir / "views-track-map.png"), road=ROAD,
-                     assigned=DISPATCHED)  # the incident (ASSIGNED) and its unit share a colour
+    assert_map_shows(
+        tracking, path=str(artifacts_dir / "views-track-map.png"), road=ROAD, assigned=DISPATCHED
+    )  # the incident (ASSIGNED) and its unit share a colour
 
     dashboard = open_dashboard(new_context(), site)
     row = incident(dashboard, emergency_id)
@@ -169,8 +188,9 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
     # The unit drives back to its station (RETURNING on the board, unless it was still at
     # the station), then is AVAILABLE there.
     unit_row = dashboard.locator(f'#unit-rows tr[data-unit="{unit_id}"]')
-    expect(unit_row).to_have_attribute("data-status", re.compile("^(RETURNING|AVAILABLE)$"),
-                                       timeout=LIVE)
+    expect(unit_row).to_have_attribute(
+        "data-status", re.compile("^(RETURNING|AVAILABLE)$"), timeout=LIVE
+    )
     expect(dashboard.locator("#map")).to_have_attribute("data-layer_routes", "0")
     expect_one_toast(dashboard, "Emergency completed")
     expect(unit_row).to_have_attribute("data-status", "AVAILABLE", timeout=4 * LIVE)
@@ -183,25 +203,32 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
 
 def test_several_tabs_update_together(site: LiveSite, new_context, artifacts_dir: Path) -> None:
     first, second = new_context(), new_context()
-    dashboards = [open_dashboard(first, site), open_dashboard(first, site),
-                  open_dashboard(second, site)]
+    dashboards = [
+        open_dashboard(first, site),
+        open_dashboard(first, site),
+        open_dashboard(second, site),
+    ]
     units = second.new_page()
     units.goto(site.base_url + "/units")
     expect(units.locator("#unit-rows tr")).to_have_count(16, timeout=LIVE)
 
-    emergency_id = site.report(type="police", priority=1, lat=60.1760, lon=24.9500,
-                               description="break-in in progress")
+    emergency_id = site.report(
+        type="police", priority=1, lat=60.1760, lon=24.9500, description="break-in in progress"
+    )
     for page in dashboards:
-        expect(incident(page, emergency_id)).to_have_attribute("data-status", "PENDING",
-                                                               timeout=LIVE)
+        expect(incident(page, emergency_id)).to_have_attribute(
+            "data-status", "PENDING", timeout=LIVE
+        )
     incident(dashboards[2], emergency_id).locator('button[data-action="dispatch"]').click()
     unit_id = None
     for page in dashboards:
-        expect(incident(page, emergency_id)).to_have_attribute("data-status", "ASSIGNED",
-                                                               timeout=LIVE)
+        expect(incident(page, emergency_id)).to_have_attribute(
+            "data-status", "ASSIGNED", timeout=LIVE
+        )
         unit_id = unit_id or site.emergency(emergency_id)["assigned_unit_id"]
         expect(page.locator(f'#unit-rows tr[data-unit="{unit_id}"]')).to_have_attribute(
-            "data-status", "DISPATCHED", timeout=LIVE)
+            "data-status", "DISPATCHED", timeout=LIVE
+        )
         expect_one_toast(page, "Assigned")
 
     # The units map: the route appears and the unit moves along it.
@@ -209,16 +236,22 @@ def test_several_tabs_update_together(site: LiveSite, new_context, artifacts_dir
     expect(unit_row).to_have_attribute("data-status", "DISPATCHED", timeout=LIVE)
     expect(units.locator("#map")).to_have_attribute("data-layer_routes", "1", timeout=LIVE)
     start = unit_row.locator(".pos").inner_text()
-    assert_map_shows(units, path=str(artifacts_dir / "views-units-route-map.png"), road=ROAD,
-                     dispatched=DISPATCHED, available=AVAILABLE)
+    assert_map_shows(
+        units,
+        path=str(artifacts_dir / "views-units-route-map.png"),
+        road=ROAD,
+        dispatched=DISPATCHED,
+        available=AVAILABLE,
+    )
     expect(unit_row.locator(".pos")).not_to_have_text(start, timeout=LIVE)
     units.screenshot(path=str(artifacts_dir / "views-units-map.png"))
 
     site.command(emergency_id, "complete")
     expect(units.locator("#map")).to_have_attribute("data-layer_routes", "0", timeout=LIVE)
     for page in dashboards:
-        expect(incident(page, emergency_id)).to_have_attribute("data-status", "COMPLETED",
-                                                               timeout=LIVE)
+        expect(incident(page, emergency_id)).to_have_attribute(
+            "data-status", "COMPLETED", timeout=LIVE
+        )
 
 
 def test_the_websocket_carries_updates_when_sse_is_blocked(site: LiveSite, new_context) -> None:
@@ -261,7 +294,8 @@ def test_untrusted_text_is_shown_as_text(site: LiveSite, new_context) -> None:
 
 
 def test_pages_load_only_from_the_server_under_a_strict_csp(
-        site: LiveSite, new_context, requests_seen: Requests) -> None:
+    site: LiveSite, new_context, requests_seen: Requests
+) -> None:
     from schemas import geo
 
     emergency_id = site.report()
@@ -280,8 +314,11 @@ def test_pages_load_only_from_the_server_under_a_strict_csp(
     assert requests_seen.outside(site.base_url) == []
     assert sum("base.json" in u for u in requests_seen.urls) == 4  # once per page load
     # The one tolerated report is the bundle's own WebAssembly probe (see views.pages).
-    unexpected = [e for e in requests_seen.console_errors
-                  if "Content Security Policy" in e and "wasm" not in e.lower()]
+    unexpected = [
+        e
+        for e in requests_seen.console_errors
+        if "Content Security Policy" in e and "wasm" not in e.lower()
+    ]
     assert unexpected == []
 
 

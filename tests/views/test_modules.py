@@ -20,12 +20,14 @@ def test_every_export_is_imported_by_another_module() -> None:
     imported: set[tuple[str, str]] = set()
     for path in JS.glob("*.js"):
         for names, module in IMPORT.findall(path.read_text(encoding="utf-8")):
-            imported |= {(module, name.split(" as ")[0].strip())
-                         for name in names.split(",") if name.strip()}
+            imported |= {
+                (module, name.split(" as ")[0].strip()) for name in names.split(",") if name.strip()
+            }
     tests = "".join(p.read_text(encoding="utf-8") for p in TESTS.glob("test_*.py"))
-    dead = [f"{path.name}: {name}"
-            for path in sorted(JS.glob("*.js"))
-            for name in EXPORT.findall(path.read_text(encoding="utf-8"))
-            if (path.stem, name) not in imported | KEPT
-            and not re.search(rf"\b{name}\(", tests)]
+    dead = [
+        f"{path.name}: {name}"
+        for path in sorted(JS.glob("*.js"))
+        for name in EXPORT.findall(path.read_text(encoding="utf-8"))
+        if (path.stem, name) not in imported | KEPT and not re.search(rf"\b{name}\(", tests)
+    ]
     assert dead == []

@@ -24,8 +24,12 @@ from tests.views.test_mapspec import Client
 
 pytestmark = pytest.mark.browser
 
-PROD = {"mode": "prod", "authority_token": "a-real-authority-secret",
-        "unit_token": "a-real-unit-secret", "reporter_token": "a-real-reporter-secret"}
+PROD = {
+    "mode": "prod",
+    "authority_token": "a-real-authority-secret",
+    "unit_token": "a-real-unit-secret",
+    "reporter_token": "a-real-reporter-secret",
+}
 
 
 def codes(action: str) -> list[int]:
@@ -41,7 +45,7 @@ def served_config(settings: Settings) -> dict:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     text = response.text
-    body = text[text.index("Object.freeze(") + len("Object.freeze("):text.rindex(");")]
+    body = text[text.index("Object.freeze(") + len("Object.freeze(") : text.rindex(");")]
     return json.loads(body)
 
 
@@ -49,7 +53,11 @@ def test_the_config_module_carries_the_close_code_table_and_the_mode() -> None:
     dev = served_config(Settings())
     assert dev["closeCodes"] == close_codes_json()
     assert {rule["action"] for rule in dev["closeCodes"].values()} == {
-        "reconnect", "login", "backoff", "stop"}
+        "reconnect",
+        "login",
+        "backoff",
+        "stop",
+    }
     assert dev["mode"] == "dev" and dev["devTokenHint"] == "dev-authority"
     prod = served_config(Settings(**PROD))
     assert prod["mode"] == "prod" and prod["devTokenHint"] is None
@@ -84,12 +92,17 @@ def dialog_open(page: Page) -> bool:
 
 @pytest.mark.parametrize("code", [*codes("reconnect"), 1008])
 def test_close_with_reconnect_resumes_without_asking_for_a_token(
-        code: int, closing_site, new_context) -> None:
+    code: int, closing_site, new_context
+) -> None:
     # Regression: 1008 (which the server used for "client too slow") opened the token dialog.
     site = closing_site(code)
     page = open_dashboard(new_context(), site)
-    wait_for(lambda: len(site.connections) >= 3, timeout=20, interval=0.1,
-             message="the page to reconnect twice")
+    wait_for(
+        lambda: len(site.connections) >= 3,
+        timeout=20,
+        interval=0.1,
+        message="the page to reconnect twice",
+    )
     assert not dialog_open(page)
     assert page.locator("#live-indicator").get_attribute("data-transport") == "ws"
     assert {c.token for c in site.connections} == {"dev-authority"}
@@ -97,7 +110,8 @@ def test_close_with_reconnect_resumes_without_asking_for_a_token(
 
 @pytest.mark.parametrize("code", codes("login"))
 def test_close_with_login_asks_for_a_token_and_reconnects_with_it(
-        code: int, closing_site, new_context) -> None:
+    code: int, closing_site, new_context
+) -> None:
     site = closing_site(code)
     page = open_dashboard(new_context(token="a-stale-token"), site)
     expect(page.locator("#token-dialog")).to_be_visible(timeout=15_000)
@@ -106,26 +120,36 @@ def test_close_with_login_asks_for_a_token_and_reconnects_with_it(
     assert [c.token for c in site.connections] == ["a-stale-token"]
     page.locator("#token-dialog input").fill("a-fresh-token")
     page.locator("#token-dialog button[type=submit]").click()
-    wait_for(lambda: any(c.token == "a-fresh-token" for c in site.connections), timeout=15,
-             interval=0.1, message="a connection with the new token")
+    wait_for(
+        lambda: any(c.token == "a-fresh-token" for c in site.connections),
+        timeout=15,
+        interval=0.1,
+        message="a connection with the new token",
+    )
 
 
 @pytest.mark.parametrize("code", codes("backoff"))
 def test_close_with_backoff_waits_longer_before_reconnecting(
-        code: int, closing_site, new_context) -> None:
+    code: int, closing_site, new_context
+) -> None:
     site = closing_site(code)
     page = open_dashboard(new_context(), site)
     indicator = page.locator("#live-indicator")
     expect(indicator).to_have_attribute("data-phase", "backoff", timeout=15_000)
     expect(indicator).to_have_attribute("title", reason(code))
-    wait_for(lambda: len(site.connections) >= 2, timeout=20, interval=0.1,
-             message="the page to come back after its back-off")
+    wait_for(
+        lambda: len(site.connections) >= 2,
+        timeout=20,
+        interval=0.1,
+        message="the page to come back after its back-off",
+    )
     assert not dialog_open(page)
 
 
 @pytest.mark.parametrize("code", codes("stop"))
 def test_close_with_stop_does_not_reconnect_and_says_why(
-        code: int, closing_site, new_context) -> None:
+    code: int, closing_site, new_context
+) -> None:
     site = closing_site(code)
     page = open_dashboard(new_context(), site)
     indicator = page.locator("#live-indicator")
@@ -139,10 +163,10 @@ def test_close_with_stop_does_not_reconnect_and_says_why(
     assert not dialog_open(page)
 
 
-@pytest.mark.parametrize(("settings", "hint"), [({}, True), (PROD, False)],
-                         ids=["dev", "prod"])
+@pytest.mark.parametrize(("settings", "hint"), [({}, True), (PROD, False)], ids=["dev", "prod"])
 def test_the_token_dialog_hints_the_dev_token_only_in_dev_mode(
-        settings: dict, hint: bool, closing_site, new_context, artifacts_dir: Path) -> None:
+    settings: dict, hint: bool, closing_site, new_context, artifacts_dir: Path
+) -> None:
     site = closing_site(**settings)
     for path in ("/", "/units", "/replay"):
         page = new_context(token=None).new_page()

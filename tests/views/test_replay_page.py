@@ -20,8 +20,10 @@ UNTRUSTED = '<img src=x onerror="window.__xss=1">gas smell <b>in</b> the stairwe
 
 
 def statuses(state: dict) -> tuple[dict[str, str], dict[str, str]]:
-    return ({e["id"]: e["status"] for e in state["emergencies"]},
-            {u["id"]: u["status"] for u in state["units"]})
+    return (
+        {e["id"]: e["status"] for e in state["emergencies"]},
+        {u["id"]: u["status"] for u in state["units"]},
+    )
 
 
 def page_statuses(page: Page) -> tuple[dict[str, str], dict[str, str]]:
@@ -46,26 +48,44 @@ def wait_until_shown(page: Page, expected: tuple[dict, dict]) -> None:
 
 
 def test_replay_ends_with_the_state_at_the_window_end_and_pauses_and_resumes(
-        site: LiveSite, new_context, requests_seen: Requests, artifacts_dir: Path) -> None:
+    site: LiveSite, new_context, requests_seen: Requests, artifacts_dir: Path
+) -> None:
     # A few incidents, through the API, as a dispatcher would have handled them.
-    fire = site.report(type="fire", priority=1, lat=60.1745, lon=24.9415,
-                       description="kitchen fire, third floor")
+    fire = site.report(
+        type="fire", priority=1, lat=60.1745, lon=24.9415, description="kitchen fire, third floor"
+    )
     site.command(fire, "dispatch")
     site.command(fire, "complete")
     # the served area's far corner (points outside it are refused, issue 11 item 7)
     far = site.report(type="medical", priority=2, lat=60.1791, lon=24.9353, description=UNTRUSTED)
     site.command(far, "dispatch")  # its unit is still driving at the window's end
-    mistake = site.report(type="traffic", priority=4, lat=60.1690, lon=24.9380,
-                          description="minor collision, no injuries")
+    mistake = site.report(
+        type="traffic",
+        priority=4,
+        lat=60.1690,
+        lon=24.9380,
+        description="minor collision, no injuries",
+    )
     site.command(mistake, "cancel")
-    waiting = site.report(type="police", priority=3, lat=60.1760, lon=24.9500,
-                          description="noise complaint")
+    waiting = site.report(
+        type="police", priority=3, lat=60.1760, lon=24.9500, description="noise complaint"
+    )
     final = {fire: "COMPLETED", far: "ASSIGNED", mistake: "CANCELLED", waiting: "PENDING"}
-    wait_for(lambda: statuses(site.state())[0] == final, timeout=30, interval=0.2,
-             message="the incidents' final statuses in /api/state")
-    wait_for(lambda: "DISPATCHED" not in [u["status"] for u in site.state()["units"]
-                                          if u["emergency_id"] == fire],
-             timeout=30, interval=0.2, message="the fire engine to be free again")
+    wait_for(
+        lambda: statuses(site.state())[0] == final,
+        timeout=30,
+        interval=0.2,
+        message="the incidents' final statuses in /api/state",
+    )
+    wait_for(
+        lambda: (
+            "DISPATCHED"
+            not in [u["status"] for u in site.state()["units"] if u["emergency_id"] == fire]
+        ),
+        timeout=30,
+        interval=0.2,
+        message="the fire engine to be free again",
+    )
     expected = statuses(site.state())
     far_unit = site.emergency(far)["assigned_unit_id"]
     assert expected[1][far_unit] == "DISPATCHED"
@@ -89,8 +109,14 @@ def test_replay_ends_with_the_state_at_the_window_end_and_pauses_and_resumes(
     expect(page.locator("#map")).to_have_attribute("data-layer_routes", "1")
     expect(page.locator("#map")).to_have_attribute("data-layer_emergencies", "2")
     # Drawn, not only fed: streets, the waiting incident, the free units, the route.
-    assert_map_shows(page, path=str(artifacts_dir / "views-replay-map.png"), road=ROAD,
-                     pending=PENDING, available=AVAILABLE, dispatched=DISPATCHED)
+    assert_map_shows(
+        page,
+        path=str(artifacts_dir / "views-replay-map.png"),
+        road=ROAD,
+        pending=PENDING,
+        available=AVAILABLE,
+        dispatched=DISPATCHED,
+    )
     assert page.locator("#timebar").input_value() == page.locator("#timebar").get_attribute("max")
     # Read-only: no command buttons anywhere, not even for the pending incident.
     page.locator(f'.incident[data-id="{waiting}"]').click()
@@ -104,8 +130,9 @@ def test_replay_ends_with_the_state_at_the_window_end_and_pauses_and_resumes(
     # 2. Again from the start at 1x; Space pauses once the fleet is on the board...
     page.select_option("#replay-speed", "1")
     page.click("#replay-restart")
-    page.wait_for_function(f"() => window.dispatchwire.replay.received >= {FLEET_SIZE}",
-                           timeout=LIVE)
+    page.wait_for_function(
+        f"() => window.dispatchwire.replay.received >= {FLEET_SIZE}", timeout=LIVE
+    )
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("Space")
     status = page.locator("#replay-status")

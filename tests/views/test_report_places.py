@@ -56,13 +56,15 @@ def open_report(browser, site: ClosingSite, **context_options):
     page.goto(site.base_url + "/report")
     expect(page.locator("#map")).to_have_attribute("data-ready", "1", timeout=20_000)
     expect(page.locator("#f-street")).to_have_attribute(
-        "data-streets", str(len(committed_streets())), timeout=20_000)
+        "data-streets", str(len(committed_streets())), timeout=20_000
+    )
     return context, page
 
 
 @pytest.mark.browser
 def test_a_reporter_finds_a_street_by_name_and_the_map_marks_it(
-        report_site: ClosingSite, browser, artifacts_dir: Path) -> None:
+    report_site: ClosingSite, browser, artifacts_dir: Path
+) -> None:
     context, page = open_report(browser, report_site)
     try:
         # Typed without the accents, as on a foreign keyboard.
@@ -80,15 +82,20 @@ def test_a_reporter_finds_a_street_by_name_and_the_map_marks_it(
         expect(page.locator("#street-results")).to_be_hidden()
         expect(page.locator("#place-status")).to_contain_text("Mannerheimintie")
         expect(page.locator("#map")).to_have_attribute("data-layer_emergencies", "1")
-        assert_map_shows(page, path=str(artifacts_dir / "views-report-street-marker.png"),
-                         road=ROAD, picked=PICKED)
+        assert_map_shows(
+            page,
+            path=str(artifacts_dir / "views-report-street-marker.png"),
+            road=ROAD,
+            picked=PICKED,
+        )
         # Enter takes the first match and never sends the report.
         page.locator("#f-street").fill("")
         page.locator("#f-street").press_sequentially("aleksanterink")
         expect(results.first).to_have_text("Aleksanterinkatu")
         page.locator("#f-street").press("Enter")
         expect(page.locator("#f-lat")).to_have_value(
-            f"{committed_streets()['Aleksanterinkatu']['lat']:.6f}")
+            f"{committed_streets()['Aleksanterinkatu']['lat']:.6f}"
+        )
         assert page.url.endswith("/report")
     finally:
         context.close()
@@ -96,9 +103,9 @@ def test_a_reporter_finds_a_street_by_name_and_the_map_marks_it(
 
 @pytest.mark.browser
 def test_use_my_location_fills_in_the_browser_position(
-        report_site: ClosingSite, browser, artifacts_dir: Path) -> None:
-    context, page = open_report(browser, report_site, geolocation=HERE,
-                                permissions=["geolocation"])
+    report_site: ClosingSite, browser, artifacts_dir: Path
+) -> None:
+    context, page = open_report(browser, report_site, geolocation=HERE, permissions=["geolocation"])
     try:
         page.click("#use-location")
         expect(page.locator("#f-lat")).to_have_value(f"{HERE['latitude']:.6f}")
@@ -111,8 +118,7 @@ def test_use_my_location_fills_in_the_browser_position(
 
 
 @pytest.mark.browser
-def test_use_my_location_refused_says_what_to_do_instead(
-        report_site: ClosingSite, browser) -> None:
+def test_use_my_location_refused_says_what_to_do_instead(report_site: ClosingSite, browser) -> None:
     context, page = open_report(browser, report_site, geolocation=HERE)  # no permission
     try:
         page.click("#use-location")

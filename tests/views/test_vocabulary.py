@@ -29,7 +29,8 @@ def test_the_served_vocabulary_is_the_one_in_schemas() -> None:
     assert words["emergencyTypes"] == [t.value for t in EmergencyType]
     assert words["unitTypes"] == [t.value for t in UnitType]
     assert words["fittingUnitTypes"] == {
-        e.value: [u.value for u in units] for e, units in FITTING_UNIT_TYPES.items()}
+        e.value: [u.value for u in units] for e, units in FITTING_UNIT_TYPES.items()
+    }
     assert words["events"] == list(EVENT_NAMES)
     assert words["openEmergencyStatuses"] == [s.value for s in EmergencyStatus if s.is_open]
     assert words["dispatchableUnitStatuses"] == [s.value for s in UnitStatus if s.dispatchable]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,21 +79,6 @@ def _shorten_fetch_wait() -> None:
     thread_cls._dispatchwire_fetch_wait = True  # type: ignore[attr-defined]
 
 
-class IdempotentProducer(faust_aiokafka.Producer):
-    """Faust's aiokafka producer with idempotence on (and so ``acks=all``), as every other
-    producer of ours has it: faust-streaming 0.15 turns it on only inside exactly-once
-    transactions. Without it, a retried produce after a broker failover may write an event
-    or a changelog entry twice (consumers would absorb it, but the log should not have it)."""
-
-    def _settings_extra(self) -> Mapping[str, Any]:
-        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
-
-
-def _use_idempotent_producer() -> None:
-    """Make Faust's aiokafka transport build ``IdempotentProducer`` (once per process)."""
-    faust_aiokafka.Transport.Producer = IdempotentProducer
-
-
 class QuietMonitor(Monitor):
     """Faust's monitor without its per-message bookkeeping (counters, timestamps and
     ``str(stream)`` lookups for every message, event and table access: ~7 % of the
@@ -126,7 +110,6 @@ class QuietMonitor(Monitor):
 def create_faust_app(settings: Settings, router: Router | None = None) -> faust.App:
     """Build the worker's app: topics, the state table, the agent, the timer, the pages."""
     _shorten_fetch_wait()
-    _use_idempotent_producer()
     offsets.install()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id

@@ -70,6 +70,8 @@ def fault_stack(
         heartbeat_s=1.0,
         retry_ms=200,
         report_rate_per_minute=1_000_000,
+        # every live client of the suite connects from 127.0.0.1 (200 SSE in a soak)
+        api_max_live_per_address=0,
         sink_batch_size=2_000,
         # the worker says not ready after this long without the broker (the broker case)
         worker_broker_timeout_s=2.0,
@@ -118,6 +120,7 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
             heartbeat_s=1.0,
             retry_ms=200,
             report_rate_per_minute=1_000_000,
+            api_max_live_per_address=0,  # every live client connects from 127.0.0.1
         )  # type: ignore[call-arg]
         ensure_topics(settings)
         stack = ClusterStack(cluster, settings, tmp)

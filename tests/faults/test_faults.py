@@ -37,6 +37,7 @@ from tests.streams.invariants import assert_consistent, assert_no_divergent_dupl
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
 
 FAUST_COMMIT_INTERVAL_S = 2.8  # Faust's default broker_commit_interval
+BACKLOG = 10_000  # commands waiting for the worker when it is killed (the backlog case)
 
 
 def fixed_bug(holds: bool, message: str) -> None:
@@ -321,7 +322,9 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
         from_end(log)
         rng = random.Random(5)
         network = load_network()
-        backlog = [random_report(network, rng) for _ in range(3_000)]
+        # big enough that the kill lands inside it: a worker works through some 5k commands
+        # a second here, and the test sees its first outcome only a poll later
+        backlog = [random_report(network, rng) for _ in range(BACKLOG)]
         backlog_ids = {c.command_id for c in backlog}
         commands.send_all(backlog)
         wait_for(
@@ -366,7 +369,7 @@ def test_worker_sigkill_mid_backlog(stack: Stack, record_row) -> None:
     )
     record_row(
         CaseRow(
-            "worker SIGKILL, 3,000 backlog",
+            f"worker SIGKILL, {BACKLOG:,} backlog",
             audit.outcomes,
             audit.clients,
             recovery(driver, killed_at, restart_at),

@@ -31,8 +31,6 @@ from typing import TypeVar
 import duckdb
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError as _KafkaError
-from kafka import KafkaConsumer
-from kafka.errors import KafkaError as _SyncKafkaError
 
 from analytics.snapshot import serve_requests
 from analytics.tables import (
@@ -41,8 +39,9 @@ from analytics.tables import (
     load_offsets,
     write_batch,
 )
-from dispatchwire.errors import KafkaUnavailable, SinkError
+from dispatchwire.errors import SinkError
 from dispatchwire.settings import Settings
+from infra import clients
 from infra.topics import ensure_topics
 from schemas.position import format_position
 
@@ -117,10 +116,8 @@ class Sink:
         self.written = dict(stored)
         ensure_topics(self.settings)
         self.loop = asyncio.new_event_loop()
-        try:
+        with clients.kafka_errors(self.settings, "starting the sink's consumer"):
             self._await(self._start_consumer(stored))
-        except (_KafkaError, _SyncKafkaError) as exc:
-            raise KafkaUnavailable(self.settings.kafka_bootstrap, str(exc)) from exc
         log.info(
             "sink on %s -> %s, resuming at %s",
             self.topic,
@@ -129,8 +126,8 @@ class Sink:
         )
 
     async def _start_consumer(self, stored: dict[int, int]) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        self.consumer = clients.aio_consumer(
+            self.settings,
             group_id=f"{self.settings.app_id}-sink",
             client_id=f"{self.settings.app_id}-sink",
             enable_auto_commit=False,
@@ -165,13 +162,14 @@ class Sink:
             await asyncio.sleep(0.2)
 
     def _fetch_partition_ids(self) -> set[int]:
-        metadata = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            client_id=f"{self.settings.app_id}-sink-metadata",
-            enable_auto_commit=False,
-        )  # no group: nothing to commit
+        with clients.kafka_errors(self.settings, "reading the events topic's partitions"):
+            metadata = clients.consumer(
+                self.settings,
+                client_id=f"{self.settings.app_id}-sink-metadata",
+                enable_auto_commit=False,
+            )  # no group: nothing to commit
         try:
-            return set(metadata.partitions_for_topic(self.topic) or ())
+            return set(clients.partitions_of_sync(metadata, self.topic))
         finally:
             metadata.close()
 

@@ -133,10 +133,21 @@ BROKER_HEARTBEAT_MS = 500
 BROKER_SESSION_TIMEOUT_MS = 3_000
 
 
+# Ports this process was given. Nothing holds a port between free_port() and its use, so
+# the OS may offer the same one to the next call: a broker got its own port as its
+# controller port that way ("two listeners on the same port"), once in a `make test`.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on now, and never one this process was given before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:

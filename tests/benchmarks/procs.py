@@ -81,12 +81,6 @@ def running(
         stop(proc)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     """Wait until ``GET path`` answers 2xx on loopback; fail early if ``proc`` exits."""
     deadline = time.monotonic() + timeout

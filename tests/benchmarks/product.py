@@ -12,7 +12,8 @@ from subprocess import Popen
 from typing import Any
 
 from dispatchwire.settings import Settings
-from tests.benchmarks.procs import ROOT, free_port, running, wait_http
+from infra.kafka import free_port
+from tests.benchmarks.procs import ROOT, running, wait_http
 
 DISPATCHWIRE = str(Path(os.path.dirname(__import__("sys").executable)) / "dispatchwire")
 LOG_DIR = ROOT / "bench-results" / "logs"

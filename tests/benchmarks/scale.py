@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from dispatchwire.settings import Settings
+from infra.kafka import free_port
 from tests.benchmarks import product
-from tests.benchmarks.procs import free_port, running
+from tests.benchmarks.procs import running
 from tests.benchmarks.report import Row
 from tests.benchmarks.throughput import _drop_topics
 

@@ -88,7 +88,7 @@ def busiest_partition(stack: ClusterStack) -> int:
 # it took over in 16.2 s and 18.6 s. A like stall showed once at start-up: a worker that
 # gained partitions in a second rebalance waited minutes for their changelog ("No event
 # received for active tp ... since recovery start"). On the cluster this case took over in
-# 10.5 s (see the README). Not fixed here (streams/ is another helper's); faust-streaming#629
+# 10.5 s (see the README). Not fixed yet (README, known gaps); faust-streaming#629
 # reports the same symptom with aiokafka. Not every run shows it: the marker is not strict.
 @pytest.mark.xfail(
     raises=TakeoverStalled,

@@ -51,6 +51,6 @@ region_ids  # schemas/geo.py
 _.apply_all  # schemas/projection.py
 _.rejected  # streams/decisions.py
 _.offered_load  # streams/simulate.py
-random_report  # streams/simulate.py
+random_road_point  # streams/simulate.py: the load and crash tests draw points with it
 outcome_to_json  # streams/state.py
 LIVE_LAYER_IDS  # views/mapspec.py

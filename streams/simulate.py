@@ -201,13 +201,6 @@ class Reports:
         return _report(self.network, self.rng, kind, lat, lon)
 
 
-def random_report(network: RoadNetwork, rng: random.Random) -> ReportEmergency:
-    """A report of any type at any road point, regardless of the fleet (load and fault
-    tests; the demo draws from its shift plan instead)."""
-    lat, lon = random_road_point(network, rng)
-    return _report(network, rng, rng.choice(sorted(DESCRIPTIONS)), lat, lon)
-
-
 def _report(
     network: RoadNetwork, rng: random.Random, kind: EmergencyType, lat: float, lon: float
 ) -> ReportEmergency:

@@ -2,7 +2,8 @@
 inside functions), found by walking its AST.
 
 - ``schemas`` (the contract) imports nothing of ours beyond itself;
-- ``analytics`` never imports ``api`` (the API serves analytics, not the other way round);
+- ``analytics`` (a library plus its CLI, under the API and the pages) imports neither ``api``
+  nor ``views``, nor any web framework (the API serves analytics, not the other way round);
 - the ground, ``dispatchwire`` (settings, errors, logs), imports nothing of ours beyond
   itself: not the roof (``cli``), not any part. Its ``__main__`` is the one exception: it is
   ``python -m dispatchwire``, the roof's door, and nothing imports it.
@@ -74,9 +75,19 @@ def test_schemas_imports_nothing_of_ours() -> None:
     assert not wrong, wrong
 
 
-def test_analytics_never_imports_api() -> None:
-    wrong = sorted(n for n, deps in of("analytics").items() if "api" in deps)
+WEB_FRAMEWORKS = ("starlette", "sse_starlette", "uvicorn")
+
+
+def test_analytics_imports_neither_api_nor_views_nor_the_web() -> None:
+    wrong = sorted(n for n, deps in of("analytics").items() if deps & {"api", "views"})
     assert not wrong, wrong
+    web = sorted(
+        f"{name} imports {dep}"
+        for name in of("analytics")
+        for dep in imported(MODULES[name])
+        if dep.split(".")[0] in WEB_FRAMEWORKS
+    )
+    assert not web, web
 
 
 def test_the_ground_imports_nothing_of_ours() -> None:

@@ -9,7 +9,7 @@ sent.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,9 +24,8 @@ from analytics.logio import (
     WindowReader,
     epoch_ms,
     run_sync,
-    write_grouped,
 )
-from analytics.replay import Pacer, write_paced
+from analytics.replay import write_batches
 from dispatchwire.errors import ValidationFailed
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topic_like
@@ -114,15 +113,13 @@ async def _import(
     settings: Settings, path: Path, topic: str, speed: float | None, progress: Progress
 ) -> int:
     progress.start(None)
-    async with TopicWriter(settings, topic) as writer:
-        pacer = Pacer(speed)
+
+    async def chunks() -> AsyncIterator[list[Record]]:
         for records in _jsonl_chunks(path, timed=bool(speed)):
-            if speed:
-                await write_paced(writer, records, pacer, same_partitions=False)
-            else:
-                await write_grouped(writer, records)
-            progress.advance(len(records))
-    return writer.sent
+            yield records
+
+    async with TopicWriter(settings, topic) as writer:
+        return await write_batches(writer, chunks(), speed, False, progress)
 
 
 def import_from_file(

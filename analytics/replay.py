@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -123,6 +123,31 @@ async def write_paced(
         await writer.write(p, (rec,))
 
 
+async def write_batches(
+    writer: TopicWriter,
+    batches: AsyncIterator[Sequence[LogRecord]],
+    speed: float | None,
+    same_partitions: bool,
+    progress: Progress,
+) -> int:
+    """Write ``batches`` (in time order) at speed xN of their record times, or, with no
+    speed, each batch grouped by partition as fast as possible; ``same_partitions`` keeps a
+    paced record's partition (else its key picks one). Returns the records sent so far."""
+    pacer = Pacer(speed)
+    async for records in batches:
+        if speed:
+            await write_paced(writer, records, pacer, same_partitions)
+        else:
+            await write_grouped(writer, records)
+        progress.advance(len(records))
+    return writer.sent
+
+
+async def _merged(reader: WindowReader) -> AsyncIterator[list[LogRecord]]:
+    while (merged := await reader.next_merged()) is not None:
+        yield merged
+
+
 async def _replay_to_topic(
     settings: Settings,
     window: Window,
@@ -138,11 +163,7 @@ async def _replay_to_topic(
             # Same partition count: keep each record's partition (whatever chose it).
             same = writer.partitions == reader.partitions
             if speed:
-                pacer = Pacer(speed)
-                while (merged := await reader.next_merged()) is not None:
-                    await write_paced(writer, merged, pacer, same)
-                    progress.advance(len(merged))
-                return writer.sent
+                return await write_batches(writer, _merged(reader), speed, same, progress)
             while (chunk := await reader.next_chunk()) is not None:
                 for p, records in chunk.items():
                     if same:

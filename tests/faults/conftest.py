@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,19 +53,16 @@ def fault_broker() -> Iterator[FaultBroker]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@pytest.fixture(scope="session")
-def fault_stack(
-    fault_broker: FaultBroker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("faults")
+def fault_settings(name: str, bootstrap: str, tmp: Path, **topology: Any) -> Settings:
+    """The settings every fault stack shares (fresh topics and app id, quick timeouts, no
+    rate or per-address limits), with ``topology`` (partitions, brokers, workers) on top."""
     tag = uuid.uuid4().hex[:10]
-    settings = Settings(
-        kafka_bootstrap=fault_broker.bootstrap,
-        topic_prefix=f"f{tag}.",
-        app_id=f"dw-faults-{tag}",
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"{name[0]}{tag}.",
+        app_id=f"dw-{name}-{tag}",
         data_dir=tmp / "data",
         sink_db=tmp / "data" / "sink.duckdb",
-        partitions=2,
         tick_seconds=1.0,
         command_timeout_s=1.5,
         heartbeat_s=1.0,
@@ -72,10 +70,24 @@ def fault_stack(
         report_rate_per_minute=1_000_000,
         # every live client of the suite connects from 127.0.0.1 (200 SSE in a soak)
         api_max_live_per_address=0,
+        **topology,
+    )  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def fault_stack(
+    fault_broker: FaultBroker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("faults")
+    settings = fault_settings(
+        "faults",
+        fault_broker.bootstrap,
+        tmp,
+        partitions=2,
         sink_batch_size=2_000,
         # the worker says not ready after this long without the broker (the broker case)
         worker_broker_timeout_s=2.0,
-    )  # type: ignore[call-arg]
+    )
     ensure_topics(settings)
     stack = Stack(fault_broker, settings, tmp)
     try:
@@ -100,28 +112,19 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
     tmp = tmp_path_factory.mktemp("cluster-faults")
     cluster = FaultCluster(tmp / "kafka")
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    tag = uuid.uuid4().hex[:10]
     stack = None
     try:
         cluster.start()
-        settings = Settings(
-            kafka_bootstrap=cluster.bootstrap,
+        settings = fault_settings(
+            "cluster",
+            cluster.bootstrap,
+            tmp,
             kafka_brokers=3,
             replication_factor=3,
             min_insync_replicas=2,
-            topic_prefix=f"c{tag}.",
-            app_id=f"dw-cluster-{tag}",
-            data_dir=tmp / "data",
-            sink_db=tmp / "data" / "sink.duckdb",
             partitions=4,
             workers=2,
-            tick_seconds=1.0,
-            command_timeout_s=1.5,
-            heartbeat_s=1.0,
-            retry_ms=200,
-            report_rate_per_minute=1_000_000,
-            api_max_live_per_address=0,  # every live client connects from 127.0.0.1
-        )  # type: ignore[call-arg]
+        )
         ensure_topics(settings)
         stack = ClusterStack(cluster, settings, tmp)
         stack.seed()

@@ -301,10 +301,15 @@ class LiveConnections:
         per_address: int,
         total: int,
         on_refused: Callable[[str, str], None] = lambda transport, cap: None,
+        names: tuple[str, str] = (
+            "DISPATCHWIRE_API_MAX_LIVE_PER_ADDRESS",
+            "DISPATCHWIRE_API_MAX_LIVE_TOTAL",
+        ),
     ) -> None:
         self.per_address = per_address
         self.total = total
         self.on_refused = on_refused
+        self.names = names  # the settings of the two caps, named in a refusal
         self._by_address: dict[str, int] = {}
         self.open = 0
 
@@ -325,7 +330,7 @@ class LiveConnections:
                     {
                         "field": "connections",
                         "reason": f"at most {self.per_address} per address "
-                        "(DISPATCHWIRE_API_MAX_LIVE_PER_ADDRESS); close one or retry later",
+                        f"({self.names[0]}); close one or retry later",
                     }
                 ],
                 headers={"Retry-After": str(RETRY_AFTER_S)},
@@ -338,8 +343,7 @@ class LiveConnections:
                 [
                     {
                         "field": "connections",
-                        "reason": f"at most {self.total} in all "
-                        "(DISPATCHWIRE_API_MAX_LIVE_TOTAL); retry later",
+                        "reason": f"at most {self.total} in all ({self.names[1]}); retry later",
                     }
                 ],
                 headers={"Retry-After": str(RETRY_AFTER_S)},

@@ -391,7 +391,7 @@ def openapi_document() -> dict[str, Any]:
             ),
             {
                 "400": _json(ERROR, "a query parameter is invalid"),
-                "503": _json(ERROR, "Kafka unreachable"),
+                "503": _json(ERROR, "Kafka unreachable, or DISPATCHWIRE_API_MAX_REPLAYS open"),
             },
         ),
         "/healthz": _get("Process is alive", {"type": "object"}, secured=False),

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,12 +38,14 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from analytics.logio import LogWindow
 from analytics.replay import Pacer, fold_until, parse_replay_query
 from analytics.snapshot import take_snapshot
 from api.auth import Auth
 from api.http import ApiError
+from api.limits import LiveConnections
 from dispatchwire.errors import DispatchwireError
 from dispatchwire.settings import Settings
 from schemas import SchemaError, decode_event
@@ -55,8 +57,28 @@ log = logging.getLogger(__name__)
 CLOCK_EVERY_S = 0.1  # at most ten clock messages a second: a time bar needs no more
 
 
+class _HeldStream(EventSourceResponse):
+    """A replay stream that gives its connection slot back when it ends, however it ends."""
+
+    def __init__(self, release: Callable[[], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+
+
 def routes(settings: Settings, auth: Auth) -> list[Route]:
-    """The routes, admitting the authority by ``auth`` (the app's ``services.auth``)."""
+    """The routes, admitting the authority by ``auth`` (the app's ``services.auth``).
+
+    Replay streams are capped in all (``api_max_replays``, 503 over it): each holds a
+    Kafka consumer and a fold of its own, far more than a live stream."""
+    replays = LiveConnections(
+        0, settings.api_max_replays, names=("", "DISPATCHWIRE_API_MAX_REPLAYS")
+    )
 
     async def snapshot_download(request: Request) -> Response:
         auth.require_authority(request)
@@ -82,11 +104,16 @@ def routes(settings: Settings, auth: Auth) -> list[Route]:
             errors.append({"field": "clock", "reason": "1 (send replay_clock messages) or 0"})
         if errors:
             raise ApiError(400, "invalid replay request", errors)
+        release = replays.acquire("", "replay")
         try:
             resolved = await run_in_threadpool(LogWindow, settings, window)
-        except DispatchwireError as exc:
-            raise ApiError(503, str(exc)) from exc
-        return EventSourceResponse(
+        except BaseException as exc:
+            release()
+            if isinstance(exc, DispatchwireError):
+                raise ApiError(503, str(exc)) from exc
+            raise
+        return _HeldStream(
+            release,
             _replay_messages(settings, resolved, speed, clock=clock == "1"),
             ping=settings.heartbeat_s,
         )

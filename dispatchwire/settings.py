@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     api_body_timeout_s: float = 30.0  # the body must follow its headers in this, else 408
     api_max_live_per_address: int = 100  # SSE + WebSocket per client address (429); 0: no cap
     api_max_live_total: int = 10_000  # SSE + WebSocket connections in all (503); 0: no cap
+    # /api/replay/stream at once, in all (503): each reads the log with a consumer of its own
+    api_max_replays: int = 4
     # A /ws client only ever sends its first frame (a token and a log position); a bigger
     # frame is closed with 1009 instead of being buffered (uvicorn's default is 16 MiB).
     api_ws_max_frame_bytes: int = 65_536

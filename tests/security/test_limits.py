@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
+from kafka import KafkaProducer
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from schemas import encode
+from tests.analytics.story import Story
 from tests.api.helpers import AUTHORITY, UNIT
 from tests.security.server_fixtures import (  # noqa: F401
     raw_client_fixture,
@@ -238,3 +242,61 @@ def test_body_timeout_after_an_early_answer_only_closes(secure_api, raw_client):
     raw = client.response(timeout=10)
     assert status_and_body(raw)[0] == 413, raw[:200]
     assert raw.count(b"HTTP/1.1 ") == 1, raw
+
+
+def test_replay_streams_are_capped_in_all(secure_api):
+    """A replay stream holds a Kafka consumer and a fold of its own: a few at once, then 503
+    naming the setting; a stream that ends gives its slot back."""
+    api = secure_api(api_max_replays=1)
+    settings = api.settings
+    now_ms = int(time.time() * 1000)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    try:
+        # two events a minute apart in log time: a replay at speed 1 stays open between them
+        story = Story()
+        for n in range(2):
+            story.unit(f"u-cap-{n}", "ambulance", "hki-nw", datetime.now(UTC), 60.17, 24.94)
+        for event, stamp in zip(story.events, (now_ms - 120_000, now_ms - 60_000), strict=True):
+            producer.send(
+                settings.events_topic, key=b"hki-nw", value=encode(event), timestamp_ms=stamp
+            )
+        producer.flush()
+    finally:
+        producer.close()
+    path = "/api/replay/stream?speed=1&token=dev-authority"
+
+    def open_replay() -> tuple[httpx.Client, httpx.Response]:
+        client = httpx.Client(timeout=10)
+        return client, client.send(client.build_request("GET", api.url + path), stream=True)
+
+    first = open_replay()
+    try:
+        assert first[1].status_code == 200
+        lines = first[1].iter_lines()
+        assert next(line for line in lines if line.startswith("event:")) == "event: snapshot"
+        client, refused = open_replay()
+        refused.read()
+        client.close()
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert error_fields(refused.content) == ["connections"]
+        assert "DISPATCHWIRE_API_MAX_REPLAYS" in refused.text
+    finally:
+        first[1].close()
+        first[0].close()
+    again: list[tuple[httpx.Client, httpx.Response]] = []
+
+    def reopened() -> bool:
+        client, response = open_replay()
+        if response.status_code == 200:
+            again.append((client, response))
+            return True
+        response.read()
+        client.close()
+        return False
+
+    from tests.conftest import wait_for
+
+    wait_for(reopened, timeout=10, message="the closed replay's slot to be free")
+    for client, response in again:
+        response.close()
+        client.close()

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from analytics.tables import (
+    DEDUPE_WINDOW,
     EVENTS_SCHEMA,
     create_tables,
     event_row,
@@ -192,6 +193,40 @@ def test_keys_made_by_another_function_are_derived_again_and_still_dedupe(tmp_pa
     create_tables(con)
     assert write_batch(con, "t", records_of(values[:100])).events == 0
     assert con.execute("SELECT count(*) FROM events").fetchall() == [(100,)]
+
+
+def test_a_copy_is_dropped_within_the_dedupe_window_and_stored_again_after_it() -> None:
+    """Redeliveries come within minutes; a batch is checked against the keys logged in the
+    DEDUPE_WINDOW before it only (so the check does not grow with history)."""
+    values = story_values()[:20]
+    con = duckdb.connect(":memory:")
+    create_tables(con)
+    assert write_batch(con, "t", records_of(values)).events == 20
+    window_ms = int(DEDUPE_WINDOW.total_seconds() * 1000)
+    inside = [Rec(0, 100 + i, STAMP + window_ms - 60_000, v) for i, v in enumerate(values[:5])]
+    assert write_batch(con, "t", inside).events == 0
+    # a copy logged after the window: no longer checked, so stored again
+    later = [Rec(0, 200 + i, STAMP + 20 + window_ms + 1, v) for i, v in enumerate(values[5:8])]
+    assert write_batch(con, "t", later).events == 3
+    assert con.execute("SELECT count(*) FROM events").fetchall() == [(23,)]
+
+
+def test_keys_without_their_times_are_derived_again_and_still_dedupe(tmp_path: Path) -> None:
+    values = story_values()
+    path = tmp_path / "untimed.duckdb"
+    con = duckdb.connect(str(path))
+    create_tables(con)
+    write_all(con, records_of(values[:100]), 100)
+    # what a sink from before the window left behind: keys only, stamped without "+logged_at"
+    con.execute("ALTER TABLE sink_event_keys DROP COLUMN logged_at")
+    con.execute("UPDATE sink_meta SET value = 'hash@duckdb-1.0.0' WHERE name = 'event_key'")
+    con.close()
+    con = duckdb.connect(str(path))
+    create_tables(con)
+    assert con.execute(
+        "SELECT count(*) FROM sink_event_keys WHERE logged_at IS NOT NULL"
+    ).fetchall() == [(100,)]
+    assert write_batch(con, "t", records_of(values[:100])).events == 0
 
 
 @pytest.mark.parametrize(

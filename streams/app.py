@@ -26,7 +26,7 @@ from dispatchwire.settings import Settings
 from infra.clients import faust_broker_options
 from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
-from streams import offsets, readiness
+from streams import offsets, progress, readiness
 from streams.decisions import movement_command_id
 from streams.processing import BatchProcessor, ChangelogTable
 from streams.roadgraph import network_for
@@ -216,16 +216,24 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     async def probe_broker() -> None:
         await broker.probe(app)
 
+    stall = progress.StallGuard(settings.worker_stall_timeout_s, settings.commands_topic)
+
+    @app.timer(interval=readiness.PROBE_INTERVAL_S, name="watch_progress")
+    async def watch_progress() -> None:
+        await stall.check(app)
+
     @app.page("/dispatch/ready/")
     async def ready_page(web: Any, request: Any) -> Any:
-        """200 while the worker owns its partitions, has recovered its table and hears
-        from the broker; else 503 with the reason."""
+        """200 while the worker owns its partitions, moves them (streams.progress), has
+        recovered its table and hears from the broker; else 503 with the reason."""
         assigned = sorted(
             tp.partition for tp in app.consumer.assignment() if tp.topic == settings.commands_topic
         )
         reason: str | None
         if not assigned:
             reason = "no commands partition assigned"
+        elif stall.reason is not None:
+            reason = stall.reason
         # TableManagerT (faust.types) does not declare the TableManager's ``recovery``
         elif app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             reason = "rebalancing or recovering the table"

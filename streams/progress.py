@@ -26,6 +26,7 @@ that really is stuck (a dead broker) shows as not ready either way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # ("commands" or "changelog", partition number)
 Key = tuple[str, int]
+# The end offsets' round trip, at most (the timer runs every second).
+END_OFFSETS_S = 2.0
 
 
 @dataclass
@@ -133,15 +136,21 @@ class StallGuard:
         self.commands_topic = commands_topic
         self.reason: str | None = None
 
-    async def check(self, app: Any) -> None:
-        """One look (every ``readiness.PROBE_INTERVAL_S``); asks for a rebalance when stalled."""
+    async def check(self, app: Any, broker_reachable: bool = True) -> None:
+        """One look (every ``readiness.PROBE_INTERVAL_S``); asks for a rebalance when stalled.
+        Without the broker nothing can move: the clocks start again once it answers (the
+        ready page names the broker meanwhile)."""
         if self.watch.timeout_s <= 0:
             return
         now = time.monotonic()
         try:
-            found = await positions(app, self.commands_topic)
-        except Exception as exc:  # no end offsets (broker away): the broker probe says so
+            if not broker_reachable:
+                raise ConnectionError("the broker does not answer")
+            found = await asyncio.wait_for(positions(app, self.commands_topic), END_OFFSETS_S)
+        except Exception as exc:
             log.debug("progress check skipped: %r", exc)
+            self.watch.seen.clear()
+            self.reason = None
             return
         self.watch.observe(now, found)
         stalled = self.watch.stalled(now)

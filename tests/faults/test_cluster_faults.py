@@ -239,7 +239,7 @@ def test_cluster_sigkill_leader_of_busiest_partition(cluster: ClusterStack, reco
 def test_cluster_broker_paused_past_session_timeout(cluster: ClusterStack, record_row) -> None:
     """SIGSTOP a node for longer than the brokers' and the workers' session timeouts, then
     SIGCONT it: it is fenced, comes back, catches up; nothing acknowledged lost or doubled."""
-    pause_s = max(15.0, phase_s(15.0))  # > the workers' 10 s session, > the nodes' 3 s
+    pause_s = max(15.0, phase_s(15.0))  # > the workers' 6 s session, > the nodes' 3 s
     driver, clients = replicated_load(cluster, seed=24, sse=4, ws=1)
     try:
         load_for(driver, phase_s(2.0))

@@ -39,9 +39,9 @@ log = logging.getLogger(__name__)
 # before it hands that member's partitions on: most of a takeover (issue 14). 6 s is the
 # broker's default group.min.session.timeout.ms. Heartbeats (every 1 s) leave from the
 # aiokafka consumer's own thread and event loop, so a busy worker loop does not delay them;
-# at load averages of 10-14 on the 2 shared cores no member missed its session (no
+# at load averages of 10-20 on the 2 shared cores no member missed its session (no
 # rebalance but the ones the takeover runs caused). A worker stopped with SIGTERM leaves
-# the group at once (LeaveGroup) and waits for none of this.
+# the group at once (LeaveGroup) and waits for none of this (takeover 2.5 s).
 SESSION_TIMEOUT_S = 6.0
 # The survivor of a takeover starts the gained partitions at their last committed offset and
 # answers the dead worker's uncommitted tail again (its recorded events, no new decisions)

@@ -4,10 +4,11 @@ With two workers, after a SIGKILL of one, the survivor sometimes listed the part
 took over and answered none of them for 90-180 s (2 of 4 scale bench runs on one broker;
 faust-streaming#629 reports the same symptom). Its ready page said 200 all along. Its
 cause is not found: it did not show in 9 later takeovers (6 on a broker of their own, 5
-of them with Faust's debug logs; 2 of the bench's; 1 of the cluster fault case), and reading Faust's rebalance and recovery path (a flow or fetch never
-resumed, a recovery waiting for changelog records already fetched and dropped) named
-suspects but no proof. So this module does not claim to cure a cause: it is the guard an
-operator wants, whatever the cause.
+of them with Faust's debug logs; 2 of the bench's; 1 of the cluster fault case), and
+reading Faust's rebalance and recovery path (a flow or fetch never resumed, a recovery
+waiting for changelog records already fetched and dropped) named suspects but no proof.
+So this module does not claim to cure a cause: it is the guard an operator wants, whatever
+the cause.
 
 ``ProgressWatch`` remembers, per partition that should move, where it stood and since when.
 A partition should move while it is behind: a commands partition whose end offset is past

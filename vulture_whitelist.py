@@ -19,6 +19,7 @@ move_units  # streams/app.py: a Faust timer (@app.timer)
 state_page  # streams/app.py: Faust web views (@app.page)
 ready_page
 probe_broker  # streams/app.py: a Faust timer (@app.timer)
+watch_progress  # streams/app.py: a Faust timer (@app.timer), the takeover guard
 _._fetch_max_wait_ms  # streams/app.py: read by aiokafka's consumer.start()
 _._new_offset  # streams/offsets.py: replaces Faust's Consumer._new_offset
 _.data_received  # api/limits.py: an asyncio protocol callback (uvicorn)

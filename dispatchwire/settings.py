@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # worker readiness (issue 10): /dispatch/ready/ turns 503 once the broker has not
     # answered the worker's metadata probe for this long
     worker_broker_timeout_s: float = 5.0
+    # --- takeover guard (issue 14): a partition the worker owns, is behind on and has not
+    # moved for this long (no ack; while recovering, no changelog record) turns the ready
+    # page 503 and makes the worker ask its group to rebalance (streams.progress); 0: off
+    worker_stall_timeout_s: float = Field(30.0, ge=0)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

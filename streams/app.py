@@ -26,7 +26,7 @@ from dispatchwire.settings import Settings
 from infra.clients import faust_broker_options
 from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
-from streams import offsets, readiness
+from streams import offsets, progress, readiness
 from streams.decisions import movement_command_id
 from streams.processing import BatchProcessor, ChangelogTable
 from streams.roadgraph import network_for
@@ -35,9 +35,18 @@ from streams.state import TABLE_NAME
 
 log = logging.getLogger(__name__)
 
-# Short enough that a worker restarted after a crash takes over its partitions in seconds
-# (the group waits this long for the dead member), long enough for a busy event loop.
-SESSION_TIMEOUT_S = 10.0
+# How long the group waits for a member that stopped heartbeating (a SIGKILLed worker)
+# before it hands that member's partitions on: most of a takeover (issue 14). 6 s is the
+# broker's default group.min.session.timeout.ms. Heartbeats (every 1 s) leave from the
+# aiokafka consumer's own thread and event loop, so a busy worker loop does not delay them;
+# at load averages of 10-20 on the 2 shared cores no member missed its session (no
+# rebalance but the ones the takeover runs caused). A worker stopped with SIGTERM leaves
+# the group at once (LeaveGroup) and waits for none of this (takeover 2.5 s).
+SESSION_TIMEOUT_S = 6.0
+# The survivor of a takeover starts the gained partitions at their last committed offset and
+# answers the dead worker's uncommitted tail again (its recorded events, no new decisions)
+# before anything newer: up to Faust's default 2.8 s of commands; 1 s of them instead.
+COMMIT_INTERVAL_S = 1.0
 # The timer does not resend the same move command sooner than this (the worker may lag).
 RESEND_AFTER_S = 5.0
 
@@ -129,6 +138,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=SESSION_TIMEOUT_S * 2,
+        broker_commit_interval=COMMIT_INTERVAL_S,
         datadir=str(datadir),
         web_enabled=web_port > 0,
         web_port=max(web_port, 1),
@@ -216,16 +226,24 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     async def probe_broker() -> None:
         await broker.probe(app)
 
+    stall = progress.StallGuard(settings.worker_stall_timeout_s, settings.commands_topic)
+
+    @app.timer(interval=readiness.PROBE_INTERVAL_S, name="watch_progress")
+    async def watch_progress() -> None:
+        await stall.check(app, broker_reachable=broker.unreachable() is None)
+
     @app.page("/dispatch/ready/")
     async def ready_page(web: Any, request: Any) -> Any:
-        """200 while the worker owns its partitions, has recovered its table and hears
-        from the broker; else 503 with the reason."""
+        """200 while the worker owns its partitions, moves them (streams.progress), has
+        recovered its table and hears from the broker; else 503 with the reason."""
         assigned = sorted(
             tp.partition for tp in app.consumer.assignment() if tp.topic == settings.commands_topic
         )
         reason: str | None
         if not assigned:
             reason = "no commands partition assigned"
+        elif stall.reason is not None:
+            reason = stall.reason
         # TableManagerT (faust.types) does not declare the TableManager's ``recovery``
         elif app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             reason = "rebalancing or recovering the table"

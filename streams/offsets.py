@@ -29,6 +29,17 @@ The repairs, installed once per process like the fetch-wait patch in ``streams.a
    keeps a duplicate from any other source (Faust's ``_add_gap`` also puts the record that
    revealed a real hole, e.g. a transaction marker, into the hole) from costing a commit
    interval each (robinhood/faust#625, #559).
+
+Looked at again for the takeover stall (issue 14): if a rebalance lands while repair 1 has
+the flow stopped, the seek is cancelled and the flow is left stopped, but every later
+recovery round resumes it (both of its branches call ``resume_flow``), so this is not a
+stall. It has one cost: at the end of a recovery the standby changelog partitions are
+already fetching, and stopping the flow drops the records of a fetch in hand (Faust's
+``getmany`` breaks off, the message callback is cancelled) while aiokafka has moved past
+them; ``seek_to_committed`` does not move changelog partitions back (nothing committed), so
+a standby copy can miss records. Harmless today, as a gained partition is replayed from
+offset 0 (README, Known gaps), but it must be solved before a takeover starts from a
+standby's offset.
 """
 
 from __future__ import annotations

@@ -90,6 +90,9 @@ def busiest_partition(stack: ClusterStack) -> int:
 # received for active tp ... since recovery start"). On the cluster this case took over in
 # 10.5 s (see the README). Not fixed yet (README, known gaps); faust-streaming#629
 # reports the same symptom with aiokafka. Not every run shows it: the marker is not strict.
+# Since the stall guard (streams/progress.py) a stalled survivor asks its group to
+# rebalance after worker_stall_timeout_s (30 s), inside this case's 60 s: a stall now
+# shows here as a slow takeover and in the survivor's log ("worker stalled: ...").
 @pytest.mark.xfail(
     raises=TakeoverStalled,
     strict=False,
@@ -239,7 +242,7 @@ def test_cluster_sigkill_leader_of_busiest_partition(cluster: ClusterStack, reco
 def test_cluster_broker_paused_past_session_timeout(cluster: ClusterStack, record_row) -> None:
     """SIGSTOP a node for longer than the brokers' and the workers' session timeouts, then
     SIGCONT it: it is fenced, comes back, catches up; nothing acknowledged lost or doubled."""
-    pause_s = max(15.0, phase_s(15.0))  # > the workers' 10 s session, > the nodes' 3 s
+    pause_s = max(15.0, phase_s(15.0))  # > the workers' 6 s session, > the nodes' 3 s
     driver, clients = replicated_load(cluster, seed=24, sse=4, ws=1)
     try:
         load_for(driver, phase_s(2.0))

@@ -154,7 +154,7 @@ def run_all(settings: Settings, args: argparse.Namespace) -> int:
         if args.workers < 1:
             print("dispatchwire run: --workers must be at least 1", file=sys.stderr)
             return 2
-        # every worker sees the group's size: standby replicas default to 1 with two or more
+        # every part sees the group's size (the banner reads it; parts start one worker each)
         os.environ["DISPATCHWIRE_WORKERS"] = str(args.workers)
         settings = Settings()
     single = broker_from_settings(settings)

@@ -26,7 +26,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from dispatchwire.settings import Settings
 from schemas import EmergencyStatus, UnitStatus, decode_event
-from schemas.events import CommandRejectedEvent, EmergencyUpdated, Event, UnitStatusUpdate
+from schemas.events import (
+    CommandRejectedEvent,
+    CommandRepeated,
+    EmergencyUpdated,
+    Event,
+    UnitStatusUpdate,
+)
 from schemas.position import Position
 from schemas.projection import Projection
 from tests.faults.clients import Recording
@@ -120,7 +126,8 @@ class Auditor:
         written to Kafka directly, which the broker acknowledged)."""
         by_command: dict[str, list[LoggedEvent]] = defaultdict(list)
         for logged in self.events:
-            by_command[logged.event.command_id].append(logged)
+            if not isinstance(logged.event, CommandRepeated):  # a retry's answer, not an outcome
+                by_command[logged.event.command_id].append(logged)
         acked = [c.command_id for c in sent if c.acknowledged] + list(also)
         out = Outcomes(
             sent=len(sent) + len(also),

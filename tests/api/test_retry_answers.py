@@ -5,8 +5,11 @@ request with the recorded events and sends dashboards nothing for it."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
+import httpx
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from api.outcomes import Outcomes
 from schemas.events import (
@@ -16,6 +19,7 @@ from schemas.events import (
 )
 from streams.seed import seed
 from tests.api.helpers import AUTHORITY, SseClient, data
+from tests.conftest import wait_for
 
 LAT, LON = 60.1699, 24.9384  # inside the bundled Helsinki extract
 
@@ -142,3 +146,57 @@ def test_retried_dispatch_answers_each_time_and_dashboards_see_it_once(
     ]
     assert len(copies) == 1, f"the dashboard got {len(copies)} copies of the dispatch"
     assert not [m for m in seen if m.event == "command_repeated"]
+
+
+@pytest.mark.kafka
+def test_a_retry_whose_answer_the_api_no_longer_remembers_gets_202(
+    api_settings, running_api, event_log
+):
+    settings = api_settings(command_timeout_s=30.0)
+    log = event_log(settings)
+    created = log.emergency(region="hki-sw")
+    api = running_api(settings)
+    commands = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    tps = [
+        TopicPartition(settings.commands_topic, p)
+        for p in sorted(commands.partitions_for_topic(settings.commands_topic))
+    ]
+    commands.assign(tps)
+    commands.seek_to_beginning(*tps)
+    answer: list[httpx.Response] = []
+    path = f"/api/emergencies/{created.emergency.id}/dispatch"
+    post = threading.Thread(
+        target=lambda: answer.append(
+            api.post(path, json={"command_id": "dsp-long-ago"}, headers=AUTHORITY)
+        )
+    )
+    post.start()
+    try:
+        # the command is on dispatch.commands, so its request waits (it registers first);
+        # the worker answers from a record whose events the API has not kept
+        wait_for(
+            lambda: any(commands.poll(timeout_ms=200).values()),
+            timeout=30,
+            message="the retry on dispatch.commands",
+        )
+        log.write(
+            CommandRepeated(
+                event_id="dsp-long-ago:repeated-7",
+                command_id="dsp-long-ago",
+                region="hki-sw",
+                command_kind="dispatch_emergency",
+                event_ids=["dsp-long-ago:0", "dsp-long-ago:1"],
+            )
+        )
+        post.join(60)
+    finally:
+        commands.close()
+    (response,) = answer
+    assert response.status_code == 202, response.text
+    assert response.json() == {"status": "accepted", "command_id": "dsp-long-ago"}
+    metrics = api.get("/metrics").text
+    assert (
+        'dispatchwire_api_commands_total{kind="dispatch_emergency",outcome="repeated"} 1.0'
+        in metrics
+    )
+    assert 'outcome="late"' not in metrics

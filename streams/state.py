@@ -319,7 +319,10 @@ def _head(raw: Text) -> _Head:
     end = text.find(',"events":')
     if end < 0:
         return _Head(None, None)
-    data = json.loads(text[:end] + "}")
+    try:
+        data = json.loads(text[:end] + "}")
+    except ValueError:  # a head this version does not know: read as an older record
+        return _Head(None, None)
     source = data.get("source")
     at = data.get("at")
     return _Head(

@@ -14,10 +14,12 @@ _.on_message_out
 _.on_table_get
 _.on_table_set
 _.on_key_set  # streams/processing.py ChangelogTable: Faust table hook
+_.on_key_del
 apply_commands  # streams/app.py: a Faust agent (@app.agent)
 move_units  # streams/app.py: a Faust timer (@app.timer)
 state_page  # streams/app.py: Faust web views (@app.page)
 ready_page
+records_page
 probe_broker  # streams/app.py: a Faust timer (@app.timer)
 watch_progress  # streams/app.py: a Faust timer (@app.timer), the takeover guard
 _._fetch_max_wait_ms  # streams/app.py: read by aiokafka's consumer.start()

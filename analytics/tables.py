@@ -368,6 +368,7 @@ _EVENT_NAMES = (
     "unit_status_update",
     "unit_location",
     "command_rejected",
+    "command_repeated",
 )
 _ACTIONS = ("assigned", "on_scene", "completed", "cancelled")
 

@@ -37,6 +37,7 @@ from schemas.commands import (
 )
 from schemas.events import (
     CommandRejectedEvent,
+    CommandRepeated,
     EmergencyCreated,
     EmergencyUpdated,
     Event,
@@ -136,6 +137,9 @@ async def submit(
             )
         except TimeoutError:
             services.metrics.commands.labels(command.kind, "late").inc()
+            return None
+        if isinstance(result, CommandRepeated):  # a retry older than the outcome memory
+            services.metrics.commands.labels(command.kind, "repeated").inc()
             return None
         kind = "rejected" if isinstance(result, CommandRejectedEvent) else "accepted"
         services.metrics.commands.labels(command.kind, kind).inc()

@@ -212,6 +212,8 @@ async def replay_from_kafka(
                         event = decode_event(record.value or b"")
                     except SchemaError:
                         continue
+                    if not event.live:
+                        continue
                     yield build_message(
                         event.event,
                         format_position(position),

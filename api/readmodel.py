@@ -284,6 +284,9 @@ class ReadModel:
             return
         self.projection.apply(event)
         self.offsets[partition] = offset + 1
+        if not event.live:  # a retry's answer (command_repeated): for its waiters only
+            self.outcomes.settle(event)
+            return
         message = build_message(
             event.event,
             format_position(self.offsets),

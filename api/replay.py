@@ -163,6 +163,8 @@ async def _replay_messages(
             except SchemaError:
                 log.warning("replay skips undecodable record %d:%d", rec.partition, rec.offset)
                 continue
+            if not event.live:  # a retry's answer (command_repeated): not for dashboards
+                continue
             wait = pacer.delay(rec.timestamp)
             if wait:
                 await asyncio.sleep(wait)

@@ -136,6 +136,15 @@ class Settings(BaseSettings):
     # read model (another replica served it) waits for the model before the stream closes.
     api_resume_wait_s: float = 5.0
 
+    # command records, the worker's idempotency memory (issue 16): a command id is
+    # remembered (a retry answered from its record, never applied twice) for this window;
+    # the sweep timer expires older records this often; the table's changelog rolls a
+    # segment this often and keeps a tombstone this long, so the log cleaner can compact.
+    command_record_window_s: float = Field(86_400.0, gt=0)
+    command_record_sweep_s: float = Field(600.0, gt=0)
+    changelog_segment_ms: int = Field(3_600_000, gt=0)
+    changelog_delete_retention_ms: int = Field(3_600_000, ge=0)
+
     @model_validator(mode="before")
     @classmethod
     def _replication_from_cluster_size(cls, data: Any) -> Any:

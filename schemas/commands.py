@@ -108,6 +108,15 @@ class RegisterUnit(CommandBase):
     station: str | None = Field(None, max_length=64)
 
 
+class ExpireRecords(CommandBase):
+    """Forget the command records of this command's partition stamped before ``cutoff``
+    (sent by the worker's sweep timer, ``Settings.command_record_window_s``): a command id
+    is remembered, and a retry of it answered from its record, for that window."""
+
+    kind: Literal["expire_records"] = "expire_records"
+    cutoff: datetime
+
+
 Command = Annotated[
     ReportEmergency
     | DispatchEmergency
@@ -115,6 +124,7 @@ Command = Annotated[
     | CancelEmergency
     | SetUnitStatus
     | UnitPosition
-    | RegisterUnit,
+    | RegisterUnit
+    | ExpireRecords,
     Field(discriminator="kind"),
 ]

@@ -14,7 +14,7 @@ crash or a retry, so the event id is what lets a client drop such a copy itself.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,8 @@ class EventBase(BaseModel):
     command_id: str
     region: str
     occurred_at: datetime = Field(default_factory=utcnow)
+    # whether the event is a live message (SSE, WebSocket, replay); ``CommandRepeated`` is not
+    live: ClassVar[bool] = True
 
     def live_data(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -119,10 +121,33 @@ class CommandRejectedEvent(EventBase):
         return self._live({"command_id", "command_kind", "reason", "emergency_id", "unit_id"})
 
 
+class CommandRepeated(EventBase):
+    """A command id the worker had already answered arrived again in a new message (a
+    client's retry): nothing was applied and its events were not published again.
+    ``event_ids`` name the recorded outcome's events, so the API answers the retry with
+    them (``api.outcomes``). Not a live message: dashboards already have those events.
+    Its own id, ``<command_id>:repeated-<offset>``, is the same for every copy of the one
+    retry message and different for each retry."""
+
+    event: Literal["command_repeated"] = "command_repeated"
+    command_kind: str
+    event_ids: list[str]
+    live: ClassVar[bool] = False
+
+    def live_data(self) -> dict[str, Any]:
+        return self._live({"command_id", "command_kind", "event_ids"})
+
+
 Event = Annotated[
-    EmergencyCreated | EmergencyUpdated | UnitStatusUpdate | UnitLocation | CommandRejectedEvent,
+    EmergencyCreated
+    | EmergencyUpdated
+    | UnitStatusUpdate
+    | UnitLocation
+    | CommandRejectedEvent
+    | CommandRepeated,
     Field(discriminator="event"),
 ]
+# the live messages' names; ``command_repeated`` is in the log only (``EventBase.live``)
 EVENT_NAMES = (
     "emergency_created",
     "emergency_updated",

@@ -15,6 +15,7 @@ from typing import Any
 from schemas.entities import Emergency, Unit
 from schemas.events import (
     CommandRejectedEvent,
+    CommandRepeated,
     EmergencyCreated,
     EmergencyUpdated,
     Event,
@@ -69,7 +70,7 @@ class Projection:
                 }
             )
             return True
-        if isinstance(event, CommandRejectedEvent):
+        if isinstance(event, CommandRejectedEvent | CommandRepeated):
             return False
         raise TypeError(f"unknown event {type(event).__name__}")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from dispatchwire.settings import Settings
 from infra.clients import faust_broker_options
 from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
+from schemas.commands import ExpireRecords
+from schemas.placement import partition_for
 from streams import offsets, progress, readiness
 from streams.decisions import movement_command_id
 from streams.processing import BatchProcessor, ChangelogTable
@@ -171,12 +174,24 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         beacon=app.tables.beacon,
         partitions=settings.partitions,
         value_type=bytes,
+        # Faust makes the changelog cleanup.policy=compact; these let the log cleaner reach
+        # it (only closed segments are compacted) and drop old tombstones (issue 16)
+        extra_topic_configs=changelog_configs(settings),
     )  # -> the "raw" value serializer; keys stay JSON
     app.tables.add(table)
     tick_s = settings.tick_seconds
 
+    def partition_of(region: str) -> int:
+        return partition_for(region, settings.partitions, settings.regions)
+
     processor = BatchProcessor(
-        app, table, router, tick_s, settings.events_topic, settings.dead_letter_topic
+        app,
+        table,
+        router,
+        tick_s,
+        settings.events_topic,
+        settings.dead_letter_topic,
+        partition_of,
     )
     state = processor.state
 
@@ -214,6 +229,26 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         for command_id, at in list(sent.items()):
             if now - at > 4 * RESEND_AFTER_S:
                 del sent[command_id]
+
+    @app.timer(interval=settings.command_record_sweep_s, name="expire_records")
+    async def expire_records() -> None:
+        """Ask each of this worker's partitions to forget its command records older than
+        the window (through the log: every replica and replay deletes the same ones)."""
+        if app.rebalancing:
+            return
+        cutoff = datetime.now(UTC) - timedelta(seconds=settings.command_record_window_s)
+        for tp in sorted(app.consumer.assignment()):
+            if tp.topic != settings.commands_topic:
+                continue
+            region = sweep_region(settings, tp.partition)
+            cmd = ExpireRecords(region=region, cutoff=cutoff, issued_by="worker")
+            await commands.send(key=region.encode(), value=encode(cmd), partition=tp.partition)
+
+    @app.page("/dispatch/records/")
+    async def records_page(web: Any, request: Any) -> Any:
+        """How many command records this worker's table holds (tests and ops)."""
+        keys = [key for key in list(table.keys()) if key.startswith("c:")]
+        return web.json({"command_records": len(keys)})
 
     @app.page("/dispatch/state/")
     async def state_page(web: Any, request: Any) -> Any:
@@ -255,6 +290,21 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         return web.json(body, status=200 if reason is None else 503)
 
     return app
+
+
+def changelog_configs(settings: Settings) -> dict[str, str]:
+    return {
+        "segment.ms": str(settings.changelog_segment_ms),
+        "delete.retention.ms": str(settings.changelog_delete_retention_ms),
+    }
+
+
+def sweep_region(settings: Settings, partition: int) -> str:
+    """A region placed on ``partition`` (the sweep's key), or a name saying the partition."""
+    for region in settings.regions:
+        if partition_for(region, settings.partitions, settings.regions) == partition:
+            return region
+    return f"partition-{partition}"
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> int:

@@ -14,7 +14,29 @@ order, so after a crash the table holds, for the command that was cut off, eithe
 (it runs again against exactly the state it first saw, with the record's timestamp as
 ``now``, so it decides the same) or its record (we re-store the record's entity states,
 which never overwrite newer versions, and re-publish its events with the same event ids).
-A client's retry of a command id is the same case: one effect, events re-published.
+
+A client's retry of a command id is a different case, told apart by where the record came
+from. A record names the (partition, offset) of the command message that made it. On a
+record hit, the same message again (same partition, same offset) is a redelivery after a
+crash: record applied again, events re-published, as above. A LATER message of the same
+partition (a client's retry, or the movement timer sending a move again) answers with one
+``command_repeated`` event naming the recorded events, and re-publishes nothing, because
+those events are already safe: the record's own message is earlier in the same partition,
+so either its offset was committed (Faust flushed the producer, events included, before
+committing it) or it was not, and then it is redelivered before this one, hits its record
+with its own offset and re-publishes them. Anything else (a record from another partition,
+or from a later offset, read during a replay) is treated as a redelivery, the old, safe
+way. The repeat writes nothing to the table and applies nothing; its event id
+(``<command_id>:repeated-<offset>``) and time come from the message, so a crash replay of
+the retry makes the same event again. Twenty retries of one dispatch: one
+``emergency_updated`` and twenty small ``command_repeated`` in the log, none on any
+dashboard (``schemas.events.EventBase.live``).
+
+Records expire (``Settings.command_record_window_s``): an ``expire_records`` command, sent
+by the worker's sweep timer to each of its partitions, deletes that partition's records
+stamped before its cutoff. Commands are the only thing that changes the table, so every
+replica and every replay deletes the same records at the same point of the partition. A
+retry after the window finds no record and is decided as a new command (README).
 
 How the writes leave (``ChangelogTable``): the agent takes the commands in batches
 (``stream.noack_take``: Faust acks nothing by itself) and decides them one after the other
@@ -48,7 +70,9 @@ from typing import Any
 import faust
 from faust.streams import current_event
 
-from schemas import SchemaError, UnitPosition, decode_command
+from schemas import Command, SchemaError, UnitPosition, decode_command
+from schemas.commands import ExpireRecords
+from schemas.events import CommandRepeated
 from streams import deadletters
 from streams.decisions import Outcome, decide
 from streams.routing import Router
@@ -58,16 +82,32 @@ log = logging.getLogger(__name__)
 
 
 def decide_command(
-    state: DispatchState, router: Router, tick_s: float, value: bytes, timestamp: float
+    state: DispatchState,
+    router: Router,
+    tick_s: float,
+    value: bytes,
+    timestamp: float,
+    source: tuple[int, int] | None = None,
+    partition_of: Callable[[str], int] | None = None,
 ) -> Outcome | None:
-    """Decide the command ``value`` (a record's bytes, written at ``timestamp``, seconds)
-    against ``state`` and write its record, then its effects, to the table. Returns what to
-    publish, or None when nothing happened. Raises ``SchemaError`` if it cannot be decoded.
+    """Decide the command ``value`` (a record's bytes, written at ``timestamp``, seconds,
+    read at ``source``: partition, offset) against ``state`` and write its record, then its
+    effects, to the table. Returns what to publish, or None when nothing happened. Raises
+    ``SchemaError`` if it cannot be decoded.
 
     The record check comes first (crash safety, above): a command id already recorded is a
-    redelivery (its record is applied again and its events re-published) or, under another
-    fingerprint, a reused id, refused and not recorded (issue 11)."""
+    redelivery (its record is applied again and its events re-published), a retry (a later
+    message: one ``command_repeated``) or, under another fingerprint, a reused id, refused
+    and not recorded (issue 11). ``expire_records`` deletes the expired records of
+    ``source``'s partition (``partition_of`` places records older than their ``source``)."""
     command = decode_command(value)
+    if isinstance(command, ExpireRecords):
+        if source is not None:
+            expired = state.expire_records(
+                source[0], command.cutoff.timestamp(), partition_of or (lambda region: source[0])
+            )
+            log.info("expired %d command records of partition %d", expired, source[0])
+        return None
     tick = command if isinstance(command, UnitPosition) and command.lat is None else None
     is_tick = tick is not None
     tick_unit = tick.unit_id if tick is not None else None
@@ -78,16 +118,45 @@ def decide_command(
         if not is_tick and not state.same_command(key, fingerprint):
             # Another command under a used id (issue 11): refused, and not recorded.
             return reused_id_outcome(command, fingerprint)
-        # Redelivered (crash replay or client retry): finish what the record says.
+        if is_later_message(state.recorded_source(key), source):
+            # A retry (above): its outcome's events are safe already; answer, copy nothing.
+            return None if is_tick else repeated_outcome(command, seen, source, timestamp)
+        # Redelivered after a crash: finish what the record says.
         state.apply(seen)
         return seen
     now = datetime.fromtimestamp(timestamp, UTC)
     seen = decide(command, state, router, now, tick_s)
     if not seen.events:
         return None  # a stale tick or a repeated registration: nothing happened
-    state.put_record(key, command.command_id, seen, fingerprint)
+    state.put_record(key, command.command_id, seen, fingerprint, source, timestamp)
     state.apply(seen)
     return seen
+
+
+def is_later_message(recorded: tuple[int, int] | None, source: tuple[int, int] | None) -> bool:
+    """Whether ``source`` is a later message of the partition whose message made the record."""
+    return (
+        recorded is not None
+        and source is not None
+        and recorded[0] == source[0]
+        and recorded[1] < source[1]
+    )
+
+
+def repeated_outcome(
+    command: Command, seen: Outcome, source: tuple[int, int] | None, timestamp: float
+) -> Outcome:
+    """The answer to a retry: one ``command_repeated`` naming the recorded events."""
+    assert source is not None
+    event = CommandRepeated(
+        event_id=f"{command.command_id}:repeated-{source[1]}",
+        command_id=command.command_id,
+        region=command.region,
+        occurred_at=datetime.fromtimestamp(timestamp, UTC),
+        command_kind=command.kind,
+        event_ids=[e.event_id for e in seen.events],
+    )
+    return Outcome(events=[event])
 
 
 class ChangelogTable(faust.Table):
@@ -120,6 +189,10 @@ class ChangelogTable(faust.Table):
             partition = event.message.partition
         self.unsent.append((partition, key, value))
 
+    def on_key_del(self, key: Any) -> None:
+        # a tombstone (value None), sent like a write: the compacted changelog drops the key
+        self.on_key_set(key, None)
+
     async def send_unsent(self) -> None:
         if not self.unsent:
             return
@@ -130,7 +203,7 @@ class ChangelogTable(faust.Table):
             await producer.send(
                 topic,
                 json.dumps(key).encode(),
-                value if isinstance(value, bytes) else value.encode(),
+                value if value is None or isinstance(value, bytes) else value.encode(),
                 partition,
                 None,
                 None,
@@ -149,8 +222,10 @@ class BatchProcessor:
         tick_s: float,
         events_topic: str,
         dead_letter_topic: str,
+        partition_of: Callable[[str], int] | None = None,
     ) -> None:
         self.app = app
+        self.partition_of = partition_of  # a region's partition, for records that omit it
         self.table = table
         self.state = DispatchState(table)
         self.router = router
@@ -199,7 +274,13 @@ class BatchProcessor:
         cannot be applied is dead-lettered (``streams.deadletters``) before it counts as done."""
         try:
             return decide_command(
-                self.state, self.router, self.tick_s, message.value, message.message.timestamp
+                self.state,
+                self.router,
+                self.tick_s,
+                message.value,
+                message.message.timestamp,
+                (message.message.partition, message.message.offset),
+                self.partition_of,
             )
         except SchemaError as exc:
             log.warning(

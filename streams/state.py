@@ -10,8 +10,9 @@ sequence anywhere but never reorder it, which is what crash safety rests on (see
     u:<unit_id>        Unit (JSON)
     r:<region>         sorted ids of the region's units (so dispatch needn't scan)
     regions            regions that have units (for the movement timer)
-    c:<command_id>     Record: the outcome a command produced (events + entity states)
-                       and the fingerprint of the command that produced it
+    c:<command_id>     Record: the outcome a command produced (events + entity states),
+                       the fingerprint of the command that produced it, and where and when
+                       that command was read (``source``, ``at``; see "Records expire")
     m:<unit_id>        Record of the unit's latest movement tick (ticks are many; one
                        record per unit keeps the table from growing with time)
 
@@ -20,12 +21,21 @@ serializer is ``raw``), encoded once by pydantic and never re-encoded by Faust: 
 text is the same string in its record, in its ``e:``/``u:`` entry and inside the event
 that is published. A record embeds those texts as JSON (not as escaped strings)::
 
-    {"command_id":"c-1","fingerprint":"9f..","events":[{...},...],"emergencies":[...],...}
+    {"command_id":"c-1","fingerprint":"9f..","source":[2,1041],"at":1735732800.0,
+     "events":[{...},...],"emergencies":[...],...}
 
 A command id is chosen by the client, so two clients can send different commands under one
 id. The fingerprint (``command_fingerprint``) tells a true retry (same command, only
 ``issued_at`` differs) from such a collision, which is refused, not answered with the first
 command's outcome.
+
+Records expire. ``source`` is the (partition, offset) of the command message that made the
+record, ``at`` its timestamp (seconds). ``streams.processing`` uses the source to tell a
+crash replay (the same message again) from a client's retry (a later message), and an
+``expire_records`` command removes the records of its partition stamped before its cutoff
+(``expire_records``): deletes, so tombstones in the compacted changelog. Records written
+before these fields existed are read as before (``record_stamp`` falls back to their first
+event's time and region) and expire like the others.
 
 Reads parse only what they need: a record check compares the prefix, a version check
 reads the trailing ``"version":N`` (pydantic writes ``version`` last for both entities).
@@ -35,8 +45,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, MutableMapping
-from typing import Any, cast
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, NamedTuple, cast
 
 from schemas import Emergency, Unit, decode_event
 from schemas.commands import CommandBase
@@ -151,9 +161,38 @@ class DispatchState:
         return not found or tail.startswith(fingerprint + '"')
 
     def put_record(
-        self, key: str, command_id: str, outcome: Outcome, fingerprint: str | None = None
+        self,
+        key: str,
+        command_id: str,
+        outcome: Outcome,
+        fingerprint: str | None = None,
+        source: tuple[int, int] | None = None,
+        at: float | None = None,
     ) -> None:
-        self.table[key] = record_text(command_id, outcome, fingerprint)
+        self.table[key] = record_text(command_id, outcome, fingerprint, source, at)
+
+    def recorded_source(self, key: str) -> tuple[int, int] | None:
+        """The (partition, offset) of the message that made the record at ``key``."""
+        raw = self.table.get(key)
+        return _head(raw).source if raw is not None else None
+
+    def expire_records(
+        self, partition: int, cutoff: float, partition_of: Callable[[str], int]
+    ) -> int:
+        """Delete the command records (``c:`` keys) of ``partition`` stamped before
+        ``cutoff`` (seconds); returns how many. ``partition_of`` places a record that does
+        not name its source (written before ``source`` existed) by its region. Movement
+        records (``m:``, one per unit) are overwritten, not expired."""
+        expired = []
+        for key, raw in list(self.table.items()):
+            if not key.startswith("c:"):
+                continue
+            stamp = record_stamp(raw, partition_of)
+            if stamp is not None and stamp[0] == partition and stamp[1] < cutoff:
+                expired.append(key)
+        for key in expired:
+            del self.table[key]
+        return len(expired)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """``{"emergencies": [...], "units": [...]}`` sorted by id, like ``Projection.as_json``."""
@@ -224,11 +263,21 @@ def reused_id_outcome(command: CommandBase, fingerprint: str) -> Outcome:
     return Outcome(events=[event])
 
 
-def record_text(command_id: str, outcome: Outcome, fingerprint: str | None = None) -> str:
+def record_text(
+    command_id: str,
+    outcome: Outcome,
+    fingerprint: str | None = None,
+    source: tuple[int, int] | None = None,
+    at: float | None = None,
+) -> str:
     enc = encoded(outcome)
     head = _record_head(command_id)
     if fingerprint is not None:
         head += f'"fingerprint":{json.dumps(fingerprint)},'
+    if source is not None:
+        head += f'"source":[{int(source[0])},{int(source[1])}],'
+    if at is not None:
+        head += f'"at":{float(at)!r},'
     return (
         f'{head}"events":[{",".join(enc.events)}],'
         f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]}}'
@@ -253,3 +302,45 @@ def outcome_from_json(raw: Text | dict[str, Any]) -> Outcome:
         emergencies=[Emergency.model_validate(e) for e in data["emergencies"]],
         units=[Unit.model_validate(u) for u in data["units"]],
     )
+
+
+class _Head(NamedTuple):
+    source: tuple[int, int] | None
+    at: float | None
+
+
+# the head (everything before "events") of a record with a 64-character command id
+HEAD_SCAN = 300
+
+
+def _head(raw: Text) -> _Head:
+    """A record's ``source`` and ``at`` from its head alone (None for an older record)."""
+    text = _text(raw)[:HEAD_SCAN]
+    end = text.find(',"events":')
+    if end < 0:
+        return _Head(None, None)
+    try:
+        data = json.loads(text[:end] + "}")
+    except ValueError:  # a head this version does not know: read as an older record
+        return _Head(None, None)
+    source = data.get("source")
+    at = data.get("at")
+    return _Head(
+        (int(source[0]), int(source[1])) if source is not None else None,
+        float(at) if at is not None else None,
+    )
+
+
+def record_stamp(raw: Text, partition_of: Callable[[str], int]) -> tuple[int, float] | None:
+    """(partition, time in seconds) of a record; for a record older than those fields, the
+    partition of its first event's region and that event's time. None if it has no event."""
+    head = _head(raw)
+    if head.source is not None and head.at is not None:
+        return head.source[0], head.at
+    events = json.loads(raw).get("events") or []
+    if not events:
+        return None
+    first = decode_event(events[0])
+    partition = head.source[0] if head.source is not None else partition_of(first.region)
+    at = head.at if head.at is not None else first.occurred_at.timestamp()
+    return partition, at

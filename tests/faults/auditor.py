@@ -26,7 +26,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from dispatchwire.settings import Settings
 from schemas import EmergencyStatus, UnitStatus, decode_event
-from schemas.events import CommandRejectedEvent, EmergencyUpdated, Event, UnitStatusUpdate
+from schemas.events import (
+    CommandRejectedEvent,
+    CommandRepeated,
+    EmergencyUpdated,
+    Event,
+    UnitStatusUpdate,
+)
 from schemas.position import Position
 from schemas.projection import Projection
 from tests.faults.clients import Recording
@@ -113,6 +119,19 @@ class Auditor:
     def position(self) -> Position:
         return tuple(self.log[p][-1].offset + 1 if self.log[p] else 0 for p in sorted(self.log))
 
+    @property
+    def live_position(self) -> Position:
+        """The position after each partition's last live record: what a live client can
+        reach (a ``command_repeated`` is in the log but never sent to one)."""
+        return tuple(
+            next((e.offset + 1 for e in reversed(self.log[p]) if e.event.live), 0)
+            for p in sorted(self.log)
+        )
+
+    def silent_offsets(self) -> dict[int, set[int]]:
+        """Per partition, the offsets of records that are not live messages."""
+        return {p: {e.offset for e in self.log[p] if not e.event.live} for p in self.log}
+
     # --- the checks --------------------------------------------------------------------------
 
     def outcomes(self, sent: list[SentCommand], also: Sequence[str] = ()) -> Outcomes:
@@ -120,7 +139,8 @@ class Auditor:
         written to Kafka directly, which the broker acknowledged)."""
         by_command: dict[str, list[LoggedEvent]] = defaultdict(list)
         for logged in self.events:
-            by_command[logged.event.command_id].append(logged)
+            if not isinstance(logged.event, CommandRepeated):  # a retry's answer, not an outcome
+                by_command[logged.event.command_id].append(logged)
         acked = [c.command_id for c in sent if c.acknowledged] + list(also)
         out = Outcomes(
             sent=len(sent) + len(also),
@@ -237,10 +257,15 @@ def table_differences(fold: Projection, table: dict) -> list[str]:
     return _differences(fold.as_json(), table)
 
 
-def check_clients(recordings: list[Recording]) -> ClientStats:
+def check_clients(
+    recordings: list[Recording], silent: dict[int, set[int]] | None = None
+) -> ClientStats:
     """Per client: ``high`` is the per-partition high-water of what it has seen. An event
     message must move exactly one partition one record past it; at or below it the record
-    is a duplicate, further a gap. A reset snapshot may jump forward, never back."""
+    is a duplicate, further a gap. A reset snapshot may jump forward, never back. Records
+    at ``silent`` offsets (``Auditor.silent_offsets``: not live messages) are passed over
+    without counting as a gap."""
+    silent = silent or {}
     stats = ClientStats(clients=len(recordings))
     for rec in recordings:
         stats.messages += len(rec.messages)
@@ -268,7 +293,10 @@ def check_clients(recordings: list[Recording]) -> ClientStats:
                     stats.resets_behind += 1
                     stats.worst_behind = max(stats.worst_behind, behind)
             else:
-                ahead = sum(max(0, n - h) for h, n in zip(high, now, strict=True))
+                ahead = sum(
+                    max(0, n - h) - sum(1 for o in silent.get(p, ()) if h <= o < n)
+                    for p, (h, n) in enumerate(zip(high, now, strict=True))
+                )
                 if ahead == 0:
                     stats.duplicates += 1
                 elif ahead > 1:

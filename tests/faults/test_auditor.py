@@ -69,6 +69,13 @@ def test_gaps_duplicates_and_resets_behind_are_counted(messages, gaps, duplicate
     assert (stats.gaps, stats.duplicates, stats.resets_behind) == (gaps, duplicates, behind)
 
 
+def test_a_record_that_is_not_a_live_message_is_passed_over_not_a_gap() -> None:
+    # partition 0 offset 3 is a command_repeated: the API sends it to no client
+    messages = [("snapshot", "3.1"), ("emergency_created", "5.1"), ("unit_location", "7.1")]
+    stats = check_clients([recording(*messages)], silent={0: {3}})
+    assert (stats.gaps, stats.duplicates) == (1, 0)  # offset 5 was live: still a gap
+
+
 def test_a_snapshot_without_reset_mid_stream_is_a_problem() -> None:
     stats = check_clients([recording(("snapshot", "3.1"), ("snapshot", "3.1"))])
     assert stats.problems

@@ -108,7 +108,7 @@ def settle_and_audit(
             table_diff = worker_differences()
         stats = None
         if clients is not None:
-            position = auditor.position
+            position = auditor.live_position  # (a command_repeated reaches no client)
             wait_for(
                 lambda: clients.all_reached(position),
                 timeout=60,
@@ -116,7 +116,7 @@ def settle_and_audit(
                 message="every live client at the log end",
             )
             clients.stop()
-            stats = check_clients(clients.recordings)
+            stats = check_clients(clients.recordings, auditor.silent_offsets())
         audit = Audit(
             auditor.outcomes(driver.sent, also),
             stats,

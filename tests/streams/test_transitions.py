@@ -13,6 +13,7 @@ from schemas import (
     UnitStatusUpdate,
     UnitType,
 )
+from schemas.events import CommandRepeated
 from tests.conftest import wait_for
 from tests.streams.helpers import EventLog
 from tests.streams.world import FAR_STATION, STATION, World, names
@@ -203,11 +204,14 @@ def test_duplicated_command_is_a_no_op(shared_worker, commands, event_log):
     first = world.run(cmd)
     state_after_first = shared_worker.state()
     fold_after_first = event_log.projection().as_json()
-    again = world.run(cmd)  # redelivered: same command id
+    again = world.run(cmd)  # sent again: same command id, a later message
 
-    # Its events are published again, identical (same ids), and nothing else happens.
-    assert len(again) == 2 * len(first)
-    assert again[len(first) :] == first
+    # Answered with one command_repeated naming its events (issue 16: no copies of them),
+    # and nothing else happens.
+    assert again[: len(first)] == first and len(again) == len(first) + 1
+    repeat = again[-1]
+    assert isinstance(repeat, CommandRepeated)
+    assert repeat.event_ids == [e.event_id for e in first]
     assert shared_worker.state() == state_after_first
     assert event_log.projection().as_json() == fold_after_first
     busy = [

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     # read model (another replica served it) waits for the model before the stream closes.
     api_resume_wait_s: float = 5.0
 
+    # --- live unit positions (issue 16, a city's fleet): conflated per client filter into
+    # `unit_locations` frames of each moved unit's latest position, at most this many a
+    # second (api/conflate.py); 0 sends every `unit_location` to every client as it comes.
+    api_position_frames_per_s: float = Field(4.0, ge=0)
+
     @model_validator(mode="before")
     @classmethod
     def _replication_from_cluster_size(cls, data: Any) -> Any:

@@ -19,6 +19,11 @@ computed, in the same synchronous step that reads the read model's position, so 
 falls between the start and the live messages. Duplicates cannot slip in either: the feed
 keeps the client's own position (per partition, the next offset it has seen) and drops
 any queued message below it, which is also what makes a resync snapshot safe.
+
+Unit positions come as frames (``api.conflate``): live ones from the hub, shared by the
+clients of one filter; a resume backlog's own, folded here between its status events. A
+frame reaches a position on several partitions at once (``LiveMessage.upto``); the feed
+merges it into the client's position and drops a frame its start already covered.
 """
 
 from __future__ import annotations

@@ -107,10 +107,12 @@ def test_a_status_event_between_positions_stays_between_their_frames(fleet):
         move(log, a, 63.0)
         move(log, b, 63.5)
         log.producer.flush()
-        before, status, after = client.take(3)
-    assert frame_units(before) == {a: 62.0, b: 61.5}  # flushed ahead of the status event
-    assert status.event == "unit_status_update" and data(status)["unit_id"] == units[2]
-    assert frame_units(after) == {a: 63.0, b: 63.5}
+        before = client.next()
+        assert frame_units(before) == {a: 62.0, b: 61.5}  # flushed ahead of the status event
+        status = client.next()
+        assert status.event == "unit_status_update" and data(status)["unit_id"] == units[2]
+        after = client.next()
+        assert frame_units(after) == {a: 63.0, b: 63.5}
     ids = positions([before.id, status.id, after.id])
     assert ids[0] < ids[1] < ids[2]
     assert sum(ids[1]) - sum(ids[0]) == 1  # nothing between the frame and the status event

@@ -91,6 +91,7 @@ def test_a_burst_of_positions_reaches_a_client_as_one_frame_of_latest_positions(
     assert frame.id == api.services.model.position_id  # the position after the last move
     assert ws_frame["event"] == "unit_locations" and ws_frame["id"] == frame.id
     assert ws_frame["data"] == data(frame)
+    assert "event_id" not in frame.data  # the frame's id names its place in the log
 
 
 def test_a_status_event_between_positions_stays_between_their_frames(fleet):

@@ -10,6 +10,8 @@ the client core. Beside them, a few probe SSE clients in this process read every
 - ``staleness p99 ms``: a probe receiving a unit's position, minus the Kafka timestamp of
   the GPS fix command it came from (the simulator's send): the age of what a map shows;
 - ``worker lag p99 ms``: that command's timestamp -> its ``unit_location`` event's;
+- ``API staleness p99 ms``: the event's timestamp -> a probe receiving it (the read model,
+  the frame interval and the write: what conflation itself adds);
 - ``B/client/s``: the bytes a probe received per second (every client gets the same);
 - ``worker CPU %`` / ``API CPU %``: of one core, over the measured window (``/proc``);
 - ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window.
@@ -219,13 +221,15 @@ def _run(
                 probe.stopped.set()
     load = os.getloadavg()
     commands, events = _timestamps(settings)
-    staleness, lag = [], []
+    staleness, lag, api_staleness = [], [], []
     for probe in probes:
         for key, received in probe.seen.items():
             found = events.get(key)
-            if found is None or found[0] not in commands:
+            if found is None:
                 continue
-            staleness.append(received * 1000 - commands[found[0]])
+            api_staleness.append(received * 1000 - found[1])
+            if found[0] in commands:
+                staleness.append(received * 1000 - commands[found[0]])
     for command_id, event_ts in events.values():
         if command_id in commands:
             lag.append(event_ts - commands[command_id])
@@ -246,6 +250,7 @@ def _run(
             "staleness p50 ms": _pct(staleness, 0.5),
             "staleness p99 ms": _pct(staleness, 0.99),
             "worker lag p99 ms": _pct(lag, 0.99),
+            "API staleness p99 ms": _pct(api_staleness, 0.99),
             "worker CPU %": round(100 * cpu[0] / window, 1),
             "API CPU %": round(100 * cpu[1] / window, 1),
             "deliveries/s": round(fanned / window),

@@ -185,7 +185,7 @@ class PositionFrames:
 
 def _without_event_id(data: str) -> str:
     """A position's data without its ``event_id`` (the first key, ``EventBase``): a frame's
-    id names its place in the log, and the ids were a third of a frame's bytes."""
+    id names its place in the log, and the ids were a fifth of a frame's bytes."""
     if data.startswith('{"event_id":"'):
         end = data.find('",', 13)
         if end > 0:

@@ -53,12 +53,15 @@ def test_a_status_event_flushes_only_the_groups_it_goes_to() -> None:
         hub.publish(location(2, "n1", "north", 60.3))
         hub.publish(status(3, "north"))
         hub.frames.cancel()  # nothing more is due
+        built["frames"] = hub.frames.frames
         return {
             name: [i for i in c.take_nowait() if isinstance(i, LiveMessage)]
             for name, c in clients.items()
         }
 
+    built: dict[str, int] = {}
     got = asyncio.run(scenario())
+    assert built["frames"] == 2  # one per group that receives the status event
     frame, fact = got["all"]
     assert frame.event == "unit_locations" and fact.event == "unit_status_update"
     assert frame.id == "3" and frame.upto == (3,)  # after its last position

@@ -39,6 +39,11 @@ class LiveMessage:
     region: str | None
     sse: bytes
     ws: str
+    data: str = ""  # the JSON inside both (a frame of positions is made of these)
+    subject: str | None = None  # the unit a ``unit_location`` moves (api.conflate)
+    # a frame of conflated positions (api.conflate): the log position it reaches, which
+    # may lie on several partitions; None for one record's message or a snapshot
+    upto: tuple[int, ...] | None = None
 
 
 def build_message(
@@ -49,11 +54,13 @@ def build_message(
     partition: int = -1,
     offset: int = -1,
     region: str | None = None,
+    subject: str | None = None,
+    upto: tuple[int, ...] | None = None,
 ) -> LiveMessage:
     """``data_json`` is compact JSON (no raw newlines), so it fits one ``data:`` line."""
     sse = f"id: {id}\r\nevent: {event}\r\ndata: {data_json}\r\n\r\n".encode()
     ws = f'{{"event":{dumps(event)},"id":{dumps(id)},"data":{data_json}}}'
-    return LiveMessage(event, id, partition, offset, region, sse, ws)
+    return LiveMessage(event, id, partition, offset, region, sse, ws, data_json, subject, upto)
 
 
 def with_id(message: LiveMessage, id: str) -> LiveMessage:
@@ -68,6 +75,9 @@ def with_id(message: LiveMessage, id: str) -> LiveMessage:
         message.region,
         f"id: {id}\r\n".encode() + message.sse[len(sse_head) :],
         f'{{"event":{dumps(message.event)},"id":{dumps(id)},' + message.ws[len(ws_head) :],
+        message.data,
+        message.subject,
+        message.upto,
     )
 
 
@@ -218,9 +228,13 @@ class Hub:
         self.clients.discard(client)
 
     def publish(self, message: LiveMessage) -> None:
+        self.deliver(self.clients, message, filtered=True)
+
+    def deliver(self, clients: set[Client], message: LiveMessage, filtered: bool = False) -> None:
+        """Hand ``message`` to ``clients`` (those whose filter wants it, if ``filtered``)."""
         delivered = 0
-        for client in self.clients:
-            if client.filtered and not client.wants(message):
+        for client in clients:
+            if filtered and client.filtered and not client.wants(message):
                 continue
             if client.offer(message):
                 delivered += 1

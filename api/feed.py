@@ -19,6 +19,11 @@ computed, in the same synchronous step that reads the read model's position, so 
 falls between the start and the live messages. Duplicates cannot slip in either: the feed
 keeps the client's own position (per partition, the next offset it has seen) and drops
 any queued message below it, which is also what makes a resync snapshot safe.
+
+Unit positions come as frames (``api.conflate``): live ones from the hub, shared by the
+clients of one filter; a resume backlog's own, folded here between its status events. A
+frame reaches a position on several partitions at once (``LiveMessage.upto``); the feed
+merges it into the client's position and drops a frame its start already covered.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
 
 from api.broadcast import CLOSE, RESYNC, Client, LiveMessage, QueueItem, build_message, with_id
+from api.conflate import UNIT_LOCATION, Conflation, wants_position
 from api.readmodel import ReadModel, events_consumer
 from schemas.codec import SchemaError, decode_event, dumps
 from schemas.position import Position, format_position
@@ -87,17 +93,33 @@ class Feed:
             return
         position = self.position = list(since)
         backlog = model.ring.since(since)
+        # a resume backlog's positions are conflated too, between its status events
+        pending = Conflation() if model.settings.api_position_frames_per_s > 0 else None
         if backlog is not None:
             for message in backlog:
                 position[message.partition] = message.offset + 1
-                if client.wants(message):
+                if pending is not None and message.event == UNIT_LOCATION:
+                    if wants_position(client, message):
+                        pending.add(_as_seen_from(message, position))
+                elif client.wants(message):
+                    if pending and (frame := pending.take()) is not None:
+                        yield frame
                     yield _as_seen_from(message, position)
+            if pending and (frame := pending.take()) is not None:
+                yield frame
         else:
             try:
                 async with aclosing(replay_from_kafka(model, since, current)) as replay:
                     async for message in replay:
-                        if client.wants(message):
+                        if pending is not None and message.event == UNIT_LOCATION:
+                            if wants_position(client, message):
+                                pending.add(message)
+                        elif client.wants(message):
+                            if pending and (frame := pending.take()) is not None:
+                                yield frame
                             yield message
+                if pending and (frame := pending.take()) is not None:
+                    yield frame
             except PositionGone:
                 log.info(
                     "resume position %s is older than the log; reset snapshot",
@@ -116,6 +138,11 @@ class Feed:
         position = self.position
         for item in items:
             if item.__class__ is LiveMessage:
+                if item.upto is not None:  # a frame of positions, on several partitions
+                    frame = self._frame(item)
+                    if frame is not None:
+                        out.append(frame)
+                    continue
                 partition = item.partition
                 if partition >= len(position):
                     position.extend([0] * (partition + 1 - len(position)))
@@ -132,6 +159,20 @@ class Feed:
                 if item is CLOSE:
                     break
         return out
+
+    def _frame(self, frame: LiveMessage) -> LiveMessage | None:
+        """``frame`` as this client takes it: None if its snapshot or backlog already
+        reached every partition the frame reaches; else under the client's own position
+        after it (the frame's id unless the client had got further on some partition)."""
+        upto, position = frame.upto or (), self.position
+        if len(upto) > len(position):
+            position.extend([0] * (len(upto) - len(position)))
+        ahead = False
+        for partition, offset in enumerate(upto):
+            if offset > position[partition]:
+                position[partition] = offset
+                ahead = True
+        return _as_seen_from(frame, position) if ahead else None
 
     def stop(self) -> None:
         self.model.hub.unsubscribe(self.client)
@@ -221,6 +262,7 @@ async def replay_from_kafka(
                         partition=tp.partition,
                         offset=record.offset,
                         region=event.region,
+                        subject=getattr(event, "unit_id", None),
                     )
             for tp in list(remaining):
                 if await consumer.position(tp) >= until[tp.partition]:

@@ -294,6 +294,7 @@ class ReadModel:
             partition=partition,
             offset=offset,
             region=event.region,
+            subject=getattr(event, "unit_id", None),  # the unit a position moves (conflate.py)
         )
         self.ring.remember(message)
         self.hub.publish(message)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from api.auth import Auth, RateLimiter
 from api.broadcast import Hub
 from api.bus import CommandBus
+from api.conflate import hub_for
 from api.limits import LiveConnections
 from api.metrics import ApiMetrics
 from api.readmodel import ReadModel
@@ -27,7 +28,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         metrics = ApiMetrics()
-        hub = Hub(on_delivered=metrics.fanned_out.inc)
+        hub = hub_for(settings.api_position_frames_per_s, metrics.fanned_out.inc)
         return cls(
             settings=settings,
             metrics=metrics,

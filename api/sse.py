@@ -47,10 +47,11 @@ from api.feed import Feed, PositionNotReached
 from api.http import ApiError
 from api.services import Services
 from schemas.events import EVENT_NAMES
+from schemas.live import FRAME_EVENTS
 
 log = logging.getLogger(__name__)
 
-LIVE_EVENTS = frozenset((SNAPSHOT, *EVENT_NAMES))
+LIVE_EVENTS = frozenset((SNAPSHOT, *EVENT_NAMES, *FRAME_EVENTS))
 PATH = "/api/stream"
 SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-type", b"text/event-stream; charset=utf-8"),

@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     command_record_sweep_s: float = Field(600.0, gt=0)
     changelog_segment_ms: int = Field(3_600_000, gt=0)
     changelog_delete_retention_ms: int = Field(3_600_000, ge=0)
+    # --- live unit positions (issue 16, a city's fleet): conflated per client filter into
+    # `unit_locations` frames of each moved unit's latest position, at most this many a
+    # second (api/conflate.py); 0 sends every `unit_location` to every client as it comes.
+    api_position_frames_per_s: float = Field(4.0, ge=0)
 
     @model_validator(mode="before")
     @classmethod

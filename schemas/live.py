@@ -26,6 +26,12 @@ from schemas.entities import (
 )
 from schemas.events import EVENT_NAMES
 
+# The conflated unit positions (api/conflate.py): not an event of the log but a message of
+# the live feed, ``{"units": [<unit_location data>, ...]}``, each unit's latest position
+# since the last frame; its id is still a log position (the one after its last position).
+UNIT_LOCATIONS = "unit_locations"
+FRAME_EVENTS = (UNIT_LOCATIONS,)
+
 CloseAction = Literal["reconnect", "login", "backoff", "stop"]
 
 
@@ -65,7 +71,8 @@ def close_codes_json() -> dict[str, dict[str, str]]:
 def vocabulary_json() -> dict[str, Any]:
     """The domain's words as the pages load them (``/views/config.js``), from the types
     that define them: types, statuses and the groups of statuses the pages act on, which
-    unit types fit which emergency, and the event names of the log."""
+    unit types fit which emergency, the event names of the log and of the live feed's
+    frames."""
     return {
         "emergencyTypes": [t.value for t in EmergencyType],
         "unitTypes": [t.value for t in UnitType],
@@ -78,4 +85,5 @@ def vocabulary_json() -> dict[str, Any]:
         "dispatchableUnitStatuses": [s.value for s in UnitStatus if s.dispatchable],
         "movingUnitStatuses": [s.value for s in UnitStatus if s.moving],
         "events": list(EVENT_NAMES),
+        "frameEvents": list(FRAME_EVENTS),
     }

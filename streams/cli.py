@@ -39,6 +39,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sim.add_argument("--count", type=int, default=None, help="stop after N reports")
     sim.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     sim.add_argument("--seed", type=int, default=None, help="random seed")
+    sim.add_argument(
+        "--units",
+        type=int,
+        default=None,
+        help="also drive a fleet of N units on the road graph, a GPS fix a second each "
+        "(the seeded units first, then more of the same mix, registered at start)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
 
@@ -74,6 +81,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         count=args.count,
         duration=args.duration,
         seed=args.seed,
+        units=args.units,
     )
     print(f"reported {n} emergencies")
     return 0

@@ -17,6 +17,14 @@ after it appears, and when no unit fits it waits for a fitting unit of that regi
 free (AVAILABLE or RETURNING) and then dispatches the most urgent, oldest waiting call, with
 a slow periodic retry as a fallback; it completes an emergency ``ON_SCENE_S`` after its unit
 arrives. It only sends commands and reads events, like any client.
+
+With ``--units N`` it also drives a city's fleet (issue 16): N units (the seeded ones first,
+then more of the same mix, spread over the regions' road networks and registered with
+``register_unit``) patrol their region on the road graph, each sending its GPS fix (a
+``unit_position`` with lat/lon) once a second while AVAILABLE, the fixes spread evenly over
+the second. A unit the worker is moving (dispatched, on scene, returning) sends none; it
+patrols again from wherever it became AVAILABLE. Its statuses come from the events after the
+simulator started, so a unit dispatched before that gets fixes until its next status event.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import random
 import statistics
 import time
@@ -48,10 +57,11 @@ from schemas import (
     decode_event,
     encode,
 )
-from schemas.geo import Edge, RoadNetwork
+from schemas.commands import CommandBase, UnitPosition
+from schemas.geo import Edge, RoadNetwork, haversine_m
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter
-from streams.seed import SeedUnit, fleet
+from streams.seed import FLEET, SeedUnit, fleet, register_commands
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +88,8 @@ WORK_MIX: dict[UnitType, tuple[tuple[EmergencyType, float], ...]] = {
     UnitType.POLICE_CAR: ((EmergencyType.POLICE, 0.8), (EmergencyType.TRAFFIC, 0.2)),
 }
 TRAVEL_SAMPLES = 30  # road points per region to measure the drive from its station
+PATROL_SPEED_MS = 8.0  # a patrolling unit's speed on the road graph (about 30 km/h)
+GPS_HZ = 1.0  # GPS fixes per second of each patrolling unit
 
 
 def _routable_edges(network: RoadNetwork) -> list[Edge]:
@@ -216,6 +228,153 @@ def _report(
     )
 
 
+def city_fleet(network: RoadNetwork, size: int, rng: random.Random) -> list[SeedUnit]:
+    """``size`` units: the seeded fleet first, then more of its mix (two ambulances, a fire
+    engine, a police car), round-robin over the regions, each at a road point of its
+    region (its station stays the region's)."""
+    base = fleet(network)
+    if size <= len(base):
+        return base[:size]
+    homes: dict[str, SeedUnit] = {}
+    for unit in base:
+        homes.setdefault(unit.region, unit)
+    edges = region_edges(network)
+    kinds = [(unit_type, short) for unit_type, short, count in FLEET for _ in range(count)]
+    units = list(base)
+    for n in range(size - len(base)):
+        home = list(homes.values())[n % len(homes)]
+        unit_type, short = kinds[(n // len(homes)) % len(kinds)]
+        lat, lon = _point_on(network, rng.choice(edges[home.region]), rng)
+        units.append(
+            SeedUnit(
+                unit_id=f"{home.region}-{short}-x{n + 1}",
+                callsign=f"{home.region.split('-')[-1].upper()}-{short.upper()}X{n + 1}",
+                type=unit_type,
+                region=home.region,
+                station=home.station,
+                lat=lat,
+                lon=lon,
+            )
+        )
+    return units
+
+
+@dataclass
+class _Car:
+    """A patrolling unit: on an edge of its region's road graph, ``along_m`` from its start."""
+
+    unit: SeedUnit
+    points: list[tuple[float, float]]  # the edge's polyline, in driving direction
+    lengths: list[float]  # metres of each polyline segment
+    node: int  # the node it drives towards
+    came_from: int | None = None  # the node it left (a U-turn only at a dead end)
+    along_m: float = 0.0
+
+
+class Patrol:
+    """The fleet's GPS fixes (see the module docstring): ``due(now)`` the fixes to send."""
+
+    def __init__(self, network: RoadNetwork, units: Sequence[SeedUnit], rng: random.Random):
+        self.network, self.rng = network, rng
+        self.exits: dict[int, list[tuple[Edge, bool]]] = {}  # node -> (edge, forward) leaving it
+        self.region_nodes: dict[str, list[int]] = {}
+        for region, edges in region_edges(network).items():
+            nodes: set[int] = set()
+            for edge in edges:
+                self.exits.setdefault(edge.u, []).append((edge, True))
+                if not edge.oneway:
+                    self.exits.setdefault(edge.v, []).append((edge, False))
+                nodes.update((edge.u, edge.v))
+            self.region_nodes[region] = sorted(n for n in nodes if self.exits.get(n))
+        self.cars = [self._car_at(u, u.lat, u.lon) for u in units]
+        self.status: dict[str, UnitStatus] = {}
+        self.sent = 0  # fixes due so far (sent or skipped), round-robin over the cars
+        self.start: float | None = None
+        self.run = uuid.uuid4().hex[:8]
+
+    def _car_at(self, unit: SeedUnit, lat: float, lon: float) -> _Car:
+        nodes = self.region_nodes[unit.region]
+        kx = math.cos(math.radians(lat))
+        pos = self.network.nodes
+        node = min(nodes, key=lambda i: (pos[i][0] - lat) ** 2 + ((pos[i][1] - lon) * kx) ** 2)
+        car = _Car(unit, [pos[node], pos[node]], [0.0], node)
+        self._next_edge(car)
+        return car
+
+    def _next_edge(self, car: _Car) -> None:
+        exits = self.exits.get(car.node)
+        if not exits:  # no road on inside the region from here: turn round
+            car.points.reverse()
+            car.lengths.reverse()
+            car.node, car.came_from = car.came_from or car.node, car.node
+            car.along_m = 0.0
+            return
+        onward = [x for x in exits if (x[0].v if x[1] else x[0].u) != car.came_from] or exits
+        edge, forward = self.rng.choice(onward)
+        a, b = self.network.nodes[edge.u], self.network.nodes[edge.v]
+        points = [a, *edge.shape, b]
+        if not forward:
+            points.reverse()
+        car.points = points
+        car.lengths = [haversine_m(*p, *q) for p, q in itertools.pairwise(points)]
+        car.came_from = edge.u if forward else edge.v
+        car.node = edge.v if forward else edge.u
+        car.along_m = 0.0
+
+    def _drive(self, car: _Car, seconds: float) -> tuple[float, float]:
+        car.along_m += PATROL_SPEED_MS * seconds
+        for _ in range(100):  # a few short edges a second; never spin on zero-length ones
+            length = sum(car.lengths)
+            if car.along_m < length:
+                break
+            rest = car.along_m - length
+            self._next_edge(car)
+            car.along_m = rest
+        left = car.along_m
+        for (p, q), length in zip(itertools.pairwise(car.points), car.lengths, strict=True):
+            if left <= length and length > 0:
+                f = left / length
+                return round(p[0] + (q[0] - p[0]) * f, 7), round(p[1] + (q[1] - p[1]) * f, 7)
+            left -= length
+        return car.points[-1]
+
+    def due(self, now: float) -> list[UnitPosition]:
+        """The fixes due by ``now``: GPS_HZ per car, spread evenly over each second."""
+        if self.start is None:
+            self.start = now
+        target = int((now - self.start) * GPS_HZ * len(self.cars))
+        self.sent = max(self.sent, target - len(self.cars))  # a stalled loop skips, never bursts
+        out: list[UnitPosition] = []
+        while self.sent < target:
+            car = self.cars[self.sent % len(self.cars)]
+            self.sent += 1
+            if self.status.get(car.unit.unit_id, UnitStatus.AVAILABLE) != UnitStatus.AVAILABLE:
+                continue
+            lat, lon = self._drive(car, 1.0 / GPS_HZ)
+            out.append(
+                UnitPosition(
+                    command_id=f"gps-{self.run}-{self.sent}",
+                    region=car.unit.region,
+                    unit_id=car.unit.unit_id,
+                    lat=lat,
+                    lon=lon,
+                    issued_by="simulator",
+                )
+            )
+        return out
+
+    def on_event(self, event: object) -> None:
+        unit = getattr(event, "unit", None)
+        if unit is None or not hasattr(unit, "status"):
+            return
+        before = self.status.get(unit.id)
+        self.status[unit.id] = unit.status
+        if unit.status == UnitStatus.AVAILABLE and before not in (None, UnitStatus.AVAILABLE):
+            for n, car in enumerate(self.cars):  # patrol on from where it became available
+                if car.unit.unit_id == unit.id:
+                    self.cars[n] = self._car_at(car.unit, unit.lat, unit.lon)
+
+
 class _Client:
     def __init__(self, settings: Settings, follow_events: bool) -> None:
         self.settings = settings
@@ -231,7 +390,7 @@ class _Client:
                 self.consumer.assign(tps)
                 self.consumer.seek_to_end(*tps)
 
-    def send(self, cmd: ReportEmergency | DispatchEmergency | CompleteEmergency) -> None:
+    def send(self, cmd: CommandBase) -> None:
         self.producer.send(self.settings.commands_topic, key=cmd.region.encode(), value=encode(cmd))
 
     def events(self, timeout_s: float) -> list[Event]:
@@ -340,10 +499,12 @@ def simulate(
     count: int | None = None,
     duration: float | None = None,
     seed: int | None = None,
+    units: int | None = None,
 ) -> int:
     """Run until ``count`` reports or ``duration`` seconds (or Ctrl-C); returns reports sent.
 
-    ``rate`` None: the shift plan fitted to the seeded fleet; else that mix at ``rate``/s."""
+    ``rate`` None: the shift plan fitted to the seeded fleet; else that mix at ``rate``/s.
+    ``units``: also drive a fleet of that many units (``Patrol``)."""
     network = network_for(settings)
     rng = random.Random(seed)
     plan = plan_shift(network, fleet(network), rng)
@@ -352,7 +513,15 @@ def simulate(
     log.info("simulator plan: %s", plan.describe())
     reports = Reports(network, plan, rng)
     dispatcher = _Dispatcher(rng)
-    client = _Client(settings, follow_events=auto)
+    client = _Client(settings, follow_events=auto or bool(units))
+    patrol = None
+    if units:
+        city = city_fleet(network, units, rng)
+        for register in register_commands(city):  # idempotent: the seeded ones are known
+            client.send(register)
+        client.producer.flush(30)
+        patrol = Patrol(network, city, rng)
+        log.info("simulator drives %d units at %.0f Hz", len(city), GPS_HZ)
     start = time.monotonic()
     next_report = start + (reports.next_gap_s() if plan.total > 0 else 0.0)
     sent = 0
@@ -374,9 +543,14 @@ def simulate(
                 break  # with --auto, once every report of ours is closed
             for cmd in dispatcher.due(now):
                 client.send(cmd)
-            wait = max(0.01, min(next_report - time.monotonic(), 0.2))
+            if patrol is not None:
+                for fix in patrol.due(now):
+                    client.send(fix)
+            wait = max(0.01, min(next_report - time.monotonic(), 0.05 if patrol else 0.2))
             for event in client.events(wait):
                 dispatcher.on_event(event)
+                if patrol is not None:
+                    patrol.on_event(event)
             client.producer.flush(5)
     except KeyboardInterrupt:
         pass

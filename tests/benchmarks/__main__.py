@@ -3,9 +3,10 @@
     python -m tests.benchmarks [--quick] [--only NAME[,NAME]] [--out DIR]
 
 NAMEs: floor, e2e, fanout, faust, sink, replay, scale (issue 14: workers, takeover,
-failover). Prints markdown tables and the targets of issue 7 (met / missed / not
-measured) and writes ``bench-results/bench-<time>.json`` (and ``latest.json``). Uses the
-broker at DISPATCHWIRE_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), or starts a local one
+failover), fleet (issue 16: 1,000 units at 1 Hz, reports, 1,000 SSE clients). Prints
+markdown tables and the targets of issue 7 (met / missed / not measured) and writes
+``bench-results/bench-<time>.json`` (and ``latest.json``). Uses the broker at
+DISPATCHWIRE_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), or starts a local one
 for the run if nothing answers there.
 """
 
@@ -24,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from dispatchwire.settings import Settings
-from tests.benchmarks import e2e, fanout, kafka_floor, scale, streams_bench, throughput
+from tests.benchmarks import e2e, fanout, fleet, kafka_floor, scale, streams_bench, throughput
 from tests.benchmarks.procs import ROOT, cores
 from tests.benchmarks.report import Row, table, write
 
-NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale")
+NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale", "fleet")
 log = logging.getLogger("tests.benchmarks")
 
 
@@ -75,6 +76,7 @@ def sizes(quick: bool) -> dict[str, Any]:
             "emit_cap": 20_000,
             "scale_commands": 5_000,
             "scale_backlog": 2_000,
+            "fleet": (100, 200, 20),  # SSE clients, units, measured reports (at 1/s)
         }
     return {
         "fanout_clients": [1_000, 10_000],
@@ -88,6 +90,7 @@ def sizes(quick: bool) -> dict[str, Any]:
         "emit_cap": 50_000,
         "scale_commands": 20_000,
         "scale_backlog": 10_000,
+        "fleet": (1_000, 1_000, 60),
     }
 
 
@@ -124,6 +127,9 @@ def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
         )
     if section("scale"):
         rows += scale.run(bootstrap, n["scale_commands"], n["scale_backlog"])
+    if section("fleet"):
+        clients, units, reports = n["fleet"]
+        rows.append(fleet.run(bootstrap, clients, units, 200.0, reports))
     return rows
 
 
@@ -233,6 +239,24 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
             replay,
             None if replay is None else replay >= 50_000,
             f"{replay and round(replay)}/s (re-emit)",
+        )
+    )
+    stale = _metric(rows, "fleet", "", "staleness p99 ms", clients=1_000)
+    fleet_p99 = _metric(rows, "fleet", "", "p99 ms", clients=1_000)
+    out.append(
+        check(
+            "fleet: report p99 <= 100 ms at 1,000 clients, 1,000 units",
+            fleet_p99,
+            None if fleet_p99 is None else fleet_p99 <= 100,
+            f"p99 {fleet_p99} ms",
+        )
+    )
+    out.append(
+        check(
+            "fleet: position staleness p99 <= 1 s",
+            stale,
+            None if stale is None else stale <= 1_000,
+            f"p99 {stale} ms",
         )
     )
     return out

@@ -69,6 +69,18 @@ export class LiveState extends EventTarget {
     return changes;
   }
 
+  // One unit's new position, if it moves the unit's version forward.
+  _move(data, changes) {
+    const cur = this.units.get(data.unit_id);
+    if (cur && (data.version === undefined || (cur.version ?? 0) < data.version)) {
+      const next = { ...cur, lat: data.lat, lon: data.lon, heading: data.heading, eta_s: data.eta_s };
+      if (data.route_index !== undefined) next.route_index = data.route_index;
+      if (data.version !== undefined) next.version = data.version;
+      this.units.set(cur.id, next);
+      changes.push({ kind: "unit_moved", unit: next });
+    }
+  }
+
   // Apply one message; returns the list of real changes (empty if it was already known).
   apply(event, data, id = null) {
     if (id !== null && id !== undefined && id !== "") {
@@ -112,17 +124,12 @@ export class LiveState extends EventTarget {
         }
         break;
       }
-      case "unit_location": {
-        const cur = this.units.get(data.unit_id);
-        if (cur && (data.version === undefined || (cur.version ?? 0) < data.version)) {
-          const next = { ...cur, lat: data.lat, lon: data.lon, heading: data.heading, eta_s: data.eta_s };
-          if (data.route_index !== undefined) next.route_index = data.route_index;
-          if (data.version !== undefined) next.version = data.version;
-          this.units.set(cur.id, next);
-          changes.push({ kind: "unit_moved", unit: next });
-        }
+      case "unit_location":
+        this._move(data, changes);
         break;
-      }
+      case "unit_locations": // a frame: each moved unit's latest position (api/conflate.py)
+        for (const position of data.units || []) this._move(position, changes);
+        break;
       case "command_rejected":
         changes.push({ kind: "rejected", reason: data.reason, data });
         break;

@@ -36,7 +36,8 @@ export const isDispatchable = (unit) => DISPATCHABLE_STATUSES.includes(unit.stat
 // Which unit types may answer which emergency (schemas.entities.FITTING_UNIT_TYPES).
 export const FITTING_UNIT_TYPES = WORDS.fittingUnitTypes;
 
-// The events of the log, and "snapshot", which the live feed sends first.
-export const LIVE_EVENTS = Object.freeze(["snapshot", ...WORDS.events]);
+// The events of the log, "snapshot", which the live feed sends first, and the feed's
+// frames (conflated unit positions).
+export const LIVE_EVENTS = Object.freeze(["snapshot", ...WORDS.events, ...WORDS.frameEvents]);
 
 export const typeLabel = (type) => WORDS.typeLabels[type] || type;

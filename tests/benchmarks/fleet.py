@@ -1,0 +1,268 @@
+"""A city's fleet moving (issue 16, part 2): reports reach every dashboard while 1,000 units
+send a position a second and 1,000 SSE clients watch.
+
+The real worker and API run on the server core; ``dispatchwire simulate --units N --auto
+--rate R`` (the fleet, R reports a second with dispatches and completions) and the load
+client (``loadclient``: N SSE connections, reports by HTTP at 1/s, marker latency) run on
+the client core. Beside them, a few probe SSE clients in this process read every frame:
+
+- ``p99 ms``: report POST -> its ``emergency_created`` at every load client (``loadclient``);
+- ``staleness p99 ms``: a probe receiving a unit's position, minus the Kafka timestamp of
+  the GPS fix command it came from (the simulator's send): the age of what a map shows;
+- ``worker lag p99 ms``: that command's timestamp -> its ``unit_location`` event's;
+- ``API staleness p99 ms``: the event's timestamp -> a probe receiving it (the read model,
+  the frame interval and the write: what conflation itself adds);
+- ``B/client/s``: the bytes a probe received per second (every client gets the same);
+- ``worker CPU %`` / ``API CPU %``: of one core, over the measured window (``/proc``);
+- ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window.
+
+Completions come ``ON_SCENE_S`` (60-150 s) after arrival, so only the later part of a
+minute-long window has them; dispatches start within seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from tests.benchmarks import product
+from tests.benchmarks.e2e import report_template, wait_worker_ready
+from tests.benchmarks.fanout import drive
+from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, running
+from tests.benchmarks.report import Row
+from tests.benchmarks.scale import _cpu_s
+
+BENCH = "fleet"
+SUBJECT = "1 Hz fleet + reports -> SSE dashboards (conflated)"
+PROBES = 3
+FANNED = re.compile(rb"^dispatchwire_api_messages_fanned_out_total (\S+)$", re.M)
+
+
+class Probe(threading.Thread):
+    """One SSE client in a thread: bytes received, and when each (unit, version) came."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.bytes = 0
+        self.seen: dict[tuple[str, int], float] = {}  # (unit id, version) -> wall time
+        self.counting = False
+        self.stopped = threading.Event()
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("GET", self.url, timeout=httpx.Timeout(30.0)) as response:
+                rest = b""
+                for chunk in response.iter_raw():
+                    if self.stopped.is_set():
+                        return
+                    received = time.time()
+                    if self.counting:
+                        self.bytes += len(chunk)
+                    *blocks, rest = (rest + chunk).split(b"\r\n\r\n")
+                    for block in blocks:
+                        if self.counting and b"event: unit_locations\r\n" in block:
+                            self._frame(block, received)
+        except Exception as exc:  # a probe that fails says why in the row
+            if not self.stopped.is_set():
+                self.error = repr(exc)
+
+    def _frame(self, block: bytes, received: float) -> None:
+        data = block.split(b"\r\ndata: ", 1)[1]
+        for unit in json.loads(data)["units"]:
+            self.seen.setdefault((unit["unit_id"], unit["version"]), received)
+
+
+def _fanned_out(port: int) -> float:
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).content
+    match = FANNED.search(body)
+    return float(match.group(1)) if match else 0.0
+
+
+def _wait_fleet(port: int, token: str, units: int, timeout_s: float = 120.0) -> None:
+    """Until the read model holds the whole fleet (the simulator registers it first)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            state = httpx.get(
+                f"http://127.0.0.1:{port}/api/units",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            ).json()
+            if len(state.get("units", state) if isinstance(state, dict) else state) >= units:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"the fleet of {units} units did not reach the API in {timeout_s:g}s")
+
+
+def _timestamps(settings: Any) -> tuple[dict[str, int], dict[tuple[str, int], tuple[str, int]]]:
+    """GPS fix command id -> its Kafka timestamp; (unit, version) -> (command id, event
+    timestamp) of every ``unit_location``."""
+    from kafka import KafkaConsumer
+
+    def read(topic: str) -> list[Any]:
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=10_000,
+            consumer_timeout_ms=5_000,
+        )
+        try:
+            return list(consumer)
+        finally:
+            consumer.close()
+
+    commands = {}
+    for record in read(settings.commands_topic):
+        if b'"kind":"unit_position"' in record.value:
+            commands[json.loads(record.value)["command_id"]] = record.timestamp
+    events = {}
+    for record in read(settings.events_topic):
+        if b'"event":"unit_location"' in record.value:
+            body = json.loads(record.value)
+            events[(body["unit_id"], body["version"])] = (body["command_id"], record.timestamp)
+    return commands, events
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+def run(bootstrap: str, clients: int, units: int, reports_per_min: float, reports: int) -> Row:
+    params = {"clients": clients, "units": units, "reports/min": reports_per_min}
+    why = product.available("simulate") or product.available("api")
+    if why:
+        return Row.not_measured(BENCH, SUBJECT, why, **params)
+    try:
+        return _run(bootstrap, clients, units, reports_per_min, reports, params)
+    except Exception as exc:
+        return Row.not_measured(BENCH, SUBJECT, f"run failed: {exc!r}", **params)
+
+
+def _run(
+    bootstrap: str,
+    clients: int,
+    units: int,
+    reports_per_min: float,
+    reports: int,
+    params: dict[str, Any],
+) -> Row:
+    from infra.topics import ensure_topics
+    from streams.seed import seed
+
+    settings = product.bench_settings(bootstrap, client_queue_size=2_000)
+    ensure_topics(settings)
+    token = settings.authority_token.get_secret_value()
+    simulate = [
+        product.DISPATCHWIRE,
+        "simulate",
+        "--units",
+        str(units),
+        "--auto",
+        "--rate",
+        str(reports_per_min / 60),
+        "--seed",
+        "16",
+    ]
+    with product.worker(settings, SERVER_CORE, name="worker-fleet") as worker_proc:
+        wait_worker_ready(settings.worker_web_port, worker_proc)
+        seed(settings)
+        with (
+            product.api(settings, SERVER_CORE, name="api-fleet") as (api_proc, port),
+            running(
+                simulate,
+                CLIENT_CORE,
+                env=product.env_for(settings),
+                log=product.LOG_DIR / "simulate-fleet.log",
+            ),
+        ):
+            stream = f"http://127.0.0.1:{port}/api/stream?token={token}"
+            probes = [Probe(stream) for _ in range(PROBES)]
+            for probe in probes:
+                probe.start()
+            _wait_fleet(port, token, units)
+            cpu0 = (_cpu_s(worker_proc.pid), _cpu_s(api_proc.pid))
+            fanned0, t0 = _fanned_out(port), time.monotonic()
+            for probe in probes:
+                probe.counting = True
+            phases = [
+                {"name": "warmup", "count": 3, "rate": 1.0, "drain_s": 20.0},
+                {"name": "reach", "count": reports, "rate": 1.0, "drain_s": 20.0},
+            ]
+            cfg = {
+                "protocol": "sse",
+                "path": f"/api/stream?token={token}",
+                "trigger": {
+                    "kind": "http",
+                    "path": "/api/emergencies",
+                    "template": report_template(),
+                },
+            }
+            result, _ = drive(port, cfg, clients, phases, None, timeout_s=600.0)
+            window = time.monotonic() - t0
+            fanned = _fanned_out(port) - fanned0
+            cpu = (_cpu_s(worker_proc.pid) - cpu0[0], _cpu_s(api_proc.pid) - cpu0[1])
+            for probe in probes:
+                probe.counting = False
+                probe.stopped.set()
+    load = os.getloadavg()
+    commands, events = _timestamps(settings)
+    staleness, lag, api_staleness = [], [], []
+    for probe in probes:
+        for key, received in probe.seen.items():
+            found = events.get(key)
+            if found is None:
+                continue
+            api_staleness.append(received * 1000 - found[1])
+            if found[0] in commands:
+                staleness.append(received * 1000 - commands[found[0]])
+    for command_id, event_ts in events.values():
+        if command_id in commands:
+            lag.append(event_ts - commands[command_id])
+    reach = result["phases"]["reach"]
+    notes = [f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after the run"]
+    if result["connected"] < clients:
+        notes.append(f"only {result['connected']} of {clients} connected")
+    if reach["incomplete_broadcasts"]:
+        notes.append(f"{reach['incomplete_broadcasts']} reports not seen by every client")
+    notes += [f"probe: {p.error}" for p in probes if p.error]
+    return Row(
+        BENCH,
+        SUBJECT,
+        params,
+        {
+            "p50 ms": reach["p50_ms"],
+            "p99 ms": reach["p99_ms"],
+            "staleness p50 ms": _pct(staleness, 0.5),
+            "staleness p99 ms": _pct(staleness, 0.99),
+            "worker lag p99 ms": _pct(lag, 0.99),
+            "API staleness p99 ms": _pct(api_staleness, 0.99),
+            "worker CPU %": round(100 * cpu[0] / window, 1),
+            "API CPU %": round(100 * cpu[1] / window, 1),
+            "deliveries/s": round(fanned / window),
+            "B/client/s": round(sum(p.bytes for p in probes) / len(probes) / window),
+            "positions/s": round(len(lag) / max(1.0, _span_s(events))),
+        },
+        "; ".join(notes),
+    )
+
+
+def _span_s(events: dict[tuple[str, int], tuple[str, int]]) -> float:
+    stamps = [ts for _, ts in events.values()]
+    with contextlib.suppress(ValueError):
+        return (max(stamps) - min(stamps)) / 1000
+    return 0.0

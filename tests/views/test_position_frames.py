@@ -1,0 +1,56 @@
+"""Issue 16, part 2, in the browser: the units page applies a ``unit_locations`` frame
+(conflated unit positions), every unit in it moving on the board, from one message."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from schemas.events import UnitLocation
+from tests.api.helpers import EventLog
+from tests.views.conftest import LiveSite
+from tests.views.test_live_pages import LIVE
+
+pytestmark = pytest.mark.browser
+
+
+def test_the_units_page_moves_every_unit_of_a_frame(site: LiveSite, new_context) -> None:
+    page = new_context().new_page()
+    page.goto(site.base_url + "/units")
+    expect(page.locator("#unit-rows tr")).to_have_count(16, timeout=LIVE)
+    page.evaluate(
+        """() => {
+          window.seenEvents = [];
+          window.dispatchwire.state.addEventListener(
+            "change", (ev) => window.seenEvents.push(ev.detail.event));
+        }"""
+    )
+    units = site.state()["units"][:3]
+    moved = {u["id"]: (60.1601 + n / 1000, 24.9301 + n / 1000) for n, u in enumerate(units)}
+    log = EventLog(site.settings)
+    log.autoflush = False
+    try:
+        for step in (2, 1):  # two positions each, in one burst: the frame has the last
+            for unit in units:
+                lat, lon = moved[unit["id"]]
+                log.write(
+                    UnitLocation(
+                        event_id=f"move-{uuid.uuid4().hex}:0",
+                        command_id=f"move-{uuid.uuid4().hex}",
+                        region=unit["region"],
+                        unit_id=unit["id"],
+                        lat=lat - step / 10_000 + 1 / 10_000,
+                        lon=lon,
+                        version=unit["version"] + 3 - step,
+                    )
+                )
+        log.producer.flush()
+    finally:
+        log.close()
+    for unit_id, (lat, lon) in moved.items():
+        row = page.locator(f'#unit-rows tr[data-unit="{unit_id}"]')
+        expect(row.locator(".pos")).to_have_text(f"{lat:.4f}, {lon:.4f}", timeout=LIVE)
+    seen = page.evaluate("window.seenEvents")
+    assert "unit_locations" in seen and "unit_location" not in seen, seen

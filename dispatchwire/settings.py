@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     # worker readiness (issue 10): /dispatch/ready/ turns 503 once the broker has not
     # answered the worker's metadata probe for this long
     worker_broker_timeout_s: float = 5.0
+    # --- retention (issue 16): closed emergencies leave the live state ---
+    # A COMPLETED or CANCELLED emergency is archived (an ``emergency_archived`` event: it
+    # leaves the worker's table, the read model and every snapshot) this long after closing.
+    archive_after_s: float = Field(3600.0, gt=0)
+    # How often the worker's timer sends each region's ``archive_closed`` sweep command.
+    archive_sweep_s: float = Field(60.0, gt=0)
+    # How long an archived id is remembered after its archive: the API answers 410 Gone for
+    # it and a retried report cannot bring it back; afterwards it is an unknown id.
+    archive_memory_s: float = Field(7 * 86400.0, gt=0)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -26,8 +26,9 @@ from dispatchwire.settings import Settings
 from infra.clients import faust_broker_options
 from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
+from schemas.commands import ArchiveClosed
 from streams import offsets, readiness
-from streams.decisions import movement_command_id
+from streams.decisions import archive_command_id, movement_command_id
 from streams.processing import BatchProcessor, ChangelogTable
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
@@ -204,6 +205,24 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         for command_id, at in list(sent.items()):
             if now - at > 4 * RESEND_AFTER_S:
                 del sent[command_id]
+
+    @app.timer(interval=settings.archive_sweep_s, name="archive_closed")
+    async def archive_closed() -> None:
+        """Ask the agent to archive each region's long-closed emergencies (issue 16): the
+        sweep is a command, so the decision (and its cutoff, from the record time) is made
+        in the region's order of commands and every reader sees it as events."""
+        if app.rebalancing or not app.consumer.assignment():
+            return
+        at_ms = int(time.time() * 1000)
+        for region in state.sweep_regions():
+            cmd = ArchiveClosed(
+                command_id=archive_command_id(region, at_ms),
+                region=region,
+                after_s=settings.archive_after_s,
+                forget_after_s=settings.archive_memory_s,
+                issued_by="worker",
+            )
+            await commands.send(key=region.encode(), value=encode(cmd))
 
     @app.page("/dispatch/state/")
     async def state_page(web: Any, request: Any) -> Any:

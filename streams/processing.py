@@ -70,7 +70,7 @@ def decide_command(
     command = decode_command(value)
     tick = command if isinstance(command, UnitPosition) and command.lat is None else None
     is_tick = tick is not None
-    tick_unit = tick.unit_id if tick is not None else None
+    tick_unit = tick.unit_id if tick is not None else state.sweep_record_unit(command)
     key = state.record_key(command.command_id, tick_unit)
     fingerprint = command_fingerprint(command)
     seen = state.record(key, command.command_id)
@@ -120,6 +120,9 @@ class ChangelogTable(faust.Table):
             partition = event.message.partition
         self.unsent.append((partition, key, value))
 
+    def on_key_del(self, key: Any) -> None:
+        self.on_key_set(key, None)  # a tombstone, in write order with the other writes
+
     async def send_unsent(self) -> None:
         if not self.unsent:
             return
@@ -130,7 +133,7 @@ class ChangelogTable(faust.Table):
             await producer.send(
                 topic,
                 json.dumps(key).encode(),
-                value if isinstance(value, bytes) else value.encode(),
+                value if value is None or isinstance(value, bytes) else value.encode(),
                 partition,
                 None,
                 None,

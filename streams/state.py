@@ -14,6 +14,13 @@ sequence anywhere but never reorder it, which is what crash safety rests on (see
                        and the fingerprint of the command that produced it
     m:<unit_id>        Record of the unit's latest movement tick (ticks are many; one
                        record per unit keeps the table from growing with time)
+    m:sweep/<region>   Record of the region's latest archive sweep (one per region, like ticks)
+    x:<region>         ids of the region's closed emergencies not archived yet (the sweep's
+                       work list, so it needn't scan the table)
+    a:<emergency_id>   archive time of an archived emergency: its ``e:`` entry is deleted
+                       (a tombstone in the changelog), and this marker keeps a retried
+                       report from bringing it back, until the sweep forgets it
+    y:<region>         [archive time, id] of the region's markers, oldest first
 
 Values are JSON *text* (``str``; ``bytes`` once recovered from the changelog, whose value
 serializer is ``raw``), encoded once by pydantic and never re-encoded by Faust: an entity's
@@ -40,7 +47,7 @@ from typing import Any, cast
 
 from schemas import Emergency, Unit, decode_event
 from schemas.commands import CommandBase
-from schemas.events import CommandRejectedEvent, Event
+from schemas.events import CommandRejectedEvent, EmergencyArchived, Event
 from streams.decisions import Outcome
 
 # v2: values are raw JSON text (v1 was Faust-json-serialized dicts); a new name means a
@@ -92,6 +99,20 @@ class DispatchState:
     def regions(self) -> list[str]:
         return self._list("regions")
 
+    def closed_in_region(self, region: str) -> list[Emergency]:
+        """The region's closed emergencies that are still in the live state."""
+        found = (self.emergency(eid) for eid in self._list(f"x:{region}"))
+        return [e for e in found if e is not None]
+
+    def archived_at(self, emergency_id: str) -> str | None:
+        """When ``emergency_id`` was archived (ISO time), while it is remembered."""
+        raw = self.table.get(f"a:{emergency_id}")
+        return _text(raw) if raw is not None else None
+
+    def sweep_regions(self) -> list[str]:
+        """Regions (of this worker's partitions) with closed emergencies to sweep."""
+        return [k[2:] for k, v in list(self.table.items()) if k.startswith("x:") and v != "[]"]
+
     def moving_units(self) -> Iterator[Unit]:
         for region in self.regions():
             for unit in self.units_in_region(region):
@@ -107,9 +128,42 @@ class DispatchState:
         return True
 
     def put_emergency(self, emergency: Emergency, text: str | None = None) -> None:
-        self._put_if_newer(
-            f"e:{emergency.id}", emergency.version, text or emergency.model_dump_json()
-        )
+        key = f"e:{emergency.id}"
+        if key not in self.table and f"a:{emergency.id}" in self.table:
+            return  # archived: a redelivered record must not bring it back (issue 16)
+        stored = self._put_if_newer(key, emergency.version, text or emergency.model_dump_json())
+        if stored and not emergency.status.is_open:
+            closed = self._list(f"x:{emergency.region}")
+            if emergency.id not in closed:
+                self.table[f"x:{emergency.region}"] = json.dumps([*closed, emergency.id])
+
+    def archive(self, event: EmergencyArchived) -> None:
+        """Take an archived emergency out of the table (its ``e:`` entry is deleted, so a
+        restarted worker does not recover it) and remember that it was archived."""
+        eid, region = event.emergency_id, event.region
+        if self.table.get(f"e:{eid}") is not None:
+            del self.table[f"e:{eid}"]
+        closed = self._list(f"x:{region}")
+        if eid in closed:
+            self.table[f"x:{region}"] = json.dumps([c for c in closed if c != eid])
+        if f"a:{eid}" not in self.table:
+            at = event.occurred_at.isoformat(timespec="microseconds")
+            self.table[f"a:{eid}"] = at
+            self.table[f"y:{region}"] = json.dumps([*self._pairs(f"y:{region}"), [at, eid]])
+
+    def forget_archived(self, region: str, before: str) -> None:
+        """Forget the region's archive markers older than ``before`` (an ISO time)."""
+        pairs = self._pairs(f"y:{region}")
+        keep = [p for p in pairs if p[0] >= before]
+        if len(keep) == len(pairs):
+            return
+        for _, eid in pairs[: len(pairs) - len(keep)]:
+            if f"a:{eid}" in self.table:
+                del self.table[f"a:{eid}"]
+        self.table[f"y:{region}"] = json.dumps(keep)
+
+    def _pairs(self, key: str) -> list[list[str]]:
+        return sorted(self._list(key))
 
     def put_unit(self, unit: Unit, text: str | None = None) -> None:
         if not self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json()):
@@ -128,11 +182,28 @@ class DispatchState:
             self.put_emergency(emergency, text)
         for unit, text in zip(outcome.units, enc.units, strict=True):
             self.put_unit(unit, text)
+        regions = set()
+        for event in outcome.events:
+            if isinstance(event, EmergencyArchived):
+                self.archive(event)
+                regions.add(event.region)
+        if outcome.forget_before is not None:
+            before = outcome.forget_before.isoformat(timespec="microseconds")
+            for region in regions:
+                self.forget_archived(region, before)
 
     # -- records of processed commands ---------------------------------------------------
     @staticmethod
     def record_key(command_id: str, movement_unit: str | None) -> str:
         return f"m:{movement_unit}" if movement_unit else f"c:{command_id}"
+
+    @staticmethod
+    def sweep_record_unit(command: CommandBase) -> str | None:
+        """The ``record_key`` slot of an archive sweep: one record per region, overwritten by
+        the next sweep, so sweeps do not add a command record each (issue 16)."""
+        if getattr(command, "kind", "") != "archive_closed":
+            return None
+        return f"sweep/{command.region}"
 
     def record(self, key: str, command_id: str) -> Outcome | None:
         raw = self.table.get(key)

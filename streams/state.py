@@ -163,7 +163,9 @@ class DispatchState:
         self.table[f"y:{region}"] = json.dumps(keep)
 
     def _pairs(self, key: str) -> list[list[str]]:
-        return sorted(self._list(key))
+        raw = self.table.get(key)
+        pairs: list[list[str]] = json.loads(raw) if raw is not None else []
+        return sorted(pairs)
 
     def put_unit(self, unit: Unit, text: str | None = None) -> None:
         if not self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json()):

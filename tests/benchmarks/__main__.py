@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from dispatchwire.settings import Settings
-from tests.benchmarks import e2e, fanout, kafka_floor, scale, streams_bench, throughput
+from tests.benchmarks import e2e, fanout, kafka_floor, scale, streams_bench, throughput, year
 from tests.benchmarks.procs import ROOT, cores
 from tests.benchmarks.report import Row, table, write
 
-NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale")
+NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale", "year")
 log = logging.getLogger("tests.benchmarks")
 
 
@@ -75,6 +75,7 @@ def sizes(quick: bool) -> dict[str, Any]:
             "emit_cap": 20_000,
             "scale_commands": 5_000,
             "scale_backlog": 2_000,
+            "year_days": 30,  # issue 16: a compressed month instead of the year
         }
     return {
         "fanout_clients": [1_000, 10_000],
@@ -88,6 +89,7 @@ def sizes(quick: bool) -> dict[str, Any]:
         "emit_cap": 50_000,
         "scale_commands": 20_000,
         "scale_backlog": 10_000,
+        "year_days": 365,
     }
 
 
@@ -124,6 +126,8 @@ def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
         )
     if section("scale"):
         rows += scale.run(bootstrap, n["scale_commands"], n["scale_backlog"])
+    if section("year"):
+        rows += year.run(bootstrap, n["year_days"])
     return rows
 
 
@@ -235,6 +239,22 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
             f"{replay and round(replay)}/s (re-emit)",
         )
     )
+    # issue 16: every figure after the year (or --quick's month) within 2x of after a day
+    years = [r for r in rows if r.bench == "compressed year"]
+    day = next((r for r in years if r.subject == "after 1 day"), None)
+    end = next((r for r in years if r.subject != "after 1 day"), None)
+    for metric in year.BOUNDED:
+        first = day.metrics.get(metric) if day else None
+        last = end.metrics.get(metric) if end else None
+        ratio = last / first if first and last is not None else None
+        out.append(
+            check(
+                f"compressed year: {metric} within 2x of after one day",
+                ratio,
+                None if ratio is None else ratio <= 2.0,
+                f"{first} -> {last} ({ratio and round(ratio, 2)}x)",
+            )
+        )
     return out
 
 

@@ -214,7 +214,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         if app.rebalancing or not app.consumer.assignment():
             return
         at_ms = int(time.time() * 1000)
-        for region in state.sweep_regions():
+        for region in state.sweep_regions(settings.regions):
             cmd = ArchiveClosed(
                 command_id=archive_command_id(region, at_ms),
                 region=region,

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any, cast
 
 from schemas import Emergency, Unit, decode_event
@@ -109,9 +109,10 @@ class DispatchState:
         raw = self.table.get(f"a:{emergency_id}")
         return _text(raw) if raw is not None else None
 
-    def sweep_regions(self) -> list[str]:
-        """Regions (of this worker's partitions) with closed emergencies to sweep."""
-        return [k[2:] for k, v in list(self.table.items()) if k.startswith("x:") and v != "[]"]
+    def sweep_regions(self, known: Iterable[str] = ()) -> list[str]:
+        """Of ``known`` and the regions with units, those whose closed emergencies wait for
+        a sweep here (a key lookup per region, not a scan of the table)."""
+        return [r for r in sorted({*known, *self.regions()}) if self._list(f"x:{r}")]
 
     def moving_units(self) -> Iterator[Unit]:
         for region in self.regions():

@@ -20,7 +20,8 @@ sequence anywhere but never reorder it, which is what crash safety rests on (see
     a:<emergency_id>   archive time of an archived emergency: its ``e:`` entry is deleted
                        (a tombstone in the changelog), and this marker keeps a retried
                        report from bringing it back, until the sweep forgets it
-    y:<region>         [archive time, id] of the region's markers, oldest first
+    y:<region>:<day>   ids of the region's markers of that (UTC) day
+    y:<region>         the oldest such day (the sweep forgets markers by whole days)
 
 Values are JSON *text* (``str``; ``bytes`` once recovered from the changelog, whose value
 serializer is ``raw``), encoded once by pydantic and never re-encoded by Faust: an entity's
@@ -43,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, MutableMapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 from schemas import Emergency, Unit, decode_event
@@ -138,35 +140,49 @@ class DispatchState:
             if emergency.id not in closed:
                 self.table[f"x:{emergency.region}"] = json.dumps([*closed, emergency.id])
 
-    def archive(self, event: EmergencyArchived) -> None:
-        """Take an archived emergency out of the table (its ``e:`` entry is deleted, so a
-        restarted worker does not recover it) and remember that it was archived."""
-        eid, region = event.emergency_id, event.region
-        if self.table.get(f"e:{eid}") is not None:
-            del self.table[f"e:{eid}"]
-        closed = self._list(f"x:{region}")
-        if eid in closed:
-            self.table[f"x:{region}"] = json.dumps([c for c in closed if c != eid])
-        if f"a:{eid}" not in self.table:
-            at = event.occurred_at.isoformat(timespec="microseconds")
-            self.table[f"a:{eid}"] = at
-            self.table[f"y:{region}"] = json.dumps([*self._pairs(f"y:{region}"), [at, eid]])
+    def archive(self, events: list[EmergencyArchived]) -> None:
+        """Take archived emergencies out of the table (each ``e:`` entry is deleted, so a
+        restarted worker does not recover it) and remember that they were archived. Each
+        list entry is written once per call, not once per emergency."""
+        gone = {e.emergency_id for e in events}
+        for eid in gone:
+            if self.table.get(f"e:{eid}") is not None:
+                del self.table[f"e:{eid}"]
+        for region in sorted({e.region for e in events}):
+            closed = self._list(f"x:{region}")
+            if any(c in gone for c in closed):
+                self.table[f"x:{region}"] = json.dumps([c for c in closed if c not in gone])
+        days: dict[tuple[str, str], list[str]] = {}
+        for event in events:
+            if f"a:{event.emergency_id}" in self.table:
+                continue
+            at = event.occurred_at.astimezone(UTC)
+            self.table[f"a:{event.emergency_id}"] = at.isoformat(timespec="microseconds")
+            days.setdefault((event.region, at.date().isoformat()), []).append(event.emergency_id)
+        for (region, day), ids in sorted(days.items()):
+            self.table[f"y:{region}:{day}"] = json.dumps([*self._list(f"y:{region}:{day}"), *ids])
+            oldest = self.table.get(f"y:{region}")
+            if oldest is None or day < _text(oldest):
+                self.table[f"y:{region}"] = day
 
-    def forget_archived(self, region: str, before: str) -> None:
-        """Forget the region's archive markers older than ``before`` (an ISO time)."""
-        pairs = self._pairs(f"y:{region}")
-        keep = [p for p in pairs if p[0] >= before]
-        if len(keep) == len(pairs):
+    def forget_archived(self, region: str, before: datetime) -> None:
+        """Forget the region's archive markers of the days before ``before``'s (whole days:
+        a marker is kept for the memory window and at most a day more)."""
+        oldest = self.table.get(f"y:{region}")
+        if oldest is None:
             return
-        for _, eid in pairs[: len(pairs) - len(keep)]:
-            if f"a:{eid}" in self.table:
-                del self.table[f"a:{eid}"]
-        self.table[f"y:{region}"] = json.dumps(keep)
-
-    def _pairs(self, key: str) -> list[list[str]]:
-        raw = self.table.get(key)
-        pairs: list[list[str]] = json.loads(raw) if raw is not None else []
-        return sorted(pairs)
+        day, last = date.fromisoformat(_text(oldest)), before.astimezone(UTC).date()
+        if day >= last:
+            return
+        while day < last:
+            key = f"y:{region}:{day.isoformat()}"
+            for eid in self._list(key):
+                if f"a:{eid}" in self.table:
+                    del self.table[f"a:{eid}"]
+            if key in self.table:
+                del self.table[key]
+            day += timedelta(days=1)
+        self.table[f"y:{region}"] = last.isoformat()
 
     def put_unit(self, unit: Unit, text: str | None = None) -> None:
         if not self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json()):
@@ -185,15 +201,12 @@ class DispatchState:
             self.put_emergency(emergency, text)
         for unit, text in zip(outcome.units, enc.units, strict=True):
             self.put_unit(unit, text)
-        regions = set()
-        for event in outcome.events:
-            if isinstance(event, EmergencyArchived):
-                self.archive(event)
-                regions.add(event.region)
-        if outcome.forget_before is not None:
-            before = outcome.forget_before.isoformat(timespec="microseconds")
-            for region in regions:
-                self.forget_archived(region, before)
+        archived = [e for e in outcome.events if isinstance(e, EmergencyArchived)]
+        if archived:
+            self.archive(archived)
+            if outcome.forget_before is not None:
+                for region in sorted({e.region for e in archived}):
+                    self.forget_archived(region, outcome.forget_before)
 
     # -- records of processed commands ---------------------------------------------------
     @staticmethod

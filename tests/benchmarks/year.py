@@ -66,6 +66,14 @@ TYPE_WEIGHTS = {
     EmergencyType.FIRE: 0.1,
 }
 AUTHORITY = {"Authorization": "Bearer dev-authority"}
+# the figures whose growth from one day to the year the target bounds (2x)
+BOUNDED = (
+    "snapshot KiB",
+    "worker recovery s",
+    "worker RSS MiB",
+    "read model bootstrap s",
+    "API RSS MiB",
+)
 
 
 @dataclass

@@ -153,6 +153,8 @@ def test_archive_markers_are_forgotten_after_the_memory_window() -> None:
     assert state.archived_at(old.emergency_id) is None
     assert state.archived_at(new.emergency_id) is not None
     assert [k for k in table if k.startswith("a:")] == [f"a:{new.emergency_id}"]
+    # the day lists of forgotten markers went with them (tombstones, not empty lists)
+    assert sorted(k for k in table if k.startswith("y:")) == ["y:r", "y:r:2026-01-03"]
 
 
 def test_the_fold_drops_archived_emergencies_and_ignores_their_older_events() -> None:

@@ -14,7 +14,7 @@ _.on_message_out
 _.on_table_get
 _.on_table_set
 _.on_key_set  # streams/processing.py ChangelogTable: Faust table hook
-_.on_key_del
+_.on_key_del  # streams/processing.py ChangelogTable: Faust table hook (tombstones, issue 16)
 apply_commands  # streams/app.py: a Faust agent (@app.agent)
 move_units  # streams/app.py: a Faust timer (@app.timer)
 state_page  # streams/app.py: Faust web views (@app.page)

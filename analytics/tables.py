@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS units (
     lon DOUBLE, station VARCHAR, emergency_id VARCHAR, eta_s DOUBLE, heading DOUBLE,
     updated_at TIMESTAMP, version INTEGER, doc VARCHAR USING COMPRESSION zstd
 );
+CREATE TABLE IF NOT EXISTS emergency_archives (  -- issue 16: when each emergency left the
+    id VARCHAR, region VARCHAR, status VARCHAR,   -- live state; its emergencies row stays
+    closed_at TIMESTAMP, archived_at TIMESTAMP, event_id VARCHAR
+);
 CREATE TABLE IF NOT EXISTS sink_offsets (
     topic VARCHAR, "partition" INTEGER, next_offset BIGINT NOT NULL,
     PRIMARY KEY (topic, "partition")
@@ -369,6 +373,7 @@ _EVENT_NAMES = (
     "unit_location",
     "command_rejected",
     "command_repeated",
+    "emergency_archived",
 )
 _ACTIONS = ("assigned", "on_scene", "completed", "cancelled")
 
@@ -407,6 +412,7 @@ SELECT *, CASE
     WHEN event = 'emergency_updated' AND (action IS NULL OR action NOT IN ({_sql_list(_ACTIONS)}))
         THEN 'action: missing or not one of {", ".join(_ACTIONS)}'
     WHEN event = 'unit_status_update' AND u_id IS NULL THEN 'unit.id: missing'
+    WHEN event = 'emergency_archived' AND emergency_id IS NULL THEN 'emergency_id: missing'
     WHEN event = 'unit_location' AND unit_id IS NULL THEN 'unit_id: missing'
     WHEN event = 'unit_location' AND version IS NULL THEN 'version: missing or not an integer'
     WHEN event = 'unit_location' AND (lat IS NULL OR lon IS NULL)
@@ -470,6 +476,15 @@ SELECT event_id, event, action, region, command_id, coalesce(occurred_ts, logged
 FROM sink_parsed
 WHERE seq IN (SELECT seq FROM sink_new)
 """
+
+# The archives of the batch's new events: the emergencies row stays as it was (history).
+_INSERT_ARCHIVES = f"""
+INSERT INTO emergency_archives
+SELECT emergency_id, region, raw ->> '$.status', {_utc("raw ->> '$.closed_at'")},
+    coalesce(occurred_ts, logged_at), event_id
+FROM sink_parsed
+WHERE event = 'emergency_archived' AND seq IN (SELECT seq FROM sink_new)
+"""  # noqa: S608 - built from constants only
 
 _INSERT_REJECTS = """
 INSERT INTO sink_rejects SELECT p."partition", p."offset", p.error, b.raw_blob
@@ -662,6 +677,7 @@ def write_batch(
         result.events = _rowcount(con.execute(_INSERT_EVENTS))
         con.execute('INSERT INTO sink_event_keys SELECT "key", logged_at FROM sink_new')
         result.rejects = _rowcount(con.execute(_INSERT_REJECTS))
+        con.execute(_INSERT_ARCHIVES)
         con.execute(_EMERGENCY_DOCS)
         con.execute("DELETE FROM emergencies WHERE id IN (SELECT id FROM sink_emergency_docs)")
         con.execute(_PUT_EMERGENCIES)

@@ -34,6 +34,7 @@ from api.sse import PATH as STREAM_PATH
 from api.sse import LiveStream
 from api.ws import ws_endpoint
 from dispatchwire.settings import Settings
+from schemas.events import EmergencyArchived
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,9 @@ async def get_emergency(request: Request) -> JSONResponse:
     role = services.auth.role(request, cookie=True)
     emergency = services.model.projection.emergencies.get(request.path_params["id"])
     if emergency is None:
+        archived = services.model.projection.archived.get(request.path_params["id"])
+        if archived is not None:
+            raise _moved_to_history(archived)
         raise ApiError(404, "no such emergency", [{"field": "id", "reason": "unknown emergency"}])
     # Authority sees the whole emergency; anyone else holding the id gets the reporter's
     # tracking view: what the /track page shows, never the reporter's name or phone.
@@ -188,6 +192,30 @@ async def get_emergency(request: Request) -> JSONResponse:
     )
     return JSONResponse(
         body, headers={"X-Log-Position": services.model.position_id, "Cache-Control": "no-store"}
+    )
+
+
+# Where an archived emergency's history is (issue 16): the log (replay), DuckDB snapshots.
+HISTORY_HINT = (
+    "its history is in the event log (the /replay page, `dispatchwire replay`) and in "
+    "DuckDB (`dispatchwire snapshot`, `dispatchwire query`)"
+)
+
+
+def _moved_to_history(archived: EmergencyArchived) -> ApiError:
+    """410 Gone for an emergency that left the live state: when it closed and moved."""
+    data = archived.live_data()
+    return ApiError(
+        410,
+        f"emergency {archived.emergency_id} is {archived.status.value} and moved to history at "
+        f"{data['archived_at']}; {HISTORY_HINT}",
+        [{"field": "id", "reason": "archived: closed and moved to history"}],
+        headers={"Cache-Control": "no-store"},
+        emergency_id=archived.emergency_id,
+        emergency_status=archived.status.value,
+        closed_at=data["closed_at"],
+        archived_at=data["archived_at"],
+        history=["replay", "duckdb"],
     )
 
 

@@ -311,6 +311,7 @@ def openapi_document() -> dict[str, Any]:
                     "200": _json(_ref("TrackingView"), "ok"),
                     "401": _json(ERROR, "a token that matches no role"),
                     "404": _json(ERROR, "unknown id"),
+                    "410": _json(ERROR, "closed and moved to history (replay, DuckDB)"),
                 },
             }
         },

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
@@ -60,7 +60,8 @@ class ReadModel:
         self.settings = settings
         self.hub = hub
         self.metrics = metrics
-        self.projection = Projection()
+        # archived ids are remembered as long as the setting says (issue 16: bounded)
+        self.projection = Projection(archive_memory=timedelta(seconds=settings.archive_memory_s))
         self.offsets: list[int] = []  # next offset per partition
         self.partitions = 0
         self.target: Position | None = None  # end offsets seen at start

@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     # moved for this long (no ack; while recovering, no changelog record) turns the ready
     # page 503 and makes the worker ask its group to rebalance (streams.progress); 0: off
     worker_stall_timeout_s: float = Field(30.0, ge=0)
+    # --- retention (issue 16): closed emergencies leave the live state ---
+    # A COMPLETED or CANCELLED emergency is archived (an ``emergency_archived`` event: it
+    # leaves the worker's table, the read model and every snapshot) this long after closing.
+    archive_after_s: float = Field(3600.0, gt=0)
+    # How often the worker's timer sends each region's ``archive_closed`` sweep command.
+    archive_sweep_s: float = Field(60.0, gt=0)
+    # How long an archived id is remembered after its archive: the API answers 410 Gone for
+    # it and a retried report cannot bring it back; afterwards it is an unknown id.
+    archive_memory_s: float = Field(7 * 86400.0, gt=0)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -117,6 +117,19 @@ class ExpireRecords(CommandBase):
     cutoff: datetime
 
 
+class ArchiveClosed(CommandBase):
+    """Sweep a region's closed emergencies out of the live state (sent by the worker's
+    timer, issue 16): every COMPLETED or CANCELLED emergency closed at least ``after_s``
+    before this command's record time is archived (``emergency_archived``). The cutoff comes
+    from the record time, not the sender's clock, so a replayed sweep decides the same."""
+
+    kind: Literal["archive_closed"] = "archive_closed"
+    after_s: float = Field(gt=0, description="archive what closed this long before the sweep")
+    forget_after_s: float | None = Field(
+        None, gt=0, description="forget archived ids this long after their archive"
+    )
+
+
 Command = Annotated[
     ReportEmergency
     | DispatchEmergency
@@ -125,6 +138,7 @@ Command = Annotated[
     | SetUnitStatus
     | UnitPosition
     | RegisterUnit
-    | ExpireRecords,
+    | ExpireRecords
+    | ArchiveClosed,
     Field(discriminator="kind"),
 ]

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.commands import SCHEMA_VERSION, utcnow
-from schemas.entities import Emergency, Unit, UnitStatus
+from schemas.entities import Emergency, EmergencyStatus, Unit, UnitStatus
 
 
 def event_id_for(command_id: str, n: int) -> str:
@@ -138,13 +138,30 @@ class CommandRepeated(EventBase):
         return self._live({"command_id", "command_kind", "event_ids"})
 
 
+class EmergencyArchived(EventBase):
+    """A closed emergency left the live state (issue 16) at ``occurred_at``: readers drop it
+    from current state; the log, DuckDB and replay keep its history."""
+
+    event: Literal["emergency_archived"] = "emergency_archived"
+    emergency_id: str
+    status: EmergencyStatus
+    closed_at: datetime | None = None
+
+    def live_data(self) -> dict[str, Any]:
+        return {
+            **self._live({"emergency_id", "status", "closed_at"}),
+            "archived_at": self.model_dump(mode="json", include={"occurred_at"})["occurred_at"],
+        }
+
+
 Event = Annotated[
     EmergencyCreated
     | EmergencyUpdated
     | UnitStatusUpdate
     | UnitLocation
     | CommandRejectedEvent
-    | CommandRepeated,
+    | CommandRepeated
+    | EmergencyArchived,
     Field(discriminator="event"),
 ]
 # the live messages' names; ``command_repeated`` is in the log only (``EventBase.live``)
@@ -154,4 +171,5 @@ EVENT_NAMES = (
     "unit_status_update",
     "unit_location",
     "command_rejected",
+    "emergency_archived",
 )

@@ -8,14 +8,17 @@ overlaps) changes nothing the second time.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.entities import Emergency, Unit
 from schemas.events import (
     CommandRejectedEvent,
     CommandRepeated,
+    EmergencyArchived,
     EmergencyCreated,
     EmergencyUpdated,
     Event,
@@ -28,8 +31,17 @@ from schemas.events import (
 class Projection:
     emergencies: dict[str, Emergency] = field(default_factory=dict)
     units: dict[str, Unit] = field(default_factory=dict)
+    # Archived emergencies (issue 16): they left current state; their archive events are
+    # remembered (in archive order) so a re-published older event of theirs cannot bring
+    # them back and a lookup can say where they went. ``archive_memory`` bounds how long
+    # (None: for ever, as a replay of a window wants).
+    archived: dict[str, EmergencyArchived] = field(default_factory=dict)
+    archive_memory: timedelta | None = None
+    _archive_order: deque[tuple[datetime, str]] = field(default_factory=deque, repr=False)
 
     def _put_emergency(self, emergency: Emergency) -> bool:
+        if emergency.id in self.archived:
+            return False
         current = self.emergencies.get(emergency.id)
         if current is not None and current.version >= emergency.version:
             return False
@@ -72,7 +84,24 @@ class Projection:
             return True
         if isinstance(event, CommandRejectedEvent | CommandRepeated):
             return False
+        if isinstance(event, EmergencyArchived):
+            return self._archive(event)
         raise TypeError(f"unknown event {type(event).__name__}")
+
+    def _archive(self, event: EmergencyArchived) -> bool:
+        gone = self.emergencies.pop(event.emergency_id, None) is not None
+        if event.emergency_id not in self.archived:
+            self.archived[event.emergency_id] = event
+            self._archive_order.append((event.occurred_at, event.emergency_id))
+        if self.archive_memory is not None:
+            self.forget_archived(event.occurred_at - self.archive_memory)
+        return gone
+
+    def forget_archived(self, before: datetime) -> None:
+        """Forget archive events older than ``before``."""
+        order = self._archive_order
+        while order and order[0][0] < before:
+            self.archived.pop(order.popleft()[1], None)
 
     def apply_all(self, events: Iterable[Event]) -> Projection:
         for event in events:

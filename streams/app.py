@@ -27,10 +27,10 @@ from dispatchwire.settings import Settings
 from infra.clients import faust_broker_options
 from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
-from schemas.commands import ExpireRecords
+from schemas.commands import ArchiveClosed, ExpireRecords
 from schemas.placement import partition_for
 from streams import offsets, progress, readiness
-from streams.decisions import movement_command_id
+from streams.decisions import archive_command_id, movement_command_id
 from streams.processing import BatchProcessor, ChangelogTable
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
@@ -249,6 +249,23 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         """How many command records this worker's table holds (tests and ops)."""
         keys = [key for key in list(table.keys()) if key.startswith("c:")]
         return web.json({"command_records": len(keys)})
+    @app.timer(interval=settings.archive_sweep_s, name="archive_closed")
+    async def archive_closed() -> None:
+        """Ask the agent to archive each region's long-closed emergencies (issue 16): the
+        sweep is a command, so the decision (and its cutoff, from the record time) is made
+        in the region's order of commands and every reader sees it as events."""
+        if app.rebalancing or not app.consumer.assignment():
+            return
+        at_ms = int(time.time() * 1000)
+        for region in state.sweep_regions(settings.regions):
+            cmd = ArchiveClosed(
+                command_id=archive_command_id(region, at_ms),
+                region=region,
+                after_s=settings.archive_after_s,
+                forget_after_s=settings.archive_memory_s,
+                issued_by="worker",
+            )
+            await commands.send(key=region.encode(), value=encode(cmd))
 
     @app.page("/dispatch/state/")
     async def state_page(web: Any, request: Any) -> Any:

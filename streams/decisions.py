@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from schemas import (
@@ -49,6 +49,8 @@ from schemas import (
     UnitStatusUpdate,
     event_id_for,
 )
+from schemas.commands import ArchiveClosed
+from schemas.events import EmergencyArchived
 from schemas.geo import bearing_deg, haversine_m
 from streams.movement import advance
 from streams.routing import Router
@@ -64,11 +66,19 @@ class State(Protocol):
     def units_in_region(self, region: str) -> list[Unit]: ...
 
 
+class ArchiveState(State, Protocol):
+    """What the archive sweep reads besides ``State`` (``streams.state.DispatchState``)."""
+
+    def closed_in_region(self, region: str) -> list[Emergency]: ...
+
+
 @dataclass
 class Outcome:
     events: list[Event] = field(default_factory=list)
     emergencies: list[Emergency] = field(default_factory=list)
     units: list[Unit] = field(default_factory=list)
+    # an archive sweep: archived ids remembered from before this time are forgotten
+    forget_before: datetime | None = field(default=None, compare=False)
     # the JSON texts of the above, made once when first stored (``streams.state.encoded``)
     encoded: object = field(default=None, repr=False, compare=False)
 
@@ -142,6 +152,11 @@ def report_emergency(cmd: ReportEmergency, state: State, out: _Events, **_: obje
     if state.emergency(cmd.emergency_id) is not None:
         return out.reject(
             f"emergency {cmd.emergency_id} was already reported", emergency_id=cmd.emergency_id
+        )
+    if _archived(state, cmd.emergency_id):
+        return out.reject(
+            f"emergency {cmd.emergency_id} was already reported, closed and archived",
+            emergency_id=cmd.emergency_id,
         )
     emergency = Emergency(
         id=cmd.emergency_id,
@@ -489,6 +504,33 @@ def register_unit(cmd: RegisterUnit, state: State, out: _Events, **_: object) ->
     return _unit_status(out, new_unit)
 
 
+def _archived(state: State, emergency_id: str) -> bool:
+    archived_at = getattr(state, "archived_at", None)  # a State without archive memory: no
+    return archived_at is not None and archived_at(emergency_id) is not None
+
+
+def archive_command_id(region: str, at_ms: int) -> str:
+    """The id of the timer's sweep command for ``region`` sent at ``at_ms`` (epoch ms)."""
+    return f"sweep-{region}-{at_ms}"[:64]
+
+
+def archive_closed(cmd: ArchiveClosed, state: ArchiveState, out: _Events, **_: object) -> Outcome:
+    """Archive the region's emergencies closed at least ``after_s`` before ``now`` (the
+    record time): one ``emergency_archived`` each, oldest first. Nothing to archive is no
+    outcome at all (no event, no record), like a stale tick."""
+    cutoff = out.now - timedelta(seconds=cmd.after_s)
+    due = [
+        e
+        for e in state.closed_in_region(cmd.region)
+        if not e.status.is_open and e.closed_at is not None and e.closed_at <= cutoff
+    ]
+    for em in sorted(due, key=lambda e: (e.closed_at, e.id)):
+        out.add(EmergencyArchived, emergency_id=em.id, status=em.status, closed_at=em.closed_at)
+    if cmd.forget_after_s is not None:
+        out.outcome.forget_before = out.now - timedelta(seconds=cmd.forget_after_s)
+    return out.outcome
+
+
 _HANDLERS: dict[type, Callable[..., Outcome]] = {
     ReportEmergency: report_emergency,
     DispatchEmergency: dispatch_emergency,
@@ -497,4 +539,5 @@ _HANDLERS: dict[type, Callable[..., Outcome]] = {
     SetUnitStatus: set_unit_status,
     UnitPosition: unit_position,
     RegisterUnit: register_unit,
+    ArchiveClosed: archive_closed,
 }

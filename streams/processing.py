@@ -110,7 +110,7 @@ def decide_command(
         return None
     tick = command if isinstance(command, UnitPosition) and command.lat is None else None
     is_tick = tick is not None
-    tick_unit = tick.unit_id if tick is not None else None
+    tick_unit = tick.unit_id if tick is not None else state.sweep_record_unit(command)
     key = state.record_key(command.command_id, tick_unit)
     fingerprint = command_fingerprint(command)
     seen = state.record(key, command.command_id)

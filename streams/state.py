@@ -15,6 +15,14 @@ sequence anywhere but never reorder it, which is what crash safety rests on (see
                        that command was read (``source``, ``at``; see "Records expire")
     m:<unit_id>        Record of the unit's latest movement tick (ticks are many; one
                        record per unit keeps the table from growing with time)
+    m:sweep/<region>   Record of the region's latest archive sweep (one per region, like ticks)
+    x:<region>         ids of the region's closed emergencies not archived yet (the sweep's
+                       work list, so it needn't scan the table)
+    a:<emergency_id>   archive time of an archived emergency: its ``e:`` entry is deleted
+                       (a tombstone in the changelog), and this marker keeps a retried
+                       report from bringing it back, until the sweep forgets it
+    y:<region>:<day>   ids of the region's markers of that (UTC) day
+    y:<region>         the oldest such day (the sweep forgets markers by whole days)
 
 Values are JSON *text* (``str``; ``bytes`` once recovered from the changelog, whose value
 serializer is ``raw``), encoded once by pydantic and never re-encoded by Faust: an entity's
@@ -45,12 +53,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from schemas import Emergency, Unit, decode_event
 from schemas.commands import CommandBase
-from schemas.events import CommandRejectedEvent, Event
+from schemas.events import CommandRejectedEvent, EmergencyArchived, Event
 from streams.decisions import Outcome
 
 # v2: values are raw JSON text (v1 was Faust-json-serialized dicts); a new name means a
@@ -102,6 +111,21 @@ class DispatchState:
     def regions(self) -> list[str]:
         return self._list("regions")
 
+    def closed_in_region(self, region: str) -> list[Emergency]:
+        """The region's closed emergencies that are still in the live state."""
+        found = (self.emergency(eid) for eid in self._list(f"x:{region}"))
+        return [e for e in found if e is not None]
+
+    def archived_at(self, emergency_id: str) -> str | None:
+        """When ``emergency_id`` was archived (ISO time), while it is remembered."""
+        raw = self.table.get(f"a:{emergency_id}")
+        return _text(raw) if raw is not None else None
+
+    def sweep_regions(self, known: Iterable[str] = ()) -> list[str]:
+        """Of ``known`` and the regions with units, those whose closed emergencies wait for
+        a sweep here (a key lookup per region, not a scan of the table)."""
+        return [r for r in sorted({*known, *self.regions()}) if self._list(f"x:{r}")]
+
     def moving_units(self) -> Iterator[Unit]:
         for region in self.regions():
             for unit in self.units_in_region(region):
@@ -117,9 +141,58 @@ class DispatchState:
         return True
 
     def put_emergency(self, emergency: Emergency, text: str | None = None) -> None:
-        self._put_if_newer(
-            f"e:{emergency.id}", emergency.version, text or emergency.model_dump_json()
-        )
+        key = f"e:{emergency.id}"
+        if key not in self.table and f"a:{emergency.id}" in self.table:
+            return  # archived: a redelivered record must not bring it back (issue 16)
+        stored = self._put_if_newer(key, emergency.version, text or emergency.model_dump_json())
+        if stored and not emergency.status.is_open:
+            closed = self._list(f"x:{emergency.region}")
+            if emergency.id not in closed:
+                self.table[f"x:{emergency.region}"] = json.dumps([*closed, emergency.id])
+
+    def archive(self, events: list[EmergencyArchived]) -> None:
+        """Take archived emergencies out of the table (each ``e:`` entry is deleted, so a
+        restarted worker does not recover it) and remember that they were archived. Each
+        list entry is written once per call, not once per emergency."""
+        gone = {e.emergency_id for e in events}
+        for eid in gone:
+            if self.table.get(f"e:{eid}") is not None:
+                del self.table[f"e:{eid}"]
+        for region in sorted({e.region for e in events}):
+            closed = self._list(f"x:{region}")
+            if any(c in gone for c in closed):
+                self.table[f"x:{region}"] = json.dumps([c for c in closed if c not in gone])
+        days: dict[tuple[str, str], list[str]] = {}
+        for event in events:
+            if f"a:{event.emergency_id}" in self.table:
+                continue
+            at = event.occurred_at.astimezone(UTC)
+            self.table[f"a:{event.emergency_id}"] = at.isoformat(timespec="microseconds")
+            days.setdefault((event.region, at.date().isoformat()), []).append(event.emergency_id)
+        for (region, day), ids in sorted(days.items()):
+            self.table[f"y:{region}:{day}"] = json.dumps([*self._list(f"y:{region}:{day}"), *ids])
+            oldest = self.table.get(f"y:{region}")
+            if oldest is None or day < _text(oldest):
+                self.table[f"y:{region}"] = day
+
+    def forget_archived(self, region: str, before: datetime) -> None:
+        """Forget the region's archive markers of the days before ``before``'s (whole days:
+        a marker is kept for the memory window and at most a day more)."""
+        oldest = self.table.get(f"y:{region}")
+        if oldest is None:
+            return
+        day, last = date.fromisoformat(_text(oldest)), before.astimezone(UTC).date()
+        if day >= last:
+            return
+        while day < last:
+            key = f"y:{region}:{day.isoformat()}"
+            for eid in self._list(key):
+                if f"a:{eid}" in self.table:
+                    del self.table[f"a:{eid}"]
+            if key in self.table:
+                del self.table[key]
+            day += timedelta(days=1)
+        self.table[f"y:{region}"] = last.isoformat()
 
     def put_unit(self, unit: Unit, text: str | None = None) -> None:
         if not self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json()):
@@ -138,11 +211,25 @@ class DispatchState:
             self.put_emergency(emergency, text)
         for unit, text in zip(outcome.units, enc.units, strict=True):
             self.put_unit(unit, text)
+        archived = [e for e in outcome.events if isinstance(e, EmergencyArchived)]
+        if archived:
+            self.archive(archived)
+            if outcome.forget_before is not None:
+                for region in sorted({e.region for e in archived}):
+                    self.forget_archived(region, outcome.forget_before)
 
     # -- records of processed commands ---------------------------------------------------
     @staticmethod
     def record_key(command_id: str, movement_unit: str | None) -> str:
         return f"m:{movement_unit}" if movement_unit else f"c:{command_id}"
+
+    @staticmethod
+    def sweep_record_unit(command: CommandBase) -> str | None:
+        """The ``record_key`` slot of an archive sweep: one record per region, overwritten by
+        the next sweep, so sweeps do not add a command record each (issue 16)."""
+        if getattr(command, "kind", "") != "archive_closed":
+            return None
+        return f"sweep/{command.region}"
 
     def record(self, key: str, command_id: str) -> Outcome | None:
         raw = self.table.get(key)

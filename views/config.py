@@ -6,6 +6,7 @@ routes are built, so the pages never carry a hand copy of a server table:
 - ``mode``: ``dev`` or ``prod``;
 - ``devTokenHint``: the development authority token, shown in the token dialog, only in dev
   mode and only while the authority token still has its development default;
+- ``archiveAfterS``: how long a closed emergency stays in the live state (issue 16);
 - ``closeCodes``: the WebSocket close codes the live feed sends, each with the ``action``
   the page takes (``schemas.live.close_codes_json``);
 - ``vocabulary``: statuses, types, which unit types fit which emergency and the event
@@ -50,6 +51,8 @@ def page_config(settings: Settings) -> dict[str, Any]:
         if settings.mode == "dev" and dev_default
         else None,
         "closeCodes": close_codes_json(),
+        # closed emergencies leave the live state this long after closing (issue 16)
+        "archiveAfterS": settings.archive_after_s,
         "vocabulary": {
             **vocabulary_json(),
             "typeLabels": {str(k): v for k, v in TYPE_LABELS.items()},

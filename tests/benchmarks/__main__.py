@@ -25,11 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from dispatchwire.settings import Settings
-from tests.benchmarks import e2e, fanout, fleet, kafka_floor, scale, streams_bench, throughput
+from tests.benchmarks import (
+    e2e,
+    fanout,
+    fleet,
+    kafka_floor,
+    scale,
+    streams_bench,
+    throughput,
+    year,
+)
 from tests.benchmarks.procs import ROOT, cores
 from tests.benchmarks.report import Row, table, write
 
-NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale", "fleet")
+NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale", "fleet", "year")
 log = logging.getLogger("tests.benchmarks")
 
 
@@ -77,6 +86,7 @@ def sizes(quick: bool) -> dict[str, Any]:
             "scale_commands": 5_000,
             "scale_backlog": 2_000,
             "fleet": (100, 200, 20),  # SSE clients, units, measured reports (at 1/s)
+            "year_days": 30,  # issue 16: a compressed month instead of the year
         }
     return {
         "fanout_clients": [1_000, 10_000],
@@ -91,6 +101,7 @@ def sizes(quick: bool) -> dict[str, Any]:
         "scale_commands": 20_000,
         "scale_backlog": 10_000,
         "fleet": (1_000, 1_000, 60),
+        "year_days": 365,
     }
 
 
@@ -130,6 +141,8 @@ def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
     if section("fleet"):
         clients, units, reports = n["fleet"]
         rows.append(fleet.run(bootstrap, clients, units, 200.0, reports))
+    if section("year"):
+        rows += year.run(bootstrap, n["year_days"])
     return rows
 
 
@@ -259,6 +272,22 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
             f"p99 {stale} ms",
         )
     )
+    # issue 16: every figure after the year (or --quick's month) within 2x of after a day
+    years = [r for r in rows if r.bench == "compressed year"]
+    day = next((r for r in years if r.subject == "after 1 day"), None)
+    end = next((r for r in years if r.subject != "after 1 day"), None)
+    for metric in year.BOUNDED:
+        first = day.metrics.get(metric) if day else None
+        last = end.metrics.get(metric) if end else None
+        ratio = last / first if first and last is not None else None
+        out.append(
+            check(
+                f"compressed year: {metric} within 2x of after one day",
+                ratio,
+                None if ratio is None else ratio <= 2.0,
+                f"{first} -> {last} ({ratio and round(ratio, 2)}x)",
+            )
+        )
     return out
 
 

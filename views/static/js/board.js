@@ -9,6 +9,7 @@
 import {
   $, formatAge, formatDistance, formatEta, h, priorityBadge, statusBadge,
 } from "./dom.js";
+import { CONFIG } from "/views/config.js";
 import { LiveMap, layerData } from "./map.js";
 import { unitLabel } from "./notify.js";
 import {
@@ -149,6 +150,13 @@ export function renderDetails(panel, e, view) {
  *             or null for a read-only board (no buttons, no dispatch row)
  *   now       () => ms: the time ages are measured to (default: the wall clock)
  */
+// How long a closed incident stays on the board before it moves to history (issue 16).
+function archiveWindowText(seconds = CONFIG.archiveAfterS) {
+  const span = seconds >= 3600 && seconds % 3600 === 0 ? `${seconds / 3600} h` :
+    seconds >= 60 ? `${Math.round(seconds / 60)} min` : `${seconds} s`;
+  return `kept ${span}, then in history (replay, DuckDB)`;
+}
+
 export function mountBoard({ state, commands = null, now = () => Date.now() }) {
   const nodes = {
     pending: $("#pending-list"), active: $("#active-list"), closed: $("#closed-list"),
@@ -156,6 +164,8 @@ export function mountBoard({ state, commands = null, now = () => Date.now() }) {
     countPending: $("#count-pending"), countActive: $("#count-active"), countAvailable: $("#count-available"),
   };
   const view = { state, commands, now, selectedId: null, select };
+  const note = document.getElementById("closed-note");
+  if (note) note.textContent = archiveWindowText();
   let focusAfterRender = null;
   const map = new LiveMap($("#map"), { onPick: (obj) => { if (obj.kind === "emergency") select(obj.id); } });
 

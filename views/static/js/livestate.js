@@ -8,12 +8,16 @@
 
 import { isOpen } from "./vocabulary.js";
 
+const ARCHIVED_KEPT = 1000; // archive notices remembered (a page open for days stays small)
+
 export class LiveState extends EventTarget {
   constructor() {
     super();
     this.emergencies = new Map();
     this.units = new Map();
     this.decisions = new Map(); // emergency id -> dispatch decision (why this unit)
+    // emergency id -> its emergency_archived data (issue 16): it left the live state
+    this.archived = new Map();
     this.loaded = false;
     this.lastId = null;
     this.lastMessageAt = null;
@@ -133,6 +137,18 @@ export class LiveState extends EventTarget {
       case "command_rejected":
         changes.push({ kind: "rejected", reason: data.reason, data });
         break;
+      case "emergency_archived": {
+        // Closed a while ago: it moves to history (the log, replay, DuckDB) and leaves the
+        // live state, as it left the server's.
+        const before = this.emergencies.get(data.emergency_id);
+        this.archived.set(data.emergency_id, data);
+        if (this.archived.size > ARCHIVED_KEPT) this.archived.delete(this.archived.keys().next().value);
+        this.decisions.delete(data.emergency_id);
+        if (this.emergencies.delete(data.emergency_id)) {
+          changes.push({ kind: "emergency_archived", emergency: before, data });
+        }
+        break;
+      }
       default:
         return [];
     }

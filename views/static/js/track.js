@@ -1,5 +1,6 @@
 // The reporter's tracking page, /track/{id}: follows one emergency live until it closes.
 
+import { CONFIG } from "/views/config.js";
 import { call } from "./api.js";
 import { $, formatEta, statusBadge } from "./dom.js";
 import { LiveState } from "./livestate.js";
@@ -26,13 +27,42 @@ $("#share-link").textContent = location.href;
 let session = null; // set at start
 let finished = false;
 
+// The report closed a while ago and left the live state (issue 16): say so, and where its
+// history is, instead of "not found". `info` is the 410 body or the emergency_archived data.
+function renderArchived(info) {
+  const status = info.emergency_status || info.status;
+  const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+  const badge = statusBadge(status);
+  badge.id = "status-badge";
+  $("#status-badge").replaceWith(badge);
+  $("#status-text").textContent =
+    `This report was closed (${String(status).toLowerCase()}) at ${when(info.closed_at)} and ` +
+    `moved to the history at ${when(info.archived_at)}. The dispatch centre keeps its full ` +
+    "history: the event log (replay) and the DuckDB archive.";
+  document.body.dataset.archived = "true";
+  for (const li of document.querySelectorAll("#timeline li")) li.classList.remove("current");
+  if (!finished) {
+    finished = true;
+    session?.connection()?.close();
+  }
+}
+
 function render() {
   const e = state.emergencies.get(emergencyId);
-  if (!e) return;
+  if (!e) {
+    const archived = state.archived.get(emergencyId);
+    if (archived) renderArchived(archived);
+    return;
+  }
   const badge = statusBadge(e.status);
   badge.id = "status-badge";
   $("#status-badge").replaceWith(badge);
   $("#status-text").textContent = TEXT[e.status] || e.status;
+  if (e.closed_at && !isOpen(e)) {
+    const until = new Date(Date.parse(e.closed_at) + CONFIG.archiveAfterS * 1000);
+    $("#status-text").textContent +=
+      ` This page follows it until about ${until.toLocaleString()}; then it moves to the history.`;
+  }
   document.body.dataset.status = e.status;
   const reached = STEPS.indexOf(e.status);
   for (const li of document.querySelectorAll("#timeline li")) {
@@ -78,7 +108,8 @@ try {
   state.apply("snapshot", { emergencies: [emergency], units: e.unit ? [e.unit] : [] });
   render();
 } catch (err) {
-  if (err.status !== 404) $("#status-text").textContent = `Could not load the report: ${err.message}`;
+  if (err.status === 410) renderArchived(err.body);
+  else if (err.status !== 404) $("#status-text").textContent = `Could not load the report: ${err.message}`;
   else $("#status-text").textContent = "Waiting for the report to be recorded…";
 }
 

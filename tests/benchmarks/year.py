@@ -1,0 +1,392 @@
+"""A compressed year (issue 16): does hot state stay bounded as history grows?
+
+A generator writes a city's traffic straight into ``dispatch.commands`` in the commands'
+format, with record timestamps (CreateTime) spread over the simulated time, which ends now:
+every emergency is reported, dispatched to a fitting unit of its region (by name, so the
+generator knows which unit moves), gets two GPS fixes of that unit and is completed (or,
+with no unit free, cancelled); every region gets an ``archive_closed`` sweep every 10
+simulated minutes, as the worker's timer would send it. The worker decides each command
+with its record time as "now", so the simulated hours pass for it as real ones would.
+
+After one day of traffic and again after the whole year it measures, each from a cold start:
+the worker's recovery (process start to ``/dispatch/ready/``) and its RSS, the API's read
+model bootstrap (process start to ``/readyz``) and its RSS, and the bytes of the live
+snapshot (``GET /api/state``). Target: each figure after a year within 2x of after a day.
+
+The bench's topics keep everything (``retention.ms`` -1): with year-old record timestamps
+Kafka's default 7-day retention would delete the history under the readers' feet.
+
+    python -m tests.benchmarks --only year [--quick]     # quick: 30 days, not 365
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from dispatchwire.settings import Settings
+from infra.kafka import free_port
+from schemas.codec import encode
+from schemas.commands import (
+    ArchiveClosed,
+    CompleteEmergency,
+    DispatchEmergency,
+    ReportEmergency,
+    SetUnitStatus,
+    UnitPosition,
+)
+from schemas.commands import CancelEmergency as CancelCommand
+from schemas.entities import FITTING_UNIT_TYPES, EmergencyType, UnitStatus
+from schemas.geo import load_network
+from streams.decisions import archive_command_id
+from streams.seed import SeedUnit, fleet, register_commands
+from tests.benchmarks import product
+from tests.benchmarks.procs import running, settle_rss, stop, wait_http
+from tests.benchmarks.report import Row
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86_400.0
+# the type mix of a city's calls (medical most, fire least)
+TYPE_WEIGHTS = {
+    EmergencyType.MEDICAL: 0.5,
+    EmergencyType.TRAFFIC: 0.2,
+    EmergencyType.POLICE: 0.2,
+    EmergencyType.FIRE: 0.1,
+}
+AUTHORITY = {"Authorization": "Bearer dev-authority"}
+# the figures whose growth from one day to the year the target bounds (2x)
+BOUNDED = (
+    "snapshot KiB",
+    "worker recovery s",
+    "worker RSS MiB",
+    "read model bootstrap s",
+    "API RSS MiB",
+)
+
+
+@dataclass
+class CompressedTime:
+    """The traffic of ``per_day`` emergencies a day from ``start``, in record-time order,
+    produced a stretch at a time (``until``): the units' diaries and the commands already
+    planned past the stretch carry over to the next one."""
+
+    start: datetime
+    per_day: int = 1_000
+    sweep_every_s: float = 600.0
+    archive_after_s: float = 3_600.0
+    forget_after_s: float = 7 * DAY_S
+    seed: int = 16
+    units: list[SeedUnit] = field(default_factory=lambda: fleet(load_network()))
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        network = load_network()
+        self.regions = sorted({u.region for u in self.units})
+        self.places: dict[str, list[tuple[float, float]]] = {r: [] for r in self.regions}
+        for node in sorted(network.routable):  # a route leads to and from every one
+            lat, lon = network.nodes[node]
+            region = network.region_for(lat, lon)
+            if region in self.places:
+                self.places[region].append((lat, lon))
+        self.free_at = {u.unit_id: self.start for u in self.units}
+        self.planned: list[tuple[int, int, str, bytes]] = []  # (ms, seq, region, value)
+        self.seq = itertools.count()
+        self.next_emergency = 0
+        self.next_sweep = self.start
+        self.counts = {"emergencies": 0, "cancelled": 0, "commands": 0}
+
+    @staticmethod
+    def ms(at: datetime) -> int:
+        return int(at.timestamp() * 1000)
+
+    def _plan(self, at: datetime, command: Any) -> None:
+        item = (self.ms(at), next(self.seq), command.region, encode(command))
+        heapq.heappush(self.planned, item)
+
+    def fleet(self) -> Iterator[tuple[int, str, bytes]]:
+        at = self.ms(self.start)
+        for cmd in register_commands(self.units):
+            yield at, cmd.region, encode(cmd)
+
+    def _emergency(self, n: int, at: datetime) -> None:
+        rng = self.rng
+        region = self.regions[n % len(self.regions)]
+        kind = rng.choices(list(TYPE_WEIGHTS), weights=list(TYPE_WEIGHTS.values()))[0]
+        lat, lon = rng.choice(self.places[region])
+        report = ReportEmergency(
+            command_id=f"y{n}-rep",
+            region=region,
+            type=kind,
+            priority=rng.randint(1, 5),
+            lat=lat,
+            lon=lon,
+            description="compressed year",
+            issued_at=at,
+        )
+        self._plan(at, report)
+        eid = report.emergency_id
+        fitting = [
+            u
+            for u in self.units
+            if u.region == region
+            and u.type in FITTING_UNIT_TYPES[kind]
+            and self.free_at[u.unit_id] <= at
+        ]
+        self.counts["emergencies"] += 1
+        if not fitting:
+            self.counts["cancelled"] += 1
+            cancel = CancelCommand(command_id=f"y{n}-cnc", region=region, emergency_id=eid)
+            self._plan(at + timedelta(seconds=300), cancel)
+            return
+        unit = rng.choice(fitting)
+        dispatch = DispatchEmergency(
+            command_id=f"y{n}-dsp", region=region, emergency_id=eid, unit_id=unit.unit_id
+        )
+        self._plan(at + timedelta(seconds=60), dispatch)
+        for i, f in enumerate((0.5, 1.0)):
+            fix = UnitPosition(
+                command_id=f"y{n}-mv{i}",
+                region=region,
+                unit_id=unit.unit_id,
+                lat=round(unit.lat + (lat - unit.lat) * f, 7),
+                lon=round(unit.lon + (lon - unit.lon) * f, 7),
+            )
+            self._plan(at + timedelta(seconds=120 + 120 * i), fix)
+        done = at + timedelta(seconds=900 + rng.uniform(0, 900))
+        self._plan(done, CompleteEmergency(command_id=f"y{n}-cmp", region=region, emergency_id=eid))
+        self.free_at[unit.unit_id] = done
+
+    def until(self, end: datetime) -> Iterator[tuple[int, str, bytes]]:
+        """The commands with record times before ``end``, in record-time order."""
+        gap = DAY_S / self.per_day
+        while True:
+            n = self.next_emergency
+            at = self.start + timedelta(seconds=(n + 0.5) * gap)
+            if at >= end:
+                break
+            while self.next_sweep <= at:
+                for region in self.regions:
+                    sweep = ArchiveClosed(
+                        command_id=archive_command_id(region, self.ms(self.next_sweep)),
+                        region=region,
+                        after_s=self.archive_after_s,
+                        forget_after_s=self.forget_after_s,
+                    )
+                    self._plan(self.next_sweep, sweep)
+                self.next_sweep += timedelta(seconds=self.sweep_every_s)
+            self._emergency(n, at)
+            self.next_emergency += 1
+            yield from self._due(self.ms(at))
+        yield from self._due(self.ms(end) - 1)
+
+    def _due(self, until_ms: int) -> Iterator[tuple[int, str, bytes]]:
+        while self.planned and self.planned[0][0] <= until_ms:
+            at, _, region, value = heapq.heappop(self.planned)
+            self.counts["commands"] += 1
+            yield at, region, value
+
+    def sentinels(self, at: datetime) -> list[tuple[int, str, bytes, str]]:
+        """One command per region after everything else: its rejection proves the worker
+        has done every earlier command of the region."""
+        out = []
+        for region in self.regions:
+            cmd = SetUnitStatus(
+                command_id=f"sentinel-{uuid.uuid4().hex[:12]}",
+                region=region,
+                unit_id="no-such-unit",
+                status=UnitStatus.AVAILABLE,
+            )
+            out.append((self.ms(at), region, encode(cmd), cmd.command_id))
+        return out
+
+
+def produce(settings: Settings, records: Iterator[tuple[int, str, bytes]]) -> int:
+    """Write ``records`` (ms, region, value) to the commands topic with those timestamps."""
+    from kafka import KafkaProducer
+
+    from infra.topics import kafka_python_partitioner
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks=1,
+        linger_ms=20,
+        batch_size=512 * 1024,
+        compression_type=None,
+        partitioner=kafka_python_partitioner(settings),
+    )
+    sent = 0
+    try:
+        for at, region, value in records:
+            producer.send(
+                settings.commands_topic, key=region.encode(), value=value, timestamp_ms=at
+            )
+            sent += 1
+        producer.flush(300)
+    finally:
+        producer.close(10)
+    return sent
+
+
+def create_topics(settings: Settings) -> None:
+    """The commands and events topics, keeping every record (see the module docstring)."""
+    from kafka.admin import NewTopic
+
+    from infra.topics import admin_client, ensure_topics
+
+    admin = admin_client(settings)
+    try:
+        keep = {"retention.ms": "-1", "retention.bytes": "-1"}
+        admin.create_topics(
+            [
+                NewTopic(t, settings.partitions, 1, topic_configs=keep)
+                for t in (settings.commands_topic, settings.events_topic)
+            ]
+        )
+    finally:
+        admin.close()
+    ensure_topics(settings)
+
+
+def wait_for_events(settings: Settings, command_ids: set[str], timeout: float) -> float:
+    """Wait until the events topic has an event of every command in ``command_ids`` (read
+    from the end offsets at call time backwards is not possible, so from the start of the
+    topic in big fetches); the seconds it took."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    started = time.monotonic()
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=10_000,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    try:
+        tps = [TopicPartition(settings.events_topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        missing = set(command_ids)
+        needles = {c.encode(): c for c in missing}
+        while missing:
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"no events for {sorted(missing)} within {timeout:.0f}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for record in batch:
+                    if b"sentinel-" in record.value:
+                        for needle, command_id in needles.items():
+                            if needle in record.value:
+                                missing.discard(command_id)
+        return time.monotonic() - started
+    finally:
+        consumer.close()
+
+
+def _until_ready(port: int, path: str, proc: Any, timeout: float) -> float:
+    started = time.monotonic()
+    wait_http(port, path, proc, timeout=timeout)
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def cold_worker(settings: Settings, name: str) -> Iterator[tuple[Any, int]]:
+    port = free_port()
+    env = product.env_for(settings)
+    env["DISPATCHWIRE_WORKER_WEB_PORT"] = str(port)
+    product.LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with running(
+        [product.DISPATCHWIRE, "worker"], None, env=env, log=product.LOG_DIR / f"{name}.log"
+    ) as proc:
+        yield proc, port
+
+
+def measure(settings: Settings, label: str, stack: contextlib.ExitStack) -> tuple[dict, Any]:
+    """Cold-start a worker and an API on the log so far; their figures, and the worker
+    (left running for the next stretch)."""
+    started = time.monotonic()
+    worker, wport = stack.enter_context(cold_worker(settings, f"year-worker-{label}"))
+    wait_http(wport, "/dispatch/ready/", worker, timeout=3_600)
+    recovery = time.monotonic() - started
+    worker_rss = settle_rss(worker.pid, seconds=3.0)
+    port = free_port()
+    env = product.env_for(settings)
+    env["DISPATCHWIRE_API_PORT"] = str(port)
+    env["DISPATCHWIRE_API_HOST"] = "127.0.0.1"
+    started = time.monotonic()
+    with running(
+        [product.DISPATCHWIRE, "api"], None, env=env, log=product.LOG_DIR / f"year-api-{label}.log"
+    ) as api:
+        wait_http(port, "/readyz", api, timeout=3_600)
+        bootstrap = time.monotonic() - started
+        api_rss = settle_rss(api.pid, seconds=3.0)
+        state = httpx.get(f"http://127.0.0.1:{port}/api/state", headers=AUTHORITY, timeout=60)
+        state.raise_for_status()
+        body = state.json()
+    figures = {
+        "snapshot KiB": round(len(state.content) / 1024, 1),
+        "emergencies in snapshot": len(body["emergencies"]),
+        "worker recovery s": round(recovery, 1),
+        "worker RSS MiB": round(worker_rss / 2**20, 1),
+        "read model bootstrap s": round(bootstrap, 1),
+        "API RSS MiB": round(api_rss / 2**20, 1),
+    }
+    return figures, worker
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def run(bootstrap: str, days: int = 365, per_day: int = 1_000) -> list[Row]:
+    """Day one, measure, the rest of the ``days``, measure again."""
+    settings = product.bench_settings(
+        bootstrap,
+        partitions=4,
+        # the generator sends the sweeps (in simulated time) and the GPS fixes: the worker's
+        # own timers would add wall-clock commands of their own
+        archive_sweep_s=1e6,
+        tick_seconds=1e6,
+    )
+    create_topics(settings)
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=days)
+    traffic = CompressedTime(start, per_day=per_day)
+    rows: list[Row] = []
+    params = {"days": days, "per day": per_day}
+    with contextlib.ExitStack() as stack:
+        worker = stack.enter_context(cold_worker(settings, "year-worker-first"))[0]
+        sent = produce(settings, itertools.chain(traffic.fleet(), traffic.until(start)))
+        for label, end in (("after 1 day", start + timedelta(days=1)), (f"after {days} days", now)):
+            began = time.monotonic()
+            sent += produce(settings, traffic.until(end))
+            sentinels = traffic.sentinels(end)
+            produce(settings, iter([(at, r, v) for at, r, v, _ in sentinels]))
+            wait_for_events(settings, {c for *_, c in sentinels}, timeout=6 * 3_600)
+            took = time.monotonic() - began
+            stop(worker, timeout=60)
+            load = _load()
+            figures, worker = measure(settings, label.replace(" ", "-"), stack)
+            figures.update(
+                {
+                    "commands": sent,
+                    "emergencies": traffic.counts["emergencies"],
+                    "worker s": round(took, 1),
+                    "load avg": load,
+                }
+            )
+            rows.append(Row("compressed year", label, dict(params), figures))
+            log.info("%s: %s", label, figures)
+            print(f"   {label}: {figures}", flush=True)
+    return rows

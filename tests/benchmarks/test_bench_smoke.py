@@ -37,9 +37,12 @@ def test_api_fanout_and_e2e(kafka_bootstrap: str) -> None:
     assert_measured(row)
     assert row.metrics["connected"] == 20
     assert row.metrics["burst delivered %"] == 100.0
-    [latency] = e2e.run(kafka_bootstrap, [10], rate=5.0, count=5)
+    latency, *hops = e2e.run(kafka_bootstrap, [10], rate=5.0, count=5)
     assert_measured(latency)
     assert latency.metrics["delivered %"] == 100.0
+    # every report traced through every hop (from the records' own timestamps)
+    assert [h.subject for h in hops] == [label for label, _, _ in e2e.HOPS]
+    assert all(h.metrics["traced"] == 5 for h in hops), [h.metrics for h in hops]
 
 
 @pytest.mark.kafka

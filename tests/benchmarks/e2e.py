@@ -31,7 +31,7 @@ import httpx
 from dispatchwire.settings import Settings
 from tests.benchmarks import product
 from tests.benchmarks.fanout import drive
-from tests.benchmarks.procs import SERVER_CORE
+from tests.benchmarks.procs import SERVER_CORE, cpu_seconds
 from tests.benchmarks.report import Row
 
 SUBJECT = "HTTP report -> every SSE client (worker + API)"
@@ -155,7 +155,13 @@ def run(
         ensure_topics(settings)
         with product.worker(settings, SERVER_CORE, name="worker-e2e") as worker_proc:
             wait_worker_ready(settings.worker_web_port, worker_proc)
-            with product.api(settings, SERVER_CORE, name="api-e2e") as (_api_proc, port):
+            with product.api(settings, SERVER_CORE, name="api-e2e") as (api_proc, port):
+                pids = {"worker": worker_proc.pid, "API": api_proc.pid}
+                cpu: dict[str, float] = {}
+
+                def at_go() -> None:
+                    cpu.update({name: -cpu_seconds(pid) for name, pid in pids.items()})
+
                 token = settings.authority_token.get_secret_value()
                 for clients in client_counts:
                     phases = [
@@ -176,9 +182,15 @@ def run(
                         },
                     }
                     with Watch(settings, f"{tag}-") as watch:
-                        result, _ = drive(port, cfg, clients, phases, None, timeout_s=180.0)
+                        result, _ = drive(
+                            port, cfg, clients, phases, None, timeout_s=180.0, at_go=at_go
+                        )
+                    for name, pid in pids.items():
+                        cpu[name] += cpu_seconds(pid)
                     rows.append(_row(clients, rate, result, partitions))
                     rows += hop_rows(clients, partitions, result, watch.seen)
+                    reports = sum(phase["count"] for phase in phases)
+                    rows += cpu_rows(clients, partitions, cpu, reports)
     except Exception as exc:
         done = {r.params["clients"] for r in rows if r.bench == "e2e latency"}
         rows += [
@@ -259,3 +271,17 @@ def hop_rows(
         params = {"clients": clients, "partitions": partitions}
         rows.append(Row("e2e hops", label, params, metrics, note))
     return rows
+
+
+def cpu_rows(clients: int, partitions: int, cpu: dict[str, float], reports: int) -> list[Row]:
+    """The work beside the waiting: each process's CPU per report, from connected to done
+    (heartbeats and the idle loops included)."""
+    return [
+        Row(
+            "e2e hops",
+            f"{name} CPU per report (work, not a hop)",
+            {"clients": clients, "partitions": partitions},
+            {"traced": reports, "mean ms": 1000.0 * seconds / reports},
+        )
+        for name, seconds in cpu.items()
+    ]

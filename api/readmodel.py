@@ -30,7 +30,7 @@ from api.metrics import ApiMetrics
 from api.outcomes import Outcomes
 from api.ring import ResumeRing
 from dispatchwire.settings import Settings
-from infra.clients import aio_consumer, partitions_of
+from infra.clients import aio_consumer, metadata_round_trip, partitions_of
 from schemas.codec import SchemaError, decode_event, dumps
 from schemas.events import EmergencyCreated
 from schemas.position import Position, format_position
@@ -332,7 +332,8 @@ class ReadModel:
         if consumer is None or not self.kafka_ok:
             return False
         try:
-            await asyncio.wait_for(consumer.topics(), timeout)
+            # not ``consumer.topics()``: it parses every topic's metadata on this loop
+            await asyncio.wait_for(metadata_round_trip(consumer._client), timeout)
             return True
         except (TimeoutError, AioKafkaError, OSError):
             return False

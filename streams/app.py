@@ -54,14 +54,18 @@ COMMIT_INTERVAL_S = 1.0
 RESEND_AFTER_S = 5.0
 
 
-# A command's changelog writes and events leave in one produce request instead of one each;
-# 5 ms is small beside the API's latency budget (issue 7: p99 <= 60 ms end to end).
-PRODUCER_LINGER_S = 0.005
+# No linger (it was 5 ms): every event waited it out, 5 of the ~10 ms from the worker's
+# produce to a consumer (issue 16, the e2e bench's hops). Under load aiokafka still
+# batches: it keeps one request in flight per broker and queues what comes meanwhile
+# (worker CPU per command unchanged within the noise of the shared machine, README Results).
+PRODUCER_LINGER_S = 0.0
 PRODUCER_BATCH_BYTES = 256 * 1024
 # The agent takes the commands in batches of up to BATCH_MAX (waiting at most BATCH_WITHIN_S
 # for a batch to fill); it acks them once their writes and events are queued in the producer.
+# Faust's take waits out the rest of the window for a lone command (0..within, 2.5 ms on
+# average at 5 ms); 2 ms halves that and kept the batches of a backlog large enough.
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.005
+BATCH_WITHIN_S = 0.002
 # Records per fetch, for the stream and for table recovery alike.
 MAX_POLL_RECORDS = 2_000
 

@@ -14,6 +14,8 @@ import logging
 import time
 from typing import Any
 
+from infra.clients import metadata_round_trip
+
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 1.0
@@ -33,7 +35,7 @@ class BrokerContact:
         try:
             client = app.producer._ensure_producer().client
             await asyncio.wait_for(
-                client.fetch_all_metadata(), timeout=min(self.timeout_s, 2 * PROBE_INTERVAL_S)
+                metadata_round_trip(client), timeout=min(self.timeout_s, 2 * PROBE_INTERVAL_S)
             )
         except Exception as exc:  # no answer, whatever the reason
             if self.last_error is None:

@@ -2,12 +2,14 @@
 
     python -m tests.benchmarks [--quick] [--only NAME[,NAME]] [--out DIR]
 
-NAMEs: floor, e2e, fanout, faust, sink, replay, scale (issue 14: workers, takeover,
-failover), fleet (issue 16: 1,000 units at 1 Hz, reports, 1,000 SSE clients). Prints
-markdown tables and the targets of issue 7 (met / missed / not measured) and writes
+NAMEs: floor, e2e (with each report traced hop by hop, ``e2e hops``), fanout, faust, sink,
+replay, scale (issue 14: workers, takeover, failover), fleet (issue 16: 1,000 units at 1 Hz,
+reports, 1,000 SSE clients), year (issue 16: a compressed year of traffic), mutual (issue 15:
+dispatch decision latency, same-region and cross-region). Prints markdown tables and the
+targets of issues 7 and 16 (met / missed / not measured) and writes
 ``bench-results/bench-<time>.json`` (and ``latest.json``). Uses the broker at
-DISPATCHWIRE_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), or starts a local one
-for the run if nothing answers there.
+DISPATCHWIRE_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), or starts a local one for the run
+if nothing answers there.
 """
 
 from __future__ import annotations
@@ -178,6 +180,15 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
             f"p99 {p99} ms",
         )
     )
+    p50 = _metric(rows, "e2e latency", "", "p50 ms", clients=1_000)
+    out.append(
+        check(
+            "e2e p50 <= 15 ms and p99 <= 40 ms at 1,000 clients (issue 16)",
+            p50,
+            None if p50 is None or p99 is None else p50 <= 15 and p99 <= 40,
+            f"p50 {p50} ms, p99 {p99} ms",
+        )
+    )
     api = _metric(rows, "fan-out", "dispatchwire", "deliveries/s", clients=1_000)
     sio = _metric(rows, "fan-out", "socketio", "deliveries/s", clients=1_000)
     once = _metric(rows, "fan-out", "encode-once", "deliveries/s", clients=1_000)
@@ -322,7 +333,7 @@ def main() -> int:
             shutil.rmtree(ROOT / "bench-results" / "data", ignore_errors=True)
     checks = targets(rows)
     print(table(rows))
-    print("\n### targets (issue 7)\n")
+    print("\n### targets (issues 7, 16)\n")
     for c in checks:
         print(f"- {c['status']:>12}: {c['target']} ({c['detail']})")
     path = write(

@@ -13,7 +13,7 @@ import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -166,8 +166,10 @@ def drive(
     phases: list[dict[str, Any]],
     server_pid: int | None,
     timeout_s: float,
+    at_go: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], float | None]:
-    """Run the load client against ``port``; return its result and KiB per idle connection."""
+    """Run the load client against ``port``; return its result and KiB per idle connection.
+    ``at_go`` is called once every client is connected, just before the phases start."""
     cfg = {
         "host": "127.0.0.1",
         "port": port,
@@ -196,6 +198,8 @@ def drive(
         if server_pid and rss0 is not None and connected:
             time.sleep(0.5)
             kib = (settle_rss(server_pid, seconds=3.0) - rss0) / connected / 1024
+        if at_go is not None:
+            at_go()
         client.stdin.write(b"GO\n")
         client.stdin.flush()
         line = client.stdout.readline().decode()

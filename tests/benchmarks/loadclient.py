@@ -346,7 +346,17 @@ async def run_phase(
     latencies.sort()
     delivered = len(latencies)
     span = last_received - first_sent
+    # per broadcast: sent, first, median and last receipt (this process's perf clock), for a
+    # caller that lines them up with the hops' own timestamps (tests.benchmarks.e2e)
+    per_seq = {}
+    if phase.get("per_seq"):
+        for seq in seqs:
+            times = sorted(recorder.received.get(seq, ()))
+            if seq in trigger.sent and times:
+                middle = times[(len(times) - 1) // 2]
+                per_seq[seq] = [trigger.sent[seq], times[0], middle, times[-1], len(times)]
     return {
+        "per_seq": per_seq,
         "broadcasts": count,
         "offered_rate": rate,
         "expected": expected,
@@ -391,6 +401,8 @@ async def run(cfg: dict[str, Any], read_line: Callable[[], Any]) -> dict[str, An
             if conn.transport is not None:
                 conn.transport.close()
     return {
+        "wall_minus_perf": time.time() - now(),  # turns this process's perf times into wall
+        "tag": tag,
         "connected": len(conns),
         "connect_s": round(connect_s, 3),
         "lost": sum(1 for c in conns if c.lost),

@@ -37,9 +37,16 @@ def test_api_fanout_and_e2e(kafka_bootstrap: str) -> None:
     assert_measured(row)
     assert row.metrics["connected"] == 20
     assert row.metrics["burst delivered %"] == 100.0
-    [latency] = e2e.run(kafka_bootstrap, [10], rate=5.0, count=5)
+    latency, *hops = e2e.run(kafka_bootstrap, [10], rate=5.0, count=5)
     assert_measured(latency)
     assert latency.metrics["delivered %"] == 100.0
+    # every report traced through every hop (from the records' own timestamps), then the
+    # worker's and the API's CPU per report
+    traced, cpu = hops[: len(e2e.HOPS)], hops[len(e2e.HOPS) :]
+    assert [h.subject for h in traced] == [label for label, _, _ in e2e.HOPS]
+    assert all(h.metrics["traced"] == 5 for h in traced), [h.metrics for h in traced]
+    assert [h.subject.split()[0] for h in cpu] == ["worker", "API"]
+    assert all(h.metrics["mean ms"] > 0 for h in cpu), [h.metrics for h in cpu]
 
 
 @pytest.mark.kafka

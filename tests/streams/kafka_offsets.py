@@ -6,6 +6,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from dispatchwire.settings import Settings
+from tests.conftest import wait_for
 
 
 def committed_and_end(
@@ -39,17 +40,21 @@ def lagging_partitions(settings: Settings) -> dict[int, tuple[int | None, int]]:
 
 
 def set_topic_config(settings: Settings, topic: str, **configs: str) -> None:
-    """Alter a topic's configs (``max_message_bytes="2000000"`` -> ``max.message.bytes``)."""
+    """Alter a topic's configs (``max_message_bytes="2000000"`` -> ``max.message.bytes``)
+    and return once the broker describes them so: it applies an alteration a moment after
+    acknowledging it, and a record sent in between still met the old limit (a worker
+    without producer linger got its dead letter through)."""
+    wanted = {name.replace("_", "."): value for name, value in configs.items()}
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        admin.alter_configs(
-            [
-                ConfigResource(
-                    ConfigResourceType.TOPIC,
-                    topic,
-                    configs={name.replace("_", "."): value for name, value in configs.items()},
-                )
-            ]
-        )
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=wanted)])
+
+        def applied() -> bool:
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            current = described["topic"][topic]
+            # (a config the broker has not applied yet may be missing from the answer)
+            return all(current.get(name, {}).get("value") == v for name, v in wanted.items())
+
+        wait_for(applied, timeout=30, message=f"the broker to apply {wanted} to {topic}")
     finally:
         admin.close()

@@ -108,6 +108,8 @@ def decide_command(
             )
             log.info("expired %d command records of partition %d", expired, source[0])
         return None
+    if isinstance(command, UnitPosition) and command.lat is not None:
+        return decide_fix(state, router, tick_s, command)
     tick = command if isinstance(command, UnitPosition) and command.lat is None else None
     is_tick = tick is not None
     tick_unit = tick.unit_id if tick is not None else None
@@ -130,6 +132,19 @@ def decide_command(
         return None  # a stale tick or a repeated registration: nothing happened
     state.put_record(key, command.command_id, seen, fingerprint, source, timestamp)
     state.apply(seen)
+    return seen
+
+
+def decide_fix(
+    state: DispatchState, router: Router, tick_s: float, fix: UnitPosition
+) -> Outcome | None:
+    """A GPS fix: no record, no fingerprint (crash safety, above). It is decided at its own
+    time, so deciding it again against the state it first saw makes the same texts."""
+    seen = decide(fix, state, router, fix.issued_at, tick_s)
+    if not seen.events:
+        return None  # older than the unit's state: superseded, or a retry of an applied fix
+    for unit, text in zip(seen.units, encoded(seen).units, strict=True):
+        state.put_moved_unit(unit, text)
     return seen
 
 

@@ -47,7 +47,10 @@ the same way or from its record). A retry of a fix that is still the unit's late
 that same event again: a second copy is harmless, as consumers keep one per event id and
 apply a unit's state only for a newer version (``schemas.projection``); a retry of an
 older fix is stale. So a fix never moves a unit twice, and a unit never moves back to an
-older fix. Fix ids are not remembered (no reused-id check). Within a batch a later fix of
+older fix. The times compared are the unit's (``issued_at``) against the producers' of other
+commands (a status change stamps the message time): a unit clock running ahead of them can
+let a fix pass a later status change, as every fix did before. Fix ids are not remembered
+(no reused-id check). Within a batch a later fix of
 the same unit supersedes an earlier one only by this rule; the batch is not thinned out
 (at BATCH_MAX 500 and a fleet of 1,000 a batch rarely holds two fixes of one unit).
 

@@ -8,7 +8,8 @@ from the Kafka timestamps of the first and last event each wrote, so start-up is
 The worker's CPU per command (user + system, ``/proc``, read when its first and when its
 last event arrived) is measured for reports and, in a third row, for GPS fixes
 (``unit_position`` with lat/lon, as ``dispatchwire simulate`` sends them: issue 16), each
-fix one ``unit_location`` event, after ``FIX_UNITS`` ``register_unit`` commands.
+fix one ``unit_location`` event, after up to ``FIX_UNITS`` ``register_unit`` commands (one
+event each) that count among the row's commands.
 """
 
 from __future__ import annotations
@@ -52,13 +53,16 @@ def make_commands(n: int) -> list[bytes]:
     ]
 
 
-def make_fixes(n: int, units: int = FIX_UNITS) -> list[bytes]:
-    """``units`` units registered, then ``n`` GPS fixes, round-robin over the units, each
-    a little further north and a millisecond later than the one before (all applied)."""
+def make_fixes(count: int) -> list[bytes]:
+    """``count`` commands: up to ``FIX_UNITS`` units registered, then GPS fixes, round-robin
+    over the units, each a little further north and a millisecond later than the one before
+    (all applied)."""
     from schemas.codec import encode
     from schemas.commands import RegisterUnit, UnitPosition
     from schemas.entities import UnitType
 
+    units = max(1, min(FIX_UNITS, count // 10))
+    n = count - units
     lat, lon = 60.1699, 24.9384
     commands = [
         encode(

@@ -45,4 +45,7 @@ def assert_no_divergent_duplicates(events: list[Event]) -> None:
                 continue
             key = (type(entity).__name__, entity.id, entity.version)
             body = entity.model_dump_json()
-            assert versions.setdefault(key, body) == body, f"two states for {key}"
+            assert versions.setdefault(key, body) == body, (
+                f"two states for {key} (the second in {event.event}, {event.event_id}):\n"
+                f"{versions[key]}\n{body}"
+            )

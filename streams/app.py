@@ -253,6 +253,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         """How many command records this worker's table holds (tests and ops)."""
         keys = [key for key in list(table.keys()) if key.startswith("c:")]
         return web.json({"command_records": len(keys)})
+
     @app.timer(interval=settings.archive_sweep_s, name="archive_closed")
     async def archive_closed() -> None:
         """Ask the agent to archive each region's long-closed emergencies (issue 16): the

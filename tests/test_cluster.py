@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AioKafkaError
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import KafkaError
 from pydantic import SecretStr
 
 from dispatchwire.errors import ConfigurationError
@@ -207,7 +208,12 @@ def test_topics_on_the_cluster_get_replication_3_and_min_insync_2(
 
 
 def _leader(admin: KafkaAdminClient, topic: str, partition: int) -> int:
-    (described,) = admin.describe_topics([topic])
+    """The partition's leader, or -1 while the cluster cannot say (the node the admin
+    client asked may be the one just killed: a reset connection is retried by the caller)."""
+    try:
+        (described,) = admin.describe_topics([topic])
+    except KafkaError:
+        return -1
     return next(
         p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition
     )

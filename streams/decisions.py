@@ -64,12 +64,10 @@ class State(Protocol):
     def emergency(self, emergency_id: str) -> Emergency | None: ...
     def unit(self, unit_id: str) -> Unit | None: ...
     def units_in_region(self, region: str) -> list[Unit]: ...
-
-
-class ArchiveState(State, Protocol):
-    """What the archive sweep reads besides ``State`` (``streams.state.DispatchState``)."""
-
+    # the archive (issue 16): a region's closed emergencies still live, and when an
+    # archived one left (a report must not bring it back)
     def closed_in_region(self, region: str) -> list[Emergency]: ...
+    def archived_at(self, emergency_id: str) -> str | None: ...
 
 
 @dataclass
@@ -153,7 +151,7 @@ def report_emergency(cmd: ReportEmergency, state: State, out: _Events, **_: obje
         return out.reject(
             f"emergency {cmd.emergency_id} was already reported", emergency_id=cmd.emergency_id
         )
-    if _archived(state, cmd.emergency_id):
+    if state.archived_at(cmd.emergency_id) is not None:
         return out.reject(
             f"emergency {cmd.emergency_id} was already reported, closed and archived",
             emergency_id=cmd.emergency_id,
@@ -512,17 +510,12 @@ def register_unit(cmd: RegisterUnit, state: State, out: _Events, **_: object) ->
     return _unit_status(out, new_unit)
 
 
-def _archived(state: State, emergency_id: str) -> bool:
-    archived_at = getattr(state, "archived_at", None)  # a State without archive memory: no
-    return archived_at is not None and archived_at(emergency_id) is not None
-
-
 def archive_command_id(region: str, at_ms: int) -> str:
     """The id of the timer's sweep command for ``region`` sent at ``at_ms`` (epoch ms)."""
     return f"sweep-{region}-{at_ms}"[:64]
 
 
-def archive_closed(cmd: ArchiveClosed, state: ArchiveState, out: _Events, **_: object) -> Outcome:
+def archive_closed(cmd: ArchiveClosed, state: State, out: _Events, **_: object) -> Outcome:
     """Archive the region's emergencies closed at least ``after_s`` before ``now`` (the
     record time): one ``emergency_archived`` each, oldest first. Nothing to archive is no
     outcome at all (no event, no record), like a stale tick."""

@@ -132,10 +132,8 @@ def decide_command(
         return None
     if isinstance(command, UnitPosition) and command.lat is not None:
         return decide_fix(state, router, tick_s, command)
-    tick = command if isinstance(command, UnitPosition) and command.lat is None else None
-    is_tick = tick is not None
-    tick_unit = tick.unit_id if tick is not None else state.sweep_record_unit(command)
-    key = state.record_key(command.command_id, tick_unit)
+    is_tick = isinstance(command, UnitPosition)  # a fix (with lat/lon) went above
+    key = state.record_key(command)
     fingerprint = command_fingerprint(command)
     seen = state.record(key, command.command_id)
     if seen is not None:

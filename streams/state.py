@@ -58,7 +58,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from schemas import Emergency, Unit, decode_event
-from schemas.commands import CommandBase
+from schemas.commands import ArchiveClosed, CommandBase, UnitPosition
 from schemas.events import CommandRejectedEvent, EmergencyArchived, Event
 from streams.decisions import Outcome
 
@@ -224,16 +224,16 @@ class DispatchState:
 
     # -- records of processed commands ---------------------------------------------------
     @staticmethod
-    def record_key(command_id: str, movement_unit: str | None) -> str:
-        return f"m:{movement_unit}" if movement_unit else f"c:{command_id}"
-
-    @staticmethod
-    def sweep_record_unit(command: CommandBase) -> str | None:
-        """The ``record_key`` slot of an archive sweep: one record per region, overwritten by
-        the next sweep, so sweeps do not add a command record each (issue 16)."""
-        if getattr(command, "kind", "") != "archive_closed":
-            return None
-        return f"sweep/{command.region}"
+    def record_key(command: CommandBase) -> str:
+        """Where ``command``'s record is kept: ``c:<command_id>``, or, for the commands the
+        next one of their subject supersedes, one slot per subject, overwritten, so they do
+        not add a record each: a unit's movement tick (``m:<unit_id>``) and a region's
+        archive sweep (``m:sweep/<region>``, issue 16)."""
+        if isinstance(command, UnitPosition) and command.lat is None:
+            return f"m:{command.unit_id}"
+        if isinstance(command, ArchiveClosed):
+            return f"m:sweep/{command.region}"
+        return f"c:{command.command_id}"
 
     def record(self, key: str, command_id: str) -> Outcome | None:
         raw = self.table.get(key)

@@ -32,7 +32,7 @@ class ChangelogDict(dict[str, Any]):
 async def consume_loop(settings: Settings, count: int) -> int:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from schemas import SchemaError, UnitPosition, decode_command
+    from schemas import SchemaError, decode_command
     from streams.decisions import decide
     from streams.roadgraph import network_for
     from streams.routing import GraphRouter
@@ -64,8 +64,7 @@ async def consume_loop(settings: Settings, count: int) -> int:
                         command = decode_command(message.value)
                     except SchemaError:
                         continue
-                    is_tick = isinstance(command, UnitPosition) and command.lat is None
-                    key = state.record_key(command.command_id, command.unit_id if is_tick else None)
+                    key = state.record_key(command)
                     if state.record(key, command.command_id) is not None:
                         continue
                     now = datetime.fromtimestamp(message.timestamp / 1000, UTC)

@@ -41,7 +41,7 @@ def test_a_command_is_recorded_then_applied_and_a_retry_finishes_the_record():
     assert first is not None and [e.event for e in first.events] == ["emergency_created"]
     emergency_id = first.events[0].emergency.id
     assert state.emergency(emergency_id) is not None
-    assert state.record(state.record_key("c-1", None), "c-1") is not None
+    assert state.record(state.record_key(report("c-1")), "c-1") is not None
     # a redelivery (crash replay or client retry), later: the same events, no new state
     again = decide_command(state, ROUTER, 1.0, encode(report("c-1")), AT + 60)
     assert again is not None

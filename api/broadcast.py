@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from schemas.codec import dumps
+from schemas.events import Event
+from schemas.position import format_position
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,22 @@ def build_message(
     sse = f"id: {id}\r\nevent: {event}\r\ndata: {data_json}\r\n\r\n".encode()
     ws = f'{{"event":{dumps(event)},"id":{dumps(id)},"data":{data_json}}}'
     return LiveMessage(event, id, partition, offset, region, sse, ws, data_json, subject, upto)
+
+
+def event_message(
+    event: Event, position: Sequence[int], partition: int, offset: int
+) -> LiveMessage:
+    """The live message of ``event``, read at ``partition``/``offset``; ``position`` is the
+    log position after it (its id). ``subject``: the unit a position moves (api.conflate)."""
+    return build_message(
+        event.event,
+        format_position(position),
+        dumps(event.live_data()),
+        partition=partition,
+        offset=offset,
+        region=event.region,
+        subject=getattr(event, "unit_id", None),
+    )
 
 
 def with_id(message: LiveMessage, id: str) -> LiveMessage:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from api.broadcast import Client, Hub, LiveMessage, build_message
 from schemas.live import UNIT_LOCATIONS
@@ -92,6 +92,36 @@ class Conflation:
         frame = build_frame(self._units, last)
         self._units, self._last = {}, None
         return frame
+
+
+class ResumeFold:
+    """A resume backlog as one client takes it: the positions it wants folded into a frame
+    (``Conflation``) that goes out before the next status event it wants, and at the end;
+    with conflation off (``on`` false), every message it wants as it is."""
+
+    __slots__ = ("client", "on", "pending")
+
+    def __init__(self, client: Client, on: bool) -> None:
+        self.client, self.on = client, on
+        self.pending = Conflation()
+
+    def wants(self, message: LiveMessage) -> bool:
+        if self.on and message.event == UNIT_LOCATION:
+            return wants_position(self.client, message)
+        return self.client.wants(message)
+
+    def push(self, message: LiveMessage) -> Iterator[LiveMessage]:
+        """``message`` (one the client wants) in: what goes out now, in order."""
+        if self.on and message.event == UNIT_LOCATION:
+            self.pending.add(message)
+            return
+        yield from self.end()
+        yield message
+
+    def end(self) -> Iterator[LiveMessage]:
+        frame = self.pending.take()
+        if frame is not None:
+            yield frame
 
 
 class FrameGroup:

@@ -36,10 +36,10 @@ from contextlib import aclosing
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
 
-from api.broadcast import CLOSE, RESYNC, Client, LiveMessage, QueueItem, build_message, with_id
-from api.conflate import UNIT_LOCATION, Conflation, wants_position
+from api.broadcast import CLOSE, RESYNC, Client, LiveMessage, QueueItem, event_message, with_id
+from api.conflate import ResumeFold
 from api.readmodel import ReadModel, events_consumer
-from schemas.codec import SchemaError, decode_event, dumps
+from schemas.codec import SchemaError, decode_event
 from schemas.position import Position, format_position
 
 log = logging.getLogger(__name__)
@@ -94,32 +94,24 @@ class Feed:
         position = self.position = list(since)
         backlog = model.ring.since(since)
         # a resume backlog's positions are conflated too, between its status events
-        pending = Conflation() if model.settings.api_position_frames_per_s > 0 else None
+        fold = ResumeFold(client, model.settings.api_position_frames_per_s > 0)
         if backlog is not None:
             for message in backlog:
                 position[message.partition] = message.offset + 1
-                if pending is not None and message.event == UNIT_LOCATION:
-                    if wants_position(client, message):
-                        pending.add(_as_seen_from(message, position))
-                elif client.wants(message):
-                    if pending and (frame := pending.take()) is not None:
-                        yield frame
-                    yield _as_seen_from(message, position)
-            if pending and (frame := pending.take()) is not None:
-                yield frame
+                if fold.wants(message):
+                    for out in fold.push(_as_seen_from(message, position)):
+                        yield out
+            for out in fold.end():
+                yield out
         else:
             try:
                 async with aclosing(replay_from_kafka(model, since, current)) as replay:
                     async for message in replay:
-                        if pending is not None and message.event == UNIT_LOCATION:
-                            if wants_position(client, message):
-                                pending.add(message)
-                        elif client.wants(message):
-                            if pending and (frame := pending.take()) is not None:
-                                yield frame
-                            yield message
-                if pending and (frame := pending.take()) is not None:
-                    yield frame
+                        if fold.wants(message):
+                            for out in fold.push(message):
+                                yield out
+                for out in fold.end():
+                    yield out
             except PositionGone:
                 log.info(
                     "resume position %s is older than the log; reset snapshot",
@@ -255,15 +247,7 @@ async def replay_from_kafka(
                         continue
                     if not event.live:
                         continue
-                    yield build_message(
-                        event.event,
-                        format_position(position),
-                        dumps(event.live_data()),
-                        partition=tp.partition,
-                        offset=record.offset,
-                        region=event.region,
-                        subject=getattr(event, "unit_id", None),
-                    )
+                    yield event_message(event, position, tp.partition, record.offset)
             for tp in list(remaining):
                 if await consumer.position(tp) >= until[tp.partition]:
                     remaining.discard(tp)

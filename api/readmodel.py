@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
 
-from api.broadcast import SNAPSHOT, Hub, LiveMessage, build_message
+from api.broadcast import SNAPSHOT, Hub, LiveMessage, build_message, event_message
 from api.http import ApiError
 from api.metrics import ApiMetrics
 from api.outcomes import Outcomes
@@ -288,15 +288,7 @@ class ReadModel:
         if not event.live:  # a retry's answer (command_repeated): for its waiters only
             self.outcomes.settle(event)
             return
-        message = build_message(
-            event.event,
-            format_position(self.offsets),
-            dumps(event.live_data()),
-            partition=partition,
-            offset=offset,
-            region=event.region,
-            subject=getattr(event, "unit_id", None),  # the unit a position moves (conflate.py)
-        )
+        message = event_message(event, self.offsets, partition, offset)
         self.ring.remember(message)
         self.hub.publish(message)
         self.metrics.events_consumed.inc()

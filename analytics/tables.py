@@ -80,10 +80,6 @@ CREATE TABLE IF NOT EXISTS units (
     lon DOUBLE, station VARCHAR, emergency_id VARCHAR, eta_s DOUBLE, heading DOUBLE,
     updated_at TIMESTAMP, version INTEGER, doc VARCHAR USING COMPRESSION zstd
 );
-CREATE TABLE IF NOT EXISTS emergency_archives (  -- issue 16: when each emergency left the
-    id VARCHAR, region VARCHAR, status VARCHAR,   -- live state; its emergencies row stays
-    closed_at TIMESTAMP, archived_at TIMESTAMP, event_id VARCHAR
-);
 CREATE TABLE IF NOT EXISTS sink_offsets (
     topic VARCHAR, "partition" INTEGER, next_offset BIGINT NOT NULL,
     PRIMARY KEY (topic, "partition")
@@ -161,6 +157,7 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     # Fewer, larger checkpoints: each one recompresses what was appended since the last.
     con.execute("SET checkpoint_threshold = '256MB'")
     con.execute(DDL)
+    con.execute(_ARCHIVES_VIEW)
     keys, events, key_fn = con.execute(
         "SELECT (SELECT count(*) FROM sink_event_keys), (SELECT count(*) FROM events), "
         "(SELECT value FROM sink_meta WHERE name = 'event_key')"
@@ -477,13 +474,14 @@ FROM sink_parsed
 WHERE seq IN (SELECT seq FROM sink_new)
 """
 
-# The archives of the batch's new events: the emergencies row stays as it was (history).
-_INSERT_ARCHIVES = f"""
-INSERT INTO emergency_archives
-SELECT emergency_id, region, raw ->> '$.status', {_utc("raw ->> '$.closed_at'")},
-    coalesce(occurred_ts, logged_at), event_id
-FROM sink_parsed
-WHERE event = 'emergency_archived' AND seq IN (SELECT seq FROM sink_new)
+# When each emergency left the live state (issue 16), read from its ``emergency_archived``
+# row of ``events`` (stored once, like every event); its ``emergencies`` row stays as it was.
+# A view: nothing more is written per batch, and it cannot disagree with the events.
+_ARCHIVES_VIEW = f"""
+CREATE OR REPLACE VIEW emergency_archives AS
+SELECT emergency_id AS id, region, raw ->> '$.status' AS status,
+    {_utc("raw ->> '$.closed_at'")} AS closed_at, occurred_at AS archived_at, event_id
+FROM events WHERE event = 'emergency_archived'
 """  # noqa: S608 - built from constants only
 
 _INSERT_REJECTS = """
@@ -677,7 +675,6 @@ def write_batch(
         result.events = _rowcount(con.execute(_INSERT_EVENTS))
         con.execute('INSERT INTO sink_event_keys SELECT "key", logged_at FROM sink_new')
         result.rejects = _rowcount(con.execute(_INSERT_REJECTS))
-        con.execute(_INSERT_ARCHIVES)
         con.execute(_EMERGENCY_DOCS)
         con.execute("DELETE FROM emergencies WHERE id IN (SELECT id FROM sink_emergency_docs)")
         con.execute(_PUT_EMERGENCIES)

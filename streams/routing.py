@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +34,14 @@ class Router(Protocol):
         ...
 
 
+def nearest_of(network: RoadNetwork, candidates: Iterable[int], lat: float, lon: float) -> int:
+    """The node of ``candidates`` nearest to ``lat``/``lon`` (flat-earth distance, which
+    orders nodes of one city the same way the great circle does)."""
+    kx = math.cos(math.radians(lat))
+    nodes = network.nodes
+    return min(candidates, key=lambda i: (nodes[i][0] - lat) ** 2 + ((nodes[i][1] - lon) * kx) ** 2)
+
+
 class GraphRouter:
     """Fastest paths on a ``RoadNetwork`` (one reverse Dijkstra per destination)."""
 
@@ -49,12 +57,7 @@ class GraphRouter:
                     self._into.setdefault(e.u, []).append((e.v, i, False))
 
     def nearest_node(self, lat: float, lon: float) -> int:
-        kx = math.cos(math.radians(lat))
-        nodes = self.network.nodes
-        return min(
-            self._routable,
-            key=lambda i: (nodes[i][0] - lat) ** 2 + ((nodes[i][1] - lon) * kx) ** 2,
-        )
+        return nearest_of(self.network, self._routable, lat, lon)
 
     def _towards(self, target: int) -> dict[int, tuple[float, float, int, bool]]:
         """For every node that reaches ``target``: (seconds, metres, next edge, forward)."""

@@ -37,6 +37,28 @@ class SeedUnit:
     lat: float
     lon: float
 
+    @classmethod
+    def numbered(
+        cls,
+        region: str,
+        station: str,
+        unit_type: UnitType,
+        short: str,
+        number: str,
+        lat: float,
+        lon: float,
+    ) -> SeedUnit:
+        """Unit ``number`` of its kind in ``region``: id ``hki-nw-amb-1``, callsign ``NW-AMB1``."""
+        return cls(
+            unit_id=f"{region}-{short}-{number}",
+            callsign=f"{region.split('-')[-1].upper()}-{short.upper()}{number.upper()}",
+            type=unit_type,
+            region=region,
+            station=station,
+            lat=lat,
+            lon=lon,
+        )
+
 
 def fleet(network: RoadNetwork) -> list[SeedUnit]:
     router = GraphRouter(network)
@@ -48,15 +70,7 @@ def fleet(network: RoadNetwork) -> list[SeedUnit]:
         for unit_type, short, count in FLEET:
             for n in range(1, count + 1):
                 units.append(
-                    SeedUnit(
-                        unit_id=f"{region.id}-{short}-{n}",
-                        callsign=f"{region.id.split('-')[-1].upper()}-{short.upper()}{n}",
-                        type=unit_type,
-                        region=region.id,
-                        station=station,
-                        lat=lat,
-                        lon=lon,
-                    )
+                    SeedUnit.numbered(region.id, station, unit_type, short, str(n), lat, lon)
                 )
     return units
 

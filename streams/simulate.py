@@ -32,7 +32,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import random
 import statistics
 import time
@@ -60,7 +59,7 @@ from schemas import (
 from schemas.commands import CommandBase, UnitPosition
 from schemas.geo import Edge, RoadNetwork, haversine_m
 from streams.roadgraph import network_for
-from streams.routing import GraphRouter
+from streams.routing import GraphRouter, nearest_of
 from streams.seed import FLEET, SeedUnit, fleet, register_commands
 
 log = logging.getLogger(__name__)
@@ -246,15 +245,7 @@ def city_fleet(network: RoadNetwork, size: int, rng: random.Random) -> list[Seed
         unit_type, short = kinds[(n // len(homes)) % len(kinds)]
         lat, lon = _point_on(network, rng.choice(edges[home.region]), rng)
         units.append(
-            SeedUnit(
-                unit_id=f"{home.region}-{short}-x{n + 1}",
-                callsign=f"{home.region.split('-')[-1].upper()}-{short.upper()}X{n + 1}",
-                type=unit_type,
-                region=home.region,
-                station=home.station,
-                lat=lat,
-                lon=lon,
-            )
+            SeedUnit.numbered(home.region, home.station, unit_type, short, f"x{n + 1}", lat, lon)
         )
     return units
 
@@ -293,10 +284,8 @@ class Patrol:
         self.run = uuid.uuid4().hex[:8]
 
     def _car_at(self, unit: SeedUnit, lat: float, lon: float) -> _Car:
-        nodes = self.region_nodes[unit.region]
-        kx = math.cos(math.radians(lat))
+        node = nearest_of(self.network, self.region_nodes[unit.region], lat, lon)
         pos = self.network.nodes
-        node = min(nodes, key=lambda i: (pos[i][0] - lat) ** 2 + ((pos[i][1] - lon) * kx) ** 2)
         car = _Car(unit, [pos[node], pos[node]], [0.0], node)
         self._next_edge(car)
         return car

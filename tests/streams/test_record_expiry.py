@@ -15,7 +15,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from dispatchwire.settings import Settings
-from schemas import EmergencyType, ReportEmergency, encode
+from schemas import ReportEmergency, encode
 from schemas.commands import ExpireRecords
 from schemas.events import CommandRejectedEvent, CommandRepeated, EmergencyCreated
 from schemas.geo import load_network
@@ -27,7 +27,7 @@ from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
 from tests.streams.helpers import Commands, EventLog
 from tests.streams.kafka_offsets import set_topic_config
-from tests.streams.world import INCIDENT, new_id
+from tests.streams.world import medical_report, new_id
 
 ROUTER = GraphRouter(load_network())
 AT = 1_735_732_800.0  # 2025-01-01 12:00 UTC
@@ -35,14 +35,7 @@ HOUR = 3600.0
 
 
 def report(command_id: str, region: str = "r") -> ReportEmergency:
-    return ReportEmergency(
-        command_id=command_id,
-        region=region,
-        type=EmergencyType.MEDICAL,
-        priority=2,
-        lat=INCIDENT[0],
-        lon=INCIDENT[1],
-    )
+    return medical_report(command_id=command_id, region=region)
 
 
 def sweep(cutoff: float) -> bytes:

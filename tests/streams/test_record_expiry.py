@@ -6,12 +6,11 @@ live entries only."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from dispatchwire.settings import Settings
@@ -22,10 +21,10 @@ from schemas.geo import load_network
 from streams.decisions import Outcome
 from streams.processing import decide_command
 from streams.routing import GraphRouter
-from streams.state import TABLE_NAME, DispatchState, record_text
+from streams.state import DispatchState, record_text
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
-from tests.streams.helpers import Commands, EventLog
+from tests.streams.helpers import Commands, EventLog, changelog_topic, read_to_end
 from tests.streams.kafka_offsets import set_topic_config
 from tests.streams.world import medical_report, new_id
 
@@ -101,28 +100,9 @@ def test_inside_the_window_a_retry_is_answered_after_it_is_decided_as_new():
 # -- the real worker and broker -----------------------------------------------------------
 
 
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-{TABLE_NAME}-changelog"
-
-
 def read_changelog(settings: Settings) -> list[tuple[str, bytes | None]]:
     """Every record of the table's changelog from its start: what a recovery reads."""
-    topic = changelog_topic(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[tuple[str, bytes | None]] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, "could not read the changelog"
-            for batch in consumer.poll(timeout_ms=200).values():
-                out.extend((json.loads(r.key), r.value) for r in batch)
-        return out
-    finally:
-        consumer.close()
+    return [(json.loads(r.key), r.value) for r in read_to_end(settings, changelog_topic(settings))]
 
 
 def records_in_worker(worker: WorkerProcess) -> int:

@@ -112,7 +112,9 @@ def records_in_worker(worker: WorkerProcess) -> int:
 
 
 @pytest.mark.kafka
-def test_the_changelog_is_compacted_and_a_sweep_writes_tombstones(kafka_bootstrap, tmp_path):
+def test_the_changelog_is_compacted_and_a_sweep_writes_tombstones(
+    kafka_bootstrap, tmp_path, running_worker
+):
     settings = fresh_settings(
         kafka_bootstrap,
         tmp_path,
@@ -120,7 +122,7 @@ def test_the_changelog_is_compacted_and_a_sweep_writes_tombstones(kafka_bootstra
         command_record_window_s=10.0,
         command_record_sweep_s=0.5,
     )
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    worker = running_worker(settings)
     commands, log = Commands(settings), EventLog(settings)
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -163,12 +165,11 @@ def test_the_changelog_is_compacted_and_a_sweep_writes_tombstones(kafka_bootstra
     finally:
         commands.close()
         log.close()
-        worker.kill()
 
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_a_restarted_worker_recovers_only_live_entries(kafka_bootstrap, tmp_path):
+def test_a_restarted_worker_recovers_only_live_entries(kafka_bootstrap, tmp_path, running_worker):
     settings = fresh_settings(
         kafka_bootstrap,
         tmp_path,
@@ -178,7 +179,7 @@ def test_a_restarted_worker_recovers_only_live_entries(kafka_bootstrap, tmp_path
         changelog_segment_ms=500,
         changelog_delete_retention_ms=0,
     )
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    worker = running_worker(settings)
     # the broker's cleaner compacts a log once this share of it is dirty (default 0.5);
     # a test log is tiny, so let every pass count
     set_topic_config(settings, changelog_topic(settings), min_cleanable_dirty_ratio="0.01")
@@ -219,4 +220,3 @@ def test_a_restarted_worker_recovers_only_live_entries(kafka_bootstrap, tmp_path
     finally:
         commands.close()
         log.close()
-        worker.kill()

@@ -135,10 +135,19 @@ class WorkerProcess:
     emergencies and units, shaped like ``Projection.as_json()``).
     """
 
-    def __init__(self, settings: Settings, log_path: Path, ready_timeout: float = 90.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        ready_timeout: float = 90.0,
+        command: tuple[str, ...] = (sys.executable, "-m", "dispatchwire", "worker"),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         self.ready_timeout = ready_timeout
+        self.command = command  # a test may run a variant of the worker (same settings, port)
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -160,9 +169,10 @@ class WorkerProcess:
         self.port = free_port()
         env = settings_env(self.settings)
         env["DISPATCHWIRE_WORKER_WEB_PORT"] = str(self.port)
+        env.update(self.extra_env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dispatchwire", "worker"],
+                list(self.command),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -14,7 +14,6 @@ import random
 from collections import Counter
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from api.bus import CommandBus
@@ -24,8 +23,8 @@ from schemas import DispatchEmergency, EmergencyType, ReportEmergency
 from schemas.geo import region_ids
 from schemas.placement import RegionPartitioner, murmur2, partition_for
 from streams.seed import seed
-from streams.state import TABLE_NAME
 from tests.conftest import wait_for
+from tests.streams.helpers import changelog_topic, read_to_end
 
 HELSINKI = ("hki-nw", "hki-ne", "hki-sw", "hki-se")
 EIGHT = (*HELSINKI, "esp-n", "esp-s", "van-e", "van-w")
@@ -85,24 +84,6 @@ def test_partitioners_agree_and_use_the_topic_s_partition_ids() -> None:
         assert kp.partition("t", region, key, None, None, Cluster()) == expected
 
 
-def _records(settings: Settings, topic: str) -> list:
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=500).values():
-                out.extend(batch)
-        return out
-    finally:
-        consumer.close()
-
-
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_each_region_s_commands_events_and_table_land_on_its_partition(
@@ -140,7 +121,7 @@ def test_each_region_s_commands_events_and_table_land_on_its_partition(
     asyncio.run(send_through_the_api())
 
     def moved_everywhere() -> list:
-        events = _records(settings, settings.events_topic)
+        events = read_to_end(settings, settings.events_topic)
         moving = {
             json.loads(r.value)["region"]
             for r in events
@@ -152,8 +133,8 @@ def test_each_region_s_commands_events_and_table_land_on_its_partition(
     events = wait_for(
         moved_everywhere, timeout=90, interval=0.5, message="units of every region moving"
     )
-    commands = _records(settings, settings.commands_topic)
-    changelog = _records(settings, f"{settings.app_id}-{TABLE_NAME}-changelog")
+    commands = read_to_end(settings, settings.commands_topic)
+    changelog = read_to_end(settings, changelog_topic(settings))
 
     expected = {region: partition_for(region, 4, HELSINKI) for region in HELSINKI}
     assert sorted(expected.values()) == [0, 1, 2, 3]

@@ -165,32 +165,37 @@ def test_a_redelivery_in_a_later_batch_or_after_a_restart_is_stored_once(tmp_pat
     assert units == {u["id"]: u for u in fold.as_json()["units"]}
 
 
-def test_a_file_from_before_the_keys_table_gets_its_keys_and_still_dedupes(tmp_path: Path) -> None:
-    values = story_values()
-    path = tmp_path / "old.duckdb"
+def reopened(path: Path, values: list[bytes | None], *older_sink: str) -> duckdb.DuckDBPyConnection:
+    """A sink file holding the first 100 of ``values``, made by the ``older_sink`` statements
+    into what an older sink left behind, opened again (``create_tables`` upgrades it)."""
     con = duckdb.connect(str(path))
     create_tables(con)
     write_all(con, records_of(values[:100]), 100)
-    con.execute("DELETE FROM sink_event_keys")  # what an older sink left behind
+    for statement in older_sink:
+        con.execute(statement)
     con.close()
     con = duckdb.connect(str(path))
     create_tables(con)
+    return con
+
+
+def test_a_file_from_before_the_keys_table_gets_its_keys_and_still_dedupes(tmp_path: Path) -> None:
+    values = story_values()
+    # what an older sink left behind: no keys
+    con = reopened(tmp_path / "old.duckdb", values, "DELETE FROM sink_event_keys")
     assert con.execute("SELECT count(*) FROM sink_event_keys").fetchall() == [(100,)]
     assert write_batch(con, "t", records_of(values[:100])).events == 0
 
 
 def test_keys_made_by_another_function_are_derived_again_and_still_dedupe(tmp_path: Path) -> None:
     values = story_values()
-    path = tmp_path / "md5.duckdb"
-    con = duckdb.connect(str(path))
-    create_tables(con)
-    write_all(con, records_of(values[:100]), 100)
     # what a sink keyed by md5 (or another DuckDB version's hash) left behind
-    con.execute('UPDATE sink_event_keys SET "key" = xor("key", 12345)')
-    con.execute("UPDATE sink_meta SET value = 'md5_number_lower' WHERE name = 'event_key'")
-    con.close()
-    con = duckdb.connect(str(path))
-    create_tables(con)
+    con = reopened(
+        tmp_path / "md5.duckdb",
+        values,
+        'UPDATE sink_event_keys SET "key" = xor("key", 12345)',
+        "UPDATE sink_meta SET value = 'md5_number_lower' WHERE name = 'event_key'",
+    )
     assert write_batch(con, "t", records_of(values[:100])).events == 0
     assert con.execute("SELECT count(*) FROM events").fetchall() == [(100,)]
 
@@ -213,16 +218,13 @@ def test_a_copy_is_dropped_within_the_dedupe_window_and_stored_again_after_it() 
 
 def test_keys_without_their_times_are_derived_again_and_still_dedupe(tmp_path: Path) -> None:
     values = story_values()
-    path = tmp_path / "untimed.duckdb"
-    con = duckdb.connect(str(path))
-    create_tables(con)
-    write_all(con, records_of(values[:100]), 100)
     # what a sink from before the window left behind: keys only, stamped without "+logged_at"
-    con.execute("ALTER TABLE sink_event_keys DROP COLUMN logged_at")
-    con.execute("UPDATE sink_meta SET value = 'hash@duckdb-1.0.0' WHERE name = 'event_key'")
-    con.close()
-    con = duckdb.connect(str(path))
-    create_tables(con)
+    con = reopened(
+        tmp_path / "untimed.duckdb",
+        values,
+        "ALTER TABLE sink_event_keys DROP COLUMN logged_at",
+        "UPDATE sink_meta SET value = 'hash@duckdb-1.0.0' WHERE name = 'event_key'",
+    )
     assert con.execute(
         "SELECT count(*) FROM sink_event_keys WHERE logged_at IS NOT NULL"
     ).fetchall() == [(100,)]

@@ -28,7 +28,13 @@ from schemas.entities import (
     UnitStatus,
     UnitType,
 )
-from schemas.events import EmergencyCreated, EmergencyUpdated, UnitStatusUpdate, event_id_for
+from schemas.events import (
+    EmergencyCreated,
+    EmergencyUpdated,
+    UnitLocation,
+    UnitStatusUpdate,
+    event_id_for,
+)
 from tests.conftest import wait_for
 
 AUTHORITY = {"Authorization": "Bearer dev-authority"}
@@ -203,6 +209,28 @@ class EventLog:
             unit_id=uid,
             status=status,
             unit=unit,
+        )
+        self.write(event)
+        return event
+
+    def location(
+        self,
+        unit_id: str,
+        lat: float,
+        lon: float = 24.94,
+        region: str = "north",
+        version: int | None = None,
+    ) -> UnitLocation:
+        """A ``unit_location`` of ``unit_id`` (a GPS fix); its next version unless given."""
+        command_id = f"move-{uuid.uuid4().hex}"
+        event = UnitLocation(
+            event_id=event_id_for(command_id, 0),
+            command_id=command_id,
+            region=region,
+            unit_id=unit_id,
+            lat=lat,
+            lon=lon,
+            version=self._version(unit_id) if version is None else version,
         )
         self.write(event)
         return event

@@ -8,7 +8,6 @@ Real broker, real API (uvicorn), real SSE and WebSocket clients. The frame rate 
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from httpx_sse import ServerSentEvent
@@ -26,21 +25,11 @@ INTERVAL_S = 2.0  # long enough that a burst written in one flush falls into one
 
 def move(log: EventLog, unit_id: str, lat: float, region: str = "north") -> UnitLocation:
     """Write one ``unit_location`` of ``unit_id`` (not flushed: the caller writes a burst)."""
-    event = UnitLocation(
-        event_id=f"move-{uuid.uuid4().hex}:0",
-        command_id=f"move-{uuid.uuid4().hex}",
-        region=region,
-        unit_id=unit_id,
-        lat=lat,
-        lon=24.94,
-        version=log._version(unit_id),
-    )
     log.autoflush = False
     try:
-        log.write(event)
+        return log.location(unit_id, lat, region=region)
     finally:
         log.autoflush = True
-    return event
 
 
 def frame_units(event: ServerSentEvent) -> dict[str, float]:

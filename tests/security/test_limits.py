@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -18,6 +19,7 @@ from websockets.sync.client import connect as ws_connect
 from schemas import encode
 from tests.analytics.story import Story
 from tests.api.helpers import AUTHORITY, UNIT
+from tests.conftest import wait_for
 from tests.security.server_fixtures import (  # noqa: F401
     raw_client_fixture,
     secure_api_fixture,
@@ -179,6 +181,25 @@ def open_stream(api, source: str = "127.0.0.1") -> tuple[httpx.Client, httpx.Res
     return client, response
 
 
+def opened_again(
+    open_one: Callable[[], tuple[httpx.Client, httpx.Response]], what: str
+) -> tuple[httpx.Client, httpx.Response]:
+    """Open until the server accepts: a closed connection's slot is free a moment after."""
+    opened: list[tuple[httpx.Client, httpx.Response]] = []
+
+    def accepted() -> bool:
+        client, response = open_one()
+        if response.status_code == 200:
+            opened.append((client, response))
+            return True
+        response.close()
+        client.close()
+        return False
+
+    wait_for(accepted, timeout=10, message=f"the closed {what}'s slot to be free")
+    return opened[0]
+
+
 def test_sse_connections_are_capped_per_address_and_in_total(secure_api):
     api = secure_api(api_max_live_per_address=2, api_max_live_total=3)
     held = [open_stream(api) for _ in range(2)]
@@ -197,21 +218,7 @@ def test_sse_connections_are_capped_per_address_and_in_total(secure_api):
         client, response = held.pop(0)  # one closes: its slot is free again
         response.close()
         client.close()
-        again = None
-
-        def reopened() -> bool:
-            nonlocal again
-            again = open_stream(api)
-            if again[1].status_code == 200:
-                return True
-            again[1].close()
-            again[0].close()
-            return False
-
-        from tests.conftest import wait_for
-
-        wait_for(reopened, timeout=10, message="the closed stream's slot to be free")
-        held.append(again)
+        held.append(opened_again(lambda: open_stream(api), "stream"))
     finally:
         for client, response in held:
             response.close()
@@ -283,20 +290,6 @@ def test_replay_streams_are_capped_in_all(secure_api):
     finally:
         first[1].close()
         first[0].close()
-    again: list[tuple[httpx.Client, httpx.Response]] = []
-
-    def reopened() -> bool:
-        client, response = open_replay()
-        if response.status_code == 200:
-            again.append((client, response))
-            return True
-        response.read()
-        client.close()
-        return False
-
-    from tests.conftest import wait_for
-
-    wait_for(reopened, timeout=10, message="the closed replay's slot to be free")
-    for client, response in again:
-        response.close()
-        client.close()
+    client, response = opened_again(open_replay, "replay")
+    response.close()
+    client.close()

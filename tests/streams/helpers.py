@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -11,6 +12,7 @@ from infra.topics import kafka_python_partitioner
 from schemas import decode_event, encode
 from schemas.events import Event
 from schemas.projection import Projection
+from streams.state import TABLE_NAME
 from tests.conftest import wait_for
 
 
@@ -91,3 +93,30 @@ class EventLog:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The worker table's changelog topic (Faust names it after the app id and the table)."""
+    return f"{settings.app_id}-{TABLE_NAME}-changelog"
+
+
+def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list:
+    """Every record of ``topic``, from its start to its end as it is now (what a recovery
+    of a changelog reads)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()

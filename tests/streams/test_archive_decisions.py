@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas import (
-    CompleteEmergency,
-    DispatchEmergency,
-    EmergencyStatus,
-    EmergencyType,
-    RegisterUnit,
-    ReportEmergency,
-    UnitType,
-)
+from schemas import CompleteEmergency, DispatchEmergency, EmergencyStatus, ReportEmergency
 from schemas.commands import ArchiveClosed, CancelEmergency
 from schemas.events import EmergencyArchived
 from schemas.geo import load_network
@@ -20,7 +12,7 @@ from schemas.projection import Projection
 from streams.decisions import Outcome, decide
 from streams.routing import GraphRouter
 from streams.state import DispatchState, outcome_from_json, record_text
-from tests.streams.world import INCIDENT, STATION
+from tests.streams.world import medical_report, unit_u1
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = 3600.0
@@ -36,27 +28,12 @@ def run(state: DispatchState, cmd: object, at: datetime) -> Outcome:
 def world() -> tuple[DispatchState, dict]:
     table: dict = {}
     state = DispatchState(table)
-    unit = RegisterUnit(
-        region="r",
-        unit_id="u1",
-        callsign="U1",
-        type=UnitType.AMBULANCE,
-        lat=STATION[0],
-        lon=STATION[1],
-    )
-    run(state, unit, T0)
+    run(state, unit_u1(), T0)
     return state, table
 
 
 def report(state: DispatchState, at: datetime, command_id: str) -> ReportEmergency:
-    cmd = ReportEmergency(
-        command_id=command_id,
-        region="r",
-        type=EmergencyType.MEDICAL,
-        priority=2,
-        lat=INCIDENT[0],
-        lon=INCIDENT[1],
-    )
+    cmd = medical_report(command_id=command_id)
     run(state, cmd, at)
     return cmd
 
@@ -105,20 +82,7 @@ def test_closed_emergencies_are_archived_after_the_window_only() -> None:
 
 def test_a_redelivered_report_does_not_bring_an_archived_emergency_back() -> None:
     state, table = world()
-    first = decide(
-        ReportEmergency(
-            command_id="c-1",
-            region="r",
-            type=EmergencyType.MEDICAL,
-            priority=2,
-            lat=INCIDENT[0],
-            lon=INCIDENT[1],
-        ),
-        state,
-        ROUTER,
-        T0,
-    )
-    state.apply(first)
+    first = run(state, medical_report(command_id="c-1"), T0)
     record = record_text("c-1", first)
     eid = first.emergencies[0].id
     run(state, DispatchEmergency(region="r", emergency_id=eid), T0)
@@ -129,15 +93,7 @@ def test_a_redelivered_report_does_not_bring_an_archived_emergency_back() -> Non
     state.apply(outcome_from_json(record))  # the record's redelivery (a client's late retry)
     assert f"e:{eid}" not in table
     # a new command naming the archived id is refused, not a second emergency
-    again = ReportEmergency(
-        command_id="c-2",
-        emergency_id=eid,
-        region="r",
-        type=EmergencyType.MEDICAL,
-        priority=2,
-        lat=INCIDENT[0],
-        lon=INCIDENT[1],
-    )
+    again = medical_report(command_id="c-2", emergency_id=eid)
     outcome = run(state, again, T0 + timedelta(hours=3))
     assert outcome.rejected
     assert "archived" in outcome.events[0].reason  # type: ignore[union-attr]
@@ -159,20 +115,7 @@ def test_archive_markers_are_forgotten_after_the_memory_window() -> None:
 
 def test_the_fold_drops_archived_emergencies_and_ignores_their_older_events() -> None:
     state, _ = world()
-    created = decide(
-        ReportEmergency(
-            command_id="c-1",
-            region="r",
-            type=EmergencyType.MEDICAL,
-            priority=2,
-            lat=INCIDENT[0],
-            lon=INCIDENT[1],
-        ),
-        state,
-        ROUTER,
-        T0,
-    )
-    state.apply(created)
+    created = run(state, medical_report(command_id="c-1"), T0)
     eid = created.emergencies[0].id
     events = [*created.events]
     for cmd in (

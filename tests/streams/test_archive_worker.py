@@ -6,34 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from kafka import KafkaConsumer, TopicPartition
-
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
 from schemas.events import EmergencyArchived
-from streams.state import TABLE_NAME
 from tests.conftest import WorkerProcess
-from tests.streams.helpers import Commands, EventLog
+from tests.streams.helpers import Commands, EventLog, changelog_topic, read_to_end
 from tests.streams.world import STATION, World
-
-
-def changelog(settings: Settings) -> list[tuple[str, bytes | None]]:
-    topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        records: list[tuple[str, bytes | None]] = []
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=500).values():
-                records += [(r.key.decode(), r.value) for r in batch]
-        return records
-    finally:
-        consumer.close()
 
 
 def test_the_timer_archives_closed_emergencies_and_a_restart_does_not_recover_them(
@@ -62,7 +40,8 @@ def test_the_timer_archives_closed_emergencies_and_a_restart_does_not_recover_th
         ids = {e["id"] for e in state["emergencies"]}
         assert done not in ids and still_open in ids
         assert unit in {u["id"] for u in state["units"]}
-        tombstones = {key for key, value in changelog(settings) if value is None}
+        changelog = read_to_end(settings, changelog_topic(settings))
+        tombstones = {r.key.decode() for r in changelog if r.value is None}
         assert json.dumps(f"e:{done}") in tombstones  # keys are JSON text
 
         worker.kill()

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 
-from schemas import RegisterUnit, UnitPosition, UnitType, encode
+from schemas import UnitPosition, encode
 from schemas.events import UnitLocation
 from schemas.geo import load_network
 from streams.processing import decide_command
 from streams.routing import GraphRouter
 from streams.state import DispatchState
-from tests.streams.world import STATION, World, new_id
+from tests.streams.world import STATION, World, new_id, unit_u1
 
 ROUTER = GraphRouter(load_network())
 AT = 1_735_732_800.0  # 2025-01-01 12:00 UTC: the registration, before every fix below
@@ -22,15 +22,7 @@ AT = 1_735_732_800.0  # 2025-01-01 12:00 UTC: the registration, before every fix
 
 def registered() -> DispatchState:
     state = DispatchState({})
-    unit = RegisterUnit(
-        command_id="reg-1",
-        region="r",
-        unit_id="u1",
-        callsign="U1",
-        type=UnitType.AMBULANCE,
-        lat=STATION[0],
-        lon=STATION[1],
-    )
+    unit = unit_u1(command_id="reg-1")
     assert decide_command(state, ROUTER, 1.0, encode(unit), AT, (0, 1)) is not None
     return state
 

@@ -6,28 +6,27 @@ live entries only."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from dispatchwire.settings import Settings
-from schemas import EmergencyType, ReportEmergency, encode
+from schemas import ReportEmergency, encode
 from schemas.commands import ExpireRecords
 from schemas.events import CommandRejectedEvent, CommandRepeated, EmergencyCreated
 from schemas.geo import load_network
 from streams.decisions import Outcome
 from streams.processing import decide_command
 from streams.routing import GraphRouter
-from streams.state import TABLE_NAME, DispatchState, record_text
+from streams.state import DispatchState, record_text
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
-from tests.streams.helpers import Commands, EventLog
+from tests.streams.helpers import Commands, EventLog, changelog_topic, read_to_end
 from tests.streams.kafka_offsets import set_topic_config
-from tests.streams.world import INCIDENT, new_id
+from tests.streams.world import medical_report, new_id
 
 ROUTER = GraphRouter(load_network())
 AT = 1_735_732_800.0  # 2025-01-01 12:00 UTC
@@ -35,14 +34,7 @@ HOUR = 3600.0
 
 
 def report(command_id: str, region: str = "r") -> ReportEmergency:
-    return ReportEmergency(
-        command_id=command_id,
-        region=region,
-        type=EmergencyType.MEDICAL,
-        priority=2,
-        lat=INCIDENT[0],
-        lon=INCIDENT[1],
-    )
+    return medical_report(command_id=command_id, region=region)
 
 
 def sweep(cutoff: float) -> bytes:
@@ -108,28 +100,9 @@ def test_inside_the_window_a_retry_is_answered_after_it_is_decided_as_new():
 # -- the real worker and broker -----------------------------------------------------------
 
 
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-{TABLE_NAME}-changelog"
-
-
 def read_changelog(settings: Settings) -> list[tuple[str, bytes | None]]:
     """Every record of the table's changelog from its start: what a recovery reads."""
-    topic = changelog_topic(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[tuple[str, bytes | None]] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, "could not read the changelog"
-            for batch in consumer.poll(timeout_ms=200).values():
-                out.extend((json.loads(r.key), r.value) for r in batch)
-        return out
-    finally:
-        consumer.close()
+    return [(json.loads(r.key), r.value) for r in read_to_end(settings, changelog_topic(settings))]
 
 
 def records_in_worker(worker: WorkerProcess) -> int:
@@ -139,7 +112,9 @@ def records_in_worker(worker: WorkerProcess) -> int:
 
 
 @pytest.mark.kafka
-def test_the_changelog_is_compacted_and_a_sweep_writes_tombstones(kafka_bootstrap, tmp_path):
+def test_the_changelog_is_compacted_and_a_sweep_writes_tombstones(
+    kafka_bootstrap, tmp_path, running_worker
+):
     settings = fresh_settings(
         kafka_bootstrap,
         tmp_path,
@@ -147,7 +122,7 @@ def test_the_changelog_is_compacted_and_a_sweep_writes_tombstones(kafka_bootstra
         command_record_window_s=10.0,
         command_record_sweep_s=0.5,
     )
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    worker = running_worker(settings)
     commands, log = Commands(settings), EventLog(settings)
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -190,12 +165,11 @@ def test_the_changelog_is_compacted_and_a_sweep_writes_tombstones(kafka_bootstra
     finally:
         commands.close()
         log.close()
-        worker.kill()
 
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_a_restarted_worker_recovers_only_live_entries(kafka_bootstrap, tmp_path):
+def test_a_restarted_worker_recovers_only_live_entries(kafka_bootstrap, tmp_path, running_worker):
     settings = fresh_settings(
         kafka_bootstrap,
         tmp_path,
@@ -205,7 +179,7 @@ def test_a_restarted_worker_recovers_only_live_entries(kafka_bootstrap, tmp_path
         changelog_segment_ms=500,
         changelog_delete_retention_ms=0,
     )
-    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    worker = running_worker(settings)
     # the broker's cleaner compacts a log once this share of it is dirty (default 0.5);
     # a test log is tiny, so let every pass count
     set_topic_config(settings, changelog_topic(settings), min_cleanable_dirty_ratio="0.01")
@@ -246,4 +220,3 @@ def test_a_restarted_worker_recovers_only_live_entries(kafka_bootstrap, tmp_path
     finally:
         commands.close()
         log.close()
-        worker.kill()

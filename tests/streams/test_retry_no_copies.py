@@ -6,21 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import (
-    DispatchEmergency,
-    EmergencyType,
-    RegisterUnit,
-    ReportEmergency,
-    UnitPosition,
-    UnitType,
-    encode,
-)
+from schemas import DispatchEmergency, UnitPosition, encode
 from schemas.events import CommandRepeated, EmergencyUpdated
 from schemas.geo import load_network
 from streams.processing import decide_command
 from streams.routing import GraphRouter
 from streams.state import DispatchState
-from tests.streams.world import INCIDENT, STATION, World
+from tests.streams.world import STATION, World, medical_report, unit_u1
 
 ROUTER = GraphRouter(load_network())
 AT = 1_735_732_800.0  # 2025-01-01 12:00 UTC
@@ -29,18 +21,8 @@ AT = 1_735_732_800.0  # 2025-01-01 12:00 UTC
 def dispatched_state() -> tuple[DispatchState, DispatchEmergency, list[str]]:
     """A unit and a report, then a dispatch read at partition 0, offset 10."""
     state = DispatchState({})
-    unit = RegisterUnit(
-        region="r",
-        unit_id="u1",
-        callsign="U1",
-        type=UnitType.AMBULANCE,
-        lat=STATION[0],
-        lon=STATION[1],
-    )
-    decide_command(state, ROUTER, 1.0, encode(unit), AT, (0, 1))
-    report = ReportEmergency(
-        region="r", type=EmergencyType.MEDICAL, priority=1, lat=INCIDENT[0], lon=INCIDENT[1]
-    )
+    decide_command(state, ROUTER, 1.0, encode(unit_u1()), AT, (0, 1))
+    report = medical_report(priority=1)
     decide_command(state, ROUTER, 1.0, encode(report), AT, (0, 2))
     dispatch = DispatchEmergency(command_id="d-1", region="r", emergency_id=report.emergency_id)
     first = decide_command(state, ROUTER, 1.0, encode(dispatch), AT, (0, 10))

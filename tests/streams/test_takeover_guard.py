@@ -9,50 +9,34 @@ stall left it in: before the guard the page stayed 200 and the command stayed un
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from infra.kafka import free_port
+from dispatchwire.settings import Settings
 from schemas.commands import ReportEmergency
 from schemas.entities import EmergencyType
-from tests.conftest import WorkerProcess, settings_env, wait_for
+from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
 from tests.streams.helpers import Commands, EventLog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 STALL_TIMEOUT_S = 3.0
-ROOT = Path(__file__).resolve().parents[2]
 
 
-class StallingWorker(WorkerProcess):
+def stalling_worker(settings: Settings, log_path: Path, marker: Path) -> WorkerProcess:
     """``tests/streams/stalling_worker.py`` instead of ``dispatchwire worker``."""
-
-    def __init__(self, settings, log_path: Path, marker: Path) -> None:
-        super().__init__(settings, log_path, ready_timeout=120.0)
-        self.marker = marker
-
-    def start(self) -> StallingWorker:
-        self.port = free_port()
-        env = settings_env(self.settings)
-        env["DISPATCHWIRE_WORKER_WEB_PORT"] = str(self.port)
-        env["STALL_MARKER"] = str(self.marker)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "tests" / "streams" / "stalling_worker.py")],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.wait_ready()
-        return self
+    script = Path(__file__).resolve().parent / "stalling_worker.py"
+    return WorkerProcess(
+        settings,
+        log_path,
+        ready_timeout=120.0,
+        command=(sys.executable, str(script)),
+        extra_env={"STALL_MARKER": str(marker)},
+    )
 
 
 def report(region: str) -> ReportEmergency:
@@ -79,7 +63,7 @@ def test_a_worker_whose_partitions_do_not_move_says_so_and_gets_them_moving(
     )
     region = settings.regions[0]
     marker = tmp_path / "stall"
-    worker = StallingWorker(settings, tmp_path / "worker.log", marker)
+    worker = stalling_worker(settings, tmp_path / "worker.log", marker)
     commands, events = Commands(settings), EventLog(settings)
     try:
         worker.start()

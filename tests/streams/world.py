@@ -27,6 +27,31 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def unit_u1(**fields: object) -> RegisterUnit:
+    """Ambulance ``u1`` of region ``r`` at STATION: the unit of the pure-rule tests."""
+    values: dict[str, object] = {
+        "region": "r",
+        "unit_id": "u1",
+        "callsign": "U1",
+        "type": UnitType.AMBULANCE,
+        "lat": STATION[0],
+        "lon": STATION[1],
+    }
+    return RegisterUnit(**{**values, **fields})  # type: ignore[arg-type]
+
+
+def medical_report(**fields: object) -> ReportEmergency:
+    """A priority-2 medical emergency of region ``r`` at INCIDENT (pure-rule tests)."""
+    values: dict[str, object] = {
+        "region": "r",
+        "type": EmergencyType.MEDICAL,
+        "priority": 2,
+        "lat": INCIDENT[0],
+        "lon": INCIDENT[1],
+    }
+    return ReportEmergency(**{**values, **fields})  # type: ignore[arg-type]
+
+
 class World:
     """Every case gets its own region, so its units are the only candidates."""
 
@@ -71,13 +96,8 @@ class World:
     def report(
         self, kind: EmergencyType = EmergencyType.MEDICAL, at: tuple[float, float] = INCIDENT
     ) -> str:
-        cmd = ReportEmergency(
-            command_id=new_id("rep"),
-            region=self.region,
-            type=kind,
-            priority=2,
-            lat=at[0],
-            lon=at[1],
+        cmd = medical_report(
+            command_id=new_id("rep"), region=self.region, type=kind, lat=at[0], lon=at[1]
         )
         self.run(cmd)
         return cmd.emergency_id

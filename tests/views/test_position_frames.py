@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from playwright.sync_api import expect
 
-from schemas.events import UnitLocation
 from tests.api.helpers import EventLog
 from tests.views.conftest import LiveSite
 from tests.views.test_live_pages import LIVE
@@ -35,16 +32,12 @@ def test_the_units_page_moves_every_unit_of_a_frame(site: LiveSite, new_context)
         for step in (2, 1):  # two positions each, in one burst: the frame has the last
             for unit in units:
                 lat, lon = moved[unit["id"]]
-                log.write(
-                    UnitLocation(
-                        event_id=f"move-{uuid.uuid4().hex}:0",
-                        command_id=f"move-{uuid.uuid4().hex}",
-                        region=unit["region"],
-                        unit_id=unit["id"],
-                        lat=lat - step / 10_000 + 1 / 10_000,
-                        lon=lon,
-                        version=unit["version"] + 3 - step,
-                    )
+                log.location(
+                    unit["id"],
+                    lat - step / 10_000 + 1 / 10_000,
+                    lon,
+                    region=unit["region"],
+                    version=unit["version"] + 3 - step,
                 )
         log.producer.flush()
     finally:

@@ -35,9 +35,8 @@ import httpx
 from tests.benchmarks import product
 from tests.benchmarks.e2e import report_template, wait_worker_ready
 from tests.benchmarks.fanout import drive
-from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, running
+from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, cpu_seconds, running
 from tests.benchmarks.report import Row
-from tests.benchmarks.scale import _cpu_s
 
 BENCH = "fleet"
 SUBJECT = "1 Hz fleet + reports -> SSE dashboards (conflated)"
@@ -195,7 +194,7 @@ def _run(
             for probe in probes:
                 probe.start()
             _wait_fleet(port, token, units)
-            cpu0 = (_cpu_s(worker_proc.pid), _cpu_s(api_proc.pid))
+            cpu0 = (cpu_seconds(worker_proc.pid), cpu_seconds(api_proc.pid))
             fanned0, t0 = _fanned_out(port), time.monotonic()
             for probe in probes:
                 probe.counting = True
@@ -215,7 +214,7 @@ def _run(
             result, _ = drive(port, cfg, clients, phases, None, timeout_s=600.0)
             window = time.monotonic() - t0
             fanned = _fanned_out(port) - fanned0
-            cpu = (_cpu_s(worker_proc.pid) - cpu0[0], _cpu_s(api_proc.pid) - cpu0[1])
+            cpu = (cpu_seconds(worker_proc.pid) - cpu0[0], cpu_seconds(api_proc.pid) - cpu0[1])
             for probe in probes:
                 probe.counting = False
                 probe.stopped.set()

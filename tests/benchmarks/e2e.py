@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ import httpx
 from dispatchwire.settings import Settings
 from tests.benchmarks import product
 from tests.benchmarks.fanout import drive
+from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.procs import SERVER_CORE, cpu_seconds
 from tests.benchmarks.report import Row
 
@@ -230,13 +230,6 @@ def _row(clients: int, rate: float, result: dict, partitions: int = 1) -> Row:
     )
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def hop_times(result: dict[str, Any], seen: dict[str, dict[str, float]]) -> list[dict[str, float]]:
     """Every measured report's edge times, wall clock in seconds."""
     reach = result["phases"]["reach"]
@@ -261,11 +254,11 @@ def hop_rows(
     note = "" if len(reports) == broadcasts else f"{broadcasts - len(reports)} reports not traced"
     rows = []
     for label, a, b in HOPS:
-        spans = [1000.0 * (r[b] - r[a]) for r in reports]
+        spans = sorted(1000.0 * (r[b] - r[a]) for r in reports)
         metrics = {
             "traced": len(spans),
-            "p50 ms": _pct(spans, 0.5),
-            "p99 ms": _pct(spans, 0.99),
+            "p50 ms": percentile(spans, 0.5),
+            "p99 ms": percentile(spans, 0.99),
             "mean ms": sum(spans) / len(spans) if spans else None,
         }
         params = {"clients": clients, "partitions": partitions}

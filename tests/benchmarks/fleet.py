@@ -35,6 +35,7 @@ import httpx
 from tests.benchmarks import product
 from tests.benchmarks.e2e import report_template, wait_worker_ready
 from tests.benchmarks.fanout import drive
+from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, cpu_seconds, running
 from tests.benchmarks.report import Row
 
@@ -134,13 +135,6 @@ def _timestamps(settings: Any) -> tuple[dict[str, int], dict[tuple[str, int], tu
     return commands, events
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-
-
 def run(bootstrap: str, clients: int, units: int, reports_per_min: float, reports: int) -> Row:
     params = {"clients": clients, "units": units, "reports/min": reports_per_min}
     why = product.available("simulate") or product.available("api")
@@ -232,6 +226,8 @@ def _run(
     for command_id, event_ts in events.values():
         if command_id in commands:
             lag.append(event_ts - commands[command_id])
+    for values in (staleness, lag, api_staleness):
+        values.sort()
     reach = result["phases"]["reach"]
     notes = [f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after the run"]
     if result["connected"] < clients:
@@ -246,10 +242,10 @@ def _run(
         {
             "p50 ms": reach["p50_ms"],
             "p99 ms": reach["p99_ms"],
-            "staleness p50 ms": _pct(staleness, 0.5),
-            "staleness p99 ms": _pct(staleness, 0.99),
-            "worker lag p99 ms": _pct(lag, 0.99),
-            "API staleness p99 ms": _pct(api_staleness, 0.99),
+            "staleness p50 ms": percentile(staleness, 0.5),
+            "staleness p99 ms": percentile(staleness, 0.99),
+            "worker lag p99 ms": percentile(lag, 0.99),
+            "API staleness p99 ms": percentile(api_staleness, 0.99),
             "worker CPU %": round(100 * cpu[0] / window, 1),
             "API CPU %": round(100 * cpu[1] / window, 1),
             "deliveries/s": round(fanned / window),

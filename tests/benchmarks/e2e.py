@@ -23,15 +23,14 @@ import json
 import threading
 import time
 import uuid
+from subprocess import Popen
 from typing import Any
-
-import httpx
 
 from dispatchwire.settings import Settings
 from tests.benchmarks import product
 from tests.benchmarks.fanout import drive
 from tests.benchmarks.loadclient import percentile
-from tests.benchmarks.procs import SERVER_CORE, cpu_seconds
+from tests.benchmarks.procs import SERVER_CORE, cpu_seconds, wait_http
 from tests.benchmarks.report import Row
 
 SUBJECT = "HTTP report -> every SSE client (worker + API)"
@@ -124,18 +123,9 @@ def report_template() -> str:
     )
 
 
-def wait_worker_ready(port: int, proc: object, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:  # type: ignore[attr-defined]
-            raise RuntimeError("the worker exited; see bench-results/logs/worker-e2e.log")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/dispatch/ready/", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("the worker did not own its partitions in time")
+def wait_worker_ready(port: int, proc: Popen[bytes], timeout: float = 120.0) -> None:
+    """Until the worker owns its partitions (its ``/dispatch/ready/`` answers)."""
+    wait_http(port, "/dispatch/ready/", proc, timeout)
 
 
 def run(

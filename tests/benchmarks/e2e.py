@@ -123,6 +123,15 @@ def report_template() -> str:
     )
 
 
+def report_load(token: str) -> dict[str, Any]:
+    """The load client's config: SSE clients on ``/api/stream``, reports POSTed by HTTP."""
+    return {
+        "protocol": "sse",
+        "path": f"/api/stream?token={token}",
+        "trigger": {"kind": "http", "path": "/api/emergencies", "template": report_template()},
+    }
+
+
 def wait_worker_ready(port: int, proc: Popen[bytes], timeout: float = 120.0) -> None:
     """Until the worker owns its partitions (its ``/dispatch/ready/`` answers)."""
     wait_http(port, "/dispatch/ready/", proc, timeout)
@@ -161,16 +170,7 @@ def run(
                     ]
                     tag = uuid.uuid4().hex[:6]
                     phases[-1]["per_seq"] = True
-                    cfg = {
-                        "tag": tag,
-                        "protocol": "sse",
-                        "path": f"/api/stream?token={token}",
-                        "trigger": {
-                            "kind": "http",
-                            "path": "/api/emergencies",
-                            "template": report_template(),
-                        },
-                    }
+                    cfg = {"tag": tag, **report_load(token)}
                     with Watch(settings, f"{tag}-") as watch:
                         result, _ = drive(
                             port, cfg, clients, phases, None, timeout_s=180.0, at_go=at_go

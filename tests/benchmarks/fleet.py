@@ -33,11 +33,12 @@ from typing import Any
 import httpx
 
 from tests.benchmarks import product
-from tests.benchmarks.e2e import report_template, wait_worker_ready
+from tests.benchmarks.e2e import report_load, wait_worker_ready
 from tests.benchmarks.fanout import drive
 from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, cpu_seconds, running
 from tests.benchmarks.report import Row
+from tests.conftest import wait_for
 
 BENCH = "fleet"
 SUBJECT = "1 Hz fleet + reports -> SSE dashboards (conflated)"
@@ -89,18 +90,14 @@ def _fanned_out(port: int) -> float:
 
 def _wait_fleet(port: int, token: str, units: int, timeout_s: float = 120.0) -> None:
     """Until the read model holds the whole fleet (the simulator registers it first)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def whole() -> bool:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            state = httpx.get(
-                f"http://127.0.0.1:{port}/api/units",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=10,
-            ).json()
-            if len(state.get("units", state) if isinstance(state, dict) else state) >= units:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"the fleet of {units} units did not reach the API in {timeout_s:g}s")
+            url, auth = f"http://127.0.0.1:{port}/api/units", f"Bearer {token}"
+            return len(httpx.get(url, headers={"Authorization": auth}, timeout=10).json()) >= units
+        return False
+
+    wait_for(whole, timeout=timeout_s, interval=0.5, message=f"the fleet of {units} in the API")
 
 
 def _timestamps(settings: Any) -> tuple[dict[str, int], dict[tuple[str, int], tuple[str, int]]]:
@@ -196,16 +193,7 @@ def _run(
                 {"name": "warmup", "count": 3, "rate": 1.0, "drain_s": 20.0},
                 {"name": "reach", "count": reports, "rate": 1.0, "drain_s": 20.0},
             ]
-            cfg = {
-                "protocol": "sse",
-                "path": f"/api/stream?token={token}",
-                "trigger": {
-                    "kind": "http",
-                    "path": "/api/emergencies",
-                    "template": report_template(),
-                },
-            }
-            result, _ = drive(port, cfg, clients, phases, None, timeout_s=600.0)
+            result, _ = drive(port, report_load(token), clients, phases, None, timeout_s=600.0)
             window = time.monotonic() - t0
             fanned = _fanned_out(port) - fanned0
             cpu = (cpu_seconds(worker_proc.pid) - cpu0[0], cpu_seconds(api_proc.pid) - cpu0[1])

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from dispatchwire.settings import Settings
 from tests.benchmarks import product
 from tests.benchmarks.e2e import report_load, wait_worker_ready
 from tests.benchmarks.fanout import drive
@@ -100,15 +101,17 @@ def _wait_fleet(port: int, token: str, units: int, timeout_s: float = 120.0) -> 
     wait_for(whole, timeout=timeout_s, interval=0.5, message=f"the fleet of {units} in the API")
 
 
-def _timestamps(settings: Any) -> tuple[dict[str, int], dict[tuple[str, int], tuple[str, int]]]:
+def _timestamps(
+    settings: Settings,
+) -> tuple[dict[str, int], dict[tuple[str, int], tuple[str, int]]]:
     """GPS fix command id -> its Kafka timestamp; (unit, version) -> (command id, event
     timestamp) of every ``unit_location``."""
-    from kafka import KafkaConsumer
+    from infra.clients import consumer as kafka_consumer
 
     def read(topic: str) -> list[Any]:
-        consumer = KafkaConsumer(
+        consumer = kafka_consumer(
+            settings,
             topic,
-            bootstrap_servers=settings.kafka_bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,

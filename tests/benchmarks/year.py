@@ -214,12 +214,11 @@ class CompressedTime:
 
 def produce(settings: Settings, records: Iterator[tuple[int, str, bytes]]) -> int:
     """Write ``records`` (ms, region, value) to the commands topic with those timestamps."""
-    from kafka import KafkaProducer
-
+    from infra.clients import producer as kafka_producer
     from infra.topics import kafka_python_partitioner
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    producer = kafka_producer(
+        settings,
         acks=1,
         linger_ms=20,
         batch_size=512 * 1024,
@@ -263,11 +262,13 @@ def wait_for_events(settings: Settings, command_ids: set[str], timeout: float) -
     """Wait until the events topic has an event of every command in ``command_ids`` (read
     from the end offsets at call time backwards is not possible, so from the start of the
     topic in big fetches); the seconds it took."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+
+    from infra.clients import consumer as kafka_consumer
 
     started = time.monotonic()
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = kafka_consumer(
+        settings,
         group_id=None,
         enable_auto_commit=False,
         max_poll_records=10_000,

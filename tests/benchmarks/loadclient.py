@@ -20,7 +20,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:
@@ -287,7 +287,7 @@ class Trigger:
             self.failures.append(repr(exc))
 
 
-def percentile(sorted_values: list[float], q: float) -> float | None:
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """The nearest-rank ``q`` quantile of ``sorted_values`` (None when there are none): the
     one percentile of the benchmarks."""
     if not sorted_values:

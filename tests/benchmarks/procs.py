@@ -13,8 +13,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from infra.kafka import free_port as free_port  # the one free-port source, for the benches
-
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SERVER_CORE = 0

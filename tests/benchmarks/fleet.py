@@ -249,6 +249,4 @@ def _run(
 
 def _span_s(events: dict[tuple[str, int], tuple[str, int]]) -> float:
     stamps = [ts for _, ts in events.values()]
-    with contextlib.suppress(ValueError):
-        return (max(stamps) - min(stamps)) / 1000
-    return 0.0
+    return (max(stamps) - min(stamps)) / 1000 if stamps else 0.0

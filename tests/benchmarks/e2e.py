@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 import time
 import uuid
+from subprocess import Popen
 from typing import Any
-
-import httpx
 
 from dispatchwire.settings import Settings
 from tests.benchmarks import product
 from tests.benchmarks.fanout import drive
-from tests.benchmarks.procs import SERVER_CORE, cpu_seconds
+from tests.benchmarks.loadclient import percentile
+from tests.benchmarks.procs import SERVER_CORE, cpu_seconds, wait_http
 from tests.benchmarks.report import Row
 
 SUBJECT = "HTTP report -> every SSE client (worker + API)"
@@ -124,18 +123,18 @@ def report_template() -> str:
     )
 
 
-def wait_worker_ready(port: int, proc: object, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:  # type: ignore[attr-defined]
-            raise RuntimeError("the worker exited; see bench-results/logs/worker-e2e.log")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/dispatch/ready/", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("the worker did not own its partitions in time")
+def report_load(token: str) -> dict[str, Any]:
+    """The load client's config: SSE clients on ``/api/stream``, reports POSTed by HTTP."""
+    return {
+        "protocol": "sse",
+        "path": f"/api/stream?token={token}",
+        "trigger": {"kind": "http", "path": "/api/emergencies", "template": report_template()},
+    }
+
+
+def wait_worker_ready(port: int, proc: Popen[bytes], timeout: float = 120.0) -> None:
+    """Until the worker owns its partitions (its ``/dispatch/ready/`` answers)."""
+    wait_http(port, "/dispatch/ready/", proc, timeout)
 
 
 def run(
@@ -171,16 +170,7 @@ def run(
                     ]
                     tag = uuid.uuid4().hex[:6]
                     phases[-1]["per_seq"] = True
-                    cfg = {
-                        "tag": tag,
-                        "protocol": "sse",
-                        "path": f"/api/stream?token={token}",
-                        "trigger": {
-                            "kind": "http",
-                            "path": "/api/emergencies",
-                            "template": report_template(),
-                        },
-                    }
+                    cfg = {"tag": tag, **report_load(token)}
                     with Watch(settings, f"{tag}-") as watch:
                         result, _ = drive(
                             port, cfg, clients, phases, None, timeout_s=180.0, at_go=at_go
@@ -230,13 +220,6 @@ def _row(clients: int, rate: float, result: dict, partitions: int = 1) -> Row:
     )
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def hop_times(result: dict[str, Any], seen: dict[str, dict[str, float]]) -> list[dict[str, float]]:
     """Every measured report's edge times, wall clock in seconds."""
     reach = result["phases"]["reach"]
@@ -261,11 +244,11 @@ def hop_rows(
     note = "" if len(reports) == broadcasts else f"{broadcasts - len(reports)} reports not traced"
     rows = []
     for label, a, b in HOPS:
-        spans = [1000.0 * (r[b] - r[a]) for r in reports]
+        spans = sorted(1000.0 * (r[b] - r[a]) for r in reports)
         metrics = {
             "traced": len(spans),
-            "p50 ms": _pct(spans, 0.5),
-            "p99 ms": _pct(spans, 0.99),
+            "p50 ms": percentile(spans, 0.5),
+            "p99 ms": percentile(spans, 0.99),
             "mean ms": sum(spans) / len(spans) if spans else None,
         }
         params = {"clients": clients, "partitions": partitions}

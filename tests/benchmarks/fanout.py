@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from infra.kafka import free_port
 from tests.benchmarks import product
 from tests.benchmarks.procs import (
     CLIENT_CORE,
     PYTHON,
     SERVER_CORE,
-    free_port,
     running,
     settle_rss,
     spawn,

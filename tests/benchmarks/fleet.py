@@ -32,12 +32,14 @@ from typing import Any
 
 import httpx
 
+from dispatchwire.settings import Settings
 from tests.benchmarks import product
-from tests.benchmarks.e2e import report_template, wait_worker_ready
+from tests.benchmarks.e2e import report_load, wait_worker_ready
 from tests.benchmarks.fanout import drive
-from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, running
+from tests.benchmarks.loadclient import percentile
+from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, cpu_seconds, running
 from tests.benchmarks.report import Row
-from tests.benchmarks.scale import _cpu_s
+from tests.conftest import wait_for
 
 BENCH = "fleet"
 SUBJECT = "1 Hz fleet + reports -> SSE dashboards (conflated)"
@@ -89,29 +91,27 @@ def _fanned_out(port: int) -> float:
 
 def _wait_fleet(port: int, token: str, units: int, timeout_s: float = 120.0) -> None:
     """Until the read model holds the whole fleet (the simulator registers it first)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def whole() -> bool:
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            state = httpx.get(
-                f"http://127.0.0.1:{port}/api/units",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=10,
-            ).json()
-            if len(state.get("units", state) if isinstance(state, dict) else state) >= units:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"the fleet of {units} units did not reach the API in {timeout_s:g}s")
+            url, auth = f"http://127.0.0.1:{port}/api/units", f"Bearer {token}"
+            return len(httpx.get(url, headers={"Authorization": auth}, timeout=10).json()) >= units
+        return False
+
+    wait_for(whole, timeout=timeout_s, interval=0.5, message=f"the fleet of {units} in the API")
 
 
-def _timestamps(settings: Any) -> tuple[dict[str, int], dict[tuple[str, int], tuple[str, int]]]:
+def _timestamps(
+    settings: Settings,
+) -> tuple[dict[str, int], dict[tuple[str, int], tuple[str, int]]]:
     """GPS fix command id -> its Kafka timestamp; (unit, version) -> (command id, event
     timestamp) of every ``unit_location``."""
-    from kafka import KafkaConsumer
+    from infra.clients import consumer as kafka_consumer
 
     def read(topic: str) -> list[Any]:
-        consumer = KafkaConsumer(
+        consumer = kafka_consumer(
+            settings,
             topic,
-            bootstrap_servers=settings.kafka_bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -133,13 +133,6 @@ def _timestamps(settings: Any) -> tuple[dict[str, int], dict[tuple[str, int], tu
             body = json.loads(record.value)
             events[(body["unit_id"], body["version"])] = (body["command_id"], record.timestamp)
     return commands, events
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
 
 
 def run(bootstrap: str, clients: int, units: int, reports_per_min: float, reports: int) -> Row:
@@ -195,7 +188,7 @@ def _run(
             for probe in probes:
                 probe.start()
             _wait_fleet(port, token, units)
-            cpu0 = (_cpu_s(worker_proc.pid), _cpu_s(api_proc.pid))
+            cpu0 = (cpu_seconds(worker_proc.pid), cpu_seconds(api_proc.pid))
             fanned0, t0 = _fanned_out(port), time.monotonic()
             for probe in probes:
                 probe.counting = True
@@ -203,19 +196,10 @@ def _run(
                 {"name": "warmup", "count": 3, "rate": 1.0, "drain_s": 20.0},
                 {"name": "reach", "count": reports, "rate": 1.0, "drain_s": 20.0},
             ]
-            cfg = {
-                "protocol": "sse",
-                "path": f"/api/stream?token={token}",
-                "trigger": {
-                    "kind": "http",
-                    "path": "/api/emergencies",
-                    "template": report_template(),
-                },
-            }
-            result, _ = drive(port, cfg, clients, phases, None, timeout_s=600.0)
+            result, _ = drive(port, report_load(token), clients, phases, None, timeout_s=600.0)
             window = time.monotonic() - t0
             fanned = _fanned_out(port) - fanned0
-            cpu = (_cpu_s(worker_proc.pid) - cpu0[0], _cpu_s(api_proc.pid) - cpu0[1])
+            cpu = (cpu_seconds(worker_proc.pid) - cpu0[0], cpu_seconds(api_proc.pid) - cpu0[1])
             for probe in probes:
                 probe.counting = False
                 probe.stopped.set()
@@ -233,6 +217,8 @@ def _run(
     for command_id, event_ts in events.values():
         if command_id in commands:
             lag.append(event_ts - commands[command_id])
+    for values in (staleness, lag, api_staleness):
+        values.sort()
     reach = result["phases"]["reach"]
     notes = [f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after the run"]
     if result["connected"] < clients:
@@ -247,10 +233,10 @@ def _run(
         {
             "p50 ms": reach["p50_ms"],
             "p99 ms": reach["p99_ms"],
-            "staleness p50 ms": _pct(staleness, 0.5),
-            "staleness p99 ms": _pct(staleness, 0.99),
-            "worker lag p99 ms": _pct(lag, 0.99),
-            "API staleness p99 ms": _pct(api_staleness, 0.99),
+            "staleness p50 ms": percentile(staleness, 0.5),
+            "staleness p99 ms": percentile(staleness, 0.99),
+            "worker lag p99 ms": percentile(lag, 0.99),
+            "API staleness p99 ms": percentile(api_staleness, 0.99),
             "worker CPU %": round(100 * cpu[0] / window, 1),
             "API CPU %": round(100 * cpu[1] / window, 1),
             "deliveries/s": round(fanned / window),
@@ -263,6 +249,4 @@ def _run(
 
 def _span_s(events: dict[tuple[str, int], tuple[str, int]]) -> float:
     stamps = [ts for _, ts in events.values()]
-    with contextlib.suppress(ValueError):
-        return (max(stamps) - min(stamps)) / 1000
-    return 0.0
+    return (max(stamps) - min(stamps)) / 1000 if stamps else 0.0

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import struct
 import time
 import uuid
 
+from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.report import Row
 
 STAMP = struct.Struct("!Id")
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
 async def measure(bootstrap: str, count: int, rate: float, timeout_s: float = 60.0) -> Row:
@@ -80,9 +74,9 @@ async def measure(bootstrap: str, count: int, rate: float, timeout_s: float = 60
         {"events": count, "offered/s": rate},
         {
             "received": len(ms),
-            "p50 ms": _pct(ms, 0.5),
-            "p99 ms": _pct(ms, 0.99),
-            "p99.9 ms": _pct(ms, 0.999),
+            "p50 ms": percentile(ms, 0.5),
+            "p99 ms": percentile(ms, 0.99),
+            "p99.9 ms": percentile(ms, 0.999),
             "max ms": ms[-1] if ms else None,
         },
         "" if len(ms) == count else f"{count - len(ms)} not received in time",

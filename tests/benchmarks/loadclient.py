@@ -20,7 +20,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:
@@ -287,7 +287,9 @@ class Trigger:
             self.failures.append(repr(exc))
 
 
-def _pct(sorted_values: list[float], q: float) -> float | None:
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q`` quantile of ``sorted_values`` (None when there are none): the
+    one percentile of the benchmarks."""
     if not sorted_values:
         return None
     index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
@@ -295,7 +297,7 @@ def _pct(sorted_values: list[float], q: float) -> float | None:
 
 
 def _median(values: list[float]) -> float | None:
-    return _pct(sorted(values), 0.5)
+    return percentile(sorted(values), 0.5)
 
 
 async def run_phase(
@@ -366,9 +368,9 @@ async def run_phase(
         "reach95_ms_median": _ms(_median(reach95)),
         "reach_all_ms_median": _ms(_median(reach_all)),
         "reach_all_ms_max": _ms(max(reach_all) if reach_all else None),
-        "p50_ms": _ms(_pct(latencies, 0.50)),
-        "p99_ms": _ms(_pct(latencies, 0.99)),
-        "p999_ms": _ms(_pct(latencies, 0.999)),
+        "p50_ms": _ms(percentile(latencies, 0.50)),
+        "p99_ms": _ms(percentile(latencies, 0.99)),
+        "p999_ms": _ms(percentile(latencies, 0.999)),
         "max_ms": _ms(latencies[-1] if latencies else None),
     }
 

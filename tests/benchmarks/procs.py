@@ -13,8 +13,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from infra.kafka import free_port as free_port  # the one free-port source, for the benches
-
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SERVER_CORE = 0
@@ -111,9 +109,11 @@ def rss_bytes(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (all its threads), in seconds."""
+    """User + system CPU time of ``pid`` so far (all its threads, and its waited-for
+    children), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def settle_rss(pid: int, seconds: float = 1.0, step: float = 0.2) -> int:

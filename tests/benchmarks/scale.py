@@ -30,20 +30,13 @@ from typing import Any
 from dispatchwire.settings import Settings
 from infra.kafka import free_port
 from tests.benchmarks import product
-from tests.benchmarks.procs import running
+from tests.benchmarks.procs import cpu_seconds, running
 from tests.benchmarks.report import Row
 from tests.benchmarks.throughput import _drop_topics
 
 BENCH = "scale"
 REGIONS = ("hki-nw", "hki-ne", "hki-sw", "hki-se")
 TAKEOVER_WAIT_S = 90.0  # the target is 10 s; past this the takeover is reported as missing
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its waited-for children."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _command(region: str, command_id: str) -> bytes:
@@ -204,14 +197,14 @@ def throughput(bootstrap: str, workers: int, count: int, standby: int | None = N
         with contextlib.ExitStack() as stack:
             procs, ports = _workers(settings, workers, stack)
             _wait_split(ports, settings.partitions)
-            cpu_before = sum(_cpu_s(p.pid) for p in procs)
+            cpu_before = sum(cpu_seconds(p.pid) for p in procs)
             events = _Events(settings)
             _produce(
                 settings,
                 [(REGIONS[n % 4], _command(REGIONS[n % 4], f"s{tag}-{n}")) for n in range(count)],
             )
             complete = events.wait(lambda: len(events.commands) >= count, timeout=300)
-            cpu = sum(_cpu_s(p.pid) for p in procs) - cpu_before
+            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
     except Exception as exc:
         return Row.not_measured(BENCH, subject, f"run failed: {exc!r}", commands=count)
     finally:

@@ -20,9 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from dispatchwire.settings import Settings
 from tests.benchmarks import product
-from tests.benchmarks.procs import PYTHON, SERVER_CORE, running
+from tests.benchmarks.procs import PYTHON, SERVER_CORE, cpu_seconds, running
 from tests.benchmarks.report import Row
-from tests.benchmarks.scale import _cpu_s
 from tests.benchmarks.throughput import _drop_topics, produce_bulk
 
 BENCH = "commands agent"
@@ -128,7 +127,7 @@ async def _event_span(
                     last = record.timestamp
                     seen += 1
             if pid is not None and seen:
-                cpu_last = _cpu_s(pid)
+                cpu_last = cpu_seconds(pid)
                 cpu_first = cpu_last if cpu_first is None else cpu_first
     finally:
         await consumer.stop()

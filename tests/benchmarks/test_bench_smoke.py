@@ -99,3 +99,18 @@ def test_report_says_what_was_not_measured(tmp_path: Path) -> None:
     assert "not measured: analytics/ has not landed" in rendered
     doc = json.loads(write(rows, list(targets(rows)), tmp_path, {}).read_text())
     assert doc["rows"][2]["note"].startswith("not measured")
+
+
+def test_targets_of_issue_16_latency_and_the_compressed_year() -> None:
+    rows = [
+        Row("e2e latency", "x", {"clients": 1_000}, {"p50 ms": 10.0, "p99 ms": 50.0}),
+        Row("compressed year", "after 1 day", {}, {"snapshot KiB": 10.0, "API RSS MiB": 80.0}),
+        Row("compressed year", "after 30 days", {}, {"snapshot KiB": 25.0, "API RSS MiB": 90.0}),
+    ]
+    checks = {c["target"]: c["status"] for c in targets(rows)}
+    assert checks["e2e p99 <= 60 ms at 1,000 clients"] == "met"
+    assert checks["e2e p50 <= 15 ms at 1,000 clients (issue 16)"] == "met"
+    assert checks["e2e p99 <= 40 ms at 1,000 clients (issue 16)"] == "missed"
+    assert checks["compressed year: snapshot KiB within 2x of after one day"] == "missed"
+    assert checks["compressed year: API RSS MiB within 2x of after one day"] == "met"
+    assert checks["compressed year: worker RSS MiB within 2x of after one day"] == "not measured"

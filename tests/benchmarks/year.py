@@ -25,6 +25,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import os
 import random
 import time
 import uuid
@@ -36,7 +37,6 @@ from typing import Any
 import httpx
 
 from dispatchwire.settings import Settings
-from infra.kafka import free_port
 from schemas.codec import encode
 from schemas.commands import (
     ArchiveClosed,
@@ -52,7 +52,8 @@ from schemas.geo import load_network
 from streams.decisions import archive_command_id
 from streams.seed import SeedUnit, fleet, register_commands
 from tests.benchmarks import product
-from tests.benchmarks.procs import running, settle_rss, stop, wait_http
+from tests.benchmarks.e2e import wait_worker_ready
+from tests.benchmarks.procs import settle_rss, stop, wait_http
 from tests.benchmarks.report import Row
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,6 @@ TYPE_WEIGHTS = {
     EmergencyType.POLICE: 0.2,
     EmergencyType.FIRE: 0.1,
 }
-AUTHORITY = {"Authorization": "Bearer dev-authority"}
 # the figures whose growth from one day to the year the target bounds (2x)
 BOUNDED = (
     "snapshot KiB",
@@ -214,12 +214,11 @@ class CompressedTime:
 
 def produce(settings: Settings, records: Iterator[tuple[int, str, bytes]]) -> int:
     """Write ``records`` (ms, region, value) to the commands topic with those timestamps."""
-    from kafka import KafkaProducer
-
+    from infra.clients import producer as kafka_producer
     from infra.topics import kafka_python_partitioner
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    producer = kafka_producer(
+        settings,
         acks=1,
         linger_ms=20,
         batch_size=512 * 1024,
@@ -263,11 +262,13 @@ def wait_for_events(settings: Settings, command_ids: set[str], timeout: float) -
     """Wait until the events topic has an event of every command in ``command_ids`` (read
     from the end offsets at call time backwards is not possible, so from the start of the
     topic in big fetches); the seconds it took."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+
+    from infra.clients import consumer as kafka_consumer
 
     started = time.monotonic()
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = kafka_consumer(
+        settings,
         group_id=None,
         enable_auto_commit=False,
         max_poll_records=10_000,
@@ -293,44 +294,25 @@ def wait_for_events(settings: Settings, command_ids: set[str], timeout: float) -
         consumer.close()
 
 
-def _until_ready(port: int, path: str, proc: Any, timeout: float) -> float:
-    started = time.monotonic()
-    wait_http(port, path, proc, timeout=timeout)
-    return time.monotonic() - started
-
-
-@contextlib.contextmanager
-def cold_worker(settings: Settings, name: str) -> Iterator[tuple[Any, int]]:
-    port = free_port()
-    env = product.env_for(settings)
-    env["DISPATCHWIRE_WORKER_WEB_PORT"] = str(port)
-    product.LOG_DIR.mkdir(parents=True, exist_ok=True)
-    with running(
-        [product.DISPATCHWIRE, "worker"], None, env=env, log=product.LOG_DIR / f"{name}.log"
-    ) as proc:
-        yield proc, port
-
-
 def measure(settings: Settings, label: str, stack: contextlib.ExitStack) -> tuple[dict, Any]:
     """Cold-start a worker and an API on the log so far; their figures, and the worker
     (left running for the next stretch)."""
     started = time.monotonic()
-    worker, wport = stack.enter_context(cold_worker(settings, f"year-worker-{label}"))
-    wait_http(wport, "/dispatch/ready/", worker, timeout=3_600)
+    worker = stack.enter_context(product.worker(settings, None, name=f"year-worker-{label}"))
+    wait_worker_ready(settings.worker_web_port, worker, timeout=3_600)
     recovery = time.monotonic() - started
     worker_rss = settle_rss(worker.pid, seconds=3.0)
-    port = free_port()
-    env = product.env_for(settings)
-    env["DISPATCHWIRE_API_PORT"] = str(port)
-    env["DISPATCHWIRE_API_HOST"] = "127.0.0.1"
     started = time.monotonic()
-    with running(
-        [product.DISPATCHWIRE, "api"], None, env=env, log=product.LOG_DIR / f"year-api-{label}.log"
-    ) as api:
-        wait_http(port, "/readyz", api, timeout=3_600)
+    with product.api(settings, None, name=f"year-api-{label}") as (api, port):
+        wait_http(port, "/readyz", api, timeout=3_600)  # product.api gives up on it at 60 s
         bootstrap = time.monotonic() - started
         api_rss = settle_rss(api.pid, seconds=3.0)
-        state = httpx.get(f"http://127.0.0.1:{port}/api/state", headers=AUTHORITY, timeout=60)
+        token = settings.authority_token.get_secret_value()
+        state = httpx.get(
+            f"http://127.0.0.1:{port}/api/state",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
         state.raise_for_status()
         body = state.json()
     figures = {
@@ -342,11 +324,6 @@ def measure(settings: Settings, label: str, stack: contextlib.ExitStack) -> tupl
         "API RSS MiB": round(api_rss / 2**20, 1),
     }
     return figures, worker
-
-
-def _load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def run(bootstrap: str, days: int = 365, per_day: int = 1_000) -> list[Row]:
@@ -366,7 +343,7 @@ def run(bootstrap: str, days: int = 365, per_day: int = 1_000) -> list[Row]:
     rows: list[Row] = []
     params = {"days": days, "per day": per_day}
     with contextlib.ExitStack() as stack:
-        worker = stack.enter_context(cold_worker(settings, "year-worker-first"))[0]
+        worker = stack.enter_context(product.worker(settings, None, name="year-worker-first"))
         sent = produce(settings, itertools.chain(traffic.fleet(), traffic.until(start)))
         for label, end in (("after 1 day", start + timedelta(days=1)), (f"after {days} days", now)):
             began = time.monotonic()
@@ -376,7 +353,7 @@ def run(bootstrap: str, days: int = 365, per_day: int = 1_000) -> list[Row]:
             wait_for_events(settings, {c for *_, c in sentinels}, timeout=6 * 3_600)
             took = time.monotonic() - began
             stop(worker, timeout=60)
-            load = _load()
+            load = " ".join(f"{x:.2f}" for x in os.getloadavg())
             figures, worker = measure(settings, label.replace(" ", "-"), stack)
             figures.update(
                 {

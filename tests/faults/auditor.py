@@ -19,6 +19,7 @@ It counts rather than stopping at the first violation, so a case can print its r
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -266,7 +267,15 @@ def check_clients(
     is a duplicate, further a gap. A reset snapshot may jump forward, never back. Records
     at ``silent`` offsets (``Auditor.silent_offsets``: not live messages) are passed over
     without counting as a gap."""
-    silent = silent or {}
+    offsets = {p: sorted(o) for p, o in (silent or {}).items()}
+
+    def live_between(p: int, high: int, now: int) -> int:
+        """Live records of partition ``p`` in ``[high, now)`` (none when ``now <= high``)."""
+        if now <= high:
+            return 0
+        skipped = offsets.get(p, [])
+        return now - high - (bisect_left(skipped, now) - bisect_left(skipped, high))
+
     stats = ClientStats(clients=len(recordings))
     for rec in recordings:
         stats.messages += len(rec.messages)
@@ -295,8 +304,7 @@ def check_clients(
                     stats.worst_behind = max(stats.worst_behind, behind)
             else:
                 ahead = sum(
-                    max(0, n - h) - sum(1 for o in silent.get(p, ()) if h <= o < n)
-                    for p, (h, n) in enumerate(zip(high, now, strict=True))
+                    live_between(p, h, n) for p, (h, n) in enumerate(zip(high, now, strict=True))
                 )
                 if ahead == 0:
                     stats.duplicates += 1

@@ -4,8 +4,8 @@
 
 NAMEs: floor, e2e (with each report traced hop by hop, ``e2e hops``), fanout, faust, sink,
 replay, scale (issue 14: workers, takeover, failover), fleet (issue 16: 1,000 units at 1 Hz,
-reports, 1,000 SSE clients), year (issue 16: a compressed year of traffic), mutual (issue 15:
-dispatch decision latency, same-region and cross-region). Prints markdown tables and the
+reports, 1,000 SSE clients), year (issue 16: a compressed year of traffic). Prints
+markdown tables and the
 targets of issues 7 and 16 (met / missed / not measured) and writes
 ``bench-results/bench-<time>.json`` (and ``latest.json``). Uses the broker at
 DISPATCHWIRE_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), or starts a local one for the run

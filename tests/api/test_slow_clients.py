@@ -28,7 +28,10 @@ def frozen_sse_connection(port: int) -> socket.socket:
 
 def test_frozen_client_does_not_delay_the_others(api_settings, running_api, event_log):
     queue_size = 16
-    settings = api_settings(client_queue_size=queue_size, api_client_send_timeout_s=3.0)
+    # the send timeout must outlast a healthy reader's stall on a loaded machine: the API,
+    # the producer and the reader share this process (and its GIL), and a CI run once saw
+    # the healthy client cut at 3 s, three events short of the end
+    settings = api_settings(client_queue_size=queue_size, api_client_send_timeout_s=10.0)
     log = event_log(settings)
     log.autoflush = False
     api = running_api(settings)
@@ -39,12 +42,15 @@ def test_frozen_client_does_not_delay_the_others(api_settings, running_api, even
         (stuck,) = hub.clients
         with SseClient(api) as healthy:
             start = healthy.next().id
-            reader = threading.Thread(
-                target=healthy.until,
-                args=(lambda e: data(e)["id"] == "last",),
-                kwargs={"limit": 100_000},
-                daemon=True,
-            )
+            failures: list[BaseException] = []
+
+            def read_to_last() -> None:
+                try:
+                    healthy.until(lambda e: data(e)["id"] == "last", limit=100_000)
+                except BaseException as exc:  # reported by the assertion below
+                    failures.append(exc)
+
+            reader = threading.Thread(target=read_to_last, daemon=True)
             reader.start()
             written = 0
             # write until the frozen client's socket and queue are full (its writes block
@@ -61,7 +67,11 @@ def test_frozen_client_does_not_delay_the_others(api_settings, running_api, even
             log.producer.flush()
             reader.join(60)
             got = healthy.seen[1:]
-            assert [e.event for e in got] == ["emergency_created"] * (written + 1)
+            why = (
+                f"reader alive={reader.is_alive()} failed={failures!r}; hub send timeouts="
+                f"{hub.timeouts}; healthy received {len(got)} of {written + 1}"
+            )
+            assert [e.event for e in got] == ["emergency_created"] * (written + 1), why
             assert_contiguous(start, [e.id for e in got])
             # the frozen client overflowed (its backlog dropped for a resync) instead of
             # holding every message or holding up the broadcast

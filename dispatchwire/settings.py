@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # worker readiness (issue 10): /dispatch/ready/ turns 503 once the broker has not
     # answered the worker's metadata probe for this long
     worker_broker_timeout_s: float = 5.0
+    # --- mutual aid (issue 15): dispatch ranks every region's units (streams/ranking.py) ---
+    # seconds of ETA a unit of the emergency's own region is ranked ahead by (0: closest wins)
+    mutual_aid_home_preference_s: float = Field(0.0, ge=0.0)
+    # a unit that keeps its region covered is preferred if it arrives at most this much later
+    mutual_aid_coverage_margin_s: float = Field(60.0, ge=0.0)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -181,3 +186,8 @@ class Settings(BaseSettings):
     @property
     def dead_letter_topic(self) -> str:
         return self.topic("dispatch.commands.dlq")
+
+    @property
+    def units_topic(self) -> str:
+        """Compacted: each unit's latest state, keyed by unit id (the workers' fleet view)."""
+        return self.topic("dispatch.units")

@@ -28,10 +28,12 @@ from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
 from streams import offsets, readiness
 from streams.decisions import movement_command_id
+from streams.fleetview import FleetView
 from streams.processing import BatchProcessor, ChangelogTable
+from streams.ranking import DispatchPolicy
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
-from streams.state import TABLE_NAME
+from streams.state import TABLE_NAME, DispatchState
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +167,30 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     app.tables.add(table)
     tick_s = settings.tick_seconds
 
+    # Mutual aid (issue 15): every region's units, seen read-only (streams.fleetview), and
+    # the saga's commands and the units' states published for the other workers.
+    fleet = FleetView(settings)
+    policy = DispatchPolicy(
+        mutual_aid_regions=settings.regions,
+        home_preference_s=settings.mutual_aid_home_preference_s,
+        coverage_margin_s=settings.mutual_aid_coverage_margin_s,
+    )
     processor = BatchProcessor(
-        app, table, router, tick_s, settings.events_topic, settings.dead_letter_topic
+        app,
+        table,
+        router,
+        tick_s,
+        settings.events_topic,
+        settings.dead_letter_topic,
+        commands_topic=settings.commands_topic,
+        units_topic=settings.units_topic,
+        state=DispatchState(table, fleet, policy),
     )
     state = processor.state
+
+    @app.task
+    async def follow_fleet() -> None:
+        await fleet.follow()
 
     # an agent is typed as taking a StreamT, which lacks faust-streaming's noack_take
     @app.agent(commands, name="apply_commands", concurrency=1)  # type: ignore[arg-type]
@@ -229,6 +251,8 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         # TableManagerT (faust.types) does not declare the TableManager's ``recovery``
         elif app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             reason = "rebalancing or recovering the table"
+        elif not fleet.caught_up.is_set():
+            reason = "reading the fleet view (dispatch.units)"
         else:
             reason = broker.unreachable()
         body: dict[str, Any] = {"ready": reason is None, "partitions": assigned}

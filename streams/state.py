@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, MutableMapping
-from typing import Any, cast
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import Any, Protocol, cast
 
-from schemas import Emergency, Unit, decode_event
+from schemas import Emergency, Unit, decode_command, decode_event, encode
 from schemas.commands import CommandBase
 from schemas.events import CommandRejectedEvent, Event
 from streams.decisions import Outcome
+from streams.ranking import DispatchPolicy
 
 # v2: values are raw JSON text (v1 was Faust-json-serialized dicts); a new name means a
 # new changelog topic, so a v1 changelog is never read with the v2 format.
@@ -69,8 +70,17 @@ def stored_version(raw: Text) -> int:
 class DispatchState:
     """Typed access to the table (any mutable mapping: a Faust table or, in tests, a dict)."""
 
-    def __init__(self, table: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self,
+        table: MutableMapping[str, Any],
+        fleet_view: FleetSource | None = None,
+        policy: DispatchPolicy | None = None,
+    ) -> None:
         self.table = table
+        # Mutual aid (issue 15): other regions' units, read-only and maybe a little stale
+        # (``streams.fleetview``); the reserve step on the unit's owner makes that safe.
+        self.fleet_view = fleet_view
+        self.dispatch_policy = policy or DispatchPolicy()
 
     # -- reads (the ``decisions.State`` protocol) ----------------------------------------
     def emergency(self, emergency_id: str) -> Emergency | None:
@@ -88,6 +98,17 @@ class DispatchState:
     def units_in_region(self, region: str) -> list[Unit]:
         units = (self.unit(uid) for uid in self._list(f"r:{region}"))
         return [u for u in units if u is not None]
+
+    def fleet(self) -> list[Unit]:
+        """Every unit of the city: this table's (authoritative) and the fleet view's, the
+        newer version of each."""
+        units = {u.id: u for region in self.regions() for u in self.units_in_region(region)}
+        if self.fleet_view is not None:
+            for unit in self.fleet_view.units():
+                mine = units.get(unit.id)
+                if mine is None or mine.version < unit.version:
+                    units[unit.id] = unit
+        return list(units.values())
 
     def regions(self) -> list[str]:
         return self._list("regions")
@@ -169,16 +190,21 @@ class DispatchState:
         }
 
 
+class FleetSource(Protocol):
+    def units(self) -> Iterable[Unit]: ...
+
+
 class Encoded:
     """An outcome's JSON texts, made once: the same strings go to the record, the entity
     entries and (as bytes) the events topic."""
 
-    __slots__ = ("emergencies", "events", "units")
+    __slots__ = ("commands", "emergencies", "events", "units")
 
     def __init__(self, outcome: Outcome) -> None:
         self.events = [e.model_dump_json() for e in outcome.events]
         self.emergencies = [e.model_dump_json() for e in outcome.emergencies]
         self.units = [u.model_dump_json() for u in outcome.units]
+        self.commands = [encode(c).decode() for c in outcome.commands]
 
 
 def encoded(outcome: Outcome) -> Encoded:
@@ -229,9 +255,12 @@ def record_text(command_id: str, outcome: Outcome, fingerprint: str | None = Non
     head = _record_head(command_id)
     if fingerprint is not None:
         head += f'"fingerprint":{json.dumps(fingerprint)},'
+    # the saga's next commands (issue 15), only when there are any
+    commands = f',"commands":[{",".join(enc.commands)}]' if enc.commands else ""
     return (
         f'{head}"events":[{",".join(enc.events)}],'
-        f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]}}'
+        f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]'
+        f"{commands}}}"
     )
 
 
@@ -242,6 +271,7 @@ def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
         "events": [json.loads(t) for t in enc.events],
         "emergencies": [json.loads(t) for t in enc.emergencies],
         "units": [json.loads(t) for t in enc.units],
+        **({"commands": [json.loads(t) for t in enc.commands]} if enc.commands else {}),
     }
 
 
@@ -252,4 +282,5 @@ def outcome_from_json(raw: Text | dict[str, Any]) -> Outcome:
         events=events,
         emergencies=[Emergency.model_validate(e) for e in data["emergencies"]],
         units=[Unit.model_validate(u) for u in data["units"]],
+        commands=[decode_command(c) for c in data.get("commands", ())],
     )

@@ -232,6 +232,21 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         """The table's emergencies and units (this worker's partitions), for tests and ops."""
         return web.json(state.snapshot())
 
+    @app.page("/dispatch/fleet/")
+    async def fleet_page(web: Any, request: Any) -> Any:
+        """The fleet view (issue 15): every unit's id, region, status and version as this
+        worker sees it, for tests and ops."""
+        units = sorted(fleet.units(), key=lambda u: u.id)
+        return web.json(
+            {
+                "caught_up": fleet.caught_up.is_set(),
+                "units": [
+                    {"id": u.id, "region": u.region, "status": u.status, "version": u.version}
+                    for u in units
+                ],
+            }
+        )
+
     broker = readiness.BrokerContact(settings.worker_broker_timeout_s)
 
     @app.timer(interval=readiness.PROBE_INTERVAL_S, name="probe_broker")

@@ -464,12 +464,19 @@ def answer_reservation(
     if em.status != EmergencyStatus.PENDING:
         return _not_pending(out, em)
     tried = [*cmd.tried, cmd.unit_id]
-    if decision.overridden or len(tried) >= MAX_RESERVE_ATTEMPTS:
+    if decision.overridden:
         return out.reject(
             f"unit {cmd.unit_id} could not be reserved: {cmd.reason}; "
             "the emergency stays PENDING",
             emergency_id=em.id,
             unit_id=cmd.unit_id,
+        )
+    if len(tried) >= MAX_RESERVE_ATTEMPTS:
+        kinds = " or ".join(t.value.replace("_", " ") for t in FITTING_UNIT_TYPES[em.type])
+        return out.reject(
+            f"no available {kinds} could be reserved: {len(tried)} units were taken "
+            f"meanwhile (last: {cmd.reason}); the emergency stays PENDING",
+            emergency_id=em.id,
         )
     return _dispatch(out, state, router, em, cmd.saga_id, None, tried, cmd.reason)
 

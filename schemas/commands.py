@@ -163,6 +163,15 @@ class ReleaseUnit(CommandBase):
     reason: str = Field(max_length=500)
 
 
+class UnitOnScene(CommandBase):
+    """To the emergency's region: another region's unit serving it arrived (its owner moved
+    it there), so the emergency turns ON_SCENE where it is owned."""
+
+    kind: Literal["unit_on_scene"] = "unit_on_scene"
+    emergency_id: Identifier
+    unit: Unit
+
+
 Command = Annotated[
     ReportEmergency
     | DispatchEmergency
@@ -173,6 +182,7 @@ Command = Annotated[
     | RegisterUnit
     | ReserveUnit
     | AnswerReservation
-    | ReleaseUnit,
+    | ReleaseUnit
+    | UnitOnScene,
     Field(discriminator="kind"),
 ]

@@ -103,7 +103,9 @@ class UnitStatusUpdate(EventBase):
     reason: str | None = None
 
     def live_data(self) -> dict[str, Any]:
-        return self._live({"unit_id", "status", "emergency_id", "unit", "mutual_aid", "reason"})
+        # DESIGN.md's shape; a mutual-aid step adds its name and reason
+        extra = {"mutual_aid", "reason"} if self.mutual_aid is not None else set()
+        return self._live({"unit_id", "status", "emergency_id", "unit", *extra})
 
 
 class UnitLocation(EventBase):

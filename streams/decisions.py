@@ -31,7 +31,8 @@ redelivery with the same derived command id, ``saga_command_id``)::
 
 Every reservation is answered, and every answer either assigns or releases, so nothing is
 orphaned and a unit is never on two emergencies: only its owner decides, one command at a
-time. Closing an emergency served by another region's unit sends ``release_unit`` there.
+time. Closing an emergency served by another region's unit sends ``release_unit`` there;
+its arrival (on its owner) sends ``unit_on_scene`` to the emergency's region.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ from schemas import (
     UnitStatusUpdate,
     event_id_for,
 )
-from schemas.commands import AnswerReservation, ReleaseUnit, ReserveUnit
+from schemas.commands import AnswerReservation, ReleaseUnit, ReserveUnit, UnitOnScene
 from schemas.geo import bearing_deg, haversine_m
 from streams import ranking
 from streams.movement import advance
@@ -481,6 +482,16 @@ def answer_reservation(
     return _dispatch(out, state, router, em, cmd.saga_id, None, tried, cmd.reason)
 
 
+def unit_on_scene(cmd: UnitOnScene, state: State, out: _Events, **_: object) -> Outcome:
+    """On the emergency's partition: its unit from another region arrived."""
+    em = state.emergency(cmd.emergency_id)
+    if em is None or em.status != EmergencyStatus.ASSIGNED or em.assigned_unit_id != cmd.unit.id:
+        return out.outcome  # closed or reassigned meanwhile, or already ON_SCENE
+    new_em = _bump(em, out.now, status=EmergencyStatus.ON_SCENE, on_scene_at=out.now)
+    out.store(new_em)
+    return out.add(EmergencyUpdated, action="on_scene", emergency=new_em, unit=cmd.unit)
+
+
 def release_unit(
     cmd: ReleaseUnit, state: State, out: _Events, *, router: Router, **_: object
 ) -> Outcome:
@@ -617,10 +628,20 @@ def cancel_emergency(
 def _arrive(out: _Events, state: State, unit: Unit) -> Outcome:
     """The unit is at its emergency: both turn ON_SCENE."""
     new_unit = _bump(unit, out.now, status=UnitStatus.ON_SCENE, eta_s=0.0)
-    # another region's emergency (mutual aid) is that region's to write
-    em = state.emergency(unit.emergency_id) if unit.emergency_id else None
-    em = em if em is not None and em.region == unit.region else None
     out.store(new_unit)
+    if unit.emergency_id and unit.emergency_region and unit.emergency_region != unit.region:
+        # another region's emergency (mutual aid) is that region's to write
+        out.send(
+            UnitOnScene(
+                command_id=saga_command_id(out.command.command_id, "on_scene"),
+                region=unit.emergency_region,
+                issued_by="worker",
+                emergency_id=unit.emergency_id,
+                unit=new_unit,
+            )
+        )
+        return _unit_status(out, new_unit)
+    em = state.emergency(unit.emergency_id) if unit.emergency_id else None
     if em is not None and em.status == EmergencyStatus.ASSIGNED:
         new_em = _bump(em, out.now, status=EmergencyStatus.ON_SCENE, on_scene_at=out.now)
         out.store(new_em)
@@ -768,4 +789,5 @@ _HANDLERS: dict[type, Callable[..., Outcome]] = {
     ReserveUnit: reserve_unit,
     AnswerReservation: answer_reservation,
     ReleaseUnit: release_unit,
+    UnitOnScene: unit_on_scene,
 }

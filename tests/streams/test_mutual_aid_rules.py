@@ -321,3 +321,19 @@ def test_regions_outside_the_city_dispatch_only_inside_themselves():
         DispatchEmergency(region="b", emergency_id=report.emergency_id), state, ROUTER, NOW
     )
     assert out.rejected and "in region b" in out.events[0].reason
+
+
+def test_a_foreign_unit_arriving_turns_the_emergency_on_scene_where_it_is_owned():
+    city = City()
+    city.add_unit("hki-nw", "nw1", NEAR)
+    em = city.report("hki-se")
+    city.run(DispatchEmergency(region="hki-se", emergency_id=em))
+    city.settle()
+    out = city.run(SetUnitStatus(region="hki-nw", unit_id="nw1", status=UnitStatus.ON_SCENE))
+    assert out.emergencies == []  # hki-nw never writes hki-se's emergency
+    city.settle()
+    assert city.parts["hki-se"].emergency(em).status == EmergencyStatus.ON_SCENE
+    assert city.unit("hki-nw", "nw1").status == UnitStatus.ON_SCENE
+    city.run(CompleteEmergency(region="hki-se", emergency_id=em))
+    city.settle()
+    assert city.unit("hki-nw", "nw1").emergency_id is None

@@ -79,6 +79,9 @@ MAX_CANDIDATES = 10
 AT_STATION_M = 30.0
 # Units a mutual-aid dispatch tries to reserve before it gives up (each was taken meanwhile).
 MAX_RESERVE_ATTEMPTS = 3
+# While a reservation is out, the emergency is held for it: another dispatch of it is
+# refused, until the answer comes or, if it never does, this long after the request.
+HOLD_EXPIRY_S = 30.0
 
 
 class State(Protocol):
@@ -87,6 +90,8 @@ class State(Protocol):
     def units_in_region(self, region: str) -> list[Unit]: ...
     # every unit of the city: this worker's own (authoritative) and the fleet view's
     def fleet(self) -> list[Unit]: ...
+    # the saga holding an emergency while its reservation is out, and since when
+    def hold(self, emergency_id: str) -> tuple[str, datetime] | None: ...
     @property
     def dispatch_policy(self) -> DispatchPolicy: ...
 
@@ -98,6 +103,8 @@ class Outcome:
     units: list[Unit] = field(default_factory=list)
     # commands for other partitions (the mutual-aid saga's next steps), kept in the record
     commands: list[Command] = field(default_factory=list)
+    # emergency id -> the saga now holding it (its id and since when), or None: released
+    holds: dict[str, tuple[str, datetime] | None] = field(default_factory=dict)
     # the JSON texts of the above, made once when first stored (``streams.state.encoded``)
     encoded: object = field(default=None, repr=False, compare=False)
 
@@ -217,6 +224,13 @@ def dispatch_emergency(
         )
     if em.status != EmergencyStatus.PENDING:
         return _not_pending(out, em)
+    held = state.hold(em.id)
+    if held is not None and (out.now - held[1]).total_seconds() < HOLD_EXPIRY_S:
+        return out.reject(
+            f"a unit of another region is being reserved for this emergency (dispatch "
+            f"{held[0]}); wait for its answer",
+            emergency_id=em.id,
+        )
     return _dispatch(out, state, router, em, cmd.command_id, cmd.unit_id)
 
 
@@ -325,6 +339,7 @@ def _dispatch(
         leaves_uncovered=choice.leaves_uncovered,
     )
     if unit.region != em.region:
+        out.outcome.holds[em.id] = (saga_id, out.now)
         out.send(
             ReserveUnit(
                 command_id=saga_command_id(saga_id, f"reserve|{unit.id}|{len(tried)}"),
@@ -430,6 +445,9 @@ def answer_reservation(
     dispatch command that started the saga."""
     out.cause = (cmd.saga_id, "dispatch_emergency")
     em = state.emergency(cmd.emergency_id)
+    held = state.hold(cmd.emergency_id)
+    if held is not None and held[0] == cmd.saga_id:
+        out.outcome.holds[cmd.emergency_id] = None  # answered (a next try holds it again)
     decision = DispatchDecision.model_validate(cmd.dispatch)
     if cmd.unit is not None:
         if em is not None and em.status == EmergencyStatus.PENDING:

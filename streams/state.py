@@ -12,6 +12,7 @@ sequence anywhere but never reorder it, which is what crash safety rests on (see
     regions            regions that have units (for the movement timer)
     c:<command_id>     Record: the outcome a command produced (events + entity states)
                        and the fingerprint of the command that produced it
+    h:<emergency_id>   [saga id, time]: a mutual-aid reservation is out for it (issue 15)
     m:<unit_id>        Record of the unit's latest movement tick (ticks are many; one
                        record per unit keeps the table from growing with time)
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, MutableMapping
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 from schemas import Emergency, Unit, decode_command, decode_event, encode
@@ -110,6 +112,13 @@ class DispatchState:
                     units[unit.id] = unit
         return list(units.values())
 
+    def hold(self, emergency_id: str) -> tuple[str, datetime] | None:
+        raw = self.table.get(f"h:{emergency_id}")
+        if raw is None:
+            return None
+        saga_id, at = json.loads(raw)
+        return saga_id, datetime.fromisoformat(at)
+
     def regions(self) -> list[str]:
         return self._list("regions")
 
@@ -149,6 +158,12 @@ class DispatchState:
             self.put_emergency(emergency, text)
         for unit, text in zip(outcome.units, enc.units, strict=True):
             self.put_unit(unit, text)
+        for emergency_id, hold in outcome.holds.items():
+            key = f"h:{emergency_id}"
+            if hold is not None:
+                self.table[key] = json.dumps([hold[0], hold[1].isoformat()])
+            elif key in self.table:
+                del self.table[key]
 
     # -- records of processed commands ---------------------------------------------------
     @staticmethod
@@ -257,6 +272,8 @@ def record_text(command_id: str, outcome: Outcome, fingerprint: str | None = Non
         head += f'"fingerprint":{json.dumps(fingerprint)},'
     # the saga's next commands (issue 15), only when there are any
     commands = f',"commands":[{",".join(enc.commands)}]' if enc.commands else ""
+    if outcome.holds:
+        commands += f',"holds":{json.dumps(_holds_json(outcome))}'
     return (
         f'{head}"events":[{",".join(enc.events)}],'
         f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]'
@@ -272,6 +289,13 @@ def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
         "emergencies": [json.loads(t) for t in enc.emergencies],
         "units": [json.loads(t) for t in enc.units],
         **({"commands": [json.loads(t) for t in enc.commands]} if enc.commands else {}),
+        **({"holds": _holds_json(outcome)} if outcome.holds else {}),
+    }
+
+
+def _holds_json(outcome: Outcome) -> dict[str, list[str] | None]:
+    return {
+        k: None if v is None else [v[0], v[1].isoformat()] for k, v in outcome.holds.items()
     }
 
 
@@ -283,4 +307,8 @@ def outcome_from_json(raw: Text | dict[str, Any]) -> Outcome:
         emergencies=[Emergency.model_validate(e) for e in data["emergencies"]],
         units=[Unit.model_validate(u) for u in data["units"]],
         commands=[decode_command(c) for c in data.get("commands", ())],
+        holds={
+            k: None if v is None else (v[0], datetime.fromisoformat(v[1]))
+            for k, v in data.get("holds", {}).items()
+        },
     )

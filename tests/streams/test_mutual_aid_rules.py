@@ -27,7 +27,7 @@ from schemas import (
 from schemas.commands import AnswerReservation, ReleaseUnit, ReserveUnit
 from schemas.events import CommandRejectedEvent, EmergencyUpdated, UnitStatusUpdate
 from schemas.geo import load_network
-from streams.decisions import Outcome, decide
+from streams.decisions import HOLD_EXPIRY_S, Outcome, decide
 from streams.processing import decide_command
 from streams.ranking import DispatchPolicy
 from streams.routing import GraphRouter
@@ -60,12 +60,12 @@ class City:
         self.log: list = []  # every event, in order
         self.queue: list = []  # emitted commands not yet delivered
 
-    def run(self, cmd) -> Outcome | None:
+    def run(self, cmd, after_s: float = 0.0) -> Outcome | None:
         """One command on its region's partition, through the worker's record check."""
         from schemas import encode
 
         state = self.parts[cmd.region]
-        out = decide_command(state, ROUTER, 1.0, encode(cmd), NOW.timestamp())
+        out = decide_command(state, ROUTER, 1.0, encode(cmd), NOW.timestamp() + after_s)
         if out is not None:
             self.log.extend(out.events)
             self.queue.extend(out.commands)
@@ -337,3 +337,39 @@ def test_a_foreign_unit_arriving_turns_the_emergency_on_scene_where_it_is_owned(
     city.run(CompleteEmergency(region="hki-se", emergency_id=em))
     city.settle()
     assert city.unit("hki-nw", "nw1").emergency_id is None
+
+
+def test_a_second_dispatch_while_a_reservation_is_out_is_refused_until_it_is_answered():
+    city = City()
+    city.add_unit("hki-nw", "nw1", NEAR)
+    city.add_unit("hki-ne", "ne1", FAR)
+    em = city.report("hki-se")
+    first = DispatchEmergency(region="hki-se", emergency_id=em)
+    city.run(first)
+    second = DispatchEmergency(region="hki-se", emergency_id=em)  # a double click
+    out = city.run(second)
+    assert out.rejected and "being reserved for this emergency" in out.events[0].reason
+    assert out.commands == []  # no second unit is reserved for it
+    city.settle()
+    assert outcome_of(city, first.command_id).action == "assigned"
+    engaged = [
+        u
+        for p in city.parts.values()
+        for r in p.regions()
+        for u in p.units_in_region(r)
+        if u.emergency_id == em
+    ]
+    assert [u.id for u in engaged] == ["nw1"]
+    assert city.parts["hki-se"].hold(em) is None
+
+
+def test_a_hold_whose_answer_never_comes_expires():
+    city = City()
+    city.add_unit("hki-nw", "nw1", NEAR)
+    city.add_unit("hki-ne", "ne1", FAR)
+    em = city.report("hki-se")
+    city.run(DispatchEmergency(region="hki-se", emergency_id=em))
+    city.queue.clear()  # the reservation is lost (never delivered)
+    late = DispatchEmergency(region="hki-se", emergency_id=em)
+    out = city.run(late, after_s=HOLD_EXPIRY_S + 1)
+    assert not out.rejected and [type(c) for c in out.commands] == [ReserveUnit]

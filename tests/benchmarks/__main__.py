@@ -3,10 +3,11 @@
     python -m tests.benchmarks [--quick] [--only NAME[,NAME]] [--out DIR]
 
 NAMEs: floor, e2e, fanout, faust, sink, replay, scale (issue 14: workers, takeover,
-failover). Prints markdown tables and the targets of issue 7 (met / missed / not
-measured) and writes ``bench-results/bench-<time>.json`` (and ``latest.json``). Uses the
-broker at DISPATCHWIRE_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), or starts a local one
-for the run if nothing answers there.
+failover), mutual (issue 15: dispatch decision latency, same- vs cross-region). Prints
+markdown tables and the targets of issue 7 (met / missed / not measured) and writes
+``bench-results/bench-<time>.json`` (and ``latest.json``). Uses the broker at
+DISPATCHWIRE_KAFKA_BOOTSTRAP (default 127.0.0.1:9092), or starts a local one for the run if
+nothing answers there.
 """
 
 from __future__ import annotations
@@ -24,11 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from dispatchwire.settings import Settings
-from tests.benchmarks import e2e, fanout, kafka_floor, scale, streams_bench, throughput
+from tests.benchmarks import (
+    e2e,
+    fanout,
+    kafka_floor,
+    mutual_aid,
+    scale,
+    streams_bench,
+    throughput,
+)
 from tests.benchmarks.procs import ROOT, cores
 from tests.benchmarks.report import Row, table, write
 
-NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale")
+NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale", "mutual")
 log = logging.getLogger("tests.benchmarks")
 
 
@@ -75,6 +84,7 @@ def sizes(quick: bool) -> dict[str, Any]:
             "emit_cap": 20_000,
             "scale_commands": 5_000,
             "scale_backlog": 2_000,
+            "mutual_dispatches": 30,
         }
     return {
         "fanout_clients": [1_000, 10_000],
@@ -88,6 +98,7 @@ def sizes(quick: bool) -> dict[str, Any]:
         "emit_cap": 50_000,
         "scale_commands": 20_000,
         "scale_backlog": 10_000,
+        "mutual_dispatches": 200,
     }
 
 
@@ -124,6 +135,8 @@ def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
         )
     if section("scale"):
         rows += scale.run(bootstrap, n["scale_commands"], n["scale_backlog"])
+    if section("mutual"):
+        rows += mutual_aid.run(bootstrap, n["mutual_dispatches"])
     return rows
 
 

@@ -114,9 +114,10 @@ class DispatchState:
 
     def hold(self, emergency_id: str) -> tuple[str, datetime] | None:
         raw = self.table.get(f"h:{emergency_id}")
-        if raw is None:
+        held = json.loads(raw) if raw is not None else None
+        if not held:
             return None
-        saga_id, at = json.loads(raw)
+        saga_id, at = held
         return saga_id, datetime.fromisoformat(at)
 
     def regions(self) -> list[str]:
@@ -163,7 +164,7 @@ class DispatchState:
             if hold is not None:
                 self.table[key] = json.dumps([hold[0], hold[1].isoformat()])
             elif key in self.table:
-                del self.table[key]
+                self.table[key] = "null"  # no delete: writes reach the changelog as sets only
 
     # -- records of processed commands ---------------------------------------------------
     @staticmethod

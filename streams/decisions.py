@@ -485,8 +485,7 @@ def answer_reservation(
     tried = [*cmd.tried, cmd.unit_id]
     if decision.overridden:
         return out.reject(
-            f"unit {cmd.unit_id} could not be reserved: {cmd.reason}; "
-            "the emergency stays PENDING",
+            f"unit {cmd.unit_id} could not be reserved: {cmd.reason}; the emergency stays PENDING",
             emergency_id=em.id,
             unit_id=cmd.unit_id,
         )

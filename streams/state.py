@@ -295,9 +295,7 @@ def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def _holds_json(outcome: Outcome) -> dict[str, list[str] | None]:
-    return {
-        k: None if v is None else [v[0], v[1].isoformat()] for k, v in outcome.holds.items()
-    }
+    return {k: None if v is None else [v[0], v[1].isoformat()] for k, v in outcome.holds.items()}
 
 
 def outcome_from_json(raw: Text | dict[str, Any]) -> Outcome:

@@ -68,9 +68,10 @@ class Bus:
                 at = time.perf_counter()
                 for record in records:
                     event = decode_event(record.value)
+                    # a command's first event is its outcome (a cross-region dispatch's
+                    # steps have their own command ids; its outcome has the dispatch's)
                     future = self.waiting.get(event.command_id)
-                    answers = ("emergency_created", "emergency_updated", "command_rejected")
-                    if future and not future.done() and event.event in answers:
+                    if future and not future.done():
                         future.set_result((at, event))
 
     async def ask(self, command: Any) -> tuple[float, Any]:

@@ -726,9 +726,17 @@ def unit_position(
 ) -> Outcome:
     unit = state.unit(cmd.unit_id)
     if cmd.lat is not None and cmd.lon is not None:
-        # a GPS fix from the unit itself
+        # A GPS fix from the unit itself, taken at ``cmd.issued_at`` (``out.now``, see
+        # ``streams.processing``). It is idempotent without a record: applied only if newer
+        # than the unit's state, which then carries the fix's time as ``updated_at``. The
+        # same fix again (a redelivery, a retry) finds that state: its ``unit_location`` is
+        # made again from it (same event id, same version), everything older is a no-op.
         if unit is None:
             return out.reject(f"no unit {cmd.unit_id} in region {cmd.region}", unit_id=cmd.unit_id)
+        if unit.updated_at is not None and cmd.issued_at <= unit.updated_at:
+            if cmd.issued_at == unit.updated_at and (unit.lat, unit.lon) == (cmd.lat, cmd.lon):
+                return _location(out, unit)
+            return out.outcome
         heading = bearing_deg(unit.lat, unit.lon, cmd.lat, cmd.lon)
         new_unit = _bump(unit, out.now, lat=cmd.lat, lon=cmd.lon, heading=round(heading, 1))
         out.store(new_unit)

@@ -32,6 +32,28 @@ the retry makes the same event again. Twenty retries of one dispatch: one
 ``emergency_updated`` and twenty small ``command_repeated`` in the log, none on any
 dashboard (``schemas.events.EventBase.live``).
 
+GPS fixes (``unit_position`` with lat/lon, ``decide_fix``) have no record (issue 16: a
+fleet sends one per unit a second, and the record was most of a fix's cost). A fix is
+idempotent by itself: it is decided at its own time (``issued_at``, not the message's), is
+applied only if newer than the unit's ``updated_at``, and leaves that time in it. Its
+effects are the unit entry and one ``unit_location`` (event id ``<command_id>:0``, the
+unit's new version). After a crash the fix is redelivered and finds: nothing of it (the
+unit as it first saw it: decided again into the same texts, event id and version); its own
+state (``updated_at`` its time, its position: the changelog write got out, the event maybe
+not; the event is made again from that state, same id and version); or a newer state (a
+later command of the same partition got its write out; the fix is stale and publishes
+nothing: that later state supersedes it and reaches readers with its own event, re-made
+the same way or from its record). A retry of a fix that is still the unit's latest makes
+that same event again: a second copy is harmless, as consumers keep one per event id and
+apply a unit's state only for a newer version (``schemas.projection``); a retry of an
+older fix is stale. So a fix never moves a unit twice, and a unit never moves back to an
+older fix. The times compared are the unit's (``issued_at``) against the producers' of other
+commands (a status change stamps the message time): a unit clock running ahead of them can
+let a fix pass a later status change, as every fix did before. Fix ids are not remembered
+(no reused-id check). Within a batch a later fix of
+the same unit supersedes an earlier one only by this rule; the batch is not thinned out
+(at BATCH_MAX 500 and a fleet of 1,000 a batch rarely holds two fixes of one unit).
+
 Records expire (``Settings.command_record_window_s``): an ``expire_records`` command, sent
 by the worker's sweep timer to each of its partitions, deletes that partition's records
 stamped before its cutoff. Commands are the only thing that changes the table, so every
@@ -108,6 +130,8 @@ def decide_command(
             )
             log.info("expired %d command records of partition %d", expired, source[0])
         return None
+    if isinstance(command, UnitPosition) and command.lat is not None:
+        return decide_fix(state, router, tick_s, command)
     tick = command if isinstance(command, UnitPosition) and command.lat is None else None
     is_tick = tick is not None
     tick_unit = tick.unit_id if tick is not None else state.sweep_record_unit(command)
@@ -130,6 +154,19 @@ def decide_command(
         return None  # a stale tick or a repeated registration: nothing happened
     state.put_record(key, command.command_id, seen, fingerprint, source, timestamp)
     state.apply(seen)
+    return seen
+
+
+def decide_fix(
+    state: DispatchState, router: Router, tick_s: float, fix: UnitPosition
+) -> Outcome | None:
+    """A GPS fix: no record, no fingerprint (crash safety, above). It is decided at its own
+    time, so deciding it again against the state it first saw makes the same texts."""
+    seen = decide(fix, state, router, fix.issued_at, tick_s)
+    if not seen.events:
+        return None  # older than the unit's state: superseded, or a retry of an applied fix
+    for unit, text in zip(seen.units, encoded(seen).units, strict=True):
+        state.put_moved_unit(unit, text)
     return seen
 
 

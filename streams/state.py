@@ -234,6 +234,10 @@ class DispatchState:
             if unit.region not in regions:
                 self.table["regions"] = json.dumps(sorted([*regions, unit.region]))
 
+    def put_moved_unit(self, unit: Unit, text: str) -> None:
+        """A unit that only moved (a GPS fix): its region, and so ``r:``, is unchanged."""
+        self._put_if_newer(f"u:{unit.id}", unit.version, text)
+
     def apply(self, outcome: Outcome) -> None:
         """Store the entity states of an outcome; older versions never overwrite newer."""
         enc = encoded(outcome)

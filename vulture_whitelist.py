@@ -40,6 +40,9 @@ phone  # schemas/entities.py: an emergency's field on the wire
 chosen_unit_id  # schemas/events.py: event fields on the wire
 overridden
 dispatch
+mutual_aid  # schemas/events.py (issue 15): a saga step's name on the wire
+follow_fleet  # streams/app.py: a Faust task and a page, registered by decorators
+fleet_page
 
 # --- used by tests/ and tests/benchmarks/ only ---
 produce  # analytics/logio.py

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     # How long an archived id is remembered after its archive: the API answers 410 Gone for
     # it and a retried report cannot bring it back; afterwards it is an unknown id.
     archive_memory_s: float = Field(7 * 86400.0, gt=0)
+    # --- mutual aid (issue 15): dispatch ranks every region's units (streams/ranking.py) ---
+    # seconds of ETA a unit of the emergency's own region is ranked ahead by (0: closest wins)
+    mutual_aid_home_preference_s: float = Field(0.0, ge=0.0)
+    # a unit that keeps its region covered is preferred if it arrives at most this much later
+    mutual_aid_coverage_margin_s: float = Field(60.0, ge=0.0)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -209,3 +214,8 @@ class Settings(BaseSettings):
     @property
     def dead_letter_topic(self) -> str:
         return self.topic("dispatch.commands.dlq")
+
+    @property
+    def units_topic(self) -> str:
+        """Compacted: each unit's latest state, keyed by unit id (the workers' fleet view)."""
+        return self.topic("dispatch.units")

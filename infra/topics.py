@@ -58,6 +58,7 @@ def ensure_topics(settings: Settings) -> list[str]:
         settings.commands_topic: settings.partitions,
         settings.events_topic: settings.partitions,
         settings.dead_letter_topic: 1,
+        settings.units_topic: settings.partitions,  # compacted (issue 15, fleet view)
     }
     admin = admin_client(settings)
     created = []
@@ -70,7 +71,10 @@ def ensure_topics(settings: Settings) -> list[str]:
                     num_partitions=n,
                     replication_factor=settings.replication_factor,
                     # with acks=all, a write needs this many replicas (issue 14: 2 of 3)
-                    topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)},
+                    topic_configs={
+                        "min.insync.replicas": str(settings.min_insync_replicas),
+                        **({"cleanup.policy": "compact"} if name == settings.units_topic else {}),
+                    },
                 )
                 for name, n in wanted.items()
                 if name not in existing

@@ -9,11 +9,19 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.entities import EmergencyType, Latitude, Longitude, Reporter, UnitStatus, UnitType
+from schemas.entities import (
+    EmergencyType,
+    Latitude,
+    Longitude,
+    Reporter,
+    Unit,
+    UnitStatus,
+    UnitType,
+)
 
 SCHEMA_VERSION: Final = 1
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -130,6 +138,62 @@ class ArchiveClosed(CommandBase):
     )
 
 
+# --- mutual aid (issue 15): the cross-region dispatch saga, sent by the worker only -------
+# A unit's state is written only by the partition of its own region; an emergency's only by
+# its region's. ``streams.mutualaid`` tells the saga; every step is idempotent by command id.
+
+
+class ReserveUnit(CommandBase):
+    """To the unit's region: take the unit for another region's emergency if it is still
+    free (then it drives there at once), else refuse. Always answered (``AnswerReservation``)."""
+
+    kind: Literal["reserve_unit"] = "reserve_unit"
+    saga_id: Identifier = Field(description="the dispatch command that started the saga")
+    unit_id: Identifier
+    emergency_id: Identifier
+    emergency_region: Identifier
+    emergency_type: EmergencyType
+    lat: float = Latitude
+    lon: float = Longitude
+    dispatch: dict[str, Any] = Field(description="the DispatchDecision, handed back in answer")
+    tried: list[Identifier] = Field(default_factory=list, max_length=16)
+
+
+class AnswerReservation(CommandBase):
+    """To the emergency's region: the unit is reserved (``unit`` is its new state) or
+    refused (``reason``). The emergency's region assigns it, or releases it if the emergency
+    no longer wants it, or tries the next candidate."""
+
+    kind: Literal["answer_reservation"] = "answer_reservation"
+    saga_id: Identifier
+    unit_id: Identifier
+    unit_region: Identifier
+    emergency_id: Identifier
+    unit: Unit | None = None
+    reason: str | None = Field(None, max_length=500)
+    dispatch: dict[str, Any]
+    tried: list[Identifier] = Field(default_factory=list, max_length=16)
+
+
+class ReleaseUnit(CommandBase):
+    """To the unit's region: the emergency it serves no longer needs it (closed, or it was
+    reserved for an emergency that got another unit)."""
+
+    kind: Literal["release_unit"] = "release_unit"
+    unit_id: Identifier
+    emergency_id: Identifier
+    reason: str = Field(max_length=500)
+
+
+class UnitOnScene(CommandBase):
+    """To the emergency's region: another region's unit serving it arrived (its owner moved
+    it there), so the emergency turns ON_SCENE where it is owned."""
+
+    kind: Literal["unit_on_scene"] = "unit_on_scene"
+    emergency_id: Identifier
+    unit: Unit
+
+
 Command = Annotated[
     ReportEmergency
     | DispatchEmergency
@@ -139,6 +203,10 @@ Command = Annotated[
     | UnitPosition
     | RegisterUnit
     | ExpireRecords
-    | ArchiveClosed,
+    | ArchiveClosed
+    | ReserveUnit
+    | AnswerReservation
+    | ReleaseUnit
+    | UnitOnScene,
     Field(discriminator="kind"),
 ]

@@ -88,6 +88,10 @@ class Emergency(Entity):
     assigned_at: datetime | None = None
     on_scene_at: datetime | None = None
     closed_at: datetime | None = None
+    # Mutual aid (issue 15): the home region of the assigned unit when it came from another
+    # region; that region's partition owns the unit, so closing the emergency asks it to
+    # release the unit instead of writing the unit here.
+    unit_region: str | None = None
     version: int = Field(1, ge=1)
 
 
@@ -110,4 +114,7 @@ class Unit(Entity):
     eta_s: float | None = None
     heading: float | None = None
     updated_at: datetime | None = None
+    # Mutual aid (issue 15): the region of the emergency this unit serves when that is not
+    # its own region (the emergency is owned there).
+    emergency_region: str | None = None
     version: int = Field(1, ge=1)

@@ -35,6 +35,9 @@ class Candidate(BaseModel):
     callsign: str
     distance_m: float
     eta_s: float
+    # Mutual aid (issue 15): the unit's home region, and whether it is another region's
+    region: str | None = None
+    cross_region: bool = False
 
 
 class DispatchDecision(BaseModel):
@@ -45,6 +48,11 @@ class DispatchDecision(BaseModel):
     distance_m: float
     eta_s: float
     candidates: list[Candidate] = Field(default_factory=list)
+    # Why the chosen unit won, in a dispatcher's words (issue 15): ETA, home-region
+    # preference, coverage ("leaves hki-ne without an ambulance"), override.
+    explanation: str | None = None
+    # the region left without a unit of the chosen unit's type, if any
+    leaves_uncovered: str | None = None
 
 
 class EventBase(BaseModel):
@@ -91,9 +99,15 @@ class UnitStatusUpdate(EventBase):
     status: UnitStatus
     emergency_id: str | None = None
     unit: Unit
+    # Mutual aid (issue 15): the saga step this update is ("reserved" for another region's
+    # emergency, "released" back by it) and why.
+    mutual_aid: Literal["reserved", "released"] | None = None
+    reason: str | None = None
 
     def live_data(self) -> dict[str, Any]:
-        return self._live({"unit_id", "status", "emergency_id", "unit"})
+        # DESIGN.md's shape; a mutual-aid step adds its name and reason
+        extra = {"mutual_aid", "reason"} if self.mutual_aid is not None else set()
+        return self._live({"unit_id", "status", "emergency_id", "unit", *extra})
 
 
 class UnitLocation(EventBase):

@@ -31,10 +31,12 @@ from schemas.commands import ArchiveClosed, ExpireRecords
 from schemas.placement import partition_for
 from streams import offsets, progress, readiness
 from streams.decisions import archive_command_id, movement_command_id
+from streams.fleetview import FleetView
 from streams.processing import BatchProcessor, ChangelogTable
+from streams.ranking import DispatchPolicy
 from streams.roadgraph import network_for
 from streams.routing import GraphRouter, Router
-from streams.state import TABLE_NAME
+from streams.state import TABLE_NAME, DispatchState
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,14 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     def partition_of(region: str) -> int:
         return partition_for(region, settings.partitions, settings.regions)
 
+    # Mutual aid (issue 15): every region's units, seen read-only (streams.fleetview), and
+    # the saga's commands and the units' states published for the other workers.
+    fleet = FleetView(settings)
+    policy = DispatchPolicy(
+        mutual_aid_regions=settings.regions,
+        home_preference_s=settings.mutual_aid_home_preference_s,
+        coverage_margin_s=settings.mutual_aid_coverage_margin_s,
+    )
     processor = BatchProcessor(
         app,
         table,
@@ -195,9 +205,16 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         tick_s,
         settings.events_topic,
         settings.dead_letter_topic,
-        partition_of,
+        partition_of=partition_of,
+        commands_topic=settings.commands_topic,
+        units_topic=settings.units_topic,
+        state=DispatchState(table, fleet, policy),
     )
     state = processor.state
+
+    @app.task
+    async def follow_fleet() -> None:
+        await fleet.follow()
 
     # an agent is typed as taking a StreamT, which lacks faust-streaming's noack_take
     @app.agent(commands, name="apply_commands", concurrency=1)  # type: ignore[arg-type]
@@ -277,6 +294,21 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         """The table's emergencies and units (this worker's partitions), for tests and ops."""
         return web.json(state.snapshot())
 
+    @app.page("/dispatch/fleet/")
+    async def fleet_page(web: Any, request: Any) -> Any:
+        """The fleet view (issue 15): every unit's id, region, status and version as this
+        worker sees it, for tests and ops."""
+        units = sorted(fleet.units(), key=lambda u: u.id)
+        return web.json(
+            {
+                "caught_up": fleet.caught_up.is_set(),
+                "units": [
+                    {"id": u.id, "region": u.region, "status": u.status, "version": u.version}
+                    for u in units
+                ],
+            }
+        )
+
     broker = readiness.BrokerContact(settings.worker_broker_timeout_s)
 
     @app.timer(interval=readiness.PROBE_INTERVAL_S, name="probe_broker")
@@ -304,6 +336,8 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         # TableManagerT (faust.types) does not declare the TableManager's ``recovery``
         elif app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
             reason = "rebalancing or recovering the table"
+        elif not fleet.caught_up.is_set():
+            reason = "reading the fleet view (dispatch.units)"
         else:
             reason = broker.unreachable()
         body: dict[str, Any] = {"ready": reason is None, "partitions": assigned}

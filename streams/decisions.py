@@ -15,6 +15,24 @@ emergency completed or cancelled: it drives back to its station, moved by the sa
 AVAILABLE at once. A RETURNING unit may be dispatched again, ranked by its road time from
 where it is; a unit may also report itself AVAILABLE or OUT_OF_SERVICE on the way, which
 ends the drive where it is.
+
+Mutual aid (issue 15). Dispatch ranks fitting units of every region (``streams.ranking``;
+other regions' units come from the read-only fleet view, ``State.fleet``). A unit of the
+emergency's own region is assigned in one step, as before. A unit of another region is
+written only by that region's partition, so taking it is a saga over the commands topic,
+each step a command the worker emits in the *record* of the step before (re-sent on
+redelivery with the same derived command id, ``saga_command_id``)::
+
+    E: dispatch_emergency --reserve_unit--> R: the unit is still free? DISPATCHED to the
+       emergency ("reserved" step) : refused (command_rejected with the reason)
+    R --answer_reservation--> E: emergency still PENDING? ASSIGNED (the dispatch's outcome,
+       under the dispatch's command id) : release_unit --> R (RETURNING, "released" step)
+       refused? the next candidate (at most MAX_RESERVE_ATTEMPTS), else rejected
+
+Every reservation is answered, and every answer either assigns or releases, so nothing is
+orphaned and a unit is never on two emergencies: only its owner decides, one command at a
+time. Closing an emergency served by another region's unit sends ``release_unit`` there;
+its arrival (on its owner) sends ``unit_on_scene`` to the emergency's region.
 """
 
 from __future__ import annotations
@@ -49,21 +67,40 @@ from schemas import (
     UnitStatusUpdate,
     event_id_for,
 )
-from schemas.commands import ArchiveClosed
+from schemas.commands import (
+    AnswerReservation,
+    ArchiveClosed,
+    ReleaseUnit,
+    ReserveUnit,
+    UnitOnScene,
+)
 from schemas.events import EmergencyArchived
 from schemas.geo import bearing_deg, haversine_m
+from streams import ranking
 from streams.movement import advance
+from streams.ranking import DispatchPolicy
 from streams.routing import Router
 
 MAX_CANDIDATES = 10
 # A unit this close to its station needs no drive back: it is AVAILABLE at once.
 AT_STATION_M = 30.0
+# Units a mutual-aid dispatch tries to reserve before it gives up (each was taken meanwhile).
+MAX_RESERVE_ATTEMPTS = 3
+# While a reservation is out, the emergency is held for it: another dispatch of it is
+# refused, until the answer comes or, if it never does, this long after the request.
+HOLD_EXPIRY_S = 30.0
 
 
 class State(Protocol):
     def emergency(self, emergency_id: str) -> Emergency | None: ...
     def unit(self, unit_id: str) -> Unit | None: ...
     def units_in_region(self, region: str) -> list[Unit]: ...
+    # every unit of the city: this worker's own (authoritative) and the fleet view's
+    def fleet(self) -> list[Unit]: ...
+    # the saga holding an emergency while its reservation is out, and since when
+    def hold(self, emergency_id: str) -> tuple[str, datetime] | None: ...
+    @property
+    def dispatch_policy(self) -> DispatchPolicy: ...
     # the archive (issue 16): a region's closed emergencies still live, and when an
     # archived one left (a report must not bring it back)
     def closed_in_region(self, region: str) -> list[Emergency]: ...
@@ -77,6 +114,10 @@ class Outcome:
     units: list[Unit] = field(default_factory=list)
     # an archive sweep: archived ids remembered from before this time are forgotten
     forget_before: datetime | None = field(default=None, compare=False)
+    # commands for other partitions (the mutual-aid saga's next steps), kept in the record
+    commands: list[Command] = field(default_factory=list)
+    # emergency id -> the saga now holding it (its id and since when), or None: released
+    holds: dict[str, tuple[str, datetime] | None] = field(default_factory=dict)
     # the JSON texts of the above, made once when first stored (``streams.state.encoded``)
     encoded: object = field(default=None, repr=False, compare=False)
 
@@ -92,12 +133,14 @@ class _Events:
         self.command = command
         self.now = now
         self.outcome = Outcome()
+        # a saga step answers for the command that started it (the API awaits that id)
+        self.cause: tuple[str, str] | None = None
 
     def _base(self) -> dict:
         n = len(self.outcome.events)
         return {
             "event_id": event_id_for(self.command.command_id, n),
-            "command_id": self.command.command_id,
+            "command_id": self.cause[0] if self.cause else self.command.command_id,
             "region": self.command.region,
             "occurred_at": self.now,
         }
@@ -113,16 +156,26 @@ class _Events:
             else:
                 self.outcome.units.append(entity)
 
+    def send(self, command: Command) -> None:
+        self.outcome.commands.append(command)
+
     def reject(
         self, reason: str, emergency_id: str | None = None, unit_id: str | None = None
     ) -> Outcome:
         return self.add(
             CommandRejectedEvent,
-            command_kind=self.command.kind,
+            command_kind=self.cause[1] if self.cause else self.command.kind,
             reason=reason,
             emergency_id=emergency_id,
             unit_id=unit_id,
         )
+
+
+def saga_command_id(parent: str, step: str) -> str:
+    """The id of a saga command ``parent`` emits: the same step of the same parent is the
+    same command, so a re-sent step is recognised by its owner's record."""
+    digest = hashlib.sha1(f"{parent}|{step}".encode(), usedforsecurity=False)
+    return f"ma-{digest.hexdigest()[:24]}"
 
 
 def movement_command_id(unit_id: str, emergency_id: str | None, tick: int) -> str:
@@ -188,20 +241,54 @@ def dispatch_emergency(
             f"no emergency {cmd.emergency_id} in region {cmd.region}", emergency_id=cmd.emergency_id
         )
     if em.status != EmergencyStatus.PENDING:
-        who = f" (unit {em.assigned_unit_id})" if em.assigned_unit_id else ""
+        return _not_pending(out, em)
+    held = state.hold(em.id)
+    if held is not None and (out.now - held[1]).total_seconds() < HOLD_EXPIRY_S:
         return out.reject(
-            f"emergency is {em.status.value}{who}; only a PENDING emergency can be dispatched",
+            f"a unit of another region is being reserved for this emergency (dispatch "
+            f"{held[0]}); wait for its answer",
             emergency_id=em.id,
         )
+    return _dispatch(out, state, router, em, cmd.command_id, cmd.unit_id)
+
+
+def _not_pending(out: _Events, em: Emergency) -> Outcome:
+    who = f" (unit {em.assigned_unit_id})" if em.assigned_unit_id else ""
+    return out.reject(
+        f"emergency is {em.status.value}{who}; only a PENDING emergency can be dispatched",
+        emergency_id=em.id,
+    )
+
+
+def _dispatch(
+    out: _Events,
+    state: State,
+    router: Router,
+    em: Emergency,
+    saga_id: str,
+    override: str | None,
+    tried: Sequence[str] = (),
+    refusal: str | None = None,
+) -> Outcome:
+    """Rank the city's fitting units and assign the best (own region) or reserve it on its
+    region (mutual aid). ``tried``: units whose reservation was refused in this saga."""
     fitting = FITTING_UNIT_TYPES[em.type]
     kinds = " or ".join(t.value.replace("_", " ") for t in fitting)
-    if cmd.unit_id is not None:
-        unit = state.unit(cmd.unit_id)
-        if unit is None or unit.region != em.region:
+    policy = state.dispatch_policy
+    city = em.region in policy.mutual_aid_regions
+    serves = policy.area(em.region)
+    if city:
+        fleet = [u for u in state.fleet() if serves(u.region)]
+    else:
+        fleet = state.units_in_region(em.region)
+    unit: Unit | None = None
+    if override is not None:
+        unit = next((u for u in fleet if u.id == override), None)
+        if unit is None:
             return out.reject(
-                f"no unit {cmd.unit_id} in region {em.region}",
+                f"no unit {override} in region {em.region}" + (" or any other" if city else ""),
                 emergency_id=em.id,
-                unit_id=cmd.unit_id,
+                unit_id=override,
             )
         if unit.type not in fitting:
             return out.reject(
@@ -212,16 +299,15 @@ def dispatch_emergency(
             )
         if not unit.status.dispatchable:
             return out.reject(_unit_busy_reason(unit), emergency_id=em.id, unit_id=unit.id)
-    pool = [u for u in state.units_in_region(em.region) if u.type in fitting]
-    available = sorted((u for u in pool if u.status.dispatchable), key=lambda u: u.id)
-    if cmd.unit_id is not None and unit is not None and all(u.id != cmd.unit_id for u in available):
+    pool = [u for u in fleet if u.type in fitting]
+    available = sorted(
+        (u for u in pool if u.status.dispatchable and u.id not in tried), key=lambda u: u.id
+    )
+    if unit is not None and all(u.id != unit.id for u in available):
         available.append(unit)
     routes = router.routes_to((em.lat, em.lon), [(u.lat, u.lon) for u in available])
-    ranked = sorted(
-        ((r.duration_s, u.id, u, r) for u, r in zip(available, routes, strict=True) if r),
-        key=lambda t: (t[0], t[1]),
-    )
-    if not ranked:
+    ranked = ranking.rank(em, available, routes, policy)
+    if not ranked and not city:
         busy = len(pool) - len(available)
         return out.reject(
             f"no available {kinds} in region {em.region} "
@@ -229,28 +315,66 @@ def dispatch_emergency(
             "the emergency stays PENDING",
             emergency_id=em.id,
         )
-    if cmd.unit_id is not None:
-        chosen = next((t for t in ranked if t[1] == cmd.unit_id), None)
-        if chosen is None:
-            return out.reject(
-                f"no road route from unit {cmd.unit_id} to the emergency",
-                emergency_id=em.id,
-                unit_id=cmd.unit_id,
-            )
-    else:
-        chosen = ranked[0]
-    unit, route = chosen[2], chosen[3]
+    if not ranked:
+        busy = len(pool) - len(available)
+        regions = len({u.region for u in pool})
+        taken = f"; the last reservation was refused: {refusal}" if refusal else ""
+        return out.reject(
+            f"no available {kinds} in any region ({len(pool)} in {regions} regions, "
+            f"{busy} busy, out of service or taken meanwhile){taken}; "
+            "the emergency stays PENDING",
+            emergency_id=em.id,
+        )
+    if override is not None and all(c.unit.id != override for c in ranked):
+        return out.reject(
+            f"no road route from unit {override} to the emergency",
+            emergency_id=em.id,
+            unit_id=override,
+        )
+    choice = ranking.choose(em, ranked, fleet, policy, override)
+    unit, route = choice.chosen.unit, choice.chosen.route
     candidates = [
-        Candidate(unit_id=u.id, callsign=u.callsign, distance_m=r.distance_m, eta_s=r.duration_s)
-        for _, _, u, r in ranked[:MAX_CANDIDATES]
+        Candidate(
+            unit_id=c.unit.id,
+            callsign=c.unit.callsign,
+            distance_m=c.route.distance_m,
+            eta_s=c.route.duration_s,
+            region=c.unit.region,
+            cross_region=c.cross_region,
+        )
+        for c in ranked[:MAX_CANDIDATES]
     ]
+    explanation = choice.explanation
+    if refusal:
+        explanation += f"; tried first: {', '.join(tried)} ({refusal})"
     decision = DispatchDecision(
         chosen_unit_id=unit.id,
-        overridden=cmd.unit_id is not None and ranked[0][1] != unit.id,
+        overridden=override is not None and ranked[0].unit.id != unit.id,
         distance_m=route.distance_m,
         eta_s=route.duration_s,
         candidates=candidates,
+        explanation=explanation,
+        leaves_uncovered=choice.leaves_uncovered,
     )
+    if unit.region != em.region:
+        out.outcome.holds[em.id] = (saga_id, out.now)
+        out.send(
+            ReserveUnit(
+                command_id=saga_command_id(saga_id, f"reserve|{unit.id}|{len(tried)}"),
+                region=unit.region,
+                issued_by="worker",
+                saga_id=saga_id,
+                unit_id=unit.id,
+                emergency_id=em.id,
+                emergency_region=em.region,
+                emergency_type=em.type,
+                lat=em.lat,
+                lon=em.lon,
+                dispatch=decision.model_dump(mode="json"),
+                tried=list(tried),
+            )
+        )
+        return out.outcome  # the outcome comes with the answer (answer_reservation)
     first, second = route.points[0], route.points[1]
     new_unit = _bump(
         unit,
@@ -268,6 +392,159 @@ def dispatch_emergency(
     out.store(new_em, new_unit)
     out.add(EmergencyUpdated, action="assigned", emergency=new_em, unit=new_unit, dispatch=decision)
     return _unit_status(out, new_unit)
+
+
+def reserve_unit(
+    cmd: ReserveUnit, state: State, out: _Events, *, router: Router, **_: object
+) -> Outcome:
+    """On the unit's own partition: take it for another region's emergency, or refuse."""
+    unit = state.unit(cmd.unit_id)
+    reason: str | None = None
+    route = None
+    if unit is None or unit.region != cmd.region:
+        reason = f"no unit {cmd.unit_id} in region {cmd.region}"
+    elif not unit.status.dispatchable:
+        reason = _unit_busy_reason(unit)
+    elif unit.type not in FITTING_UNIT_TYPES[cmd.emergency_type]:
+        reason = f"unit {unit.callsign} does not fit a {cmd.emergency_type.value} emergency"
+    else:
+        route = router.routes_to((cmd.lat, cmd.lon), [(unit.lat, unit.lon)])[0]
+        if route is None or len(route.points) < 2:
+            reason = f"no road route from unit {unit.callsign} to the emergency"
+    answer = {
+        "command_id": saga_command_id(cmd.command_id, "answer"),
+        "region": cmd.emergency_region,
+        "issued_by": "worker",
+        "saga_id": cmd.saga_id,
+        "unit_id": cmd.unit_id,
+        "unit_region": cmd.region,
+        "emergency_id": cmd.emergency_id,
+        "dispatch": cmd.dispatch,
+        "tried": cmd.tried,
+    }
+    if reason is not None or unit is None or route is None:
+        reason = reason or "refused"
+        out.send(AnswerReservation(**answer, reason=reason))
+        return out.reject(
+            f"mutual aid for {cmd.emergency_region} refused: {reason}",
+            emergency_id=cmd.emergency_id,
+            unit_id=cmd.unit_id,
+        )
+    first, second = route.points[0], route.points[1]
+    new_unit = _bump(
+        unit,
+        out.now,
+        status=UnitStatus.DISPATCHED,
+        emergency_id=cmd.emergency_id,
+        emergency_region=cmd.emergency_region,
+        route=route.points,
+        route_index=0,
+        eta_s=route.duration_s,
+        heading=round(bearing_deg(*first, *second), 1),
+    )
+    out.store(new_unit)
+    out.send(AnswerReservation(**answer, unit=new_unit))
+    return out.add(
+        UnitStatusUpdate,
+        unit_id=new_unit.id,
+        status=new_unit.status,
+        emergency_id=new_unit.emergency_id,
+        unit=new_unit,
+        mutual_aid="reserved",
+        reason=f"mutual aid for {cmd.emergency_region} emergency {cmd.emergency_id}",
+    )
+
+
+def answer_reservation(
+    cmd: AnswerReservation, state: State, out: _Events, *, router: Router, **_: object
+) -> Outcome:
+    """On the emergency's partition: assign the reserved unit, release it if the emergency
+    no longer wants it, or try the next candidate after a refusal. Its events answer the
+    dispatch command that started the saga."""
+    out.cause = (cmd.saga_id, "dispatch_emergency")
+    em = state.emergency(cmd.emergency_id)
+    held = state.hold(cmd.emergency_id)
+    if held is not None and held[0] == cmd.saga_id:
+        out.outcome.holds[cmd.emergency_id] = None  # answered (a next try holds it again)
+    decision = DispatchDecision.model_validate(cmd.dispatch)
+    if cmd.unit is not None:
+        if em is not None and em.status == EmergencyStatus.PENDING:
+            new_em = _bump(
+                em,
+                out.now,
+                status=EmergencyStatus.ASSIGNED,
+                assigned_unit_id=cmd.unit_id,
+                assigned_at=out.now,
+                unit_region=cmd.unit_region,
+            )
+            out.store(new_em)  # the unit is its own region's to store
+            return out.add(
+                EmergencyUpdated,
+                action="assigned",
+                emergency=new_em,
+                unit=cmd.unit,
+                dispatch=decision,
+            )
+        why = f"emergency {cmd.emergency_id} is {em.status.value if em else 'gone'}"
+        out.send(
+            ReleaseUnit(
+                command_id=saga_command_id(cmd.command_id, "release"),
+                region=cmd.unit_region,
+                issued_by="worker",
+                unit_id=cmd.unit_id,
+                emergency_id=cmd.emergency_id,
+                reason=f"{why}; the reservation is released",
+            )
+        )
+    if em is None:
+        return out.reject(f"no emergency {cmd.emergency_id}", emergency_id=cmd.emergency_id)
+    if em.status != EmergencyStatus.PENDING:
+        return _not_pending(out, em)
+    tried = [*cmd.tried, cmd.unit_id]
+    if decision.overridden:
+        return out.reject(
+            f"unit {cmd.unit_id} could not be reserved: {cmd.reason}; the emergency stays PENDING",
+            emergency_id=em.id,
+            unit_id=cmd.unit_id,
+        )
+    if len(tried) >= MAX_RESERVE_ATTEMPTS:
+        kinds = " or ".join(t.value.replace("_", " ") for t in FITTING_UNIT_TYPES[em.type])
+        return out.reject(
+            f"no available {kinds} could be reserved: {len(tried)} units were taken "
+            f"meanwhile (last: {cmd.reason}); the emergency stays PENDING",
+            emergency_id=em.id,
+        )
+    return _dispatch(out, state, router, em, cmd.saga_id, None, tried, cmd.reason)
+
+
+def unit_on_scene(cmd: UnitOnScene, state: State, out: _Events, **_: object) -> Outcome:
+    """On the emergency's partition: its unit from another region arrived."""
+    em = state.emergency(cmd.emergency_id)
+    if em is None or em.status != EmergencyStatus.ASSIGNED or em.assigned_unit_id != cmd.unit.id:
+        return out.outcome  # closed or reassigned meanwhile, or already ON_SCENE
+    new_em = _bump(em, out.now, status=EmergencyStatus.ON_SCENE, on_scene_at=out.now)
+    out.store(new_em)
+    return out.add(EmergencyUpdated, action="on_scene", emergency=new_em, unit=cmd.unit)
+
+
+def release_unit(
+    cmd: ReleaseUnit, state: State, out: _Events, *, router: Router, **_: object
+) -> Outcome:
+    """On the unit's partition: the emergency it served elsewhere let it go."""
+    unit = state.unit(cmd.unit_id)
+    if unit is None or unit.emergency_id != cmd.emergency_id:
+        return out.outcome  # already released (or never reserved): nothing to do
+    new_unit = _release(unit, out.now, router)
+    out.store(new_unit)
+    return out.add(
+        UnitStatusUpdate,
+        unit_id=new_unit.id,
+        status=new_unit.status,
+        emergency_id=None,
+        unit=new_unit,
+        mutual_aid="released",
+        reason=cmd.reason,
+    )
 
 
 def _unit_status(out: _Events, unit: Unit) -> Outcome:
@@ -297,6 +574,7 @@ def _release(unit: Unit, now: datetime, router: Router) -> Unit:
                 now,
                 status=UnitStatus.RETURNING,
                 emergency_id=None,
+                emergency_region=None,
                 route=route.points,
                 route_index=0,
                 eta_s=route.duration_s,
@@ -307,7 +585,14 @@ def _release(unit: Unit, now: datetime, router: Router) -> Unit:
 
 def _available(unit: Unit, now: datetime, status: UnitStatus = UnitStatus.AVAILABLE) -> Unit:
     return _bump(
-        unit, now, status=status, emergency_id=None, route=None, route_index=None, eta_s=None
+        unit,
+        now,
+        status=status,
+        emergency_id=None,
+        emergency_region=None,
+        route=None,
+        route_index=None,
+        eta_s=None,
     )
 
 
@@ -332,10 +617,24 @@ def _close(
             emergency_id=em.id,
         )
     new_em = _bump(em, out.now, status=status, closed_at=out.now)
+    reason = getattr(cmd, "reason", None)
+    if em.assigned_unit_id and em.unit_region and em.unit_region != em.region:
+        # a unit of another region (mutual aid): its own region releases it
+        out.store(new_em)
+        out.send(
+            ReleaseUnit(
+                command_id=saga_command_id(cmd.command_id, "release"),
+                region=em.unit_region,
+                issued_by="worker",
+                unit_id=em.assigned_unit_id,
+                emergency_id=em.id,
+                reason=f"{em.region} emergency {em.id} {action}",
+            )
+        )
+        return out.add(EmergencyUpdated, action=action, emergency=new_em, reason=reason)
     unit = state.unit(em.assigned_unit_id) if em.assigned_unit_id else None
     new_unit = _release(unit, out.now, router) if unit and unit.emergency_id == em.id else None
     out.store(new_em, *([new_unit] if new_unit else []))
-    reason = getattr(cmd, "reason", None)
     out.add(EmergencyUpdated, action=action, emergency=new_em, unit=new_unit, reason=reason)
     return _unit_status(out, new_unit) if new_unit else out.outcome
 
@@ -364,8 +663,20 @@ def cancel_emergency(
 def _arrive(out: _Events, state: State, unit: Unit) -> Outcome:
     """The unit is at its emergency: both turn ON_SCENE."""
     new_unit = _bump(unit, out.now, status=UnitStatus.ON_SCENE, eta_s=0.0)
-    em = state.emergency(unit.emergency_id) if unit.emergency_id else None
     out.store(new_unit)
+    if unit.emergency_id and unit.emergency_region and unit.emergency_region != unit.region:
+        # another region's emergency (mutual aid) is that region's to write
+        out.send(
+            UnitOnScene(
+                command_id=saga_command_id(out.command.command_id, "on_scene"),
+                region=unit.emergency_region,
+                issued_by="worker",
+                emergency_id=unit.emergency_id,
+                unit=new_unit,
+            )
+        )
+        return _unit_status(out, new_unit)
+    em = state.emergency(unit.emergency_id) if unit.emergency_id else None
     if em is not None and em.status == EmergencyStatus.ASSIGNED:
         new_em = _bump(em, out.now, status=EmergencyStatus.ON_SCENE, on_scene_at=out.now)
         out.store(new_em)
@@ -541,4 +852,8 @@ _HANDLERS: dict[type, Callable[..., Outcome]] = {
     UnitPosition: unit_position,
     RegisterUnit: register_unit,
     ArchiveClosed: archive_closed,
+    ReserveUnit: reserve_unit,
+    AnswerReservation: answer_reservation,
+    ReleaseUnit: release_unit,
+    UnitOnScene: unit_on_scene,
 }

@@ -148,7 +148,7 @@ def decide_command(
         return seen
     now = datetime.fromtimestamp(timestamp, UTC)
     seen = decide(command, state, router, now, tick_s)
-    if not seen.events:
+    if not seen.events and not seen.commands:
         return None  # a stale tick or a repeated registration: nothing happened
     state.put_record(key, command.command_id, seen, fingerprint, source, timestamp)
     state.apply(seen)
@@ -258,11 +258,18 @@ class BatchProcessor:
         events_topic: str,
         dead_letter_topic: str,
         partition_of: Callable[[str], int] | None = None,
+        commands_topic: str | None = None,
+        units_topic: str | None = None,
+        state: DispatchState | None = None,
     ) -> None:
         self.app = app
         self.partition_of = partition_of  # a region's partition, for records that omit it
         self.table = table
-        self.state = DispatchState(table)
+        self.state = state or DispatchState(table)
+        # Mutual aid (issue 15): where the saga's next commands go, and the compacted topic
+        # of unit states every worker's fleet view reads (``streams.fleetview``).
+        self.commands_topic = commands_topic
+        self.units_topic = units_topic
         self.router = router
         self.tick_s = tick_s
         self.events_topic = events_topic
@@ -341,7 +348,20 @@ class BatchProcessor:
 
     async def publish(self, outcome: Outcome) -> None:
         producer = self.app.producer
-        for event, text in zip(outcome.events, encoded(outcome).events, strict=True):
+        enc = encoded(outcome)
+        for event, text in zip(outcome.events, enc.events, strict=True):
             await producer.send(
                 self.events_topic, event.region.encode(), text.encode(), None, None, None
             )
+        # Mutual aid (issue 15). The saga's next steps are in the record like the events,
+        # so a redelivered command re-sends them under the same command ids.
+        if self.commands_topic is not None:
+            for command, text in zip(outcome.commands, enc.commands, strict=True):
+                await producer.send(
+                    self.commands_topic, command.region.encode(), text.encode(), None, None, None
+                )
+        if self.units_topic is not None:
+            for unit, text in zip(outcome.units, enc.units, strict=True):
+                await producer.send(
+                    self.units_topic, unit.id.encode(), text.encode(), None, None, None
+                )

@@ -13,6 +13,7 @@ sequence anywhere but never reorder it, which is what crash safety rests on (see
     c:<command_id>     Record: the outcome a command produced (events + entity states),
                        the fingerprint of the command that produced it, and where and when
                        that command was read (``source``, ``at``; see "Records expire")
+    h:<emergency_id>   [saga id, time]: a mutual-aid reservation is out for it (issue 15)
     m:<unit_id>        Record of the unit's latest movement tick (ticks are many; one
                        record per unit keeps the table from growing with time)
     m:sweep/<region>   Record of the region's latest archive sweep (one per region, like ticks)
@@ -55,12 +56,13 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
-from schemas import Emergency, Unit, decode_event
+from schemas import Emergency, Unit, decode_command, decode_event, encode
 from schemas.commands import ArchiveClosed, CommandBase, UnitPosition
 from schemas.events import CommandRejectedEvent, EmergencyArchived, Event
 from streams.decisions import Outcome
+from streams.ranking import DispatchPolicy
 
 # v2: values are raw JSON text (v1 was Faust-json-serialized dicts); a new name means a
 # new changelog topic, so a v1 changelog is never read with the v2 format.
@@ -88,8 +90,17 @@ def stored_version(raw: Text) -> int:
 class DispatchState:
     """Typed access to the table (any mutable mapping: a Faust table or, in tests, a dict)."""
 
-    def __init__(self, table: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self,
+        table: MutableMapping[str, Any],
+        fleet_view: FleetSource | None = None,
+        policy: DispatchPolicy | None = None,
+    ) -> None:
         self.table = table
+        # Mutual aid (issue 15): other regions' units, read-only and maybe a little stale
+        # (``streams.fleetview``); the reserve step on the unit's owner makes that safe.
+        self.fleet_view = fleet_view
+        self.dispatch_policy = policy or DispatchPolicy()
 
     # -- reads (the ``decisions.State`` protocol) ----------------------------------------
     def emergency(self, emergency_id: str) -> Emergency | None:
@@ -107,6 +118,25 @@ class DispatchState:
     def units_in_region(self, region: str) -> list[Unit]:
         units = (self.unit(uid) for uid in self._list(f"r:{region}"))
         return [u for u in units if u is not None]
+
+    def fleet(self) -> list[Unit]:
+        """Every unit of the city: this table's (authoritative) and the fleet view's, the
+        newer version of each."""
+        units = {u.id: u for region in self.regions() for u in self.units_in_region(region)}
+        if self.fleet_view is not None:
+            for unit in self.fleet_view.units():
+                mine = units.get(unit.id)
+                if mine is None or mine.version < unit.version:
+                    units[unit.id] = unit
+        return list(units.values())
+
+    def hold(self, emergency_id: str) -> tuple[str, datetime] | None:
+        raw = self.table.get(f"h:{emergency_id}")
+        held = json.loads(raw) if raw is not None else None
+        if not held:
+            return None
+        saga_id, at = held
+        return saga_id, datetime.fromisoformat(at)
 
     def regions(self) -> list[str]:
         return self._list("regions")
@@ -221,6 +251,12 @@ class DispatchState:
             if outcome.forget_before is not None:
                 for region in sorted({e.region for e in archived}):
                     self.forget_archived(region, outcome.forget_before)
+        for emergency_id, hold in outcome.holds.items():
+            key = f"h:{emergency_id}"
+            if hold is not None:
+                self.table[key] = json.dumps([hold[0], hold[1].isoformat()])
+            elif key in self.table:
+                self.table[key] = "null"  # no delete: writes reach the changelog as sets only
 
     # -- records of processed commands ---------------------------------------------------
     @staticmethod
@@ -299,16 +335,21 @@ class DispatchState:
         }
 
 
+class FleetSource(Protocol):
+    def units(self) -> Iterable[Unit]: ...
+
+
 class Encoded:
     """An outcome's JSON texts, made once: the same strings go to the record, the entity
     entries and (as bytes) the events topic."""
 
-    __slots__ = ("emergencies", "events", "units")
+    __slots__ = ("commands", "emergencies", "events", "units")
 
     def __init__(self, outcome: Outcome) -> None:
         self.events = [e.model_dump_json() for e in outcome.events]
         self.emergencies = [e.model_dump_json() for e in outcome.emergencies]
         self.units = [u.model_dump_json() for u in outcome.units]
+        self.commands = [encode(c).decode() for c in outcome.commands]
 
 
 def encoded(outcome: Outcome) -> Encoded:
@@ -369,9 +410,14 @@ def record_text(
         head += f'"source":[{int(source[0])},{int(source[1])}],'
     if at is not None:
         head += f'"at":{float(at)!r},'
+    # the saga's next commands (issue 15), only when there are any
+    commands = f',"commands":[{",".join(enc.commands)}]' if enc.commands else ""
+    if outcome.holds:
+        commands += f',"holds":{json.dumps(_holds_json(outcome))}'
     return (
         f'{head}"events":[{",".join(enc.events)}],'
-        f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]}}'
+        f'"emergencies":[{",".join(enc.emergencies)}],"units":[{",".join(enc.units)}]'
+        f"{commands}}}"
     )
 
 
@@ -382,7 +428,13 @@ def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
         "events": [json.loads(t) for t in enc.events],
         "emergencies": [json.loads(t) for t in enc.emergencies],
         "units": [json.loads(t) for t in enc.units],
+        **({"commands": [json.loads(t) for t in enc.commands]} if enc.commands else {}),
+        **({"holds": _holds_json(outcome)} if outcome.holds else {}),
     }
+
+
+def _holds_json(outcome: Outcome) -> dict[str, list[str] | None]:
+    return {k: None if v is None else [v[0], v[1].isoformat()] for k, v in outcome.holds.items()}
 
 
 def outcome_from_json(raw: Text | dict[str, Any]) -> Outcome:
@@ -392,6 +444,11 @@ def outcome_from_json(raw: Text | dict[str, Any]) -> Outcome:
         events=events,
         emergencies=[Emergency.model_validate(e) for e in data["emergencies"]],
         units=[Unit.model_validate(u) for u in data["units"]],
+        commands=[decode_command(c) for c in data.get("commands", ())],
+        holds={
+            k: None if v is None else (v[0], datetime.fromisoformat(v[1]))
+            for k, v in data.get("holds", {}).items()
+        },
     )
 
 

@@ -32,6 +32,7 @@ from tests.benchmarks import (
     fanout,
     fleet,
     kafka_floor,
+    mutual_aid,
     scale,
     streams_bench,
     throughput,
@@ -40,7 +41,7 @@ from tests.benchmarks import (
 from tests.benchmarks.procs import ROOT, cores
 from tests.benchmarks.report import Row, table, write
 
-NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale", "fleet", "year")
+NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale", "fleet", "year", "mutual")
 log = logging.getLogger("tests.benchmarks")
 
 
@@ -89,6 +90,7 @@ def sizes(quick: bool) -> dict[str, Any]:
             "scale_backlog": 2_000,
             "fleet": (100, 200, 20),  # SSE clients, units, measured reports (at 1/s)
             "year_days": 30,  # issue 16: a compressed month instead of the year
+            "mutual_dispatches": 30,
         }
     return {
         "fanout_clients": [1_000, 10_000],
@@ -104,6 +106,7 @@ def sizes(quick: bool) -> dict[str, Any]:
         "scale_backlog": 10_000,
         "fleet": (1_000, 1_000, 60),
         "year_days": 365,
+        "mutual_dispatches": 200,
     }
 
 
@@ -145,6 +148,8 @@ def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
         rows.append(fleet.run(bootstrap, clients, units, 200.0, reports))
     if section("year"):
         rows += year.run(bootstrap, n["year_days"])
+    if section("mutual"):
+        rows += mutual_aid.run(bootstrap, n["mutual_dispatches"])
     return rows
 
 

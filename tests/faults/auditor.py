@@ -18,6 +18,7 @@ It counts rather than stopping at the first violation, so a case can print its r
 
 from __future__ import annotations
 
+import heapq
 import time
 from bisect import bisect_left
 from collections import defaultdict
@@ -50,6 +51,7 @@ class LoggedEvent:
     offset: int
     raw: bytes
     event: Event
+    timestamp: int = 0  # the record's (ms), to merge partitions in time order
 
 
 @dataclass
@@ -110,6 +112,7 @@ class Auditor:
                             record.offset,
                             record.value,
                             decode_event(record.value),
+                            record.timestamp,
                         )
                     )
 
@@ -176,16 +179,19 @@ class Auditor:
         return bad
 
     def double_holds(self) -> list[str]:
-        """Walk the log in order (a region's entities live on one partition, so partition
-        order is log order for them): after every event, no unit may be held by two open
-        emergencies and no emergency by two engaged units."""
+        """Walk the log in order: after every event, no unit may be held by two open
+        emergencies and no emergency by two engaged units. Each partition is walked in
+        offset order, the partitions merged by record time: a unit lent to another region
+        (issue 15) is freed by its own partition after the emergency's partition closed the
+        emergency, so partition after partition would show it on both."""
         fold = Projection()
         holders: dict[str, set[str]] = defaultdict(set)  # unit -> open emergencies on it
         engaged: dict[str, set[str]] = defaultdict(set)  # emergency -> units engaged on it
         held_unit: dict[str, str] = {}
         engaged_em: dict[str, str] = {}
         problems = []
-        for logged in self.events:
+        walk = heapq.merge(*(self.log[p] for p in sorted(self.log)), key=lambda e: e.timestamp)
+        for logged in walk:
             event = logged.event
             if not fold.apply(event):
                 continue

@@ -110,10 +110,16 @@ function decisionBlock(view, decision) {
     h("p", {}, h("span", { class: "label" }, decision.overridden ? "Dispatched (override)" : "Dispatched"),
       h("strong", {}, unitLabel(view.state.units.get(decision.chosen_unit_id) || { id: decision.chosen_unit_id })),
       ` · ${formatDistance(decision.distance_m)} by road · ETA ${formatEta(decision.eta_s)}`),
+    // Why this unit (issue 15): the worker's explanation, and each candidate's region,
+    // marked when it is another region's unit (mutual aid).
+    decision.explanation ? h("p", { class: "explanation" }, decision.explanation) : null,
+    decision.leaves_uncovered ? h("p", { class: "warning coverage" }, `Leaves ${decision.leaves_uncovered} without cover`) : null,
     decision.candidates?.length ? h("table", { class: "candidates" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Candidate"), h("th", {}, "Road distance"), h("th", {}, "ETA"))),
-      h("tbody", {}, decision.candidates.map((c) => h("tr", { class: c.unit_id === decision.chosen_unit_id ? "chosen" : "" },
-        h("td", {}, c.callsign || c.unit_id), h("td", { class: "num" }, formatDistance(c.distance_m)),
+      h("thead", {}, h("tr", {}, h("th", {}, "Candidate"), h("th", {}, "Region"), h("th", {}, "Road distance"), h("th", {}, "ETA"))),
+      h("tbody", {}, decision.candidates.map((c) => h("tr", { class: c.unit_id === decision.chosen_unit_id ? "chosen" : "", "data-cross-region": c.cross_region ? "true" : "false" },
+        h("td", {}, c.callsign || c.unit_id),
+        h("td", {}, c.region ? (c.cross_region ? `${c.region} (mutual aid)` : c.region) : ""),
+        h("td", { class: "num" }, formatDistance(c.distance_m)),
         h("td", { class: "num" }, formatEta(c.eta_s)))))) : null);
 }
 

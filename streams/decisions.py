@@ -96,7 +96,7 @@ class State(Protocol):
     def unit(self, unit_id: str) -> Unit | None: ...
     def units_in_region(self, region: str) -> list[Unit]: ...
     # every unit of the city: this worker's own (authoritative) and the fleet view's
-    def fleet(self) -> list[Unit]: ...
+    def fleet(self, home: str | None = None) -> list[Unit]: ...
     # the saga holding an emergency while its reservation is out, and since when
     def hold(self, emergency_id: str) -> tuple[str, datetime] | None: ...
     @property
@@ -278,7 +278,7 @@ def _dispatch(
     city = em.region in policy.mutual_aid_regions
     serves = policy.area(em.region)
     if city:
-        fleet = [u for u in state.fleet() if serves(u.region)]
+        fleet = [u for u in state.fleet(home=em.region) if serves(u.region)]
     else:
         fleet = state.units_in_region(em.region)
     unit: Unit | None = None

@@ -69,8 +69,15 @@ messages. A command's record still precedes its entity states in the changelog (
 order), every piece is queued in the one aiokafka producer before its offset is acked and
 so before it can be committed, and Faust flushes that producer before committing, so the
 argument above holds unchanged: a crash mid-batch leaves each command with its record or
-with nothing, as before. (The order of a changelog write and an event on different topics
-was never guaranteed on the broker, and the argument never needs it.) Batches share Faust's
+with nothing, as before. The batch's events (and the saga's commands) leave only once the
+broker has acknowledged its table writes: the order of writes to different topics is not
+kept by Kafka, and a decision is not always a function of the table alone (mutual aid
+ranks other regions' units from the fleet view, which a replay may see newer), so an event
+in the log must imply its record in the changelog; a replay then finds the record and
+re-publishes the same events instead of deciding again. (Without that wait, a worker
+SIGKILLed mid-backlog published a dispatch, lost its record, and on replay gave the same
+unit version to another emergency: ``tests/streams/test_crash_recovery.py``.) It costs one
+acknowledgement round trip per batch. Batches share Faust's
 fixed per-batch costs and the producer awaits; Faust's per-message stream cost remains.
 Each JSON text is made once (``streams.state.Encoded``): the entity's text is the same
 string in its record, its table entry and its event.
@@ -83,6 +90,7 @@ redelivery harmless whatever its cause, and consumers dedupe by event id anyway.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -234,15 +242,21 @@ class ChangelogTable(faust.Table):
         producer = self.app.producer
         topic = self.changelog_topic.get_topic_name()
         unsent, self.unsent = self.unsent, []
+        delivered = []
         for partition, key, value in unsent:
-            await producer.send(
-                topic,
-                json.dumps(key).encode(),
-                value if value is None or isinstance(value, bytes) else value.encode(),
-                partition,
-                None,
-                None,
+            delivered.append(
+                await producer.send(
+                    topic,
+                    json.dumps(key).encode(),
+                    value if value is None or isinstance(value, bytes) else value.encode(),
+                    partition,
+                    None,
+                    None,
+                )
             )
+        # Acknowledged by the broker before the batch's events leave (see "How the writes
+        # leave"): an event in the log implies its command's record in the changelog.
+        await asyncio.gather(*delivered)
 
 
 class BatchProcessor:

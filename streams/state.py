@@ -119,12 +119,18 @@ class DispatchState:
         units = (self.unit(uid) for uid in self._list(f"r:{region}"))
         return [u for u in units if u is not None]
 
-    def fleet(self) -> list[Unit]:
-        """Every unit of the city: this table's (authoritative) and the fleet view's, the
-        newer version of each."""
+    def fleet(self, home: str | None = None) -> list[Unit]:
+        """Every unit of the city: this table's and the fleet view's, the newer version of
+        each, except the units of region ``home`` (the emergency's), which come from the
+        table alone. The table is the truth for its own partition at this point of it; the
+        view may be ahead of it after a crash (the table lost writes that a replay is about
+        to make again, maybe differently), and a home unit is assigned without a
+        reservation, so a view copy there could give one unit version to two emergencies."""
         units = {u.id: u for region in self.regions() for u in self.units_in_region(region)}
         if self.fleet_view is not None:
             for unit in self.fleet_view.units():
+                if unit.region == home:
+                    continue
                 mine = units.get(unit.id)
                 if mine is None or mine.version < unit.version:
                     units[unit.id] = unit
@@ -174,8 +180,10 @@ class DispatchState:
         key = f"e:{emergency.id}"
         if key not in self.table and f"a:{emergency.id}" in self.table:
             return  # archived: a redelivered record must not bring it back (issue 16)
-        stored = self._put_if_newer(key, emergency.version, text or emergency.model_dump_json())
-        if stored and not emergency.status.is_open:
+        self._put_if_newer(key, emergency.version, text or emergency.model_dump_json())
+        # listed as closed even when not newer: a redelivered record finishes a list write
+        # a crash cut off (as ``put_unit`` does), or the archive would never take it out
+        if not emergency.status.is_open:
             closed = self._list(f"x:{emergency.region}")
             if emergency.id not in closed:
                 self.table[f"x:{emergency.region}"] = json.dumps([*closed, emergency.id])
@@ -225,8 +233,11 @@ class DispatchState:
         self.table[f"y:{region}"] = last.isoformat()
 
     def put_unit(self, unit: Unit, text: str | None = None) -> None:
-        if not self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json()):
-            return
+        """Store ``unit`` if newer, and make sure its region lists it, newer or not: a crash
+        can cut a command's writes after ``u:`` and before ``r:``, and the redelivered
+        record, whose unit is then not newer, must still finish the list (or the region's
+        dispatch would never see the unit again)."""
+        self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json())
         members = self._list(f"r:{unit.region}")
         if unit.id not in members:
             self.table[f"r:{unit.region}"] = json.dumps(sorted([*members, unit.id]))

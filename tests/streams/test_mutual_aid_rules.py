@@ -373,3 +373,52 @@ def test_a_hold_whose_answer_never_comes_expires():
     late = DispatchEmergency(region="hki-se", emergency_id=em)
     out = city.run(late, after_s=HOLD_EXPIRY_S + 1)
     assert not out.rejected and [type(c) for c in out.commands] == [ReserveUnit]
+
+
+def test_a_list_write_a_crash_cut_off_is_finished_by_the_redelivered_record():
+    """A crash between a registration's ``u:`` and ``r:`` writes: the redelivered command
+    finds its record, re-stores a unit that is not newer, and must still list it (found by
+    test_crash_recovery: the region's dispatch never saw the unit again)."""
+    city = City()
+    register = RegisterUnit(
+        region="hki-se",
+        unit_id="se1",
+        callsign="SE1",
+        type=UnitType.AMBULANCE,
+        lat=NEAR[0],
+        lon=NEAR[1],
+    )
+    city.run(register)
+    part = city.parts["hki-se"]
+    del part.table["r:hki-se"]  # the changelog write that did not get out
+    city.run(register)  # redelivered after the restart
+    assert [u.id for u in part.units_in_region("hki-se")] == ["se1"]
+    em = city.report("hki-se")
+    out = city.run(DispatchEmergency(region="hki-se", emergency_id=em))
+    assert out.commands == [] and part.unit("se1").emergency_id == em  # the one-step path
+
+
+def test_a_home_unit_comes_from_the_table_even_when_the_view_holds_a_newer_copy():
+    """After a crash the fleet view can be ahead of the table (a lost write about to be made
+    again); a unit of the emergency's own region is assigned without a reservation, so the
+    table must decide, or one unit version goes to two emergencies."""
+    city = City()
+    city.add_unit("hki-se", "se1", NEAR)
+    first = city.report("hki-se")
+    city.run(DispatchEmergency(region="hki-se", emergency_id=first))
+    part = city.parts["hki-se"]
+    taken = part.unit("se1")
+    assert taken.status == UnitStatus.DISPATCHED
+    ahead = taken.model_copy(
+        update={"version": taken.version + 1, "status": UnitStatus.AVAILABLE, "emergency_id": None}
+    )
+
+    class AheadView:
+        def units(self):
+            return [ahead]
+
+    part.fleet_view = AheadView()
+    second = city.report("hki-se")
+    out = city.run(DispatchEmergency(region="hki-se", emergency_id=second))
+    assert out.rejected, out.events
+    assert part.unit("se1").emergency_id == first

@@ -74,10 +74,13 @@ broker has acknowledged its table writes: the order of writes to different topic
 kept by Kafka, and a decision is not always a function of the table alone (mutual aid
 ranks other regions' units from the fleet view, which a replay may see newer), so an event
 in the log must imply its record in the changelog; a replay then finds the record and
-re-publishes the same events instead of deciding again. (Without that wait, a worker
-SIGKILLed mid-backlog published a dispatch, lost its record, and on replay gave the same
-unit version to another emergency: ``tests/streams/test_crash_recovery.py``.) It costs one
-acknowledgement round trip per batch. Batches share Faust's
+re-publishes the same events instead of deciding again. It costs one acknowledgement round
+trip per batch. Two more ways a replay decided differently were found by
+``tests/streams/test_crash_recovery.py`` (one unit version dispatched to two emergencies)
+and are closed in ``streams.state``: a crash between a unit's ``u:`` and ``r:`` writes left
+the region's list without it (``put_unit`` now finishes lists for a not-newer unit), and
+the fleet view, ahead of a table that lost writes, supplied a home-region unit (home units
+now come from the table alone, ``DispatchState.fleet``). Batches share Faust's
 fixed per-batch costs and the producer awaits; Faust's per-message stream cost remains.
 Each JSON text is made once (``streams.state.Encoded``): the entity's text is the same
 string in its record, its table entry and its event.

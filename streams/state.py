@@ -145,7 +145,12 @@ class DispatchState:
         return saga_id, datetime.fromisoformat(at)
 
     def regions(self) -> list[str]:
-        return self._list("regions")
+        """The regions whose units this table may hold: the city's (the policy's list) and
+        any other a unit registered in. The stored list is one key, written to the changelog
+        partition of whichever command added a region, so a worker recovering several
+        partitions keeps the copy it happened to apply last, which may lack regions: the
+        city's regions must not depend on it (their units would stop moving)."""
+        return sorted({*self._list("regions"), *self.dispatch_policy.mutual_aid_regions})
 
     def closed_in_region(self, region: str) -> list[Emergency]:
         """The region's closed emergencies that are still in the live state."""

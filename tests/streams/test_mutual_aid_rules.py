@@ -422,3 +422,20 @@ def test_a_home_unit_comes_from_the_table_even_when_the_view_holds_a_newer_copy(
     out = city.run(DispatchEmergency(region="hki-se", emergency_id=second))
     assert out.rejected, out.events
     assert part.unit("se1").emergency_id == first
+
+
+def test_the_citys_regions_do_not_depend_on_the_one_stored_region_list():
+    """A worker recovering several partitions keeps whichever partition's copy of the
+    ``regions`` key it applied last; a city region missing from it must still be served
+    (its dispatched units moved, its units ranked)."""
+    city = City()
+    city.add_unit("hki-se", "se1", NEAR)
+    city.add_unit("hki-nw", "nw1", FAR)
+    em = city.report("hki-se")
+    city.run(DispatchEmergency(region="hki-se", emergency_id=em))
+    # one table holding both partitions, recovered with hki-nw's copy of the list last
+    table = {**city.parts["hki-nw"].table, **city.parts["hki-se"].table}
+    table["regions"] = '["hki-nw"]'
+    recovered = DispatchState(table, None, city.policy)
+    assert [u.id for u in recovered.moving_units()] == ["se1"]
+    assert {u.id for u in recovered.fleet()} == {"se1", "nw1"}

@@ -178,6 +178,8 @@ async def get_emergency(request: Request) -> JSONResponse:
         archived = services.model.projection.archived.get(request.path_params["id"])
         if archived is not None:
             raise _moved_to_history(archived)
+        # a bootstrapping model may not have reached it yet: 503 + Retry-After, not 404
+        services.model.require_ready("this emergency")
         raise ApiError(404, "no such emergency", [{"field": "id", "reason": "unknown emergency"}])
     # Authority sees the whole emergency; anyone else holding the id gets the reporter's
     # tracking view: what the /track page shows, never the reporter's name or phone.

@@ -345,3 +345,30 @@ def test_resume_across_a_restart_from_a_checkpoint(
         assert [e.event for e in got] == ["emergency_created"] * count, since
         assert_contiguous(since, [e.id for e in got])
         assert got[-1].id == ".".join(map(str, end))
+
+
+def test_an_unknown_emergency_during_a_bootstrap_is_503_not_404(
+    api_settings: Callable[..., Settings],
+    running_api: Callable[..., RunningApi],
+    event_log: Callable[[Settings], EventLog],
+) -> None:
+    from tests.api.test_bootstrap_resume import BOOTSTRAP_RECORDS, write_unit_moves
+
+    settings = api_settings(partitions=1, **OFF)
+    log = event_log(settings)
+    log.unit(region="north", unit_id="u-busy")
+    write_unit_moves(settings, "u-busy", range(2, BOOTSTRAP_RECORDS + 2))
+    later = log.emergency(region="north")  # the last record: a partial model lacks it
+
+    api = running_api(settings, ready=False)
+    model = api.services.model
+    wait_for(lambda: model.started and model.position[0] > 0, 30, 0.005, "the fold to start")
+    during = api.get(f"/api/emergencies/{later.emergency.id}")
+    assert not model.ready, "the bootstrap ended first; BOOTSTRAP_RECORDS is too small"
+    assert during.status_code == 503, during.text
+    assert int(during.headers["retry-after"]) >= 1
+    assert "not ready" in during.json()["error"]
+
+    wait_for(lambda: model.ready, 60, message="the read model to be ready")
+    assert api.get(f"/api/emergencies/{later.emergency.id}").status_code == 200
+    assert api.get("/api/emergencies/nope").status_code == 404

@@ -35,6 +35,7 @@ from api.sse import LiveStream
 from api.ws import ws_endpoint
 from dispatchwire.settings import Settings
 from schemas.events import EmergencyArchived
+from schemas.position import format_position
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,8 @@ async def readyz(request: Request) -> JSONResponse:
         "read_model": "caught up" if model.ready else "bootstrapping",
         "position": model.position_id,
     }
+    if model.started_from is not None:  # the read-model checkpoint it started from
+        body["checkpoint"] = format_position(model.started_from)
     if model.last_error:
         body["last_error"] = model.last_error
     ready = reachable and model.ready

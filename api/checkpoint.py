@@ -133,9 +133,7 @@ class Checkpoint:
             return cls(
                 events_topic=str(data["events_topic"]),
                 position=Position(int(o) for o in data["position"]),
-                last=tuple(
-                    (int(f[0]), int(f[1])) if f is not None else None for f in data["last"]
-                ),
+                last=tuple((int(f[0]), int(f[1])) if f is not None else None for f in data["last"]),
                 emergencies=tuple(Emergency.model_validate(e) for e in data["emergencies"]),
                 units=tuple(Unit.model_validate(u) for u in data["units"]),
                 archived=tuple(EmergencyArchived.model_validate(a) for a in data["archived"]),

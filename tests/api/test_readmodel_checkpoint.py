@@ -169,6 +169,8 @@ def test_a_checkpoint_and_the_events_after_it_fold_to_the_whole_log(
     full = running_api(settings.model_copy(update=OFF))
     assert resumed.services.model.started_from == at
     assert full.services.model.started_from is None
+    assert resumed.get("/readyz").json()["checkpoint"] == ".".join(map(str, at))
+    assert "checkpoint" not in full.get("/readyz").json()
     for api in (resumed, full):
         wait_for(lambda api=api: api.services.model.position == end, 30, message="log end")
     assert model_state(resumed) == model_state(full)

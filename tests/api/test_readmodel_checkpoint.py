@@ -142,6 +142,18 @@ def end_of(settings: Settings) -> Position:
         consumer.close()
 
 
+def topic_configs(settings: Settings) -> dict[str, str]:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = admin_client(settings)
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, settings.readmodel_topic)
+        described = admin.describe_configs([resource])["topic"][settings.readmodel_topic]
+    finally:
+        admin.close()
+    return {name: config["value"] for name, config in described.items()}
+
+
 def checkpoint_written_at_end(api: RunningApi) -> Position:
     model = api.services.model
     end = end_of(api.settings)
@@ -161,6 +173,7 @@ def test_a_checkpoint_and_the_events_after_it_fold_to_the_whole_log(
     writer = running_api(settings)
     at = checkpoint_written_at_end(writer)
     writer.stop()
+    assert topic_configs(settings)["cleanup.policy"] == "compact"  # the latest is kept
     second_half(log, first)
     end = end_of(settings)
     assert sum(end) > sum(at)

@@ -35,6 +35,7 @@ from api.sse import LiveStream
 from api.ws import ws_endpoint
 from dispatchwire.settings import Settings
 from schemas.events import EmergencyArchived
+from schemas.position import format_position
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ async def get_emergency(request: Request) -> JSONResponse:
         archived = services.model.projection.archived.get(request.path_params["id"])
         if archived is not None:
             raise _moved_to_history(archived)
+        # a bootstrapping model may not have reached it yet: 503 + Retry-After, not 404
+        services.model.require_ready("this emergency")
         raise ApiError(404, "no such emergency", [{"field": "id", "reason": "unknown emergency"}])
     # Authority sees the whole emergency; anyone else holding the id gets the reporter's
     # tracking view: what the /track page shows, never the reporter's name or phone.
@@ -237,6 +240,8 @@ async def readyz(request: Request) -> JSONResponse:
         "read_model": "caught up" if model.ready else "bootstrapping",
         "position": model.position_id,
     }
+    if model.started_from is not None:  # the read-model checkpoint it started from
+        body["checkpoint"] = format_position(model.started_from)
     if model.last_error:
         body["last_error"] = model.last_error
     ready = reachable and model.ready

@@ -1,11 +1,13 @@
 """The API's read model: ``dispatch.events`` folded with ``schemas.Projection``.
 
 One aiokafka consumer, no consumer group: it assigns every partition and reads from the
-log start, so each API process rebuilds current state by itself at start (readiness = its
-position has reached the end offsets it saw when it started). For every record it folds
-the event, builds the live message once (id = the log position after it), keeps it in the
-resume ring (``api.ring.ResumeRing``), hands it to the hub, and settles the HTTP requests
-waiting for that command's outcome (``api.outcomes.Outcomes``).
+newest usable checkpoint (``api.checkpoint``: the fold's state at a log position, which
+this model also writes every ``readmodel_checkpoint_s`` seconds or ``_events`` events) or,
+without one, from the log start, so each API process rebuilds current state by itself at
+start (readiness = its position has reached the end offsets it saw when it started). For
+every record it folds the event, builds the live message once (id = the log position after
+it), keeps it in the resume ring (``api.ring.ResumeRing``), hands it to the hub, and
+settles the HTTP requests waiting for that command's outcome (``api.outcomes.Outcomes``).
 
 Until it is ready its state is a prefix of the log: the live feed, and commands naming an
 entity it does not know yet, answer 503 with ``Retry-After`` (``require_ready``) rather
@@ -25,10 +27,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
 
 from api.broadcast import SNAPSHOT, Hub, LiveMessage, build_message, event_message
+from api.checkpoint import Checkpoint, CheckpointWriter, Fingerprint, fingerprint
+from api.checkpoint import load as load_checkpoint
 from api.http import ApiError
 from api.metrics import ApiMetrics
 from api.outcomes import Outcomes
 from api.ring import ResumeRing
+from dispatchwire.errors import DispatchwireError
 from dispatchwire.settings import Settings
 from infra.clients import aio_consumer, metadata_round_trip, partitions_of
 from schemas.codec import SchemaError, decode_event, dumps
@@ -63,6 +68,7 @@ class ReadModel:
         # archived ids are remembered as long as the setting says (issue 16: bounded)
         self.projection = Projection(archive_memory=timedelta(seconds=settings.archive_memory_s))
         self.offsets: list[int] = []  # next offset per partition
+        self.last: list[Fingerprint | None] = []  # per partition, the last record folded
         self.partitions = 0
         self.target: Position | None = None  # end offsets seen at start
         self.ready = False
@@ -76,18 +82,30 @@ class ReadModel:
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._progress: asyncio.Event | None = None  # set (and dropped) when offsets move
+        # checkpoints (issue 16): the one this model started from, and the writing side
+        self.checkpoints_on = settings.readmodel_checkpoint_s > 0
+        self.started_from: Position | None = None  # the checkpoint's position, if any
+        self.checkpointed: Position | None = None  # the position of the last one written
+        self._folded_since_checkpoint = 0
+        self._writer = CheckpointWriter(settings)
+        self._writer_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="read-model")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="read-model")
+        if self.checkpoints_on:
+            self._writer_task = loop.create_task(self._checkpoints(), name="checkpoints")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._writer_task, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._writer_task = None
+        await self._writer.stop()
 
     @property
     def started(self) -> bool:
@@ -202,13 +220,22 @@ class ReadModel:
         if self.target is None:
             begins = await consumer.beginning_offsets(tps)
             ends = await consumer.end_offsets(tps)
+            start = Position(begins[tp] for tp in tps)
+            target = Position(ends[tp] for tp in tps)
+            checkpoint = None
+            if self.checkpoints_on:
+                checkpoint = await load_checkpoint(self.settings, start, target)
+            if checkpoint is not None:
+                self._restore(checkpoint, start)
+                start = self.position
             for tp in tps:
-                self.offsets[tp.partition] = begins[tp]
-                self.ring.starts_at(tp.partition, begins[tp])
-            self.target = Position(ends[tp] for tp in tps)
+                self.offsets[tp.partition] = start[tp.partition]
+                self.ring.starts_at(tp.partition, start[tp.partition])
+            self.target = target
             log.info(
-                "read model bootstrapping %s up to %s",
+                "read model bootstrapping %s from %s up to %s",
                 self.settings.events_topic,
+                f"the checkpoint at {format_position(start)}" if checkpoint else "the log start",
                 format_position(self.target),
             )
         for tp in tps:
@@ -221,7 +248,7 @@ class ReadModel:
             folded = 0
             for tp in sorted(batches, key=lambda t: t.partition):
                 for record in batches[tp]:
-                    self._fold(record.partition, record.offset, record.value)
+                    self._fold(record.partition, record.offset, record.value, record.timestamp)
                     folded += 1
                     if folded % self._burst == 0:
                         # let the clients' senders drain their queues mid-batch, so a
@@ -265,12 +292,15 @@ class ReadModel:
             raise RuntimeError(f"{self.settings.events_topic} lost partitions")
         grow = partitions - self.partitions
         self.offsets.extend([0] * grow)
+        self.last.extend([None] * grow)
         self.ring.resize(partitions)
         self.partitions = partitions
 
     # --- folding -----------------------------------------------------------------------
 
-    def _fold(self, partition: int, offset: int, value: bytes | None) -> None:
+    def _fold(self, partition: int, offset: int, value: bytes | None, timestamp: int) -> None:
+        self.last[partition] = fingerprint(value, timestamp)
+        self._folded_since_checkpoint += 1
         try:
             event = decode_event(value or b"")
         except SchemaError as exc:
@@ -296,6 +326,70 @@ class ReadModel:
             age = (datetime.now(UTC) - event.emergency.reported_at).total_seconds()
             self.metrics.report_to_delivery.observe(max(age, 0.0))
         self.outcomes.settle(event)
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def _restore(self, checkpoint: Checkpoint, begins: Position) -> None:
+        memory = self.projection.archive_memory
+        self.projection = checkpoint.restore(memory)
+        position = checkpoint.padded(begins)
+        self.offsets[:] = position
+        self.last[:] = [*checkpoint.last, *[None] * (len(position) - len(checkpoint.last))]
+        self.started_from = self.checkpointed = checkpoint.position
+        self._folded_since_checkpoint = 0
+        log.info(
+            "read model starts from the checkpoint at %s written %s by %s "
+            "(%d emergencies, %d units, %d archived)",
+            format_position(checkpoint.position),
+            checkpoint.written_at.isoformat(),
+            checkpoint.writer,
+            len(checkpoint.emergencies),
+            len(checkpoint.units),
+            len(checkpoint.archived),
+        )
+
+    def checkpoint_due(self, since_s: float) -> bool:
+        """Whether a checkpoint should be written now, ``since_s`` after the last one."""
+        if not self.ready or self.checkpointed == self.position:
+            return False
+        return (
+            since_s >= self.settings.readmodel_checkpoint_s
+            or self._folded_since_checkpoint >= self.settings.readmodel_checkpoint_events
+        )
+
+    async def write_checkpoint(self) -> Position:
+        """Write a checkpoint of the state now; its position."""
+        checkpoint = Checkpoint.capture(
+            self.projection, self.settings.events_topic, self.offsets, self.last
+        )
+        self._folded_since_checkpoint = 0
+        size = await self._writer.write(checkpoint)
+        self.checkpointed = checkpoint.position
+        log.info(
+            "read-model checkpoint at %s written (%d bytes)",
+            format_position(checkpoint.position),
+            size,
+        )
+        return checkpoint.position
+
+    async def _checkpoints(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        tick = min(self.settings.readmodel_checkpoint_s, 1.0)
+        while True:
+            await asyncio.sleep(tick)
+            if not self.checkpoint_due(loop.time() - last):
+                continue
+            try:
+                await self.write_checkpoint()
+            except (AioKafkaError, OSError, DispatchwireError) as exc:
+                log.warning(
+                    "could not write a read-model checkpoint to %s (%s: %s); retrying later",
+                    self.settings.readmodel_topic,
+                    type(exc).__name__,
+                    exc,
+                )
+            last = loop.time()
 
     def snapshot(self, regions: frozenset[str] | None = None, reset: bool = False) -> LiveMessage:
         """The current state as one ``snapshot`` message (cached until the position moves)."""

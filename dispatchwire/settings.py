@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     # `unit_locations` frames of each moved unit's latest position, at most this many a
     # second (api/conflate.py); 0 sends every `unit_location` to every client as it comes.
     api_position_frames_per_s: float = Field(4.0, ge=0)
+    # --- read model checkpoints (issue 16): the API writes its read model's state and the
+    # events position it reflects to a compacted topic (api/checkpoint.py); a starting API
+    # folds only the events after the newest usable one. Written once this many seconds or
+    # this many folded events have passed since the last, whichever first; 0 s: never.
+    readmodel_checkpoint_s: float = Field(60.0, ge=0)
+    readmodel_checkpoint_events: int = Field(50_000, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -219,3 +225,7 @@ class Settings(BaseSettings):
     def units_topic(self) -> str:
         """Compacted: each unit's latest state, keyed by unit id (the workers' fleet view)."""
         return self.topic("dispatch.units")
+
+    @property
+    def readmodel_topic(self) -> str:
+        return self.topic("dispatch.readmodel")

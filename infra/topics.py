@@ -92,6 +92,39 @@ def ensure_topics(settings: Settings) -> list[str]:
     return created
 
 
+# The largest read-model checkpoint (api/checkpoint.py) the topic and its clients take: a
+# checkpoint holds the live state and a week of archive events (~300 bytes each, gzip
+# takes them to a tenth), far below this.
+CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024
+
+
+def ensure_readmodel_topic(settings: Settings) -> None:
+    """Create the read-model checkpoint topic if missing: one partition, compacted (the
+    latest checkpoint per key is what counts), records up to ``CHECKPOINT_MAX_BYTES``."""
+    admin = admin_client(settings)
+    try:
+        with clients.kafka_errors(settings, f"creating topic {settings.readmodel_topic}"):
+            if settings.readmodel_topic not in set(admin.list_topics()):
+                with contextlib.suppress(TopicAlreadyExistsError):  # another replica did
+                    admin.create_topics(
+                        [
+                            NewTopic(
+                                settings.readmodel_topic,
+                                num_partitions=1,
+                                replication_factor=settings.replication_factor,
+                                topic_configs={
+                                    "cleanup.policy": "compact",
+                                    "max.message.bytes": str(CHECKPOINT_MAX_BYTES),
+                                    "segment.ms": "3600000",
+                                    "min.insync.replicas": str(settings.min_insync_replicas),
+                                },
+                            )
+                        ]
+                    )
+    finally:
+        admin.close()
+
+
 def ensure_topic_like(settings: Settings, topic: str, partitions: int | None = None) -> None:
     """Create ``topic`` (``partitions``, default the events topic's count) if missing, so
     keys land alike (a replay's or an import's target)."""

@@ -367,3 +367,164 @@ def run(bootstrap: str, days: int = 365, per_day: int = 1_000) -> list[Row]:
             log.info("%s: %s", label, figures)
             print(f"   {label}: {figures}", flush=True)
     return rows
+
+
+# --- the read model alone (issue 16: checkpoints) -----------------------------------------
+#
+# ``python -m tests.benchmarks.year --readmodel [--days N]`` times only the API's bootstrap,
+# on an events log built without a worker process: each command of the compressed year is
+# decided in-process by the worker's own code (``streams.processing.decide_command`` against
+# a dict table, the record time as "now") and its events are written to ``dispatch.events``
+# with the command's record time. A month's log takes minutes this way, not the hours the
+# loaded worker needs; the read model folds the same events the worker would have written.
+
+
+def decide_into_events(
+    settings: Settings, records: Iterator[tuple[int, str, bytes]], state: Any, router: Any
+) -> int:
+    """Decide ``records`` (ms, region, command) against ``state``; write their events. The
+    number of events written."""
+    from infra.clients import producer as kafka_producer
+    from infra.topics import kafka_python_partitioner
+    from streams.processing import decide_command
+
+    producer = kafka_producer(
+        settings,
+        acks=1,
+        linger_ms=20,
+        batch_size=512 * 1024,
+        partitioner=kafka_python_partitioner(settings),
+    )
+    written = 0
+    try:
+        for at, region, value in records:
+            outcome = decide_command(state, router, settings.tick_seconds, value, at / 1000)
+            for event in outcome.events if outcome is not None else ():
+                producer.send(
+                    settings.events_topic, key=region.encode(), value=encode(event), timestamp_ms=at
+                )
+                written += 1
+        producer.flush(300)
+    finally:
+        producer.close(10)
+    return written
+
+
+def _checkpoint_topic_end(settings: Settings) -> tuple[int, int]:
+    """(end offset, bytes of the last checkpoint) of the read model's checkpoint topic."""
+    from kafka import TopicPartition
+
+    from infra.clients import consumer as kafka_consumer
+
+    consumer = kafka_consumer(
+        settings, group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=1 << 26
+    )
+    try:
+        if not consumer.partitions_for_topic(settings.readmodel_topic):
+            return 0, 0
+        tp = TopicPartition(settings.readmodel_topic, 0)
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp]
+        if end == 0:
+            return 0, 0
+        consumer.seek(tp, end - 1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                return end, len(batch[-1].value)
+        return end, 0
+    finally:
+        consumer.close()
+
+
+def _api_bootstrap(settings: Settings, label: str) -> tuple[float, int, int]:
+    """Cold-start an API on the log: (seconds to /readyz, RSS bytes, snapshot bytes)."""
+    started = time.monotonic()
+    with product.api(settings, None, name=f"year-readmodel-{label}") as (api, port):
+        wait_http(port, "/readyz", api, timeout=3_600)
+        took = time.monotonic() - started
+        rss = settle_rss(api.pid, seconds=2.0)
+        token = settings.authority_token.get_secret_value()
+        state = httpx.get(
+            f"http://127.0.0.1:{port}/api/state",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        state.raise_for_status()
+    return took, rss, len(state.content)
+
+
+def _write_checkpoint(settings: Settings, label: str) -> int:
+    """Run an API until it has written a checkpoint of the whole log; its bytes."""
+    before, _ = _checkpoint_topic_end(settings)
+    writer = settings.model_copy(update={"readmodel_checkpoint_s": 1.0})
+    with product.api(writer, None, name=f"year-readmodel-writer-{label}") as (api, port):
+        wait_http(port, "/readyz", api, timeout=3_600)
+        deadline = time.monotonic() + 120
+        while True:
+            end, size = _checkpoint_topic_end(settings)
+            if end > before:
+                return size
+            if time.monotonic() > deadline:
+                raise TimeoutError("the API wrote no checkpoint within 120 s")
+            time.sleep(0.5)
+
+
+def run_readmodel(bootstrap: str, days: int = 30, per_day: int = 1_000) -> list[Row]:
+    """After one day and after ``days``: the read model's cold bootstrap folding the whole
+    log, and from a checkpoint an API wrote at the log's end."""
+    from streams.routing import GraphRouter
+    from streams.state import DispatchState
+
+    settings = product.bench_settings(bootstrap, partitions=4)
+    create_topics(settings)
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=days)
+    traffic = CompressedTime(start, per_day=per_day)
+    state, router = DispatchState({}), GraphRouter(load_network())
+    events = decide_into_events(
+        settings, itertools.chain(traffic.fleet(), traffic.until(start)), state, router
+    )
+    rows: list[Row] = []
+    for label, end in (("after 1 day", start + timedelta(days=1)), (f"after {days} days", now)):
+        began = time.monotonic()
+        events += decide_into_events(settings, traffic.until(end), state, router)
+        built = time.monotonic() - began
+        key = label.replace(" ", "-")
+        full_s, full_rss, _ = _api_bootstrap(
+            settings.model_copy(update={"readmodel_checkpoint_s": 0}), f"{key}-full"
+        )
+        checkpoint_bytes = _write_checkpoint(settings, key)
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        from_s, from_rss, snapshot = _api_bootstrap(settings, f"{key}-checkpoint")
+        figures = {
+            "events": events,
+            "emergencies": traffic.counts["emergencies"],
+            "log built s": round(built, 1),
+            "bootstrap full fold s": round(full_s, 2),
+            "bootstrap from checkpoint s": round(from_s, 2),
+            "API RSS full fold MiB": round(full_rss / 2**20, 1),
+            "API RSS from checkpoint MiB": round(from_rss / 2**20, 1),
+            "checkpoint KiB": round(checkpoint_bytes / 1024, 1),
+            "snapshot KiB": round(snapshot / 1024, 1),
+            "load avg": load,
+        }
+        rows.append(Row("compressed year, read model", label, {"days": days}, figures))
+        print(f"   {label}: {figures}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.year")
+    parser.add_argument("--readmodel", action="store_true", help="the read model's bootstrap only")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--per-day", type=int, default=1_000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    target = os.environ.get("DISPATCHWIRE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    if args.readmodel:
+        run_readmodel(target, args.days, args.per_day)
+    else:
+        run(target, args.days, args.per_day)

@@ -416,7 +416,7 @@ SELECT *, CASE
         THEN 'lat, lon: missing or not numbers'
     END AS error
 FROM (
-    SELECT seq, "partition", "offset", logged_at, raw_blob IS NULL AS no_value, raw,
+    SELECT seq, "partition", "offset", logged_at, no_value, raw,
         j IS NULL AS not_json,
         j['v'] AS v, j['event_id'] AS event_id, j['event'] AS event, j['action'] AS action,
         j['region'] AS region, j['command_id'] AS command_id,
@@ -431,7 +431,9 @@ FROM (
         j['unit']['lat'] AS u_lat, j['unit']['lon'] AS u_lon,
         coalesce(j['unit']['version'], 1) AS u_version
     FROM (SELECT *, try(json_transform(raw, '{_EVENT_FIELDS}')) AS j
-          FROM (SELECT *, try(decode(raw_blob)) AS raw FROM sink_batch))
+          FROM (SELECT seq, "partition", "offset", logged_at, raw_blob IS NULL AS no_value,
+                    try(decode(raw_blob)) AS raw
+                FROM sink_batch))
 )
 """  # noqa: S608 - built from constants only
 

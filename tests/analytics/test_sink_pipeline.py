@@ -47,8 +47,9 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch, sink: Sink) -> list[int]:
 def test_the_next_batch_is_read_while_a_batch_is_written(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The whole backlog is fetched at once, so reading the next batch never waits on the
-    # network: a write that only starts when the reading loop waits starts after it.
+    # The whole backlog (~30 MB) comes in one fetch, so reading the next batch never waits
+    # on the network: a write that only starts when the reading loop waits starts after it.
+    monkeypatch.setattr(sink_module, "FETCH_BYTES", 64 * 1024 * 1024)
     settings = _backlog(make_settings, events=60_000, batch=20_000)
     sink = Sink(settings)
     sink.open()

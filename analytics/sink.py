@@ -24,7 +24,6 @@ import asyncio
 import functools
 import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,11 +65,6 @@ DUCKDB_THREADS = max(1, (os.cpu_count() or 2) - 1)
 # connection (an end_offsets behind a 64 MB fetch took ~0.16 s). Reading runs beside the
 # writes, so the extra round trips cost no time.
 FETCH_BYTES = 8 * 1024 * 1024
-# How often the fetch loop lets the writer thread have the GIL. DuckDB's Python client takes
-# the GIL between the tasks of a query (to check for Ctrl-C), and each time waits up to this
-# interval while the loop decodes records: at Python's 5 ms a batch written beside a thread
-# running Python without pause took 7x as long as alone, at 0.5 ms 2x.
-GIL_SWITCH_S = 0.0005
 
 
 def connect(path: Path, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
@@ -138,7 +132,6 @@ class Sink:
         self.partitions: list[TopicPartition] = []
         self.written: dict[int, int] = {}  # partition -> next offset of the stored rows
         self._ahead: _Pending | None = None  # read while the last batch was written
-        self._switch_interval: float | None = None  # Python's, while the sink runs
 
     def _await(self, awaitable: Awaitable[T]) -> T:
         assert self.loop is not None
@@ -154,8 +147,6 @@ class Sink:
         self.loop = asyncio.new_event_loop()
         with clients.kafka_errors(self.settings, "starting the sink's consumer"):
             self._await(self._start_consumer(stored))
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(GIL_SWITCH_S)
         log.info(
             "sink on %s -> %s, resuming at %s",
             self.topic,
@@ -323,9 +314,6 @@ class Sink:
         return self.stats
 
     def close(self) -> None:
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
         if self.consumer is not None:
             self._await(self.consumer.stop())
             self.consumer = None

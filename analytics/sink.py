@@ -106,6 +106,8 @@ class SinkStats:
     records: int = 0
     events: int = 0
     started: float = field(default_factory=time.monotonic)
+    write_s: float = 0.0  # wall time inside write_batch (the writer thread)
+    write_cpu_s: float = 0.0  # CPU time of the writer thread in it: DuckDB's share
 
     def add(self, result: BatchResult) -> None:
         self.batches += 1
@@ -256,10 +258,7 @@ class Sink:
         # this loop waits, and reading records already fetched does not wait, so the write
         # started only when the next batch was read in full.
         write = self.loop.run_in_executor(
-            None,
-            functools.partial(
-                write_batch, self.con, self.topic, pending.records, table=pending.table()
-            ),
+            None, functools.partial(self._timed_write, pending.records, pending.table())
         )
         ahead = _Pending()
         try:
@@ -268,6 +267,16 @@ class Sink:
         finally:
             result = await write
         return result
+
+    def _timed_write(self, records: list, table: pa.Table) -> BatchResult:
+        """``write_batch`` (in the writer thread), adding its time to the stats."""
+        assert self.con is not None
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return write_batch(self.con, self.topic, records, table=table)
+        finally:
+            self.stats.write_s += time.perf_counter() - started
+            self.stats.write_cpu_s += time.thread_time() - cpu
 
     def step(self) -> BatchResult | None:
         """Write one batch (if anything arrived) and answer snapshot requests.

@@ -314,11 +314,14 @@ class Sink:
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
                 log.info(
-                    "sink: %d records in %d batches (%.0f/s), at %s",
+                    "sink: %d records in %d batches (%.0f/s), at %s; writing %.0f %% of the "
+                    "time, %.1f us of writer CPU per record",
                     self.stats.records,
                     self.stats.batches,
                     self.stats.rate,
                     format_position(self.written),
+                    100 * self.stats.write_s / max(time.monotonic() - self.stats.started, 1e-9),
+                    1e6 * self.stats.write_cpu_s / max(self.stats.records, 1),
                 )
         return self.stats
 

@@ -47,10 +47,11 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch, sink: Sink) -> list[int]:
 def test_the_next_batch_is_read_while_a_batch_is_written(
     make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The whole backlog (~30 MB) comes in one fetch, so reading the next batch never waits
-    # on the network: a write that only starts when the reading loop waits starts after it.
+    # One fetch (up to 64 MB) brings the first two batches (~40 MB), so reading the next
+    # batch never waits on the network: a write that only starts when the reading loop
+    # waits starts after it.
     monkeypatch.setattr(sink_module, "FETCH_BYTES", 64 * 1024 * 1024)
-    settings = _backlog(make_settings, events=60_000, batch=20_000)
+    settings = _backlog(make_settings, events=120_000, batch=40_000)
     sink = Sink(settings)
     sink.open()
     try:
@@ -74,7 +75,7 @@ def test_the_next_batch_is_read_while_a_batch_is_written(
     finally:
         sink.close()
     assert overlaps and overlaps[0] > 0
-    assert stats.records == 60_000
+    assert stats.records == 120_000
 
 
 def test_the_first_write_starts_before_a_whole_batch_is_fetched(

@@ -416,7 +416,7 @@ SELECT *, CASE
         THEN 'lat, lon: missing or not numbers'
     END AS error
 FROM (
-    SELECT seq, "partition", "offset", logged_at, raw_blob IS NULL AS no_value, raw,
+    SELECT seq, "partition", "offset", logged_at, no_value, raw,
         j IS NULL AS not_json,
         j['v'] AS v, j['event_id'] AS event_id, j['event'] AS event, j['action'] AS action,
         j['region'] AS region, j['command_id'] AS command_id,
@@ -431,7 +431,9 @@ FROM (
         j['unit']['lat'] AS u_lat, j['unit']['lon'] AS u_lon,
         coalesce(j['unit']['version'], 1) AS u_version
     FROM (SELECT *, try(json_transform(raw, '{_EVENT_FIELDS}')) AS j
-          FROM (SELECT *, try(decode(raw_blob)) AS raw FROM sink_batch))
+          FROM (SELECT seq, "partition", "offset", logged_at, raw_blob IS NULL AS no_value,
+                    try(decode(raw_blob)) AS raw
+                FROM sink_batch))
 )
 """  # noqa: S608 - built from constants only
 
@@ -626,8 +628,11 @@ def _bytes_array(values: list[bytes | None], kind: pa.DataType) -> pa.Array:
     )
 
 
-def batch_table(records: Sequence[LogRecord]) -> pa.Table:
-    """The records as one Arrow table: the only per-record Python work of a batch."""
+def batch_table(records: Sequence[LogRecord], first_seq: int = 0) -> pa.Table:
+    """The records as one Arrow table: the only per-record Python work of a batch.
+
+    ``seq`` numbers them from ``first_seq``: the sink builds a batch's table in pieces, one
+    per fetch, as the records arrive (see ``analytics.sink``)."""
     n = len(records)
 
     def column(kind: pa.DataType, dtype: type, name: str) -> pa.Array:
@@ -637,7 +642,9 @@ def batch_table(records: Sequence[LogRecord]) -> pa.Table:
     return pa.Table.from_arrays(
         [
             pa.Array.from_buffers(
-                pa.int64(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int64))]
+                pa.int64(),
+                n,
+                [None, pa.py_buffer(np.arange(first_seq, first_seq + n, dtype=np.int64))],
             ),
             column(pa.int32(), np.int32, "partition"),
             column(pa.int64(), np.int64, "offset"),
@@ -653,18 +660,21 @@ def write_batch(
     topic: str,
     records: Sequence[LogRecord],
     projection: Projection | None = None,
+    *,
+    table: pa.Table | None = None,
 ) -> BatchResult:
     """Store ``records`` (in log order) and the position after them in one transaction.
 
     The current state is folded in SQL from the stored ``emergencies``/``units`` rows, so
-    nothing is kept in memory between batches. ``projection`` is accepted for older
-    callers and ignored.
+    nothing is kept in memory between batches. ``table`` is ``batch_table(records)`` if
+    the caller built it already (the sink does, while the last batch is written).
+    ``projection`` is accepted for older callers and ignored.
     """
     del projection
     result = BatchResult(records=len(records))
     if not records:
         return result
-    con.register("sink_batch", batch_table(records))
+    con.register("sink_batch", batch_table(records) if table is None else table)
     try:
         con.execute("BEGIN TRANSACTION")
         con.execute(_PARSE)

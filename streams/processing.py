@@ -267,6 +267,12 @@ class BatchProcessor:
         self.tick_s = tick_s
         self.events_topic = events_topic
         self.dead_letter_topic = dead_letter_topic
+        self.batches = 0  # batches processed, and their commands: the agent's batching
+        self.commands = 0
+        self.largest = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"batches": self.batches, "commands": self.commands, "largest": self.largest}
 
     async def process(
         self, batch: Iterable[Any], ack: Callable[[Any], Awaitable[Any]], held: set[tuple[int, int]]
@@ -279,6 +285,10 @@ class BatchProcessor:
         app, table = self.app, self.table
         outcomes: list[Outcome] = []
         done: list[Any] = []  # applied or dead-lettered: only these are acked
+        batch = list(batch)
+        self.batches += 1
+        self.commands += len(batch)
+        self.largest = max(self.largest, len(batch))
         for message in batch:
             source = (message.message.partition, message.message.generation_id)
             if source in held:

@@ -277,7 +277,7 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     )
     state = processor.state
 
-    # an agent is typed as taking a StreamT, which lacks faust-streaming's noack_take
+    # an agent is typed as taking a StreamT; ready_batches needs the Stream's internals
     @app.agent(commands, name="apply_commands", concurrency=1)  # type: ignore[arg-type]
     async def apply_commands(stream: faust.Stream) -> None:
         # (partition, generation) whose dead letter could not be sent before the partition

@@ -52,7 +52,8 @@ commands (a status change stamps the message time): a unit clock running ahead o
 let a fix pass a later status change, as every fix did before. Fix ids are not remembered
 (no reused-id check). Within a batch a later fix of
 the same unit supersedes an earlier one only by this rule; the batch is not thinned out
-(at BATCH_MAX 500 and a fleet of 1,000 a batch rarely holds two fixes of one unit).
+(a batch holds what had arrived while the last one was applied, up to BATCH_MAX 500: about
+half a second of a 1,000-unit fleet's fixes, so it rarely holds two fixes of one unit).
 
 Records expire (``Settings.command_record_window_s``): an ``expire_records`` command, sent
 by the worker's sweep timer to each of its partitions, deletes that partition's records
@@ -61,7 +62,7 @@ replica and every replay deletes the same records at the same point of the parti
 retry after the window finds no record and is decided as a new command (README).
 
 How the writes leave (``ChangelogTable``): the agent takes the commands in batches
-(``stream.noack_take``: Faust acks nothing by itself) and decides them one after the other
+(``streams.app.ready_batches``: Faust acks nothing by itself) and decides them one after the other
 against the table; their table writes are kept in write order and, once the batch is
 decided, sent with one awaited ``producer.send`` each to the changelog partition of the
 command that made them, then the batch's events; only then does the agent ack the batch's

@@ -20,6 +20,7 @@ move_units  # streams/app.py: a Faust timer (@app.timer)
 state_page  # streams/app.py: Faust web views (@app.page)
 ready_page
 records_page
+batches_page
 probe_broker  # streams/app.py: a Faust timer (@app.timer)
 watch_progress  # streams/app.py: a Faust timer (@app.timer), the takeover guard
 _._fetch_max_wait_ms  # streams/app.py: read by aiokafka's consumer.start()

@@ -13,15 +13,21 @@ is the Faust wiring around it (the app, its topics and table, the agent, the tim
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import time
+from collections.abc import AsyncIterator, Coroutine, Generator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.sensors import Monitor
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import ChannelT
+from mode.services import WaitResults
+from mode.utils.aiter import aiter
 
 from dispatchwire.settings import Settings
 from infra.clients import faust_broker_options
@@ -62,12 +68,13 @@ RESEND_AFTER_S = 5.0
 # (worker CPU per command unchanged within the noise of the shared machine, README Results).
 PRODUCER_LINGER_S = 0.0
 PRODUCER_BATCH_BYTES = 256 * 1024
-# The agent takes the commands in batches of up to BATCH_MAX (waiting at most BATCH_WITHIN_S
-# for a batch to fill); it acks them once their writes and events are queued in the producer.
-# Faust's take waits out the rest of the window for a lone command (0..within, 2.5 ms on
-# average at 5 ms); 2 ms halves that and kept the batches of a backlog large enough.
+# The agent takes the commands in batches of up to BATCH_MAX: each batch is what had arrived
+# by the time the agent is free (``ready_batches``), with no clock. Faust's ``noack_take``
+# cut batches by a 2 ms window of wall time instead: on a shared core, where the worker
+# waits for the CPU most of those 2 ms (issue 16: runnable but not running 83 % of the
+# time), a backlog still came in batches of a few commands, each paying the batch's fixed
+# costs, and the worker fell further behind the fleet's 1,000 fixes a second.
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.002
 # Records per fetch, for the stream and for table recovery alike.
 MAX_POLL_RECORDS = 2_000
 
@@ -95,6 +102,74 @@ def _shorten_fetch_wait() -> None:
 
     thread_cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
     thread_cls._dispatchwire_fetch_wait = True  # type: ignore[attr-defined]
+
+
+# Faust's fetcher hands each fetched message to the streams through
+# ``wait_first(callback(message), suspend_flow.wait())``: four tasks, an ``asyncio.wait`` and
+# three cancellations, several turns of the event loop per message, ~30 us of CPU. On a
+# backlog the stream took its events out of the queue as fast as the fetcher put them in,
+# so the agent's batches stayed at 1-2 commands however far behind the worker was (issue
+# 16). ``_deliver_eagerly`` starts the callback at once instead: it almost never waits (its
+# queue has room and the flow is on), and then the message is delivered without a task or
+# a turn of the loop; when it does wait, the rest of it races ``suspend_flow`` as before.
+def _deliver_eagerly() -> None:
+    """Patch Faust's aiokafka consumer (once per process): see above."""
+    consumer_cls = faust_aiokafka.Consumer
+    if getattr(consumer_cls, "_dispatchwire_eager", False):
+        return
+    wait_first = consumer_cls.wait_first
+    suspend_wait = asyncio.Event.wait.__code__
+
+    async def eager_wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        if not (
+            len(coros) == 2
+            and timeout is None
+            and inspect.iscoroutine(coros[0])
+            and getattr(coros[1], "cr_code", None) is suspend_wait
+            and coros[1].cr_frame.f_locals.get("self") is self.suspend_flow
+            and not (self.suspend_flow.is_set() or self._stopped.is_set() or self._crashed.is_set())
+        ):
+            return await wait_first(self, *coros, timeout=timeout)
+        delivery, suspended = coros
+        try:
+            waiting = delivery.send(None)
+        except StopIteration as done:
+            suspended.close()
+            return WaitResults([delivery], [done.value], False)
+        except BaseException:
+            suspended.close()
+            raise
+        rest = asyncio.ensure_future(_resume(delivery, waiting))
+        return await wait_first(self, rest, suspended)
+
+    consumer_cls.wait_first = eager_wait_first  # type: ignore[method-assign]
+    consumer_cls._dispatchwire_eager = True  # type: ignore[attr-defined]
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine whose first step (run by hand) waits on ``waiting``."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, pending = self.coro, self.waiting
+        while True:
+            thrown: BaseException | None = None
+            sent = None
+            try:
+                sent = yield pending
+            except BaseException as exc:  # a cancellation goes on into the coroutine
+                thrown = exc
+            try:
+                pending = coro.throw(thrown) if thrown is not None else coro.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
+    return await _Resumed(coro, waiting)
 
 
 class QuietMonitor(Monitor):
@@ -128,6 +203,7 @@ class QuietMonitor(Monitor):
 def create_faust_app(settings: Settings, router: Router | None = None) -> faust.App:
     """Build the worker's app: topics, the state table, the agent, the timer, the pages."""
     _shorten_fetch_wait()
+    _deliver_eagerly()
     offsets.install()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id
@@ -216,13 +292,13 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
     async def follow_fleet() -> None:
         await fleet.follow()
 
-    # an agent is typed as taking a StreamT, which lacks faust-streaming's noack_take
+    # an agent is typed as taking a StreamT; ready_batches needs the Stream's internals
     @app.agent(commands, name="apply_commands", concurrency=1)  # type: ignore[arg-type]
     async def apply_commands(stream: faust.Stream) -> None:
         # (partition, generation) whose dead letter could not be sent before the partition
         # was revoked: its later messages are released unacked too (streams.deadletters).
         held: set[tuple[int, int]] = set()
-        async for batch in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for batch in ready_batches(stream, BATCH_MAX):
             await processor.process(batch, stream.ack, held)
 
     sent: dict[str, float] = {}
@@ -264,6 +340,11 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
             region = sweep_region(settings, tp.partition)
             cmd = ExpireRecords(region=region, cutoff=cutoff, issued_by="worker")
             await commands.send(key=region.encode(), value=encode(cmd), partition=tp.partition)
+
+    @app.page("/dispatch/batches/")
+    async def batches_page(web: Any, request: Any) -> Any:
+        """How the agent has batched the commands so far (tests and ops)."""
+        return web.json(processor.counts())
 
     @app.page("/dispatch/records/")
     async def records_page(web: Any, request: Any) -> Any:
@@ -346,6 +427,67 @@ def create_faust_app(settings: Settings, router: Router | None = None) -> faust.
         return web.json(body, status=200 if reason is None else 503)
 
     return app
+
+
+async def ready_batches(stream: faust.Stream, max_: int) -> AsyncIterator[list[Any]]:
+    """The stream's events in batches of up to ``max_``, unacked (``stream.ack`` each).
+
+    Faust's ``noack_take`` without its clock: the agent waits for a first event, then takes
+    every event already in the stream's queue (the stream moves one per turn of the event
+    loop) and stops at the first turn that finds the queue empty, or at ``max_``. A lone
+    command goes at once (no window to wait out); a backlog comes in full batches however
+    little of the CPU the worker gets. While the agent applies a batch, the stream holds
+    the next events back, as in ``noack_take``. Uses Faust's stream internals as
+    ``noack_take`` does (processors, the passive drainer, ``enable_acks``)."""
+    buffer: list[Any] = []
+    arrived = asyncio.Event()  # the buffer got an event
+    open_ = asyncio.Event()  # the stream may add to the buffer (not while a batch is out)
+    open_.set()
+    channel: Any = stream.channel
+    queue = getattr(channel, "queue", None)
+
+    async def add_to_buffer(value: Any) -> Any:
+        while not open_.is_set():
+            # mode types the waitable as its own Event; any object with .wait() works
+            if await stream.wait_for_stopped(open_):  # type: ignore[arg-type]
+                return value
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("ready_batches: an event without current_event")
+        buffer.append(event)
+        arrived.set()
+        if len(buffer) >= max_:
+            open_.clear()  # never more than max_ in a batch
+        return value
+
+    acks = stream.enable_acks
+    stream.enable_acks = False  # the agent acks each event once its effects are queued
+    stream.add_processor(add_to_buffer)
+    # as noack_take does: the stream drains its channel in the background
+    stream._enable_passive(cast(ChannelT, aiter(stream.channel)))
+    try:
+        while not stream.should_stop:
+            if not buffer:
+                arrived.clear()
+                if await stream.wait_for_stopped(arrived):  # type: ignore[arg-type]
+                    break
+                continue
+            turns = 0
+            while len(buffer) < max_ and queue is not None and not queue.empty():
+                turns += 1
+                if turns > 4 * max_:
+                    break  # the stream is not moving what is queued: go with what is here
+                await asyncio.sleep(0)
+            open_.clear()
+            batch = buffer[:]
+            buffer.clear()
+            try:
+                yield batch
+            finally:
+                open_.set()
+    finally:
+        stream.enable_acks = acks
+        stream._processors.remove(add_to_buffer)
 
 
 def changelog_configs(settings: Settings) -> dict[str, str]:

@@ -52,7 +52,8 @@ commands (a status change stamps the message time): a unit clock running ahead o
 let a fix pass a later status change, as every fix did before. Fix ids are not remembered
 (no reused-id check). Within a batch a later fix of
 the same unit supersedes an earlier one only by this rule; the batch is not thinned out
-(at BATCH_MAX 500 and a fleet of 1,000 a batch rarely holds two fixes of one unit).
+(a batch holds what had arrived while the last one was applied, up to BATCH_MAX 500: about
+half a second of a 1,000-unit fleet's fixes, so it rarely holds two fixes of one unit).
 
 Records expire (``Settings.command_record_window_s``): an ``expire_records`` command, sent
 by the worker's sweep timer to each of its partitions, deletes that partition's records
@@ -61,7 +62,7 @@ replica and every replay deletes the same records at the same point of the parti
 retry after the window finds no record and is decided as a new command (README).
 
 How the writes leave (``ChangelogTable``): the agent takes the commands in batches
-(``stream.noack_take``: Faust acks nothing by itself) and decides them one after the other
+(``streams.app.ready_batches``: Faust acks nothing by itself) and decides them one after the other
 against the table; their table writes are kept in write order and, once the batch is
 decided, sent with one awaited ``producer.send`` each to the changelog partition of the
 command that made them, then the batch's events; only then does the agent ack the batch's
@@ -291,6 +292,12 @@ class BatchProcessor:
         self.tick_s = tick_s
         self.events_topic = events_topic
         self.dead_letter_topic = dead_letter_topic
+        self.batches = 0  # batches processed, and their commands: the agent's batching
+        self.commands = 0
+        self.largest = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"batches": self.batches, "commands": self.commands, "largest": self.largest}
 
     async def process(
         self, batch: Iterable[Any], ack: Callable[[Any], Awaitable[Any]], held: set[tuple[int, int]]
@@ -303,6 +310,10 @@ class BatchProcessor:
         app, table = self.app, self.table
         outcomes: list[Outcome] = []
         done: list[Any] = []  # applied or dead-lettered: only these are acked
+        batch = list(batch)
+        self.batches += 1
+        self.commands += len(batch)
+        self.largest = max(self.largest, len(batch))
         for message in batch:
             source = (message.message.partition, message.message.generation_id)
             if source in held:

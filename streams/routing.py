@@ -42,12 +42,54 @@ def nearest_of(network: RoadNetwork, candidates: Iterable[int], lat: float, lon:
     return min(candidates, key=lambda i: (nodes[i][0] - lat) ** 2 + ((nodes[i][1] - lon) * kx) ** 2)
 
 
+class NodeGrid:
+    """``nearest_of`` over fixed nodes, by a grid of cells (issue 16): a dispatch finds the
+    nearest road node of every candidate unit, and scanning all nodes for each cost ~0.2 ms,
+    about 50 ms of CPU for a region's 250 units, while the region's other commands waited.
+    The same node as ``nearest_of``, ties included: the rings of cells around the point are
+    searched until no node beyond them can be as near as the best found; a point farther
+    than ``MAX_RINGS`` cells from every node is scanned as before."""
+
+    CELL_DEG = 0.0005  # ~55 m of latitude; a cell's longitude span is the same in degrees
+    MAX_RINGS = 16
+
+    def __init__(self, network: RoadNetwork, nodes: Iterable[int]) -> None:
+        self.network = network
+        self.nodes = sorted(nodes)
+        self.cells: dict[tuple[int, int], list[int]] = {}
+        for i in self.nodes:
+            self.cells.setdefault(self._cell(*network.nodes[i]), []).append(i)
+
+    def _cell(self, lat: float, lon: float) -> tuple[int, int]:
+        return math.floor(lat / self.CELL_DEG), math.floor(lon / self.CELL_DEG)
+
+    def nearest(self, lat: float, lon: float) -> int:
+        row, col = self._cell(lat, lon)
+        kx = math.cos(math.radians(lat))
+        # a node beyond ring r is more than r cells away along one axis (longitude distances
+        # are scaled by kx in the flat-earth distance, as in nearest_of)
+        step = self.CELL_DEG * min(1.0, kx)
+        found: list[int] = []
+        for ring in range(self.MAX_RINGS + 1):
+            for r in range(row - ring, row + ring + 1):
+                edge = r in (row - ring, row + ring)
+                for c in range(col - ring, col + ring + 1) if edge else (col - ring, col + ring):
+                    found.extend(self.cells.get((r, c), ()))
+            if found:
+                best = nearest_of(self.network, sorted(found), lat, lon)
+                y, x = self.network.nodes[best]
+                if math.hypot(y - lat, (x - lon) * kx) < ring * step * (1 - 1e-9):
+                    return best
+        return nearest_of(self.network, self.nodes, lat, lon)
+
+
 class GraphRouter:
     """Fastest paths on a ``RoadNetwork`` (one reverse Dijkstra per destination)."""
 
     def __init__(self, network: RoadNetwork) -> None:
         self.network = network
         self._routable = sorted(network.routable)
+        self._grid = NodeGrid(network, self._routable)
         # reverse adjacency: node -> [(previous node, edge index, forward?)]
         self._into: dict[int, list[tuple[int, int, bool]]] = {}
         for i, e in enumerate(network.edges):
@@ -57,7 +99,7 @@ class GraphRouter:
                     self._into.setdefault(e.u, []).append((e.v, i, False))
 
     def nearest_node(self, lat: float, lon: float) -> int:
-        return nearest_of(self.network, self._routable, lat, lon)
+        return self._grid.nearest(lat, lon)
 
     def _towards(self, target: int) -> dict[int, tuple[float, float, int, bool]]:
         """For every node that reaches ``target``: (seconds, metres, next edge, forward)."""

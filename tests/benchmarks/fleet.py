@@ -14,6 +14,11 @@ the client core. Beside them, a few probe SSE clients in this process read every
   the frame interval and the write: what conflation itself adds);
 - ``B/client/s``: the bytes a probe received per second (every client gets the same);
 - ``worker CPU %`` / ``API CPU %``: of one core, over the measured window (``/proc``);
+- ``worker CPU wait %``: the time the worker's threads were runnable but waited for a CPU
+  (``/proc/<pid>/task/*/schedstat``), over the window: a worker that falls behind with a
+  low CPU % and a high wait % is starved of the core, not waiting on anything of its own;
+- ``fixes offered/s``: GPS fix commands in the log stamped within the window (what the
+  simulator really sent), beside ``positions/s`` (what the worker made of them);
 - ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window.
 
 Completions come ``ON_SCENE_S`` (60-150 s) after arrival, so only the later part of a
@@ -28,6 +33,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -123,7 +129,7 @@ def _timestamps(
         finally:
             consumer.close()
 
-    commands = {}
+    commands: dict[str, int] = {}
     for record in read(settings.commands_topic):
         if b'"kind":"unit_position"' in record.value:
             commands[json.loads(record.value)["command_id"]] = record.timestamp
@@ -189,6 +195,7 @@ def _run(
                 probe.start()
             _wait_fleet(port, token, units)
             cpu0 = (cpu_seconds(worker_proc.pid), cpu_seconds(api_proc.pid))
+            waited0, wall0 = run_queue_seconds(worker_proc.pid), time.time()
             fanned0, t0 = _fanned_out(port), time.monotonic()
             for probe in probes:
                 probe.counting = True
@@ -200,6 +207,7 @@ def _run(
             window = time.monotonic() - t0
             fanned = _fanned_out(port) - fanned0
             cpu = (cpu_seconds(worker_proc.pid) - cpu0[0], cpu_seconds(api_proc.pid) - cpu0[1])
+            waited, wall1 = run_queue_seconds(worker_proc.pid) - waited0, time.time()
             for probe in probes:
                 probe.counting = False
                 probe.stopped.set()
@@ -219,6 +227,7 @@ def _run(
             lag.append(event_ts - commands[command_id])
     for values in (staleness, lag, api_staleness):
         values.sort()
+    offered = sum(1 for ts in commands.values() if wall0 * 1000 <= ts <= wall1 * 1000)
     reach = result["phases"]["reach"]
     notes = [f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after the run"]
     if result["connected"] < clients:
@@ -238,9 +247,11 @@ def _run(
             "worker lag p99 ms": percentile(lag, 0.99),
             "API staleness p99 ms": percentile(api_staleness, 0.99),
             "worker CPU %": round(100 * cpu[0] / window, 1),
+            "worker CPU wait %": round(100 * waited / window, 1),
             "API CPU %": round(100 * cpu[1] / window, 1),
             "deliveries/s": round(fanned / window),
             "B/client/s": round(sum(p.bytes for p in probes) / len(probes) / window),
+            "fixes offered/s": round(offered / window),
             "positions/s": round(len(lag) / max(1.0, _span_s(events))),
         },
         "; ".join(notes),
@@ -250,3 +261,13 @@ def _run(
 def _span_s(events: dict[tuple[str, int], tuple[str, int]]) -> float:
     stamps = [ts for _, ts in events.values()]
     return (max(stamps) - min(stamps)) / 1000 if stamps else 0.0
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Seconds the threads of ``pid`` have spent runnable but waiting for a CPU (the second
+    field of each ``/proc/<pid>/task/<tid>/schedstat``; a thread gone meanwhile drops out)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9

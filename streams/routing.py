@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from schemas.geo import RoadNetwork, haversine_m
@@ -19,11 +20,17 @@ from schemas.geo import RoadNetwork, haversine_m
 OFF_ROAD_SPEED_MS = 5.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Route:
-    points: list[tuple[float, float]]  # [lat, lon], origin first
     distance_m: float
     duration_s: float
+    walk: Callable[[], list[tuple[float, float]]] = field(repr=False)
+
+    @cached_property
+    def points(self) -> list[tuple[float, float]]:
+        """[lat, lon], origin first. Walked on first use: a city-wide dispatch ranks every
+        candidate by its time and distance and keeps the route of one."""
+        return self.walk()
 
 
 class Router(Protocol):
@@ -139,13 +146,30 @@ class GraphRouter:
         destination: tuple[float, float],
         tree: dict[int, tuple[float, float, int, bool]],
     ) -> Route | None:
-        nodes, edges = self.network.nodes, self.network.edges
+        nodes = self.network.nodes
         start = self.nearest_node(*origin)
         if start not in tree:
             return None
-        points = [origin]
+        secs, metres = tree[start][0], tree[start][1]
+        lead = haversine_m(*origin, *nodes[start]) + haversine_m(*nodes[target], *destination)
+        return Route(
+            distance_m=round(metres + lead, 1),
+            duration_s=round(secs + lead / OFF_ROAD_SPEED_MS, 1),
+            walk=lambda: self._walk(origin, start, target, destination, tree),
+        )
+
+    def _walk(
+        self,
+        origin: tuple[float, float],
+        start: int,
+        target: int,
+        destination: tuple[float, float],
+        tree: dict[int, tuple[float, float, int, bool]],
+    ) -> list[tuple[float, float]]:
+        """The points of the path ``tree`` leads along from ``start`` to ``target``."""
+        nodes, edges = self.network.nodes, self.network.edges
+        points = [origin, nodes[start]]
         node = start
-        points.append(nodes[node])
         while node != target:
             _, _, idx, forward = tree[node]
             e = edges[idx]
@@ -154,14 +178,7 @@ class GraphRouter:
             points.extend(shape)
             points.append(nodes[node])
         points.append(destination)
-        points = _dedupe(points)
-        secs, metres = tree[start][0], tree[start][1]
-        lead = haversine_m(*origin, *nodes[start]) + haversine_m(*nodes[target], *destination)
-        return Route(
-            points=[(round(a, 7), round(b, 7)) for a, b in points],
-            distance_m=round(metres + lead, 1),
-            duration_s=round(secs + lead / OFF_ROAD_SPEED_MS, 1),
-        )
+        return [(round(a, 7), round(b, 7)) for a, b in _dedupe(points)]
 
 
 def _dedupe(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -4,6 +4,7 @@ dispatch, with the partition's other commands waiting)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from schemas.geo import haversine_m, load_network
@@ -28,7 +29,7 @@ def test_ranking_times_do_not_walk_the_paths_and_a_walked_path_is_the_route():
         points = route.points
         assert points[0] == (round(origin[0], 7), round(origin[1], 7))
         assert points[-1] == (round(destination[0], 7), round(destination[1], 7))
-        along = sum(haversine_m(*p, *q) for p, q in zip(points, points[1:]))
+        along = sum(haversine_m(*p, *q) for p, q in itertools.pairwise(points))
         # the path walked is the one the distance was summed over (rounding and the
         # de-duplicated sub-metre steps aside)
         assert abs(along - route.distance_m) <= max(5.0, route.distance_m * 0.01), (

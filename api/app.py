@@ -29,6 +29,7 @@ from api import replay as replay_routes
 from api.auth import READERS, Role
 from api.http import ApiError
 from api.openapi import openapi_document
+from api.readmodel import without_reporters
 from api.services import Services
 from api.sse import PATH as STREAM_PATH
 from api.sse import LiveStream
@@ -149,15 +150,16 @@ async def api_error(request: Request, exc: Exception) -> Response:
 
 async def get_state(request: Request) -> JSONResponse:
     services = _services(request)
-    services.auth.require(request, READERS, cookie=True)
-    return JSONResponse(services.model.state_json())
+    role = services.auth.require(request, READERS, cookie=True)
+    return JSONResponse(services.model.state_json(redact=role is not Role.AUTHORITY))
 
 
 async def list_emergencies(request: Request) -> JSONResponse:
     services = _services(request)
-    services.auth.require(request, READERS, cookie=True)
+    role = services.auth.require(request, READERS, cookie=True)
+    listed = services.model.projection.as_json()["emergencies"]
     return JSONResponse(
-        services.model.projection.as_json()["emergencies"],
+        listed if role is Role.AUTHORITY else without_reporters(listed),
         headers={"X-Log-Position": services.model.position_id},
     )
 

@@ -21,8 +21,10 @@ Who may do what:
   ``DISPATCHWIRE_REQUIRE_REPORTER_TOKEN`` is set;
 - dispatch / complete / cancel: authority; unit status: authority, or that unit's own token;
 - the live stream, ``/ws``, ``/api/state``, ``/api/emergencies``, ``/api/units``: authority
-  or unit (the dashboard and the units map see every emergency and unit, which includes
-  reporters' locations and phone numbers, so a reporter token does not open them);
+  or unit (the dashboard and the units map see every emergency and unit and where they
+  are, so a reporter token does not open them). A unit token reads them without the
+  reporters' names and phones (``reporter`` is ``null``: ``LiveMessage.for_units``,
+  ``ReadModel.state_json(redact=True)``); only authority sees who called;
 - ``/api/emergencies/{id}``: anyone who knows the id (the reporter's tracking view, without
   the reporter's name and phone; ids are random 128-bit values); authority sees it whole.
 """

@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.codec import dumps
 from schemas.events import Event
@@ -46,6 +47,14 @@ class LiveMessage:
     # a frame of conflated positions (api.conflate): the log position it reaches, which
     # may lie on several partitions; None for one record's message or a snapshot
     upto: tuple[int, ...] | None = None
+    # the same message without reporters' names and phones, for a unit token's feed; None
+    # when it carries none (``for_units``)
+    redacted: LiveMessage | None = None
+
+    def for_units(self) -> LiveMessage:
+        """What a unit token is sent: the message, without any reporter's name and phone
+        (units see where and what; who called is the dispatcher's)."""
+        return self.redacted or self
 
 
 def build_message(
@@ -58,11 +67,29 @@ def build_message(
     region: str | None = None,
     subject: str | None = None,
     upto: tuple[int, ...] | None = None,
+    redacted_json: str | None = None,
 ) -> LiveMessage:
-    """``data_json`` is compact JSON (no raw newlines), so it fits one ``data:`` line."""
+    """``data_json`` is compact JSON (no raw newlines), so it fits one ``data:`` line;
+    ``redacted_json``, if given, the same without reporters (``LiveMessage.redacted``)."""
     sse = f"id: {id}\r\nevent: {event}\r\ndata: {data_json}\r\n\r\n".encode()
     ws = f'{{"event":{dumps(event)},"id":{dumps(id)},"data":{data_json}}}'
-    return LiveMessage(event, id, partition, offset, region, sse, ws, data_json, subject, upto)
+    redacted = (
+        None
+        if redacted_json is None
+        else build_message(
+            event,
+            id,
+            redacted_json,
+            partition=partition,
+            offset=offset,
+            region=region,
+            subject=subject,
+            upto=upto,
+        )
+    )
+    return LiveMessage(
+        event, id, partition, offset, region, sse, ws, data_json, subject, upto, redacted
+    )
 
 
 def event_message(
@@ -70,6 +97,7 @@ def event_message(
 ) -> LiveMessage:
     """The live message of ``event``, read at ``partition``/``offset``; ``position`` is the
     log position after it (its id). ``subject``: the unit a position moves (api.conflate)."""
+    redacted = without_reporter(event)
     return build_message(
         event.event,
         format_position(position),
@@ -78,7 +106,20 @@ def event_message(
         offset=offset,
         region=event.region,
         subject=getattr(event, "unit_id", None),
+        redacted_json=None if redacted is None else dumps(redacted),
     )
+
+
+def without_reporter(event: Event) -> dict[str, Any] | None:
+    """``event``'s live data with its emergency's reporter left out (``null``), or None if
+    it names no reporter."""
+    emergency = getattr(event, "emergency", None)
+    if emergency is None or emergency.reporter is None:
+        return None
+    data = event.live_data()
+    # emergency_created carries the emergency's fields at the top; emergency_updated nests it
+    data.get("emergency", data)["reporter"] = None
+    return data
 
 
 def with_id(message: LiveMessage, id: str) -> LiveMessage:
@@ -96,6 +137,7 @@ def with_id(message: LiveMessage, id: str) -> LiveMessage:
         message.data,
         message.subject,
         message.upto,
+        None if message.redacted is None else with_id(message.redacted, id),
     )
 
 
@@ -129,6 +171,7 @@ class Client:
         "gone",
         "limit",
         "overflows",
+        "redact",
         "regions",
         "send_started",
         "timed_out",
@@ -142,10 +185,12 @@ class Client:
         queue_size: int,
         regions: frozenset[str] | None = None,
         events: frozenset[str] | None = None,
+        redact: bool = False,
     ) -> None:
         self.transport = transport
         self.regions = regions
         self.events = events
+        self.redact = redact  # a unit token: no reporter's name or phone (``api.feed``)
         self.filtered = regions is not None or events is not None
         self.limit = max(queue_size, 2)
         self.overflows = 0

@@ -71,6 +71,17 @@ class Feed:
         self.position: list[int] = []
 
     async def start(self, last_event_id: str | None) -> AsyncGenerator[LiveMessage, None]:
+        """The snapshot or resume backlog, as this client may see it (``LiveMessage.for_units``
+        for a unit token)."""
+        async with aclosing(self._start(last_event_id)) as messages:
+            if self.client.redact:
+                async for message in messages:
+                    yield message.for_units()
+            else:
+                async for message in messages:
+                    yield message
+
+    async def _start(self, last_event_id: str | None) -> AsyncGenerator[LiveMessage, None]:
         model, client = self.model, self.client
         last_event_id = last_event_id or None  # an empty id is no id
         since = _resume_point(last_event_id, model.partitions)
@@ -82,7 +93,8 @@ class Feed:
         if since is not None:
             since = Position(since).pad(len(current))  # the topic may have grown while we waited
         if last_event_id is None or since is None:
-            first = model.snapshot(client.regions, reset=last_event_id is not None)
+            reset = last_event_id is not None
+            first = model.snapshot(client.regions, reset=reset, redact=client.redact)
             if last_event_id is not None:
                 log.info(
                     "resume id %r is not a position we have; sending a reset snapshot",
@@ -118,7 +130,7 @@ class Feed:
                     format_position(since),
                 )
                 self.position = position = list(model.position)
-                yield model.snapshot(client.regions, reset=True)
+                yield model.snapshot(client.regions, reset=True, redact=client.redact)
         for p, offset in enumerate(current):
             position[p] = max(position[p], offset)
 
@@ -128,12 +140,13 @@ class Feed:
         ends the batch (and is kept, last)."""
         out: list[QueueItem] = []
         position = self.position
+        redact = self.client.redact
         for item in items:
             if item.__class__ is LiveMessage:
                 if item.upto is not None:  # a frame of positions, on several partitions
                     frame = self._frame(item)
                     if frame is not None:
-                        out.append(frame)
+                        out.append(frame)  # positions: no reporter in them
                     continue
                 partition = item.partition
                 if partition >= len(position):
@@ -141,11 +154,11 @@ class Feed:
                 if item.offset < position[partition]:
                     continue  # already in the snapshot or backlog this client got
                 position[partition] = item.offset + 1
-                out.append(item)
+                out.append(item.for_units() if redact else item)
             elif item is RESYNC:
                 self.model.metrics.resyncs.inc()
                 self.position = position = list(self.model.position)
-                out.append(self.model.snapshot(self.client.regions, reset=True))
+                out.append(self.model.snapshot(self.client.regions, reset=True, redact=redact))
             else:
                 out.append(item)
                 if item is CLOSE:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError as AioKafkaError
@@ -391,26 +392,33 @@ class ReadModel:
                 )
             last = loop.time()
 
-    def snapshot(self, regions: frozenset[str] | None = None, reset: bool = False) -> LiveMessage:
-        """The current state as one ``snapshot`` message (cached until the position moves)."""
+    def snapshot(
+        self, regions: frozenset[str] | None = None, reset: bool = False, redact: bool = False
+    ) -> LiveMessage:
+        """The current state as one ``snapshot`` message (cached until the position moves);
+        ``redact``: without reporters' names and phones (a unit token's)."""
         position = self.position
         if position != self._snapshot_at:
             self._snapshots.clear()
             self._snapshot_at = position
-        key = (tuple(sorted(regions)) if regions is not None else None, reset)
+        key = (tuple(sorted(regions)) if regions is not None else None, reset, redact)
         cached = self._snapshots.get(key)
         if cached is None:
-            data = self.state_json(regions)
+            data = self.state_json(regions, redact)
             data["reset"] = reset
             cached = build_message(SNAPSHOT, self.position_id, dumps(data))
             self._snapshots[key] = cached
         return cached
 
-    def state_json(self, regions: frozenset[str] | None = None) -> dict[str, object]:
+    def state_json(
+        self, regions: frozenset[str] | None = None, redact: bool = False
+    ) -> dict[str, object]:
         state = self.projection.as_json()
         if regions is not None:
             state["emergencies"] = [e for e in state["emergencies"] if e["region"] in regions]
             state["units"] = [u for u in state["units"] if u["region"] in regions]
+        if redact:
+            state["emergencies"] = without_reporters(state["emergencies"])
         return {**state, "position": self.position_id}
 
     async def kafka_reachable(self, timeout: float = 2.0) -> bool:
@@ -423,3 +431,8 @@ class ReadModel:
             return True
         except (TimeoutError, AioKafkaError, OSError):
             return False
+
+
+def without_reporters(emergencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Emergencies (JSON) with each reporter left out (``null``): what a unit token reads."""
+    return [{**e, "reporter": None} if e.get("reporter") else e for e in emergencies]

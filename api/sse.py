@@ -41,7 +41,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
-from api.auth import READERS
+from api.auth import READERS, Role
 from api.broadcast import CLOSE, PING, SNAPSHOT, Client, LiveMessage
 from api.feed import Feed, PositionNotReached
 from api.http import ApiError
@@ -136,12 +136,18 @@ class LiveStream:
     def _prepare(self, scope: Scope) -> tuple[Client, str | None]:
         services = self.services
         conn = HTTPConnection(scope)
-        services.auth.require(conn, READERS, cookie=True, query=True)
+        role = services.auth.require(conn, READERS, cookie=True, query=True)
         services.model.require_ready("the live feed")
         params = conn.query_params
         regions, events = stream_filters(dict(params))
         last_event_id = conn.headers.get("last-event-id") or params.get("last_event_id")
-        client = Client("sse", services.settings.client_queue_size, regions, events)
+        client = Client(
+            "sse",
+            services.settings.client_queue_size,
+            regions,
+            events,
+            redact=role is not Role.AUTHORITY,
+        )
         return client, last_event_id
 
     async def serve(

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api.auth import READERS
+from api.auth import READERS, Role
 from api.broadcast import CLOSE, Client, LiveMessage
 from api.feed import Feed, PositionNotReached
 from api.http import ApiError
@@ -125,9 +125,9 @@ async def _admit(
     try:
         token = hello.get("token")
         if token and not in_handshake:
-            services.auth.require(_bearer(websocket, token), READERS)
+            role = services.auth.require(_bearer(websocket, token), READERS)
         else:
-            services.auth.require(websocket, READERS, cookie=cookie_ok, query=True)
+            role = services.auth.require(websocket, READERS, cookie=cookie_ok, query=True)
     except ApiError as exc:
         code = FORBIDDEN if exc.status == 403 else UNAUTHORIZED
         raise Refusal(code, exc.error) from exc
@@ -135,7 +135,8 @@ async def _admit(
         services.model.require_ready("the live feed")
     except ApiError as exc:
         raise Refusal(NOT_READY, exc.error) from exc
-    return Client("ws", settings.client_queue_size, regions, events), last_event_id
+    redact = role is not Role.AUTHORITY  # a unit token: no reporter's name or phone
+    return Client("ws", settings.client_queue_size, regions, events, redact), last_event_id
 
 
 async def _hello(websocket: WebSocket, timeout_s: float) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from schemas.entities import (
     Emergency,
     EmergencyStatus,
     EmergencyType,
+    Reporter,
     Unit,
     UnitStatus,
     UnitType,
@@ -161,6 +162,7 @@ class EventLog:
         command_id: str | None = None,
         emergency_id: str | None = None,
         description: str = "test",
+        reporter: Reporter | None = None,
     ) -> EmergencyCreated:
         command_id = command_id or uuid.uuid4().hex
         eid = emergency_id or uuid.uuid4().hex
@@ -172,6 +174,7 @@ class EventLog:
             lat=60.17,
             lon=24.94,
             description=description,
+            reporter=reporter,
             reported_at=datetime.now(UTC),
             version=self._version(eid),
         )

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import socket
+import struct
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -88,3 +93,85 @@ def test_frozen_client_does_not_delay_the_others(api_settings, running_api, even
             assert healthy.next().event == "emergency_created"
     finally:
         frozen.close()
+
+
+def frozen_ws_connection(port: int) -> socket.socket:
+    """Opens /ws (the handshake read whole) and then reads nothing (a tiny receive window)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws?token=dev-authority HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    # an empty first frame (masked, as a client's must be): start from a snapshot
+    sock.sendall(bytes([0x81, 0x80 | 2]) + b"\0\0\0\0" + b"{}")
+    return sock
+
+
+def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """The server's frames (opcode, payload) until the socket closes."""
+    sock.settimeout(30)
+    buffer = b""
+
+    def need(n: int) -> bytes:
+        nonlocal buffer
+        while len(buffer) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            buffer += chunk
+        out, buffer = buffer[:n], buffer[n:]
+        return out
+
+    try:
+        while True:
+            first, second = need(2)
+            length = second & 0x7F
+            if length == 126:
+                length = struct.unpack("!H", need(2))[0]
+            elif length == 127:
+                length = struct.unpack("!Q", need(8))[0]
+            yield first & 0x0F, need(length)
+    except EOFError:
+        return
+
+
+def test_a_websocket_client_that_stops_reading_is_closed_with_4408(
+    api_settings, running_api, event_log
+):
+    """The documented close code for a client too slow to take its messages (schemas.live
+    TOO_SLOW): when it reads again it gets what was already on its way, then 4408, and its
+    next move is a reconnect."""
+    from schemas.live import TOO_SLOW
+
+    settings = api_settings(client_queue_size=16, api_client_send_timeout_s=2.0)
+    log = event_log(settings)
+    log.autoflush = False
+    api = running_api(settings)
+    hub = api.services.hub
+    sock = frozen_ws_connection(api.port)
+    try:
+        wait_for(lambda: len(hub.clients) == 1, message="the WebSocket client to subscribe")
+        for _ in range(20):  # bounded: until a write has been stuck for the send timeout
+            for n in range(200):
+                log.emergency(region=("north", "south")[n % 2], description="x" * 2000)
+            log.producer.flush()
+            if hub.timeouts or any(c.send_started for c in hub.clients):
+                break
+        wait_for(lambda: hub.timeouts == 1, timeout=30, message="the stuck client to be cut")
+        frames = list(read_frames(sock))
+    finally:
+        sock.close()
+    texts = [payload for opcode, payload in frames if opcode == 0x1]
+    closes = [payload for opcode, payload in frames if opcode == 0x8]
+    assert texts and json.loads(texts[0])["event"] == "snapshot"
+    assert len(closes) == 1, [opcode for opcode, _ in frames[-3:]]
+    code, reason = struct.unpack("!H", closes[0][:2])[0], closes[0][2:].decode()
+    assert (code, reason) == (TOO_SLOW.code, TOO_SLOW.reason)

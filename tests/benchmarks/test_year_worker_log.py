@@ -14,6 +14,7 @@ from kafka import TopicPartition
 from dispatchwire.settings import Settings
 from infra.clients import consumer as kafka_consumer
 from infra.kafka import free_port
+from streams.state import DispatchState
 from tests.benchmarks import product, year
 from tests.benchmarks.e2e import wait_worker_ready
 from tests.streams.helpers import read_to_end
@@ -61,3 +62,11 @@ def test_a_cold_worker_recovers_the_generated_changelog(
     assert state == generated.state.snapshot()
     assert state["emergencies"] and len(state["units"]) == len(traffic.units)
     assert recovered == {"command_records": records}
+
+    # the generator's faster record sweep deletes what the worker's own would
+    plain = dict(table)
+    cutoff = now.timestamp()
+    want = DispatchState(plain).expire_records(0, cutoff, generated.partition_of)
+    got = generated.state.expire_records(0, cutoff, generated.partition_of)
+    assert got == want > 0
+    assert dict(table) == plain

@@ -17,6 +17,8 @@ The bench's topics keep everything (``retention.ms`` -1): with year-old record t
 Kafka's default 7-day retention would delete the history under the readers' feet.
 
     python -m tests.benchmarks --only year [--quick]     # quick: 30 days, not 365
+    python -m tests.benchmarks.year --readmodel [--days N]   # the read model alone
+    python -m tests.benchmarks.year --worker [--days N]      # the worker alone, own broker
 """
 
 from __future__ import annotations

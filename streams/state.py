@@ -194,13 +194,16 @@ class DispatchState:
                 self.table[f"x:{emergency.region}"] = json.dumps([*closed, emergency.id])
 
     def archive(self, events: list[EmergencyArchived]) -> None:
-        """Take archived emergencies out of the table (each ``e:`` entry is deleted, so a
-        restarted worker does not recover it) and remember that they were archived. Each
-        list entry is written once per call, not once per emergency."""
+        """Take archived emergencies out of the table (each ``e:`` entry, and its ``h:``
+        hold, is deleted, so a restarted worker does not recover it) and remember that
+        they were archived. Each list entry is written once per call, not once per
+        emergency."""
         gone = {e.emergency_id for e in events}
         for eid in gone:
-            if self.table.get(f"e:{eid}") is not None:
-                del self.table[f"e:{eid}"]
+            # its mutual-aid hold too: answered ("null") or not, it would stay forever
+            for key in (f"e:{eid}", f"h:{eid}"):
+                if self.table.get(key) is not None:
+                    del self.table[key]
         for region in sorted({e.region for e in events}):
             closed = self._list(f"x:{region}")
             if any(c in gone for c in closed):

@@ -17,6 +17,8 @@ The bench's topics keep everything (``retention.ms`` -1): with year-old record t
 Kafka's default 7-day retention would delete the history under the readers' feet.
 
     python -m tests.benchmarks --only year [--quick]     # quick: 30 days, not 365
+    python -m tests.benchmarks.year --readmodel [--days N]   # the read model alone
+    python -m tests.benchmarks.year --worker [--days N]      # the worker alone, own broker
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import json
 import logging
 import os
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -514,17 +518,517 @@ def run_readmodel(bootstrap: str, days: int = 30, per_day: int = 1_000) -> list[
     return rows
 
 
+# --- the worker alone (issue 16, part 1: recovery and RSS) --------------------------------
+#
+# ``python -m tests.benchmarks.year --worker [--days N]`` times the worker's cold start on a
+# log built the same fast way, in-process, on a broker of its own: every command of the
+# compressed year is written to ``dispatch.commands`` and decided by the worker's code
+# against a dict table that keeps its writes (``Changelog``); the writes go to the worker's
+# changelog topic as ``streams.processing.ChangelogTable.send_unsent`` sends them (JSON key,
+# raw value, ``None`` for a delete, each to the command's partition), the events to
+# ``dispatch.events``, the units to ``dispatch.units``, and the group's offsets of the
+# commands topic are committed at its end, so the cold-started worker recovers the table and
+# re-runs nothing. The worker's sweep timers are simulated too: ``archive_closed`` (the
+# generator's) and ``expire_records`` every ``command_record_sweep_s`` of simulated time
+# to each partition, its cutoff ``command_record_window_s`` before.
+#
+# Compaction in compressed time: the broker compacts only closed segments, and the worker's
+# changelog rolls one every ``changelog_segment_ms`` (an hour). Kafka measures that on the
+# records' timestamps, which here are simulated time, so the bench's changelog and units
+# topics keep it and roll every simulated hour, or at 1 MiB; the cleaner runs as soon as
+# 1% of a log is dirty, with no compaction lag, and drops a tombstone at its next pass
+# (``COMPRESSED_CLEANER``). The bench waits until the cleaner has caught up (a full read of
+# the changelog holds no more live values than the table's keys plus the records of the
+# active segments) before it starts the worker.
+
+COMPRESSED_CLEANER = {
+    "cleanup.policy": "compact",
+    "segment.bytes": str(1 << 20),
+    "segment.ms": "3600000",  # the worker's (Settings.changelog_segment_ms), see above
+    "min.cleanable.dirty.ratio": "0.01",
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": "0",
+    "retention.ms": "-1",
+}
+PREFIXES = ("c:", "m:", "e:", "u:", "r:", "x:", "a:", "y:", "h:")
+
+
+class Changelog(dict[str, Any]):
+    """A dict table that keeps its writes, (partition, key, value or None), as the worker's
+    ``ChangelogTable`` does; ``partition`` is the command's, set by the caller. It also
+    keeps each command record's stamp (``streams.state.record_stamp``, read once when the
+    record is written), in table order, for ``SweptState``."""
+
+    def __init__(self, partition_of: Callable[[str], int] | None = None) -> None:
+        super().__init__()
+        self.partition = 0
+        self.unsent: list[tuple[int, str, Any]] = []
+        self.partition_of = partition_of or (lambda region: 0)
+        self.stamps: dict[str, tuple[int, float] | None] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.unsent.append((self.partition, key, value))
+        if key.startswith("c:"):
+            from streams.state import record_stamp
+
+            self.stamps[key] = record_stamp(value, self.partition_of)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.unsent.append((self.partition, key, None))
+        self.stamps.pop(key, None)
+
+
+def swept_state_class() -> type:
+    """``SweptState``, built on first use (the module imports no worker code up front)."""
+    from streams.state import DispatchState
+
+    class SweptState(DispatchState):
+        """The worker's state, with ``expire_records`` answered from the stamps the
+        ``Changelog`` read as the records were written: the same keys deleted in the same
+        (table) order as ``DispatchState.expire_records``, which reads every record's head
+        on every sweep (cheap every 10 minutes of real time, but 576 sweeps per simulated
+        day were half of the generator's time)."""
+
+        table: Changelog
+
+        def expire_records(
+            self, partition: int, cutoff: float, partition_of: Callable[[str], int]
+        ) -> int:
+            expired = [
+                key
+                for key, stamp in self.table.stamps.items()
+                if stamp is not None and stamp[0] == partition and stamp[1] < cutoff
+            ]
+            for key in expired:
+                del self.table[key]
+            return len(expired)
+
+    return SweptState
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The worker table's changelog topic (Faust: app id, table name, ``-changelog``)."""
+    from streams.state import TABLE_NAME
+
+    return f"{settings.app_id}-{TABLE_NAME}-changelog"
+
+
+def by_prefix(keys: Iterator[str]) -> dict[str, int]:
+    counts = dict.fromkeys(PREFIXES, 0)
+    counts["other"] = 0
+    for key in keys:
+        prefix = key[:2]
+        counts[prefix if prefix in counts else "other"] += 1
+    return counts
+
+
+@dataclass
+class WorkerLog:
+    """Decides commands in-process and writes what the worker would have written."""
+
+    settings: Settings
+    table: Changelog = field(default_factory=Changelog)
+    written: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("commands", "changelog", "events", "units"), 0)
+    )
+    next_expiry_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        from schemas.placement import partition_for
+        from streams.ranking import DispatchPolicy
+        from streams.routing import GraphRouter
+        from streams.state import DispatchState
+
+        s = self.settings
+        policy = DispatchPolicy(
+            mutual_aid_regions=s.regions,
+            home_preference_s=s.mutual_aid_home_preference_s,
+            coverage_margin_s=s.mutual_aid_coverage_margin_s,
+        )
+        self.partition_of = lambda region: partition_for(region, s.partitions, s.regions)
+        self.table.partition_of = self.partition_of
+        self.state: DispatchState = swept_state_class()(self.table, None, policy)
+        self.router = GraphRouter(load_network())
+
+    def with_expiry(
+        self, records: Iterator[tuple[int, str, bytes]]
+    ) -> Iterator[tuple[int, str, bytes]]:
+        """``records`` with the worker's ``expire_records`` sweeps among them, in simulated
+        time: every ``command_record_sweep_s`` one to each partition."""
+        from schemas.commands import ExpireRecords
+        from streams.app import sweep_region
+
+        s = self.settings
+        every_ms = int(s.command_record_sweep_s * 1000)
+        for at, region, value in records:
+            if self.next_expiry_ms is None:
+                self.next_expiry_ms = at + every_ms
+            while self.next_expiry_ms <= at:
+                sweep_at = self.next_expiry_ms
+                cutoff = datetime.fromtimestamp(sweep_at / 1000, UTC) - timedelta(
+                    seconds=s.command_record_window_s
+                )
+                for partition in range(s.partitions):
+                    sweep = ExpireRecords(
+                        region=sweep_region(s, partition), cutoff=cutoff, issued_by="worker"
+                    )
+                    yield sweep_at, sweep.region, encode(sweep)
+                self.next_expiry_ms += every_ms
+            yield at, region, value
+
+    def write(self, records: Iterator[tuple[int, str, bytes]]) -> None:
+        """Decide ``records`` (ms, region, command) and write the commands, the table's
+        writes, the events and units; then commit the worker group's commands offsets."""
+        from collections import deque
+
+        from kafka import TopicPartition
+
+        from infra.clients import consumer as kafka_consumer
+        from infra.clients import producer as kafka_producer
+        from infra.topics import kafka_python_partitioner
+        from streams.processing import decide_command
+        from streams.state import encoded
+
+        s = self.settings
+        topic = changelog_topic(s)
+        tps = [TopicPartition(s.commands_topic, p) for p in range(s.partitions)]
+        reader = kafka_consumer(s, group_id=s.app_id, enable_auto_commit=False)
+        try:
+            offsets = dict(enumerate(reader.end_offsets(tps)[tp] for tp in tps))
+        finally:
+            reader.close()
+        producer = kafka_producer(
+            s,
+            acks=1,
+            linger_ms=50,
+            batch_size=1 << 20,
+            max_request_size=8 << 20,
+            partitioner=kafka_python_partitioner(s),
+        )
+        send, n = producer.send, self.written
+        try:
+            for at, region, value in self.with_expiry(records):
+                queue = deque([(region, value)])
+                while queue:  # the saga's commands (mutual aid) follow their command
+                    region, value = queue.popleft()
+                    p = self.partition_of(region)
+                    send(
+                        s.commands_topic,
+                        value=value,
+                        key=region.encode(),
+                        partition=p,
+                        timestamp_ms=at,
+                    )
+                    source = (p, offsets[p])
+                    offsets[p] += 1
+                    n["commands"] += 1
+                    if n["commands"] % 100_000 == 0:
+                        log.info(
+                            "decided %d commands, up to %s",
+                            n["commands"],
+                            datetime.fromtimestamp(at / 1000, UTC),
+                        )
+                    self.table.partition = p
+                    outcome = decide_command(
+                        self.state,
+                        self.router,
+                        s.tick_seconds,
+                        value,
+                        at / 1000,
+                        source,
+                        self.partition_of,
+                    )
+                    for part, key, text in self.table.unsent:
+                        raw = (
+                            None
+                            if text is None
+                            else text
+                            if isinstance(text, bytes)
+                            else text.encode()
+                        )
+                        send(
+                            topic,
+                            value=raw,
+                            key=json.dumps(key).encode(),
+                            partition=part,
+                            timestamp_ms=at,
+                        )
+                    n["changelog"] += len(self.table.unsent)
+                    self.table.unsent.clear()
+                    if outcome is None:
+                        continue
+                    enc = encoded(outcome)
+                    for event, text in zip(outcome.events, enc.events, strict=True):
+                        send(
+                            s.events_topic,
+                            value=text.encode(),
+                            key=event.region.encode(),
+                            partition=self.partition_of(event.region),
+                            timestamp_ms=at,
+                        )
+                    n["events"] += len(outcome.events)
+                    for unit, text in zip(outcome.units, enc.units, strict=True):
+                        send(
+                            s.units_topic,
+                            value=text.encode(),
+                            key=unit.id.encode(),
+                            timestamp_ms=at,
+                        )
+                    n["units"] += len(outcome.units)
+                    queue.extend(
+                        (c.region, t.encode())
+                        for c, t in zip(outcome.commands, enc.commands, strict=True)
+                    )
+            producer.flush(600)
+        finally:
+            producer.close(10)
+        self.commit(offsets)
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        """Commit the commands topic's ends for the worker's group (Faust's group is its
+        app id), so the worker starts after the history it would have run."""
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        from infra.clients import consumer as kafka_consumer
+
+        s = self.settings
+        consumer = kafka_consumer(s, group_id=s.app_id, enable_auto_commit=False)
+        try:
+            consumer.assign([TopicPartition(s.commands_topic, p) for p in offsets])
+            consumer.commit(
+                {
+                    TopicPartition(s.commands_topic, p): OffsetAndMetadata(o, "", -1)
+                    for p, o in offsets.items()
+                }
+            )
+        finally:
+            consumer.close()
+
+
+def deciding_settings(settings: Settings) -> Settings:
+    """``settings`` with the worker's own tick and record sweep rates: the in-process worker
+    decides and sweeps at those, in simulated time, while the cold-started one (whose timers
+    the bench turns off) only recovers."""
+    defaults = Settings()
+    return settings.model_copy(
+        update={
+            "tick_seconds": defaults.tick_seconds,
+            "command_record_sweep_s": defaults.command_record_sweep_s,
+        }
+    )
+
+
+def create_compacted_topics(settings: Settings) -> None:
+    """The worker's changelog and the units topic, compacted in compressed time."""
+    from kafka.admin import NewTopic
+
+    from infra.topics import admin_client
+
+    admin = admin_client(settings)
+    try:
+        admin.create_topics(
+            [
+                NewTopic(t, settings.partitions, 1, topic_configs=COMPRESSED_CLEANER)
+                for t in (changelog_topic(settings), settings.units_topic)
+            ]
+        )
+    finally:
+        admin.close()
+
+
+def read_changelog(settings: Settings) -> dict[str, Any]:
+    """Read the whole changelog as the worker's recovery does: records, tombstones, bytes,
+    and the live values by key prefix."""
+    from kafka import TopicPartition
+
+    from infra.clients import consumer as kafka_consumer
+
+    consumer = kafka_consumer(
+        settings,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=50_000,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=16 << 20,
+    )
+    topic = changelog_topic(settings)
+    records = tombstones = size = 0
+    keys: list[str] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        deadline = time.monotonic() + 600
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} took over 600 s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for record in batch:
+                    records += 1
+                    size += len(record.key or b"") + len(record.value or b"")
+                    if record.value is None:
+                        tombstones += 1
+                    else:
+                        keys.append(json.loads(record.key))
+    finally:
+        consumer.close()
+    return {
+        "records": records,
+        "tombstones": tombstones,
+        "bytes": size,
+        "values": by_prefix(iter(keys)),
+    }
+
+
+def active_segment_records(log_dir: Path, topic: str, ends: dict[int, int]) -> int:
+    """Records in each partition's active (last, never compacted) segment, summed: the
+    segment files are named by their base offset."""
+    total = 0
+    for p, end in ends.items():
+        bases = [int(f.stem) for f in (log_dir / f"{topic}-{p}").glob("*.log")]
+        total += end - max(bases, default=0)
+    return total
+
+
+def wait_compacted(
+    settings: Settings, log_dir: Path, live: int, timeout: float = 1_800
+) -> dict[str, Any]:
+    """Until the log cleaner has compacted the changelog: a full read holds no more live
+    values than the table's ``live`` keys plus the records of the active segments (whose
+    keys' older copies the cleaner keeps). The last read."""
+    from kafka import TopicPartition
+
+    from infra.clients import consumer as kafka_consumer
+
+    topic = changelog_topic(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        consumer = kafka_consumer(settings, group_id=None, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+            ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
+        finally:
+            consumer.close()
+        tail = active_segment_records(log_dir, topic, ends)
+        read = read_changelog(settings)
+        values = read["records"] - read["tombstones"]
+        log.info(
+            "changelog: %d records (%d tombstones), %d live keys, %d in active segments",
+            read["records"],
+            read["tombstones"],
+            live,
+            tail,
+        )
+        if values <= live + tail:
+            read["active segment records"] = tail
+            return read
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the log cleaner did not compact {topic} within {timeout:.0f}s")
+        time.sleep(5)  # the cleaner's backoff is 15 s; each pass is checked by a full read
+
+
+def _worker_cold_start(settings: Settings, label: str) -> tuple[float, int]:
+    """Cold-start a worker on the log: (seconds to ``/dispatch/ready/``, RSS bytes)."""
+    started = time.monotonic()
+    with product.worker(settings, None, name=f"year-worker-{label}") as worker:
+        wait_worker_ready(settings.worker_web_port, worker, timeout=3_600)
+        took = time.monotonic() - started
+        rss = settle_rss(worker.pid, seconds=3.0)
+    return took, rss
+
+
+def run_worker(days: int = 90, per_day: int = 1_000) -> list[Row]:
+    """On a broker of its own: after one day and after ``days``, the worker's cold start on
+    the compacted changelog the in-process worker wrote."""
+    import shutil
+    import tempfile
+
+    from infra.kafka import KafkaDistribution, LocalBroker, free_port
+
+    base = Settings()
+    data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-year-kafka-"))
+    broker = LocalBroker(
+        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
+        data_dir=data_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        heap="768m",
+    )
+    broker.start()
+    try:
+        return _run_worker(broker.bootstrap, data_dir / "kraft", days, per_day)
+    finally:
+        broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _run_worker(bootstrap: str, log_dir: Path, days: int, per_day: int) -> list[Row]:
+    settings = product.bench_settings(
+        bootstrap,
+        partitions=4,
+        # the generator sends the sweeps and moves in simulated time: the cold worker's own
+        # timers would add wall-clock commands of their own
+        archive_sweep_s=1e6,
+        tick_seconds=1e6,
+        command_record_sweep_s=1e6,
+    )
+    deciding = deciding_settings(settings)
+    create_compacted_topics(settings)  # before ensure_topics (create_topics) makes units'
+    create_topics(settings)
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=days)
+    traffic = CompressedTime(start, per_day=per_day)
+    worker_log = WorkerLog(deciding)
+    worker_log.write(itertools.chain(traffic.fleet(), traffic.until(start)))
+    rows: list[Row] = []
+    for label, end in (("after 1 day", start + timedelta(days=1)), (f"after {days} days", now)):
+        began = time.monotonic()
+        worker_log.write(traffic.until(end))
+        built = time.monotonic() - began
+        began = time.monotonic()
+        read = wait_compacted(settings, log_dir, len(worker_log.table))
+        compacted = time.monotonic() - began
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        recovery, rss = _worker_cold_start(settings, label.replace(" ", "-"))
+        figures = {
+            "emergencies": traffic.counts["emergencies"],
+            **{f"{k} written": v for k, v in worker_log.written.items()},
+            "log built s": round(built, 1),
+            "cleaner wait s": round(compacted, 1),
+            "table keys": len(worker_log.table),
+            "table by prefix": by_prefix(iter(worker_log.table)),
+            "changelog records read": read["records"],
+            "changelog tombstones": read["tombstones"],
+            "changelog KiB": round(read["bytes"] / 1024, 1),
+            "changelog values by prefix": read["values"],
+            "active segment records": read["active segment records"],
+            "worker recovery s": round(recovery, 2),
+            "worker RSS MiB": round(rss / 2**20, 1),
+            "load avg": load,
+        }
+        rows.append(Row("compressed year, worker", label, {"days": days}, figures))
+        print(f"   {label}: {figures}", flush=True)
+    return rows
+
+
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.year")
     parser.add_argument("--readmodel", action="store_true", help="the read model's bootstrap only")
+    parser.add_argument("--worker", action="store_true", help="the worker's cold start only")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--per-day", type=int, default=1_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     target = os.environ.get("DISPATCHWIRE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    if args.readmodel:
+    if args.worker:
+        run_worker(args.days, args.per_day)
+    elif args.readmodel:
         run_readmodel(target, args.days, args.per_day)
     else:
         run(target, args.days, args.per_day)

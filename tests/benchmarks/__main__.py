@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ from tests.benchmarks import (
     throughput,
     year,
 )
-from tests.benchmarks.procs import ROOT, cores
+from tests.benchmarks.procs import ROOT, cores, own_broker
 from tests.benchmarks.report import Row, table, write
 
 NAMES = ("floor", "e2e", "fanout", "faust", "sink", "replay", "scale", "fleet", "year", "mutual")
@@ -54,24 +53,9 @@ def broker(bootstrap: str) -> Iterator[str]:
             return
     except OSError:
         pass
-    from infra.kafka import KafkaDistribution, LocalBroker, free_port
-
-    base = Settings()
-    data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-bench-kafka-"))
-    local = LocalBroker(
-        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-        data_dir=data_dir,
-        port=free_port(),
-        controller_port=free_port(),
-        heap="768m",
-    )
     print(f"nothing answers at {bootstrap}; starting a broker for this run")
-    try:
-        local.start()
+    with own_broker() as local:
         yield local.bootstrap
-    finally:
-        local.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def sizes(quick: bool) -> dict[str, Any]:

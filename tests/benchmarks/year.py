@@ -57,7 +57,7 @@ from streams.decisions import archive_command_id
 from streams.seed import SeedUnit, fleet, register_commands
 from tests.benchmarks import product
 from tests.benchmarks.e2e import wait_worker_ready
-from tests.benchmarks.procs import settle_rss, stop, wait_http
+from tests.benchmarks.procs import own_broker, settle_rss, stop, wait_http
 from tests.benchmarks.report import Row
 
 log = logging.getLogger(__name__)
@@ -306,19 +306,8 @@ def measure(settings: Settings, label: str, stack: contextlib.ExitStack) -> tupl
     wait_worker_ready(settings.worker_web_port, worker, timeout=3_600)
     recovery = time.monotonic() - started
     worker_rss = settle_rss(worker.pid, seconds=3.0)
-    started = time.monotonic()
-    with product.api(settings, None, name=f"year-api-{label}") as (api, port):
-        wait_http(port, "/readyz", api, timeout=3_600)  # product.api gives up on it at 60 s
-        bootstrap = time.monotonic() - started
-        api_rss = settle_rss(api.pid, seconds=3.0)
-        token = settings.authority_token.get_secret_value()
-        state = httpx.get(
-            f"http://127.0.0.1:{port}/api/state",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-        )
-        state.raise_for_status()
-        body = state.json()
+    bootstrap, api_rss, state = _api_bootstrap(settings, f"api-{label}", settle_s=3.0)
+    body = state.json()
     figures = {
         "snapshot KiB": round(len(state.content) / 1024, 1),
         "emergencies in snapshot": len(body["emergencies"]),
@@ -441,13 +430,15 @@ def _checkpoint_topic_end(settings: Settings) -> tuple[int, int]:
         consumer.close()
 
 
-def _api_bootstrap(settings: Settings, label: str) -> tuple[float, int, int]:
-    """Cold-start an API on the log: (seconds to /readyz, RSS bytes, snapshot bytes)."""
+def _api_bootstrap(
+    settings: Settings, label: str, settle_s: float = 2.0
+) -> tuple[float, int, httpx.Response]:
+    """Cold-start an API on the log: (seconds to /readyz, RSS bytes, its /api/state)."""
     started = time.monotonic()
-    with product.api(settings, None, name=f"year-readmodel-{label}") as (api, port):
-        wait_http(port, "/readyz", api, timeout=3_600)
+    with product.api(settings, None, name=f"year-{label}") as (api, port):
+        wait_http(port, "/readyz", api, timeout=3_600)  # product.api gives up on it at 60 s
         took = time.monotonic() - started
-        rss = settle_rss(api.pid, seconds=2.0)
+        rss = settle_rss(api.pid, seconds=settle_s)
         token = settings.authority_token.get_secret_value()
         state = httpx.get(
             f"http://127.0.0.1:{port}/api/state",
@@ -455,7 +446,7 @@ def _api_bootstrap(settings: Settings, label: str) -> tuple[float, int, int]:
             timeout=60,
         )
         state.raise_for_status()
-    return took, rss, len(state.content)
+    return took, rss, state
 
 
 def _write_checkpoint(settings: Settings, label: str) -> int:
@@ -496,11 +487,11 @@ def run_readmodel(bootstrap: str, days: int = 30, per_day: int = 1_000) -> list[
         built = time.monotonic() - began
         key = label.replace(" ", "-")
         full_s, full_rss, _ = _api_bootstrap(
-            settings.model_copy(update={"readmodel_checkpoint_s": 0}), f"{key}-full"
+            settings.model_copy(update={"readmodel_checkpoint_s": 0}), f"readmodel-{key}-full"
         )
         checkpoint_bytes = _write_checkpoint(settings, key)
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        from_s, from_rss, snapshot = _api_bootstrap(settings, f"{key}-checkpoint")
+        from_s, from_rss, snapshot = _api_bootstrap(settings, f"readmodel-{key}-checkpoint")
         figures = {
             "events": events,
             "emergencies": traffic.counts["emergencies"],
@@ -510,7 +501,7 @@ def run_readmodel(bootstrap: str, days: int = 30, per_day: int = 1_000) -> list[
             "API RSS full fold MiB": round(full_rss / 2**20, 1),
             "API RSS from checkpoint MiB": round(from_rss / 2**20, 1),
             "checkpoint KiB": round(checkpoint_bytes / 1024, 1),
-            "snapshot KiB": round(snapshot / 1024, 1),
+            "snapshot KiB": round(len(snapshot.content) / 1024, 1),
             "load avg": load,
         }
         rows.append(Row("compressed year, read model", label, {"days": days}, figures))
@@ -944,26 +935,8 @@ def _worker_cold_start(settings: Settings, label: str) -> tuple[float, int]:
 def run_worker(days: int = 90, per_day: int = 1_000) -> list[Row]:
     """On a broker of its own: after one day and after ``days``, the worker's cold start on
     the compacted changelog the in-process worker wrote."""
-    import shutil
-    import tempfile
-
-    from infra.kafka import KafkaDistribution, LocalBroker, free_port
-
-    base = Settings()
-    data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-year-kafka-"))
-    broker = LocalBroker(
-        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-        data_dir=data_dir,
-        port=free_port(),
-        controller_port=free_port(),
-        heap="768m",
-    )
-    broker.start()
-    try:
-        return _run_worker(broker.bootstrap, data_dir / "kraft", days, per_day)
-    finally:
-        broker.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with own_broker("dispatchwire-year-kafka-") as broker:
+        return _run_worker(broker.bootstrap, broker.data_dir / "kraft", days, per_day)
 
 
 def _run_worker(bootstrap: str, log_dir: Path, days: int, per_day: int) -> list[Row]:

@@ -41,7 +41,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from schemas import (
     FITTING_UNIT_TYPES,
@@ -79,7 +79,7 @@ from schemas.geo import bearing_deg, haversine_m
 from streams import ranking
 from streams.movement import advance
 from streams.ranking import DispatchPolicy
-from streams.routing import Router
+from streams.routing import Route, Router
 
 MAX_CANDIDATES = 10
 # A unit this close to its station needs no drive back: it is AVAILABLE at once.
@@ -375,17 +375,7 @@ def _dispatch(
             )
         )
         return out.outcome  # the outcome comes with the answer (answer_reservation)
-    first, second = route.points[0], route.points[1]
-    new_unit = _bump(
-        unit,
-        out.now,
-        status=UnitStatus.DISPATCHED,
-        emergency_id=em.id,
-        route=route.points,
-        route_index=0,
-        eta_s=route.duration_s,
-        heading=round(bearing_deg(*first, *second), 1),
-    )
+    new_unit = _on_route(unit, out.now, route, UnitStatus.DISPATCHED, emergency_id=em.id)
     new_em = _bump(
         em, out.now, status=EmergencyStatus.ASSIGNED, assigned_unit_id=unit.id, assigned_at=out.now
     )
@@ -430,17 +420,13 @@ def reserve_unit(
             emergency_id=cmd.emergency_id,
             unit_id=cmd.unit_id,
         )
-    first, second = route.points[0], route.points[1]
-    new_unit = _bump(
+    new_unit = _on_route(
         unit,
         out.now,
-        status=UnitStatus.DISPATCHED,
+        route,
+        UnitStatus.DISPATCHED,
         emergency_id=cmd.emergency_id,
         emergency_region=cmd.emergency_region,
-        route=route.points,
-        route_index=0,
-        eta_s=route.duration_s,
-        heading=round(bearing_deg(*first, *second), 1),
     )
     out.store(new_unit)
     out.send(AnswerReservation(**answer, unit=new_unit))
@@ -568,19 +554,26 @@ def _release(unit: Unit, now: datetime, router: Router) -> Unit:
     ):
         route = router.routes_to((home_lat, home_lon), [(unit.lat, unit.lon)])[0]
         if route is not None and len(route.points) >= 2 and route.duration_s > 0:
-            first, second = route.points[0], route.points[1]
-            return _bump(
-                unit,
-                now,
-                status=UnitStatus.RETURNING,
-                emergency_id=None,
-                emergency_region=None,
-                route=route.points,
-                route_index=0,
-                eta_s=route.duration_s,
-                heading=round(bearing_deg(*first, *second), 1),
+            return _on_route(
+                unit, now, route, UnitStatus.RETURNING, emergency_id=None, emergency_region=None
             )
     return _available(unit, now)
+
+
+def _on_route(unit: Unit, now: datetime, route: Route, status: UnitStatus, **changes: Any) -> Unit:
+    """``unit`` setting off along ``route`` (dispatched or driving home), heading down its
+    first leg."""
+    first, second = route.points[0], route.points[1]
+    return _bump(
+        unit,
+        now,
+        status=status,
+        route=route.points,
+        route_index=0,
+        eta_s=route.duration_s,
+        heading=round(bearing_deg(*first, *second), 1),
+        **changes,
+    )
 
 
 def _available(unit: Unit, now: datetime, status: UnitStatus = UnitStatus.AVAILABLE) -> Unit:

@@ -12,13 +12,25 @@ and nothing else on the hot path: no queue object with its own futures, no ping 
 send-timeout scope. One ``Hub.keep_alive`` task serves every client: it drops the shared
 ``PING`` into each idle buffer every ``heartbeat_s`` and closes a writer whose send has been
 stuck for longer than the send timeout (a client that stopped reading).
+
+Writing without a task switch per client (SSE): waking 1,000 parked writers costs a task
+step each (about half of a broadcast's ~20 µs per client). A writer that is parked with an
+empty buffer may lend the hub its ``Client.flusher``; messages offered to such a client are
+then written by ``Hub.flush``, ONE callback scheduled (``call_soon``) when the first client
+of a round got something, which writes every such client's buffer in turn. It runs where the
+first woken writer would have run, after the task that published (the read model's whole
+fetched batch), so a burst is still one write per client. The flusher drives the server's
+``send`` synchronously; when the transport is paused (the client reads slowly) the send
+cannot finish at once, and the writer task finishes it (``Client.pending``) before anything
+else of that client's is written. Signals (``PING``, ``RESYNC``, ``CLOSE``) always go
+through the writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,13 +176,16 @@ class Client:
 
     __slots__ = (
         "_items",
+        "_schedule",
         "_waiter",
         "close_reason",
         "events",
         "filtered",
+        "flusher",
         "gone",
         "limit",
         "overflows",
+        "pending",
         "redact",
         "regions",
         "send_started",
@@ -199,6 +214,12 @@ class Client:
         self.send_started = 0.0  # loop time a write began; 0.0 while none is in flight
         self.timed_out = False
         self.writer: asyncio.Task[object] | None = None  # cancelled when a send is stuck
+        # writing without the writer task (the module docstring): the writer's function
+        # that writes buffered messages at once, lent while it is parked (``Hub.lend``)
+        self.flusher: Callable[[list[LiveMessage]], None] | None = None
+        # a send the flusher started that the transport paused: the writer finishes it
+        self.pending: PendingSend | None = None
+        self._schedule: Callable[[Client], None] | None = None
         self._items: list[QueueItem] = []
         self._waiter: asyncio.Future[None] | None = None
 
@@ -215,12 +236,35 @@ class Client:
             self._replace_backlog(RESYNC)
             return False
         items.append(message)
+        if self.flusher is not None:
+            if len(items) == 1:  # the first of this round: the hub's flush writes it
+                schedule = self._schedule
+                if schedule is not None:
+                    schedule(self)
+            return True
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
         return True
+
+    def flush(self) -> None:
+        """Write what is buffered now, through the lent ``flusher``; the writer task
+        instead if a signal is buffered, a send is in flight or nothing is lent."""
+        flusher = self.flusher
+        items = self._items
+        if not items:
+            return
+        if flusher is None or self.send_started or self.pending is not None:
+            self._wake()
+            return
+        for item in items:
+            if item.__class__ is not LiveMessage:
+                self._wake()
+                return
+        self._items = []
+        flusher(items)  # type: ignore[arg-type]  # only LiveMessages: checked above
 
     def ping(self) -> None:
         """The heartbeat, unless something is already waiting to go out."""
@@ -267,12 +311,67 @@ class Client:
         self._items.append(signal)
         self._wake()
 
+    def wake(self) -> None:
+        """Wake the writer task (it finishes a ``pending`` send, then the buffer)."""
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class PendingSend:
+    """A ``send`` the flusher started that suspended (the transport paused): ``finish``
+    runs the rest of it in the writer task."""
+
+    __slots__ = ("_steps", "_waiting")
+
+    def __init__(self, steps: Generator[Any, None, None], waiting: Any) -> None:
+        self._steps = steps  # the send's ``__await__`` iterator
+        self._waiting = waiting  # what it awaits (the transport's drain future)
+
+    async def finish(self) -> None:
+        steps, waiting = self._steps, self._waiting
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                # wait for what the send awaits without awaiting it here: the send's own
+                # ``await`` already marked it as awaited (a second ``await`` of a pending
+                # future raises), so this task waits on a future of its own instead
+                resumed = loop.create_future()
+                if waiting is None:  # a bare yield (``asyncio.sleep(0)``)
+                    loop.call_soon(_resolve, resumed)
+                else:
+                    waiting.add_done_callback(lambda _, resumed=resumed: _resolve(resumed))
+                await resumed
+                try:
+                    waiting = steps.send(None)
+                except StopIteration:
+                    return
+        finally:
+            steps.close()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def send_now(send: Callable[[Any], Awaitable[None]], message: Any) -> PendingSend | None:
+    """Run ``send(message)`` without a task switch: None if it finished at once (what an
+    ASGI server's send does unless its transport is paused), else the rest of it."""
+    steps = send(message).__await__()
+    try:
+        waiting = steps.send(None)
+    except StopIteration:
+        return None
+    except BaseException:
+        steps.close()
+        raise
+    return PendingSend(steps, waiting)
 
 
 class Hub:
@@ -283,12 +382,37 @@ class Hub:
         self._on_delivered = on_delivered
         self.delivered = 0
         self.timeouts = 0
+        self._dirty: list[Client] = []  # clients with something for ``flush`` to write
+        self._flush_at: asyncio.Handle | None = None
 
     def subscribe(self, client: Client) -> None:
         self.clients.add(client)
 
     def unsubscribe(self, client: Client) -> None:
         self.clients.discard(client)
+
+    def lend(self, client: Client, flusher: Callable[[list[LiveMessage]], None] | None) -> None:
+        """``client``'s writer lends (or, with None, takes back) the function that writes
+        its buffered messages at once (the module docstring)."""
+        client.flusher = flusher
+        client._schedule = None if flusher is None else self._mark
+
+    def _mark(self, client: Client) -> None:
+        self._dirty.append(client)
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every marked client's buffer, one after another in this one callback."""
+        self._flush_at = None
+        dirty, self._dirty = self._dirty, []
+        for client in dirty:
+            try:
+                client.flush()
+            except Exception:  # one broken connection must not stop the others' writes
+                log.exception("writing to a %s client failed; closing it", client.transport)
+                self.lend(client, None)
+                client.close("write failed")
 
     def publish(self, message: LiveMessage) -> None:
         self.deliver(self.clients, message, filtered=True)

@@ -6,7 +6,9 @@ that will stream are taken there, every error goes through the full stack). Per 
 
 - the request's own task is the writer: it waits on the client's buffer and writes
   everything buffered as ONE ``send`` of the joined bytes (a burst of 50 messages is one
-  write, not 50);
+  write, not 50); while it waits with nothing buffered it lends the hub a function that
+  writes the same way at once (``Hub.lend``, see ``api.broadcast``), so a broadcast to a
+  thousand idle clients is a thousand writes in one callback, not a thousand task steps;
 - one small task watches ``receive()`` for the disconnect (uvicorn's ``send`` to a closed
   connection returns quietly, so a failed send cannot tell us);
 - heartbeats and the send timeout cost nothing per client: ``Hub.keep_alive`` drops the
@@ -42,7 +44,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from api.auth import READERS, Role
-from api.broadcast import CLOSE, PING, SNAPSHOT, Client, LiveMessage
+from api.broadcast import CLOSE, PING, SNAPSHOT, Client, LiveMessage, send_now
 from api.feed import Feed, PositionNotReached
 from api.http import ApiError
 from api.services import Services
@@ -195,8 +197,9 @@ class LiveStream:
         loop = asyncio.get_running_loop()
         client.writer = asyncio.current_task()
         watcher = loop.create_task(_watch_disconnect(receive, client))
+        writer = _Writer(self.retry, feed, client, send, loop)
         try:
-            await self._write(feed, client, send, last_event_id, loop)
+            await writer.run(last_event_id)
         except PositionNotReached as exc:
             # nothing was written yet: end the stream, the client comes back with the same id
             await send(
@@ -215,52 +218,78 @@ class LiveStream:
             # returning without ending the response makes uvicorn close the connection,
             # which is what a client that stopped reading should get
         finally:
+            services.model.hub.lend(client, None)
             feed.stop()
             watcher.cancel()
             client.writer = None
             gauge.dec()
 
-    async def _write(
+
+class _Writer:
+    """One connection's writes: the start (snapshot or resume backlog), then the live
+    messages, either from the request's task or, while that task is parked, at once from
+    the hub's flush (``flush``)."""
+
+    __slots__ = ("client", "feed", "hub", "loop", "retry", "send")
+
+    def __init__(
         self,
+        retry: bytes,
         feed: Feed,
         client: Client,
         send: Send,
-        last_event_id: str | None,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        retry = self.retry
+        self.retry = retry  # ``retry:`` rides in the first message's block, then b""
+        self.feed = feed
+        self.client = client
+        self.send = send
+        self.loop = loop
+        self.hub = feed.model.hub
+
+    async def run(self, last_event_id: str | None) -> None:
         parts: list[bytes] = []
         size = 0
-        async with aclosing(feed.start(last_event_id)) as first:
+        async with aclosing(self.feed.start(last_event_id)) as first:
             async for message in first:
-                if retry:
-                    parts.append(retry)
-                    retry = b""
+                if self.retry:
+                    parts.append(self._retry())
                 parts.append(message.sse)
                 size += len(message.sse)
                 if size >= START_FLUSH_BYTES:
-                    client.send_started = loop.time()
-                    await send(
-                        {"type": "http.response.body", "body": b"".join(parts), "more_body": True}
-                    )
-                    client.send_started = 0.0
+                    await self._send(parts, more=True)
                     parts, size = [], 0
         if parts:
-            client.send_started = loop.time()
-            await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
-            client.send_started = 0.0
+            await self._send(parts, more=True)
+        await self.live()
+
+    async def live(self) -> None:
+        """After the start: the live messages, until the stream closes."""
+        client = self.client
         message_class = LiveMessage
+        select = self.feed.select
         while True:
+            pending = client.pending
+            if pending is not None:
+                client.pending = None
+                try:
+                    await pending.finish()
+                finally:
+                    client.send_started = 0.0
+                continue
             if not client.backlog:
-                await client.arrival()
+                self.hub.lend(client, self.flush)
+                try:
+                    await client.arrival()
+                finally:
+                    self.hub.lend(client, None)
                 continue
             parts = []
             closing = False
-            for item in feed.select(client.take_nowait()):
+            for item in select(client.take_nowait()):
                 if item.__class__ is message_class:
-                    if retry:
-                        parts.append(retry)
-                        retry = b""
+                    if self.retry:
+                        parts.append(self._retry())
                     parts.append(item.sse)
                 elif item is PING:
                     parts.append(PING_BYTES)
@@ -271,18 +300,39 @@ class LiveStream:
                     return  # nobody to tell
                 if client.close_reason:
                     parts.append(closing_comment(client.close_reason))
-                client.send_started = loop.time()
-                await send(
-                    {"type": "http.response.body", "body": b"".join(parts), "more_body": False}
-                )
-                client.send_started = 0.0
+                await self._send(parts, more=False)
                 return
             if parts:
-                client.send_started = loop.time()
-                await send(
-                    {"type": "http.response.body", "body": b"".join(parts), "more_body": True}
-                )
-                client.send_started = 0.0
+                await self._send(parts, more=True)
+
+    def flush(self, messages: list[LiveMessage]) -> None:
+        """Write ``messages`` now, without a task switch (the hub's flush calls this while
+        the writer is parked); a send the transport pauses is left to the writer."""
+        parts = [self._retry()] if self.retry else []
+        for item in self.feed.select(messages):  # type: ignore[arg-type]
+            parts.append(item.sse)  # type: ignore[union-attr]  # messages in, messages out
+        if not parts:
+            return
+        body = {"type": "http.response.body", "body": b"".join(parts), "more_body": True}
+        pending = send_now(self.send, body)
+        if pending is not None:
+            client = self.client
+            client.send_started = self.loop.time()
+            client.pending = pending
+            client.wake()
+
+    def _retry(self) -> bytes:
+        retry, self.retry = self.retry, b""
+        return retry
+
+    async def _send(self, parts: list[bytes], *, more: bool) -> None:
+        client = self.client
+        client.send_started = self.loop.time()
+        try:
+            body = b"".join(parts)
+            await self.send({"type": "http.response.body", "body": body, "more_body": more})
+        finally:
+            client.send_started = 0.0
 
 
 async def _watch_disconnect(receive: Receive, client: Client) -> None:

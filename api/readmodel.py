@@ -61,6 +61,9 @@ def events_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
     )
 
 
+STOP_CHECKPOINT_S = 10.0  # at most this long writing the checkpoint at shutdown
+
+
 class ReadModel:
     def __init__(self, settings: Settings, hub: Hub, metrics: ApiMetrics) -> None:
         self.settings = settings
@@ -106,6 +109,17 @@ class ReadModel:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._writer_task = None
+        if self.checkpoints_on and self.ready and self.checkpointed != self.position:
+            # the state at shutdown, so a restart folds nothing that this model had folded
+            try:
+                await asyncio.wait_for(self.write_checkpoint(), STOP_CHECKPOINT_S)
+            except (AioKafkaError, OSError, DispatchwireError, TimeoutError) as exc:
+                log.warning(
+                    "no read-model checkpoint at shutdown (%s: %s); a restart folds the "
+                    "events since the last one",
+                    type(exc).__name__,
+                    exc,
+                )
         await self._writer.stop()
 
     @property

@@ -392,3 +392,23 @@ def test_an_unknown_emergency_during_a_bootstrap_is_503_not_404(
     wait_for(lambda: model.ready, 60, message="the read model to be ready")
     assert api.get(f"/api/emergencies/{later.emergency.id}").status_code == 200
     assert api.get("/api/emergencies/nope").status_code == 404
+
+
+def test_a_stopping_read_model_writes_its_state_as_a_checkpoint(
+    api_settings: Callable[..., Settings],
+    running_api: Callable[..., RunningApi],
+    event_log: Callable[[Settings], EventLog],
+) -> None:
+    # no checkpoint falls due while it runs (an hour, a million events): only the stop's
+    settings = api_settings(readmodel_checkpoint_s=3600, readmodel_checkpoint_events=1_000_000)
+    log = event_log(settings)
+    first_half(log)
+    api = running_api(settings)
+    end = end_of(settings)
+    wait_for(lambda: api.services.model.position == end, 30, message="the read model at the end")
+    assert api.services.model.checkpointed is None
+    api.stop()
+
+    restarted = running_api(settings)
+    assert restarted.services.model.started_from == end  # it folded nothing again
+    assert restarted.get("/readyz").json()["checkpoint"] == ".".join(map(str, end))

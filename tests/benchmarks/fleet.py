@@ -21,6 +21,11 @@ the client core. Beside them, a few probe SSE clients in this process read every
   simulator really sent), beside ``positions/s`` (what the worker made of them);
 - ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window.
 
+Beside the row, ``fleet hops``: each measured report traced through its hops as the e2e
+bench does (``tests.benchmarks.e2e.Watch``, ``hop_rows``: the command's and the event's
+CreateTime, when a watching consumer got each, the first, median and last client), so the
+rows say which hop holds the p99 while the fleet moves.
+
 Completions come ``ON_SCENE_S`` (60-150 s) after arrival, so only the later part of a
 minute-long window has them; dispatches start within seconds.
 """
@@ -33,6 +38,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +46,7 @@ import httpx
 
 from dispatchwire.settings import Settings
 from tests.benchmarks import product
-from tests.benchmarks.e2e import report_load, wait_worker_ready
+from tests.benchmarks.e2e import Watch, hop_rows, report_load, wait_worker_ready
 from tests.benchmarks.fanout import drive
 from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, cpu_seconds, running
@@ -141,15 +147,18 @@ def _timestamps(
     return commands, events
 
 
-def run(bootstrap: str, clients: int, units: int, reports_per_min: float, reports: int) -> Row:
+def run(
+    bootstrap: str, clients: int, units: int, reports_per_min: float, reports: int
+) -> list[Row]:
+    """The ``fleet`` row and its ``fleet hops`` rows."""
     params = {"clients": clients, "units": units, "reports/min": reports_per_min}
     why = product.available("simulate") or product.available("api")
     if why:
-        return Row.not_measured(BENCH, SUBJECT, why, **params)
+        return [Row.not_measured(BENCH, SUBJECT, why, **params)]
     try:
         return _run(bootstrap, clients, units, reports_per_min, reports, params)
     except Exception as exc:
-        return Row.not_measured(BENCH, SUBJECT, f"run failed: {exc!r}", **params)
+        return [Row.not_measured(BENCH, SUBJECT, f"run failed: {exc!r}", **params)]
 
 
 def _run(
@@ -159,9 +168,11 @@ def _run(
     reports_per_min: float,
     reports: int,
     params: dict[str, Any],
-) -> Row:
+) -> list[Row]:
     from infra.topics import ensure_topics
     from streams.seed import seed
+
+    load0 = os.getloadavg()
 
     settings = product.bench_settings(bootstrap, client_queue_size=2_000)
     ensure_topics(settings)
@@ -201,9 +212,12 @@ def _run(
                 probe.counting = True
             phases = [
                 {"name": "warmup", "count": 3, "rate": 1.0, "drain_s": 20.0},
-                {"name": "reach", "count": reports, "rate": 1.0, "drain_s": 20.0},
+                {"name": "reach", "count": reports, "rate": 1.0, "drain_s": 20.0, "per_seq": True},
             ]
-            result, _ = drive(port, report_load(token), clients, phases, None, timeout_s=600.0)
+            tag = uuid.uuid4().hex[:6]
+            cfg = {"tag": tag, **report_load(token)}
+            with Watch(settings, f"{tag}-") as watch:
+                result, _ = drive(port, cfg, clients, phases, None, timeout_s=600.0)
             window = time.monotonic() - t0
             fanned = _fanned_out(port) - fanned0
             cpu = (cpu_seconds(worker_proc.pid) - cpu0[0], cpu_seconds(api_proc.pid) - cpu0[1])
@@ -229,13 +243,13 @@ def _run(
         values.sort()
     offered = sum(1 for ts in commands.values() if wall0 * 1000 <= ts <= wall1 * 1000)
     reach = result["phases"]["reach"]
-    notes = [f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after the run"]
+    notes = [f"load average (1 min) {load0[0]:.1f} before, {load[0]:.1f} after the run"]
     if result["connected"] < clients:
         notes.append(f"only {result['connected']} of {clients} connected")
     if reach["incomplete_broadcasts"]:
         notes.append(f"{reach['incomplete_broadcasts']} reports not seen by every client")
     notes += [f"probe: {p.error}" for p in probes if p.error]
-    return Row(
+    row = Row(
         BENCH,
         SUBJECT,
         params,
@@ -256,6 +270,11 @@ def _run(
         },
         "; ".join(notes),
     )
+    hops = [
+        Row("fleet hops", hop.subject, params, hop.metrics, hop.note)
+        for hop in hop_rows(clients, 1, result, watch.seen)
+    ]
+    return [row, *hops]
 
 
 def _span_s(events: dict[tuple[str, int], tuple[str, int]]) -> float:

@@ -19,7 +19,11 @@ the client core. Beside them, a few probe SSE clients in this process read every
   low CPU % and a high wait % is starved of the core, not waiting on anything of its own;
 - ``fixes offered/s``: GPS fix commands in the log stamped within the window (what the
   simulator really sent), beside ``positions/s`` (what the worker made of them);
-- ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window.
+- ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window;
+- ``batch``: the worker's batches over the window (``/dispatch/batches/``): commands per
+  batch, and per batch the ms spent deciding its commands, writing its table entries until
+  the broker acknowledged them, and publishing its events; ``slowest decide ms`` is the
+  longest single decision of the run (a dispatch, which every later command waits for).
 
 Beside the row, ``fleet hops``: each measured report traced through its hops as the e2e
 bench does (``tests.benchmarks.e2e.Watch``, ``hop_rows``: the command's and the event's
@@ -205,6 +209,7 @@ def _run(
             for probe in probes:
                 probe.start()
             _wait_fleet(port, token, units)
+            batches0 = _batches(settings.worker_web_port)
             cpu0 = (cpu_seconds(worker_proc.pid), cpu_seconds(api_proc.pid))
             waited0, wall0 = run_queue_seconds(worker_proc.pid), time.time()
             fanned0, t0 = _fanned_out(port), time.monotonic()
@@ -222,6 +227,7 @@ def _run(
             fanned = _fanned_out(port) - fanned0
             cpu = (cpu_seconds(worker_proc.pid) - cpu0[0], cpu_seconds(api_proc.pid) - cpu0[1])
             waited, wall1 = run_queue_seconds(worker_proc.pid) - waited0, time.time()
+            batches1 = _batches(settings.worker_web_port)
             for probe in probes:
                 probe.counting = False
                 probe.stopped.set()
@@ -267,6 +273,7 @@ def _run(
             "B/client/s": round(sum(p.bytes for p in probes) / len(probes) / window),
             "fixes offered/s": round(offered / window),
             "positions/s": round(len(lag) / max(1.0, _span_s(events))),
+            **_batch_metrics(batches0, batches1),
         },
         "; ".join(notes),
     )
@@ -275,6 +282,29 @@ def _run(
         for hop in hop_rows(clients, 1, result, watch.seen)
     ]
     return [row, *hops]
+
+
+def _batches(port: int) -> dict[str, float]:
+    return dict(httpx.get(f"http://127.0.0.1:{port}/dispatch/batches/", timeout=10).json())
+
+
+def _batch_metrics(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The worker's batching over the window: commands per batch, ms per batch in each
+    phase (``streams.processing.BatchProcessor.counts``)."""
+    batches = after["batches"] - before["batches"]
+    if batches <= 0 or "decide_s" not in after:
+        return {}
+    per_batch = {
+        name: round(1000 * (after[f"{name}_s"] - before[f"{name}_s"]) / batches, 2)
+        for name in ("decide", "changelog", "publish")
+    }
+    return {
+        "batch commands": round((after["commands"] - before["commands"]) / batches, 1),
+        "batch decide ms": per_batch["decide"],
+        "batch changelog+ack ms": per_batch["changelog"],
+        "batch publish ms": per_batch["publish"],
+        "slowest decide ms": round(1000 * after["slowest_decide_s"], 1),
+    }
 
 
 def _span_s(events: dict[tuple[str, int], tuple[str, int]]) -> float:

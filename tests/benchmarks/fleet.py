@@ -273,7 +273,7 @@ def _run(
             "B/client/s": round(sum(p.bytes for p in probes) / len(probes) / window),
             "fixes offered/s": round(offered / window),
             "positions/s": round(len(lag) / max(1.0, _span_s(events))),
-            **_batch_metrics(batches0, batches1),
+            **_batch_metrics(batches0, batches1, window),
         },
         "; ".join(notes),
     )
@@ -284,11 +284,13 @@ def _run(
     return [row, *hops]
 
 
-def _batches(port: int) -> dict[str, float]:
+def _batches(port: int) -> dict[str, Any]:
     return dict(httpx.get(f"http://127.0.0.1:{port}/dispatch/batches/", timeout=10).json())
 
 
-def _batch_metrics(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+def _batch_metrics(
+    before: dict[str, Any], after: dict[str, Any], window_s: float
+) -> dict[str, Any]:
     """The worker's batching over the window: commands per batch, ms per batch in each
     phase (``streams.processing.BatchProcessor.counts``)."""
     batches = after["batches"] - before["batches"]
@@ -298,12 +300,23 @@ def _batch_metrics(before: dict[str, float], after: dict[str, float]) -> dict[st
         name: round(1000 * (after[f"{name}_s"] - before[f"{name}_s"]) / batches, 2)
         for name in ("decide", "changelog", "publish")
     }
+    gc_s = [a - b for a, b in zip(after.get("gc_s", ()), before.get("gc_s", ()), strict=False)]
+    gc_counts = [
+        a - b for a, b in zip(after.get("gc_counts", ()), before.get("gc_counts", ()), strict=False)
+    ]
     return {
         "batch commands": round((after["commands"] - before["commands"]) / batches, 1),
         "batch decide ms": per_batch["decide"],
         "batch changelog+ack ms": per_batch["changelog"],
         "batch publish ms": per_batch["publish"],
         "slowest decide ms": round(1000 * after["slowest_decide_s"], 1),
+        "worker gc ms/s (gen 0/1/2)": "/".join(f"{1000 * g / window_s:.1f}" for g in gc_s)
+        if gc_s
+        else None,
+        "worker gen2 gcs": gc_counts[2] if len(gc_counts) > 2 else None,
+        "worker gc longest ms": round(1000 * after["gc_longest_s"], 1)
+        if "gc_longest_s" in after
+        else None,
     }
 
 

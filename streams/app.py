@@ -201,6 +201,17 @@ class QuietMonitor(Monitor):
         pass
 
 
+# A young collection every 20,000 net container allocations instead of 700 (as the API,
+# ``api.server.GC_THRESHOLDS``): a batch's commands keep their objects (states, events,
+# outcomes) until its part is published, so with 700 every collection found them alive and
+# pushed them a generation on, and the full collections came every two seconds. The fleet
+# bench (1,000 units, the worker behind, load average 7-10, collections timed in the
+# worker): 150 ms of collecting per second with the default, 78 with the start-up heap
+# frozen (28-29 full collections in the window either way, the longest 739 / 119 ms), 5
+# with it frozen and these thresholds (no full collection).
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
 class GcPauses:
     """How long the garbage collector held the worker's loop, per generation (``gc.callbacks``:
     a collection runs inside whatever allocated last, so every command of the partition
@@ -208,9 +219,8 @@ class GcPauses:
 
     ``install`` also freezes the start-up heap (``gc.freeze``, as ``api.server`` does): the
     road graph, its router and grid, Faust and the imports, ~100k objects that live as long
-    as the process, which every full collection walked again. In the fleet bench (200 units,
-    load average ~7.5) a full collection held the loop for up to 87 ms, while a report and
-    the fixes behind it waited; a full collection of the same heap frozen takes microseconds.
+    as the process, which every full collection walked again (a full collection of it: tens
+    to hundreds of ms; frozen, microseconds), and sets ``GC_THRESHOLDS``.
     """
 
     def __init__(self) -> None:
@@ -222,6 +232,7 @@ class GcPauses:
     def install(self) -> None:
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
@@ -237,6 +248,7 @@ class GcPauses:
     def as_json(self) -> dict[str, Any]:
         return {
             "gc_frozen": gc.get_freeze_count(),
+            "gc_threshold": list(gc.get_threshold()),
             "gc_s": [round(s, 6) for s in self.seconds],
             "gc_counts": self.counts,
             "gc_longest_s": round(self.longest, 6),

@@ -222,8 +222,9 @@ class ChangelogTable(faust.Table):
     ``send_unsent()``: one ``producer.send`` per write, in write order, straight to the
     aiokafka producer. The bytes are those Faust would write (JSON key, raw value), so
     Faust's recovery reads them as usual. Safe for at-least-once because Faust flushes the
-    producer before it commits an offset, and the agent asks for the next command (which
-    acks this one) only after ``send_unsent()`` returned. Only for the memory store: the
+    producer before it commits an offset, and a command's message is acked only after
+    ``send_unsent()`` queued its writes and the broker acknowledged them (the returned
+    futures, ``BatchProcessor``). Only for the memory store: the
     skipped ``_on_changelog_sent`` callback records offsets for RocksDB alone.
     """
 
@@ -246,10 +247,7 @@ class ChangelogTable(faust.Table):
         # a tombstone (value None), sent like a write: the compacted changelog drops the key
         self.on_key_set(key, None)
 
-    async def send_unsent(self) -> None:
-        await asyncio.gather(*await self.queue_unsent())
-
-    async def queue_unsent(self) -> list[Awaitable[Any]]:
+    async def send_unsent(self) -> list[Awaitable[Any]]:
         """Queue the kept writes in the producer, in write order; their acknowledgements.
         The caller awaits them all before the events of the commands that made them leave
         (see "How the writes leave"): an event in the log implies its command's record in
@@ -429,14 +427,14 @@ class BatchProcessor:
             if deciding >= FLUSH_AFTER_S or len(done) >= FLUSH_MAX:
                 # Part of the batch decided: its writes go now and its events once they are
                 # acknowledged, while the rest of the batch is decided (``_Chain``).
-                await chain.flush(await table.queue_unsent(), self._finish(outcomes, done, ack))
+                await chain.flush(await table.send_unsent(), self._finish(outcomes, done, ack))
                 outcomes, done, deciding = [], [], 0.0
             if clock() - turned >= TURN_EVERY_S:
                 # A turn of the event loop for the producer and the parts waiting on it: an
                 # acknowledgement takes several (response read, futures set, the part woken)
                 await asyncio.sleep(0)
                 turned = clock()
-        await chain.flush(await table.queue_unsent(), self._finish(outcomes, done, ack))
+        await chain.flush(await table.send_unsent(), self._finish(outcomes, done, ack))
         await chain.wait()
 
     def _finish(

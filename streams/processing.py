@@ -63,20 +63,25 @@ retry after the window finds no record and is decided as a new command (README).
 
 How the writes leave (``ChangelogTable``): the agent takes the commands in batches
 (``streams.app.ready_batches``: Faust acks nothing by itself) and decides them one after the other
-against the table; their table writes are kept in write order and, once the batch is
-decided, sent with one awaited ``producer.send`` each to the changelog partition of the
-command that made them, then the batch's events; only then does the agent ack the batch's
-messages. A command's record still precedes its entity states in the changelog (write
-order), every piece is queued in the one aiokafka producer before its offset is acked and
-so before it can be committed, and Faust flushes that producer before committing, so the
+against the table; their table writes are kept in write order and, once a part of the batch
+is decided (``FLUSH_AFTER_S`` of deciding or ``FLUSH_MAX`` commands), sent with one awaited
+``producer.send`` each to the changelog partition of the command that made them, then that
+part's events; only then are the part's messages acked. Parts finish in order (``_Chain``),
+and the next part is decided meanwhile (against the table, which already holds the earlier
+parts' writes, as one command of a batch sees the writes of the one before it). A
+command's record still precedes its entity states in the changelog (write order), every
+piece is queued in the one aiokafka producer before its offset is acked and so before it
+can be committed, and Faust flushes that producer before committing, so the
 argument above holds unchanged: a crash mid-batch leaves each command with its record or
-with nothing, as before. The batch's events (and the saga's commands) leave only once the
-broker has acknowledged its table writes: the order of writes to different topics is not
-kept by Kafka, and a decision is not always a function of the table alone (mutual aid
-ranks other regions' units from the fleet view, which a replay may see newer), so an event
-in the log must imply its record in the changelog; a replay then finds the record and
-re-publishes the same events instead of deciding again. It costs one acknowledgement round
-trip per batch. Two more ways a replay decided differently were found by
+with nothing, as before. A part's events (and the saga's commands) leave only once the
+broker has acknowledged its table writes and those of the parts before it: the order of
+writes to different topics is not kept by Kafka, and a decision is not always a function
+of the table alone (mutual aid ranks other regions' units from the fleet view, which a
+replay may see newer), so an event in the log must imply its record in the changelog; a
+replay then finds the record and re-publishes the same events instead of deciding again.
+It costs one acknowledgement round trip per part, overlapped with deciding the next part
+(one per batch is waited out).
+Two more ways a replay decided differently were found by
 ``tests/streams/test_crash_recovery.py`` (one unit version dispatched to two emergencies)
 and are closed in ``streams.state``: a crash between a unit's ``u:`` and ``r:`` writes left
 the region's list without it (``put_unit`` now finishes lists for a not-newer unit), and
@@ -97,6 +102,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -216,8 +222,9 @@ class ChangelogTable(faust.Table):
     ``send_unsent()``: one ``producer.send`` per write, in write order, straight to the
     aiokafka producer. The bytes are those Faust would write (JSON key, raw value), so
     Faust's recovery reads them as usual. Safe for at-least-once because Faust flushes the
-    producer before it commits an offset, and the agent asks for the next command (which
-    acks this one) only after ``send_unsent()`` returned. Only for the memory store: the
+    producer before it commits an offset, and a command's message is acked only after
+    ``send_unsent()`` queued its writes and the broker acknowledged them (the returned
+    futures, ``BatchProcessor``). Only for the memory store: the
     skipped ``_on_changelog_sent`` callback records offsets for RocksDB alone.
     """
 
@@ -240,9 +247,13 @@ class ChangelogTable(faust.Table):
         # a tombstone (value None), sent like a write: the compacted changelog drops the key
         self.on_key_set(key, None)
 
-    async def send_unsent(self) -> None:
+    async def send_unsent(self) -> list[Awaitable[Any]]:
+        """Queue the kept writes in the producer, in write order; their acknowledgements.
+        The caller awaits them all before the events of the commands that made them leave
+        (see "How the writes leave"): an event in the log implies its command's record in
+        the changelog."""
         if not self.unsent:
-            return
+            return []
         producer = self.app.producer
         topic = self.changelog_topic.get_topic_name()
         unsent, self.unsent = self.unsent, []
@@ -258,9 +269,59 @@ class ChangelogTable(faust.Table):
                     None,
                 )
             )
-        # Acknowledged by the broker before the batch's events leave (see "How the writes
-        # leave"): an event in the log implies its command's record in the changelog.
-        await asyncio.gather(*delivered)
+        return delivered
+
+
+# A batch is decided in parts (issue 16, the fleet bench's hops): once FLUSH_AFTER_S of
+# deciding or FLUSH_MAX commands have gone by, that part's table writes are queued and its
+# events leave as soon as the broker has acknowledged them, while the rest of the batch is
+# decided. Before, every event of a batch waited for the whole batch: under the fleet's 1,000
+# fixes a second a batch held up to 500 commands and took ~300 ms to decide on the shared
+# core (``batch decide ms``), so a report at its front waited for the hundreds of fixes and
+# the dispatches behind it, and its event left only after all of them.
+FLUSH_AFTER_S = 0.005
+FLUSH_MAX = 100
+# While deciding, the loop gets a turn at least this often, so acknowledgements are read and
+# parts finish during the batch rather than after it (each turn costs a few microseconds).
+TURN_EVERY_S = 0.0005
+
+
+class _Chain:
+    """The parts of one batch, in order: each part's writes acknowledged, then its events
+    published and its messages acked, never before the parts ahead of it have done the
+    same (so events leave in command order, and every write ahead of an event is
+    acknowledged before it). ``wait`` until all have; a failure is raised there."""
+
+    def __init__(self, phases: dict[str, float], clock: Callable[[], float]) -> None:
+        self.phases = phases
+        self.clock = clock
+        self.last: asyncio.Future[None] | None = None
+
+    async def flush(
+        self, delivered: list[Awaitable[Any]], finish: Callable[[], Awaitable[None]]
+    ) -> None:
+        ahead = self.last
+
+        async def part() -> None:
+            if ahead is not None:
+                await ahead
+            started = self.clock()
+            await asyncio.gather(*delivered)
+            written = self.clock()
+            await finish()
+            self.phases["changelog_s"] += written - started
+            self.phases["publish_s"] += self.clock() - written
+
+        self.last = asyncio.ensure_future(part())
+
+    async def wait(self) -> None:
+        if self.last is not None:
+            await self.last
+
+    def cancel(self) -> None:
+        # the last part awaits the one ahead of it, so cancelling it cancels them all
+        if self.last is not None:
+            self.last.cancel()
 
 
 class BatchProcessor:
@@ -295,9 +356,20 @@ class BatchProcessor:
         self.batches = 0  # batches processed, and their commands: the agent's batching
         self.commands = 0
         self.largest = 0
+        # where a batch's time goes (seconds, summed over batches; the fleet bench reads
+        # them): deciding its commands, its table writes until the broker acknowledged
+        # them, its events and acks
+        self.phases = {"decide_s": 0.0, "changelog_s": 0.0, "publish_s": 0.0}
+        self.slowest_decide_s = 0.0  # the longest single command decision so far
 
-    def counts(self) -> dict[str, int]:
-        return {"batches": self.batches, "commands": self.commands, "largest": self.largest}
+    def counts(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "commands": self.commands,
+            "largest": self.largest,
+            **{name: round(seconds, 6) for name, seconds in self.phases.items()},
+            "slowest_decide_s": round(self.slowest_decide_s, 6),
+        }
 
     async def process(
         self, batch: Iterable[Any], ack: Callable[[Any], Awaitable[Any]], held: set[tuple[int, int]]
@@ -307,19 +379,36 @@ class BatchProcessor:
         ``held`` holds the (partition, generation) whose dead letter could not be sent
         before the partition was revoked: their later messages are released unacked too
         (``streams.deadletters``); the agent keeps it from batch to batch."""
-        app, table = self.app, self.table
-        outcomes: list[Outcome] = []
-        done: list[Any] = []  # applied or dead-lettered: only these are acked
         batch = list(batch)
         self.batches += 1
         self.commands += len(batch)
         self.largest = max(self.largest, len(batch))
+        chain = _Chain(self.phases, time.perf_counter)
+        try:
+            await self._decide_in_parts(batch, ack, held, chain)
+        except BaseException:
+            chain.cancel()  # unacked: those commands come again, and find their records
+            raise
+
+    async def _decide_in_parts(
+        self,
+        batch: list[Any],
+        ack: Callable[[Any], Awaitable[Any]],
+        held: set[tuple[int, int]],
+        chain: _Chain,
+    ) -> None:
+        app, table, clock = self.app, self.table, time.perf_counter
+        outcomes: list[Outcome] = []
+        done: list[Any] = []  # applied or dead-lettered: only these are acked
+        deciding = 0.0  # seconds spent deciding the current part
+        turned = clock()  # when the loop last got a turn
         for message in batch:
             source = (message.message.partition, message.message.generation_id)
             if source in held:
                 deadletters.release(app, message)
                 continue
             table.partition = message.message.partition
+            before = clock()
             try:
                 seen = await self.apply_one(message)
             except deadletters.DeadLetterNotSent:
@@ -328,16 +417,38 @@ class BatchProcessor:
                 continue
             finally:
                 table.partition = None
+                took = clock() - before
+                deciding += took
+                self.phases["decide_s"] += took
+                self.slowest_decide_s = max(self.slowest_decide_s, took)
             done.append(message)
             if seen is not None:
                 outcomes.append(seen)
-        # The batch's record and entity writes (in write order, so each command's record
-        # precedes its entities), then its events; only then are its messages acked.
-        await table.send_unsent()
-        for seen in outcomes:
-            await self.publish(seen)
-        for message in done:
-            await ack(message)
+            if deciding >= FLUSH_AFTER_S or len(done) >= FLUSH_MAX:
+                # Part of the batch decided: its writes go now and its events once they are
+                # acknowledged, while the rest of the batch is decided (``_Chain``).
+                await chain.flush(await table.send_unsent(), self._finish(outcomes, done, ack))
+                outcomes, done, deciding = [], [], 0.0
+            if clock() - turned >= TURN_EVERY_S:
+                # A turn of the event loop for the producer and the parts waiting on it: an
+                # acknowledgement takes several (response read, futures set, the part woken)
+                await asyncio.sleep(0)
+                turned = clock()
+        await chain.flush(await table.send_unsent(), self._finish(outcomes, done, ack))
+        await chain.wait()
+
+    def _finish(
+        self, outcomes: list[Outcome], done: list[Any], ack: Callable[[Any], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[None]]:
+        """Publish ``outcomes``, then ack ``done``: what follows a part's acknowledged writes."""
+
+        async def finish() -> None:
+            for seen in outcomes:
+                await self.publish(seen)
+            for message in done:
+                await ack(message)
+
+        return finish
 
     async def apply_one(self, message: Any) -> Outcome | None:
         """Decide one command; its table writes are kept in ``table.unsent``. A command that

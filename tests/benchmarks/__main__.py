@@ -129,7 +129,7 @@ def run(names: list[str], quick: bool, bootstrap: str) -> list[Row]:
         rows += scale.run(bootstrap, n["scale_commands"], n["scale_backlog"])
     if section("fleet"):
         clients, units, reports = n["fleet"]
-        rows.append(fleet.run(bootstrap, clients, units, 200.0, reports))
+        rows += fleet.run(bootstrap, clients, units, 200.0, reports)
     if section("year"):
         rows += year.run(bootstrap, n["year_days"])
     if section("mutual"):

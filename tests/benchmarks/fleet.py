@@ -19,7 +19,16 @@ the client core. Beside them, a few probe SSE clients in this process read every
   low CPU % and a high wait % is starved of the core, not waiting on anything of its own;
 - ``fixes offered/s``: GPS fix commands in the log stamped within the window (what the
   simulator really sent), beside ``positions/s`` (what the worker made of them);
-- ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window.
+- ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window;
+- ``batch``: the worker's batches over the window (``/dispatch/batches/``): commands per
+  batch, and per batch the ms spent deciding its commands, writing its table entries until
+  the broker acknowledged them, and publishing its events; ``slowest decide ms`` is the
+  longest single decision of the run (a dispatch, which every later command waits for).
+
+Beside the row, ``fleet hops``: each measured report traced through its hops as the e2e
+bench does (``tests.benchmarks.e2e.Watch``, ``hop_rows``: the command's and the event's
+CreateTime, when a watching consumer got each, the first, median and last client), so the
+rows say which hop holds the p99 while the fleet moves.
 
 Completions come ``ON_SCENE_S`` (60-150 s) after arrival, so only the later part of a
 minute-long window has them; dispatches start within seconds.
@@ -33,6 +42,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +50,7 @@ import httpx
 
 from dispatchwire.settings import Settings
 from tests.benchmarks import product
-from tests.benchmarks.e2e import report_load, wait_worker_ready
+from tests.benchmarks.e2e import Watch, hop_rows, report_load, wait_worker_ready
 from tests.benchmarks.fanout import drive
 from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, cpu_seconds, running
@@ -141,15 +151,18 @@ def _timestamps(
     return commands, events
 
 
-def run(bootstrap: str, clients: int, units: int, reports_per_min: float, reports: int) -> Row:
+def run(
+    bootstrap: str, clients: int, units: int, reports_per_min: float, reports: int
+) -> list[Row]:
+    """The ``fleet`` row and its ``fleet hops`` rows."""
     params = {"clients": clients, "units": units, "reports/min": reports_per_min}
     why = product.available("simulate") or product.available("api")
     if why:
-        return Row.not_measured(BENCH, SUBJECT, why, **params)
+        return [Row.not_measured(BENCH, SUBJECT, why, **params)]
     try:
         return _run(bootstrap, clients, units, reports_per_min, reports, params)
     except Exception as exc:
-        return Row.not_measured(BENCH, SUBJECT, f"run failed: {exc!r}", **params)
+        return [Row.not_measured(BENCH, SUBJECT, f"run failed: {exc!r}", **params)]
 
 
 def _run(
@@ -159,9 +172,11 @@ def _run(
     reports_per_min: float,
     reports: int,
     params: dict[str, Any],
-) -> Row:
+) -> list[Row]:
     from infra.topics import ensure_topics
     from streams.seed import seed
+
+    load0 = os.getloadavg()
 
     settings = product.bench_settings(bootstrap, client_queue_size=2_000)
     ensure_topics(settings)
@@ -194,6 +209,7 @@ def _run(
             for probe in probes:
                 probe.start()
             _wait_fleet(port, token, units)
+            batches0 = _batches(settings.worker_web_port)
             cpu0 = (cpu_seconds(worker_proc.pid), cpu_seconds(api_proc.pid))
             waited0, wall0 = run_queue_seconds(worker_proc.pid), time.time()
             fanned0, t0 = _fanned_out(port), time.monotonic()
@@ -201,13 +217,17 @@ def _run(
                 probe.counting = True
             phases = [
                 {"name": "warmup", "count": 3, "rate": 1.0, "drain_s": 20.0},
-                {"name": "reach", "count": reports, "rate": 1.0, "drain_s": 20.0},
+                {"name": "reach", "count": reports, "rate": 1.0, "drain_s": 20.0, "per_seq": True},
             ]
-            result, _ = drive(port, report_load(token), clients, phases, None, timeout_s=600.0)
+            tag = uuid.uuid4().hex[:6]
+            cfg = {"tag": tag, **report_load(token)}
+            with Watch(settings, f"{tag}-") as watch:
+                result, _ = drive(port, cfg, clients, phases, None, timeout_s=600.0)
             window = time.monotonic() - t0
             fanned = _fanned_out(port) - fanned0
             cpu = (cpu_seconds(worker_proc.pid) - cpu0[0], cpu_seconds(api_proc.pid) - cpu0[1])
             waited, wall1 = run_queue_seconds(worker_proc.pid) - waited0, time.time()
+            batches1 = _batches(settings.worker_web_port)
             for probe in probes:
                 probe.counting = False
                 probe.stopped.set()
@@ -229,13 +249,13 @@ def _run(
         values.sort()
     offered = sum(1 for ts in commands.values() if wall0 * 1000 <= ts <= wall1 * 1000)
     reach = result["phases"]["reach"]
-    notes = [f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after the run"]
+    notes = [f"load average (1 min) {load0[0]:.1f} before, {load[0]:.1f} after the run"]
     if result["connected"] < clients:
         notes.append(f"only {result['connected']} of {clients} connected")
     if reach["incomplete_broadcasts"]:
         notes.append(f"{reach['incomplete_broadcasts']} reports not seen by every client")
     notes += [f"probe: {p.error}" for p in probes if p.error]
-    return Row(
+    row = Row(
         BENCH,
         SUBJECT,
         params,
@@ -253,9 +273,51 @@ def _run(
             "B/client/s": round(sum(p.bytes for p in probes) / len(probes) / window),
             "fixes offered/s": round(offered / window),
             "positions/s": round(len(lag) / max(1.0, _span_s(events))),
+            **_batch_metrics(batches0, batches1, window),
         },
         "; ".join(notes),
     )
+    hops = [
+        Row("fleet hops", hop.subject, params, hop.metrics, hop.note)
+        for hop in hop_rows(clients, 1, result, watch.seen)
+    ]
+    return [row, *hops]
+
+
+def _batches(port: int) -> dict[str, Any]:
+    return dict(httpx.get(f"http://127.0.0.1:{port}/dispatch/batches/", timeout=10).json())
+
+
+def _batch_metrics(
+    before: dict[str, Any], after: dict[str, Any], window_s: float
+) -> dict[str, Any]:
+    """The worker's batching over the window: commands per batch, ms per batch in each
+    phase (``streams.processing.BatchProcessor.counts``)."""
+    batches = after["batches"] - before["batches"]
+    if batches <= 0 or "decide_s" not in after:
+        return {}
+    per_batch = {
+        name: round(1000 * (after[f"{name}_s"] - before[f"{name}_s"]) / batches, 2)
+        for name in ("decide", "changelog", "publish")
+    }
+    gc_s = [a - b for a, b in zip(after.get("gc_s", ()), before.get("gc_s", ()), strict=False)]
+    gc_counts = [
+        a - b for a, b in zip(after.get("gc_counts", ()), before.get("gc_counts", ()), strict=False)
+    ]
+    return {
+        "batch commands": round((after["commands"] - before["commands"]) / batches, 1),
+        "batch decide ms": per_batch["decide"],
+        "batch changelog+ack ms": per_batch["changelog"],
+        "batch publish ms": per_batch["publish"],
+        "slowest decide ms": round(1000 * after["slowest_decide_s"], 1),
+        "worker gc ms/s (gen 0/1/2)": "/".join(f"{1000 * g / window_s:.1f}" for g in gc_s)
+        if gc_s
+        else None,
+        "worker gen2 gcs": gc_counts[2] if len(gc_counts) > 2 else None,
+        "worker gc longest ms": round(1000 * after["gc_longest_s"], 1)
+        if "gc_longest_s" in after
+        else None,
+    }
 
 
 def _span_s(events: dict[tuple[str, int], tuple[str, int]]) -> float:

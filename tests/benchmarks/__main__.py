@@ -223,7 +223,7 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
     # issue 16: every figure after the year (or --quick's month) within 2x of after a day
     years = [r for r in rows if r.bench == "compressed year"]
     day = next((r for r in years if r.subject == "after 1 day"), None)
-    end = next((r for r in years if r.subject != "after 1 day"), None)
+    end = next((r for r in reversed(years) if r.subject != "after 1 day"), None)
     for metric in year.BOUNDED:
         first = day.metrics.get(metric) if day else None
         last = end.metrics.get(metric) if end else None

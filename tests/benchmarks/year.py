@@ -982,15 +982,31 @@ def year_row(label: str, params: dict[str, Any], worker: Row, readmodel: Row) ->
     return Row("compressed year", label, dict(params), figures)
 
 
-def run_worker(days: int = 90, per_day: int = 1_000) -> list[Row]:
-    """On a broker of its own: after one day and after ``days``, the worker's cold start on
-    the compacted changelog the in-process worker wrote."""
+def run_worker(days: int = 90, per_day: int = 1_000, every: int = 0) -> list[Row]:
+    """On a broker of its own: after one day (and every ``every`` days) and after ``days``,
+    the worker's cold start on the compacted changelog the in-process worker wrote."""
     with own_broker("dispatchwire-year-kafka-") as broker:
-        return _run_worker(broker.bootstrap, broker.data_dir / "kraft", days, per_day)
+        log_dir = broker.data_dir / "kraft"
+        return _run_worker(broker.bootstrap, log_dir, days, per_day, every=every)
+
+
+def stretches(start: datetime, days: int, every: int = 0) -> list[tuple[str, datetime]]:
+    """Where to measure: after one day, after every ``every`` days (0: never) and after
+    ``days``, which end now."""
+    ends = [1, *range(every, days, every), days] if every else [1, days]
+    return [
+        (f"after {d} day{'s' if d > 1 else ''}", start + timedelta(days=d))
+        for d in dict.fromkeys(ends)
+    ]
 
 
 def _run_worker(
-    bootstrap: str, log_dir: Path, days: int, per_day: int, readmodel: bool = False
+    bootstrap: str,
+    log_dir: Path,
+    days: int,
+    per_day: int,
+    readmodel: bool = False,
+    every: int = 0,
 ) -> list[Row]:
     settings = product.bench_settings(
         bootstrap,
@@ -1010,7 +1026,7 @@ def _run_worker(
     worker_log = WorkerLog(deciding)
     worker_log.write(itertools.chain(traffic.fleet(), traffic.until(start)))
     rows: list[Row] = []
-    for label, end in (("after 1 day", start + timedelta(days=1)), (f"after {days} days", now)):
+    for label, end in stretches(start, days, every):
         began = time.monotonic()
         worker_log.write(traffic.until(end))
         built = time.monotonic() - began
@@ -1064,10 +1080,13 @@ if __name__ == "__main__":
     )
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--per-day", type=int, default=1_000)
+    parser.add_argument(
+        "--every", type=int, default=0, help="--worker: measure every N days on the way too"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.worker:
-        run_worker(args.days, args.per_day)
+        run_worker(args.days, args.per_day, args.every)
     elif args.readmodel:
         with own_broker("dispatchwire-year-kafka-") as broker:
             run_readmodel(broker.bootstrap, args.days, args.per_day)

@@ -13,12 +13,20 @@ the worker's recovery (process start to ``/dispatch/ready/``) and its RSS, the A
 model bootstrap (process start to ``/readyz``) and its RSS, and the bytes of the live
 snapshot (``GET /api/state``). Target: each figure after a year within 2x of after a day.
 
+``make bench`` (``run``) builds the log fast, on a broker of its own: each command is decided
+in-process by the worker's code, and what the worker would have written (commands, its
+table's changelog, events, units, the group's offsets) is written straight to the topics
+(``WorkerLog``); then a real worker and real APIs cold-start on it. Through the real
+pipeline (``--pipeline``, a real worker deciding every command) a year takes hours.
+
 The bench's topics keep everything (``retention.ms`` -1): with year-old record timestamps
 Kafka's default 7-day retention would delete the history under the readers' feet.
 
     python -m tests.benchmarks --only year [--quick]     # quick: 30 days, not 365
-    python -m tests.benchmarks.year --readmodel [--days N]   # the read model alone
+    python -m tests.benchmarks.year [--days N]               # the same, own broker
     python -m tests.benchmarks.year --worker [--days N]      # the worker alone, own broker
+    python -m tests.benchmarks.year --readmodel [--days N]   # the read model alone, own broker
+    python -m tests.benchmarks.year --pipeline [--days N]    # through a real worker (hours)
 """
 
 from __future__ import annotations
@@ -319,8 +327,10 @@ def measure(settings: Settings, label: str, stack: contextlib.ExitStack) -> tupl
     return figures, worker
 
 
-def run(bootstrap: str, days: int = 365, per_day: int = 1_000) -> list[Row]:
-    """Day one, measure, the rest of the ``days``, measure again."""
+def run_pipeline(bootstrap: str, days: int = 365, per_day: int = 1_000) -> list[Row]:
+    """Through the real pipeline (``--pipeline``): day one, measure, the rest of the
+    ``days``, measure again. A real worker decides every command (about 90 commands/s on
+    the loaded machine, so hours for a month or more); ``make bench`` runs ``run``."""
     settings = product.bench_settings(
         bootstrap,
         partitions=4,
@@ -356,7 +366,7 @@ def run(bootstrap: str, days: int = 365, per_day: int = 1_000) -> list[Row]:
                     "load avg": load,
                 }
             )
-            rows.append(Row("compressed year", label, dict(params), figures))
+            rows.append(Row("compressed year, pipeline", label, dict(params), figures))
             log.info("%s: %s", label, figures)
             print(f"   {label}: {figures}", flush=True)
     return rows
@@ -485,28 +495,36 @@ def run_readmodel(bootstrap: str, days: int = 30, per_day: int = 1_000) -> list[
         began = time.monotonic()
         events += decide_into_events(settings, traffic.until(end), state, router)
         built = time.monotonic() - began
-        key = label.replace(" ", "-")
-        full_s, full_rss, _ = _api_bootstrap(
-            settings.model_copy(update={"readmodel_checkpoint_s": 0}), f"readmodel-{key}-full"
-        )
-        checkpoint_bytes = _write_checkpoint(settings, key)
-        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        from_s, from_rss, snapshot = _api_bootstrap(settings, f"readmodel-{key}-checkpoint")
         figures = {
             "events": events,
             "emergencies": traffic.counts["emergencies"],
             "log built s": round(built, 1),
-            "bootstrap full fold s": round(full_s, 2),
-            "bootstrap from checkpoint s": round(from_s, 2),
-            "API RSS full fold MiB": round(full_rss / 2**20, 1),
-            "API RSS from checkpoint MiB": round(from_rss / 2**20, 1),
-            "checkpoint KiB": round(checkpoint_bytes / 1024, 1),
-            "snapshot KiB": round(len(snapshot.content) / 1024, 1),
-            "load avg": load,
+            **_readmodel_figures(settings, label.replace(" ", "-")),
         }
         rows.append(Row("compressed year, read model", label, {"days": days}, figures))
         print(f"   {label}: {figures}", flush=True)
     return rows
+
+
+def _readmodel_figures(settings: Settings, key: str) -> dict[str, Any]:
+    """Cold-start an API folding the whole log (checkpoints off), then one that writes a
+    checkpoint at the log's end, then a cold one from that checkpoint: their figures."""
+    full_s, full_rss, _ = _api_bootstrap(
+        settings.model_copy(update={"readmodel_checkpoint_s": 0}), f"readmodel-{key}-full"
+    )
+    checkpoint_bytes = _write_checkpoint(settings, key)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    from_s, from_rss, snapshot = _api_bootstrap(settings, f"readmodel-{key}-checkpoint")
+    return {
+        "bootstrap full fold s": round(full_s, 2),
+        "bootstrap from checkpoint s": round(from_s, 2),
+        "API RSS full fold MiB": round(full_rss / 2**20, 1),
+        "API RSS from checkpoint MiB": round(from_rss / 2**20, 1),
+        "checkpoint KiB": round(checkpoint_bytes / 1024, 1),
+        "snapshot KiB": round(len(snapshot.content) / 1024, 1),
+        "emergencies in snapshot": len(snapshot.json()["emergencies"]),
+        "load avg": load,
+    }
 
 
 # --- the worker alone (issue 16, part 1: recovery and RSS) --------------------------------
@@ -932,14 +950,64 @@ def _worker_cold_start(settings: Settings, label: str) -> tuple[float, int]:
     return took, rss
 
 
-def run_worker(days: int = 90, per_day: int = 1_000) -> list[Row]:
-    """On a broker of its own: after one day and after ``days``, the worker's cold start on
-    the compacted changelog the in-process worker wrote."""
+def run(days: int = 365, per_day: int = 1_000) -> list[Row]:
+    """``make bench``'s year, on a broker of its own (a year of records kept forever has no
+    place on a shared broker, and the cleaner's wait reads its log directory): the log built
+    in-process as ``--worker`` builds it, and after one day and after ``days`` the worker's
+    cold start (``--worker``) and the read model's (``--readmodel``, on the events the same
+    run wrote). Their rows, and one "compressed year" row per stretch with the figures of
+    ``BOUNDED`` for ``make bench``'s 2x check."""
     with own_broker("dispatchwire-year-kafka-") as broker:
-        return _run_worker(broker.bootstrap, broker.data_dir / "kraft", days, per_day)
+        return _run_worker(
+            broker.bootstrap, broker.data_dir / "kraft", days, per_day, readmodel=True
+        )
 
 
-def _run_worker(bootstrap: str, log_dir: Path, days: int, per_day: int) -> list[Row]:
+def year_row(label: str, params: dict[str, Any], worker: Row, readmodel: Row) -> Row:
+    """The figures ``make bench`` bounds (``BOUNDED``), from one stretch's worker and read
+    model rows. The read model's bootstrap and RSS are those from a checkpoint, as an API
+    restarts in service; its whole-log fold (a first start) is beside them, not bounded."""
+    w, r = worker.metrics, readmodel.metrics
+    figures = {
+        "snapshot KiB": r["snapshot KiB"],
+        "emergencies in snapshot": r["emergencies in snapshot"],
+        "worker recovery s": w["worker recovery s"],
+        "worker RSS MiB": w["worker RSS MiB"],
+        "read model bootstrap s": r["bootstrap from checkpoint s"],
+        "API RSS MiB": r["API RSS from checkpoint MiB"],
+        "read model full fold s": r["bootstrap full fold s"],
+        "API RSS full fold MiB": r["API RSS full fold MiB"],
+        "load avg": r["load avg"],
+    }
+    return Row("compressed year", label, dict(params), figures)
+
+
+def run_worker(days: int = 90, per_day: int = 1_000, every: int = 0) -> list[Row]:
+    """On a broker of its own: after one day (and every ``every`` days) and after ``days``,
+    the worker's cold start on the compacted changelog the in-process worker wrote."""
+    with own_broker("dispatchwire-year-kafka-") as broker:
+        log_dir = broker.data_dir / "kraft"
+        return _run_worker(broker.bootstrap, log_dir, days, per_day, every=every)
+
+
+def stretches(start: datetime, days: int, every: int = 0) -> list[tuple[str, datetime]]:
+    """Where to measure: after one day, after every ``every`` days (0: never) and after
+    ``days``, which end now."""
+    ends = [1, *range(every, days, every), days] if every else [1, days]
+    return [
+        (f"after {d} day{'s' if d > 1 else ''}", start + timedelta(days=d))
+        for d in dict.fromkeys(ends)
+    ]
+
+
+def _run_worker(
+    bootstrap: str,
+    log_dir: Path,
+    days: int,
+    per_day: int,
+    readmodel: bool = False,
+    every: int = 0,
+) -> list[Row]:
     settings = product.bench_settings(
         bootstrap,
         partitions=4,
@@ -958,7 +1026,7 @@ def _run_worker(bootstrap: str, log_dir: Path, days: int, per_day: int) -> list[
     worker_log = WorkerLog(deciding)
     worker_log.write(itertools.chain(traffic.fleet(), traffic.until(start)))
     rows: list[Row] = []
-    for label, end in (("after 1 day", start + timedelta(days=1)), (f"after {days} days", now)):
+    for label, end in stretches(start, days, every):
         began = time.monotonic()
         worker_log.write(traffic.until(end))
         built = time.monotonic() - began
@@ -983,8 +1051,21 @@ def _run_worker(bootstrap: str, log_dir: Path, days: int, per_day: int) -> list[
             "worker RSS MiB": round(rss / 2**20, 1),
             "load avg": load,
         }
-        rows.append(Row("compressed year, worker", label, {"days": days}, figures))
+        params = {"days": days, "per day": per_day}
+        worker = Row("compressed year, worker", label, dict(params), figures)
+        rows.append(worker)
         print(f"   {label}: {figures}", flush=True)
+        if readmodel:
+            events = {"events": worker_log.written["events"]}
+            key = label.replace(" ", "-")
+            model = Row(
+                "compressed year, read model",
+                label,
+                dict(params),
+                {**events, **_readmodel_figures(settings, key)},
+            )
+            print(f"   {label}: {model.metrics}", flush=True)
+            rows += [model, year_row(label, params, worker, model)]
     return rows
 
 
@@ -994,14 +1075,25 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.year")
     parser.add_argument("--readmodel", action="store_true", help="the read model's bootstrap only")
     parser.add_argument("--worker", action="store_true", help="the worker's cold start only")
+    parser.add_argument(
+        "--pipeline", action="store_true", help="through a real worker (hours), at the broker"
+    )
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--per-day", type=int, default=1_000)
+    parser.add_argument(
+        "--every", type=int, default=0, help="--worker: measure every N days on the way too"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    target = os.environ.get("DISPATCHWIRE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     if args.worker:
-        run_worker(args.days, args.per_day)
+        run_worker(args.days, args.per_day, args.every)
     elif args.readmodel:
-        run_readmodel(target, args.days, args.per_day)
+        with own_broker("dispatchwire-year-kafka-") as broker:
+            run_readmodel(broker.bootstrap, args.days, args.per_day)
+    elif args.pipeline:
+        target = os.environ.get("DISPATCHWIRE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+        run_pipeline(target, args.days, args.per_day)
     else:
-        run(target, args.days, args.per_day)
+        for row in run(args.days, args.per_day):
+            if row.bench == "compressed year":
+                print(f"   {row.subject}: {row.metrics}", flush=True)

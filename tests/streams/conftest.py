@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
+from schemas.events import UnitLocation
 from tests.conftest import WorkerProcess
 from tests.streams.helpers import Commands, EventLog
 
@@ -63,3 +65,43 @@ def _settings_of(request: pytest.FixtureRequest) -> Settings:
     if "shared_worker" in request.fixturenames:
         return request.getfixturevalue("shared_worker").settings
     return request.getfixturevalue("settings")
+
+
+@pytest.fixture
+def backlog_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """One partition and a slow tick, for a backlog written before ``late_worker`` starts."""
+    return fresh_settings(kafka_bootstrap, tmp_path, partitions=1, tick_seconds=60.0)
+
+
+@pytest.fixture
+def late_worker(backlog_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker process, started by the test once its backlog is in the partition."""
+    worker = WorkerProcess(backlog_settings, tmp_path / "worker.log")
+    try:
+        yield worker
+    finally:
+        worker.kill()
+
+
+def run_backlog(
+    settings: Settings, late_worker: WorkerProcess, backlog: list[Any], last: str
+) -> tuple[WorkerProcess, list[Any], list[Any]]:
+    """Write ``backlog`` before the worker starts, start it, and read the events topic
+    until the event of command ``last`` (a GPS fix's ``unit_location``): the worker, and
+    the records and events read."""
+    commands = Commands(settings)
+    try:
+        commands.send_all(backlog)
+    finally:
+        commands.close()
+    worker = late_worker.start()
+    events = EventLog(settings)
+    try:
+        events.wait(
+            lambda e: isinstance(e, UnitLocation) and e.command_id == last,
+            timeout=120.0,
+            message="the last fix's unit_location",
+        )
+        return worker, list(events.records), list(events.events)
+    finally:
+        events.close()

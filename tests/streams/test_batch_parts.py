@@ -16,20 +16,13 @@ queues them); before the change it came after every write of the batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
 import httpx
 import pytest
 
-from dispatchwire.settings import Settings
-from schemas import UnitPosition
-from schemas.events import EmergencyCreated, UnitLocation
-from tests.conftest import WorkerProcess
-from tests.streams.conftest import fresh_settings
-from tests.streams.helpers import Commands, EventLog, changelog_topic, read_to_end
-from tests.streams.world import STATION, medical_report, unit_u1
+from schemas.events import EmergencyCreated
+from tests.streams.conftest import run_backlog
+from tests.streams.helpers import changelog_topic, read_to_end
+from tests.streams.world import fleet_backlog, medical_report
 
 pytestmark = pytest.mark.kafka
 
@@ -37,60 +30,19 @@ UNITS = 20
 FIXES = 470
 
 
-@pytest.fixture
-def backlog_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    return fresh_settings(kafka_bootstrap, tmp_path, partitions=1, tick_seconds=60.0)
-
-
-@pytest.fixture
-def late_worker(backlog_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    worker = WorkerProcess(backlog_settings, tmp_path / "worker.log")
-    try:
-        yield worker
-    finally:
-        worker.kill()
-
-
 def test_a_report_at_the_front_of_a_batch_leaves_before_the_batch_is_decided(
     backlog_settings, late_worker
 ):
-    units = [
-        unit_u1(unit_id=f"p{n}", callsign=f"P{n}", command_id=f"reg-p{n}") for n in range(UNITS)
-    ]
+    units, fixes = fleet_backlog("p", UNITS, FIXES)
     report = medical_report(command_id="front-report")
-    start = datetime.now(UTC) + timedelta(minutes=5)  # after the registrations' own times
-    fixes = [
-        UnitPosition(
-            command_id=f"gps-p{n}",
-            region="r",
-            unit_id=f"p{n % UNITS}",
-            lat=round(STATION[0] + (n + 1) * 1e-6, 7),
-            lon=STATION[1],
-            issued_by="simulator",
-            issued_at=start + timedelta(milliseconds=n),
-        )
-        for n in range(FIXES)
+    worker, records, events = run_backlog(
+        backlog_settings, late_worker, [*units, report, *fixes], fixes[-1].command_id
+    )
+    created = [
+        (record, event)
+        for record, event in zip(records, events, strict=True)
+        if isinstance(event, EmergencyCreated)
     ]
-    commands = Commands(backlog_settings)
-    try:
-        commands.send_all([*units, report, *fixes])
-    finally:
-        commands.close()
-    worker = late_worker.start()
-    events = EventLog(backlog_settings)
-    try:
-        events.wait(
-            lambda e: isinstance(e, UnitLocation) and e.command_id == fixes[-1].command_id,
-            timeout=120.0,
-            message="the last fix's unit_location",
-        )
-        created = [
-            (record, event)
-            for record, event in zip(events.records, events.events, strict=True)
-            if isinstance(event, EmergencyCreated)
-        ]
-    finally:
-        events.close()
     counts = httpx.get(f"{worker.url}/dispatch/batches/", timeout=10).json()
     # the premise: the whole backlog came in one batch (a backlog of 1,000 takes 2 to a few)
     assert counts["largest"] >= UNITS + 1 + FIXES, counts

@@ -16,23 +16,17 @@ of 1,000 commands reaches the agent in a few large batches, not in hundreds of s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from dispatchwire.settings import Settings
-from schemas import UnitPosition
 from schemas.events import UnitLocation, UnitStatusUpdate
 from streams.app import BATCH_MAX, create_faust_app
 from streams.routing import Router
-from tests.conftest import WorkerProcess
-from tests.streams.conftest import fresh_settings
-from tests.streams.helpers import Commands, EventLog
-from tests.streams.world import STATION, unit_u1
+from tests.streams.conftest import run_backlog
+from tests.streams.world import fleet_backlog
 
 UNITS = 100
 FIXES = 900
@@ -119,56 +113,15 @@ def test_a_delivery_that_waits_finishes_or_yields_to_a_rebalance(tmp_path):
     assert steps == ["started", "delivered", "started", "cancelled"]
 
 
-@pytest.fixture
-def backlog_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    return fresh_settings(kafka_bootstrap, tmp_path, partitions=1, tick_seconds=60.0)
-
-
-@pytest.fixture
-def late_worker(backlog_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
-    worker = WorkerProcess(backlog_settings, tmp_path / "worker.log")
-    try:
-        yield worker
-    finally:
-        worker.kill()
-
-
 def test_a_backlog_reaches_the_agent_in_large_batches(backlog_settings, late_worker):
     """1,000 commands wait in the partition before the worker starts: 100 registrations
     and 900 GPS fixes. They were taken in ~500 batches of one or two before the fix."""
-    units = [
-        unit_u1(unit_id=f"b{n}", callsign=f"B{n}", command_id=f"reg-b{n}") for n in range(UNITS)
-    ]
-    start = datetime.now(UTC) + timedelta(minutes=5)  # after the registrations' own times
-    fixes = [
-        UnitPosition(
-            command_id=f"gps-b{n}",
-            region="r",
-            unit_id=f"b{n % UNITS}",
-            lat=round(STATION[0] + (n + 1) * 1e-6, 7),
-            lon=STATION[1],
-            issued_by="simulator",
-            issued_at=start + timedelta(milliseconds=n),
-        )
-        for n in range(FIXES)
-    ]
-    commands = Commands(backlog_settings)
-    try:
-        commands.send_all([*units, *fixes])
-    finally:
-        commands.close()
-    worker = late_worker.start()
-    events = EventLog(backlog_settings)
-    try:
-        events.wait(
-            lambda e: isinstance(e, UnitLocation) and e.command_id == fixes[-1].command_id,
-            timeout=120.0,
-            message="the last fix's unit_location",
-        )
-        registered = [e for e in events.events if isinstance(e, UnitStatusUpdate)]
-        moved = [e for e in events.events if isinstance(e, UnitLocation)]
-    finally:
-        events.close()
+    units, fixes = fleet_backlog("b", UNITS, FIXES)
+    worker, _, events = run_backlog(
+        backlog_settings, late_worker, [*units, *fixes], fixes[-1].command_id
+    )
+    registered = [e for e in events if isinstance(e, UnitStatusUpdate)]
+    moved = [e for e in events if isinstance(e, UnitLocation)]
     assert len(registered) == UNITS and len(moved) == FIXES  # every command applied once
     counts = httpx.get(f"{worker.url}/dispatch/batches/", timeout=10).json()
     assert counts["commands"] >= UNITS + FIXES

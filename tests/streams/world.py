@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from schemas import (
     CancelEmergency,
@@ -12,6 +13,7 @@ from schemas import (
     RegisterUnit,
     ReportEmergency,
     SetUnitStatus,
+    UnitPosition,
     UnitStatus,
     UnitType,
 )
@@ -132,3 +134,30 @@ def names(events: list[Event]) -> list[str]:
         action = getattr(e, "action", None)
         out.append(f"{e.event}:{action}" if action else e.event)
     return out
+
+
+def fleet_backlog(
+    prefix: str, units: int, fixes: int
+) -> tuple[list[RegisterUnit], list[UnitPosition]]:
+    """``units`` ambulances ``<prefix><n>`` at STATION and ``fixes`` GPS fixes spread over
+    them, one millisecond apart from five minutes on (after the registrations' own times)."""
+    registrations = [
+        unit_u1(
+            unit_id=f"{prefix}{n}", callsign=f"{prefix.upper()}{n}", command_id=f"reg-{prefix}{n}"
+        )
+        for n in range(units)
+    ]
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    positions = [
+        UnitPosition(
+            command_id=f"gps-{prefix}{n}",
+            region="r",
+            unit_id=f"{prefix}{n % units}",
+            lat=round(STATION[0] + (n + 1) * 1e-6, 7),
+            lon=STATION[1],
+            issued_by="simulator",
+            issued_at=start + timedelta(milliseconds=n),
+        )
+        for n in range(fixes)
+    ]
+    return registrations, positions

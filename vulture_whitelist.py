@@ -53,6 +53,7 @@ bench_executemany
 _.overflows  # api/broadcast.py: counters the tests read
 _.timeouts
 free_port  # infra/kafka.py
+scratch_broker  # infra/kafka.py: benches and broker-killing tests
 _.contains  # schemas/geo.py
 region_ids  # schemas/geo.py
 _.apply_all  # schemas/projection.py

@@ -257,11 +257,11 @@ class Client:
         if not items:
             return
         if flusher is None or self.send_started or self.pending is not None:
-            self._wake()
+            self.wake()
             return
         for item in items:
             if item.__class__ is not LiveMessage:
-                self._wake()
+                self.wake()
                 return
         self._items = []
         flusher(items)  # type: ignore[arg-type]  # only LiveMessages: checked above
@@ -270,7 +270,7 @@ class Client:
         """The heartbeat, unless something is already waiting to go out."""
         if not self._items:
             self._items.append(PING)
-            self._wake()
+            self.wake()
 
     def close(self, reason: str) -> None:
         self.close_reason = reason
@@ -281,7 +281,7 @@ class Client:
         self.gone = True
         self._items.clear()
         self._items.append(CLOSE)
-        self._wake()
+        self.wake()
 
     @property
     def backlog(self) -> int:
@@ -309,13 +309,10 @@ class Client:
     def _replace_backlog(self, signal: Signal) -> None:
         self._items.clear()
         self._items.append(signal)
-        self._wake()
+        self.wake()
 
     def wake(self) -> None:
         """Wake the writer task (it finishes a ``pending`` send, then the buffer)."""
-        self._wake()
-
-    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None

@@ -4,7 +4,8 @@ uvicorn waits for open responses before it runs the lifespan shutdown, and a liv
 never ends by itself; so the server tells the app's hub to close every stream as soon as
 shutdown starts, instead of relying on sse-starlette's process-global ``AppStatus``.
 
-``dispatchwire api`` also tunes the cyclic garbage collector once started (``tune_gc``):
+``dispatchwire api`` also tunes the cyclic garbage collector once started
+(``dispatchwire.collector.tune_gc``):
 everything alive after start-up (imports, the app, the street graph) is frozen out of
 its reach, and the young-generation threshold is raised, so that thousands of live
 connections are not walked over and over by collections that find nothing (at 10,000
@@ -23,7 +24,6 @@ uvicorn's loggers (and of the handlers configured before the server is built).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import re
 
@@ -32,22 +32,10 @@ from starlette.applications import Starlette
 
 from api.app import create_app
 from api.limits import limited_http_protocol
+from dispatchwire.collector import tune_gc
 from dispatchwire.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-# gen0 collections every 20,000 net container allocations instead of 700: a broadcast
-# to 10,000 clients allocates a few per client, and each collection promotes the
-# waiters of every idle client a generation further (see tune_gc).
-GC_THRESHOLDS = (20_000, 20, 20)
-
-
-def tune_gc() -> None:
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    log.info("gc: %d start-up objects frozen, thresholds %s", gc.get_freeze_count(), GC_THRESHOLDS)
 
 
 SHUTDOWN_GOODBYE_S = 1.0  # at most this long for live streams to close themselves

@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -381,6 +382,27 @@ def min_heap(heap: str) -> str:
     unit = heap[-1] if heap[-1].isalpha() else ""
     number = int(heap[:-1] if unit else heap)
     return f"{max(number // 2, 1)}{unit}"
+
+
+@contextlib.contextmanager
+def scratch_broker(prefix: str, heap: str = "768m") -> Iterator[LocalBroker]:
+    """A fresh, started single-node broker on free ports in a temporary data directory
+    (benches and tests that must not touch a shared broker); stopped and removed after."""
+    base = Settings()
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    broker = LocalBroker(
+        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
+        data_dir=data_dir,
+        port=free_port(),
+        controller_port=free_port(),
+        heap=heap,
+    )
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def broker_from_settings(settings: Settings) -> LocalBroker:

@@ -30,6 +30,7 @@ from faust.types import ChannelT
 from mode.services import WaitResults
 from mode.utils.aiter import aiter
 
+from dispatchwire.collector import tune_gc
 from dispatchwire.settings import Settings
 from infra.clients import faust_broker_options
 from infra.topics import region_partitioner
@@ -201,26 +202,17 @@ class QuietMonitor(Monitor):
         pass
 
 
-# A young collection every 20,000 net container allocations instead of 700 (as the API,
-# ``api.server.GC_THRESHOLDS``): a batch's commands keep their objects (states, events,
-# outcomes) until its part is published, so with 700 every collection found them alive and
-# pushed them a generation on, and the full collections came every two seconds. The fleet
-# bench (1,000 units, the worker behind, load average 7-10, collections timed in the
-# worker): 150 ms of collecting per second with the default, 78 with the start-up heap
-# frozen (28-29 full collections in the window either way, the longest 739 / 119 ms), 5
-# with it frozen and these thresholds (no full collection).
-GC_THRESHOLDS = (20_000, 20, 20)
-
-
 class GcPauses:
     """How long the garbage collector held the worker's loop, per generation (``gc.callbacks``:
     a collection runs inside whatever allocated last, so every command of the partition
     waits it out). Installed by ``run_worker``, the process's entry point.
 
-    ``install`` also freezes the start-up heap (``gc.freeze``, as ``api.server`` does): the
-    road graph, its router and grid, Faust and the imports, ~100k objects that live as long
-    as the process, which every full collection walked again (a full collection of it: tens
-    to hundreds of ms; frozen, microseconds), and sets ``GC_THRESHOLDS``.
+    ``install`` also tunes the collector as the API does (``dispatchwire.collector``): the
+    start-up heap (the road graph, its router and grid, Faust, the imports: ~100k objects
+    that every full collection walked again, tens to hundreds of ms) frozen, and young
+    collections every 20,000 allocations. The fleet bench (1,000 units, the worker behind,
+    load average 7-10): 150 ms of collecting per second with the defaults, 78 frozen, 5
+    frozen with the thresholds (no full collection).
     """
 
     def __init__(self) -> None:
@@ -230,9 +222,7 @@ class GcPauses:
         self._started = 0.0
 
     def install(self) -> None:
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_gc()
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:

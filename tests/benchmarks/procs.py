@@ -133,28 +133,10 @@ def settle_rss(pid: int, seconds: float = 1.0, step: float = 0.2) -> int:
     return last
 
 
-@contextlib.contextmanager
-def own_broker(prefix: str = "dispatchwire-bench-kafka-") -> Iterator[LocalBroker]:
-    """A fresh single-node broker on free ports for one bench run; stopped and its data
-    removed afterwards."""
-    import shutil
-    import tempfile
+def own_broker(
+    prefix: str = "dispatchwire-bench-kafka-",
+) -> contextlib.AbstractContextManager[LocalBroker]:
+    """A fresh broker for one bench run (``infra.kafka.scratch_broker``)."""
+    from infra.kafka import scratch_broker
 
-    from dispatchwire.settings import Settings
-    from infra.kafka import KafkaDistribution, LocalBroker, free_port
-
-    base = Settings()
-    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    local = LocalBroker(
-        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-        data_dir=data_dir,
-        port=free_port(),
-        controller_port=free_port(),
-        heap="768m",
-    )
-    try:
-        local.start()
-        yield local
-    finally:
-        local.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    return scratch_broker(prefix)

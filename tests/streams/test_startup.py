@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
 
-from dispatchwire.settings import Settings
-from infra.kafka import KafkaDistribution, LocalBroker, free_port
+from infra.kafka import free_port, scratch_broker
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,15 +65,6 @@ def _ok(url: str) -> bool:
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_run_on_a_fresh_broker_starts_without_error_or_warning_lines(tmp_path: Path) -> None:
-    base = Settings()
-    data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-startup-kafka-"))
-    broker = LocalBroker(
-        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-        data_dir=data_dir,
-        port=free_port(),
-        controller_port=free_port(),
-        heap="512m",
-    )
     api_port, worker_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(
@@ -91,42 +79,40 @@ def test_run_on_a_fresh_broker_starts_without_error_or_warning_lines(tmp_path: P
     )
     out_path = tmp_path / "run.out"
     proc = None
-    try:
-        broker.start()
+    with scratch_broker("dispatchwire-startup-kafka-", heap="512m") as broker:
         env["DISPATCHWIRE_KAFKA_BOOTSTRAP"] = broker.bootstrap
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "dispatchwire", "run"],
-                env=env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        try:
+            with open(out_path, "wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "dispatchwire", "run"],
+                    env=env,
+                    cwd=tmp_path,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
 
-        def started() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"dispatchwire run exited:\n{out_path.read_text()}")
-            return (
-                _ok(f"http://127.0.0.1:{worker_port}/dispatch/ready/")
-                and _ok(f"http://127.0.0.1:{api_port}/readyz")
-                and "analytics.sink: sink: " in out_path.read_text(errors="replace")
-            )
+            def started() -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError(f"dispatchwire run exited:\n{out_path.read_text()}")
+                return (
+                    _ok(f"http://127.0.0.1:{worker_port}/dispatch/ready/")
+                    and _ok(f"http://127.0.0.1:{api_port}/readyz")
+                    and "analytics.sink: sink: " in out_path.read_text(errors="replace")
+                )
 
-        # the worker owns its partitions, the API is ready and the sink consumed the seed:
-        # every consumer group has found its coordinator
-        wait_for(started, timeout=150, interval=0.5, message="the whole pipeline up")
-    finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        broker.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+            # the worker owns its partitions, the API is ready and the sink consumed the seed:
+            # every consumer group has found its coordinator
+            wait_for(started, timeout=150, interval=0.5, message="the whole pipeline up")
+        finally:
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
     screen = out_path.read_text(errors="replace")
     noise = [line for line in screen.splitlines() if NOISE.search(line)]
     assert not noise, "\n".join(noise)

@@ -7,7 +7,7 @@ router and grid, Faust, the imports) held the loop for up to 87 ms while a repor
 behind it, and with the default thresholds a batch's objects were pushed into the old
 generation, so full collections came every two seconds. ``streams.app.GcPauses.install``
 collects and freezes that heap when the worker starts and raises the thresholds (as
-``api.server.tune_gc`` does for the API).
+``dispatchwire.collector.tune_gc`` does for the API).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from streams.app import GC_THRESHOLDS
+from dispatchwire.collector import GC_THRESHOLDS
 
 pytestmark = pytest.mark.kafka
 

@@ -7,17 +7,14 @@ broker of its own (never the session's), SIGKILLs it under a ready worker, and r
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from dispatchwire.settings import Settings
-from infra.kafka import KafkaDistribution, LocalBroker, free_port
+from infra.kafka import LocalBroker, scratch_broker
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
 
@@ -27,22 +24,9 @@ BROKER_TIMEOUT_S = 3.0
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    base = Settings()
-    data_dir = tmp_path / "broker"
-    broker = LocalBroker(
-        KafkaDistribution(base.kafka_version, base.cache_dir),
-        data_dir,
-        port=free_port(),
-        controller_port=free_port(),
-        heap="384m",
-    )
-    broker.start()
-    try:
+def own_broker() -> Iterator[LocalBroker]:
+    with scratch_broker("dispatchwire-readiness-kafka-", heap="384m") as broker:
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def sigkill(broker: LocalBroker) -> None:

@@ -56,6 +56,7 @@ free_port  # infra/kafka.py
 scratch_broker  # infra/kafka.py: benches and broker-killing tests
 _.contains  # schemas/geo.py
 region_ids  # schemas/geo.py
+frame_positions  # schemas/live.py: Python readers of a position frame (tests, fleet bench)
 _.apply_all  # schemas/projection.py
 _.rejected  # streams/decisions.py
 _.offered_load  # streams/simulate.py

@@ -29,18 +29,21 @@ through the writer.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.codec import dumps
-from schemas.events import Event
+from schemas.events import Event, UnitLocation
+from schemas.live import position_row
 from schemas.position import format_position
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "snapshot"
+UNIT_LOCATION = "unit_location"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,9 @@ class LiveMessage:
     ws: str
     data: str = ""  # the JSON inside both (a frame of positions is made of these)
     subject: str | None = None  # the unit a ``unit_location`` moves (api.conflate)
+    # a ``unit_location``'s row of a position frame (``schemas.live.POSITION_FIELDS``, JSON),
+    # encoded once with the message so that a frame is only a join of rows (api.conflate)
+    row: str | None = None
     # a frame of conflated positions (api.conflate): the log position it reaches, which
     # may lie on several partitions; None for one record's message or a snapshot
     upto: tuple[int, ...] | None = None
@@ -78,11 +84,16 @@ def build_message(
     offset: int = -1,
     region: str | None = None,
     subject: str | None = None,
+    row: str | None = None,
     upto: tuple[int, ...] | None = None,
     redacted_json: str | None = None,
 ) -> LiveMessage:
     """``data_json`` is compact JSON (no raw newlines), so it fits one ``data:`` line;
-    ``redacted_json``, if given, the same without reporters (``LiveMessage.redacted``)."""
+    ``redacted_json``, if given, the same without reporters (``LiveMessage.redacted``).
+    A ``unit_location`` always has its frame ``row``: given (``event_message`` encodes it
+    from the event), or else read from ``data_json``."""
+    if row is None and event == UNIT_LOCATION:
+        row = dumps(position_row(json.loads(data_json)))
     sse = f"id: {id}\r\nevent: {event}\r\ndata: {data_json}\r\n\r\n".encode()
     ws = f'{{"event":{dumps(event)},"id":{dumps(id)},"data":{data_json}}}'
     redacted = (
@@ -96,11 +107,12 @@ def build_message(
             offset=offset,
             region=region,
             subject=subject,
+            row=row,
             upto=upto,
         )
     )
     return LiveMessage(
-        event, id, partition, offset, region, sse, ws, data_json, subject, upto, redacted
+        event, id, partition, offset, region, sse, ws, data_json, subject, row, upto, redacted
     )
 
 
@@ -108,16 +120,19 @@ def event_message(
     event: Event, position: Sequence[int], partition: int, offset: int
 ) -> LiveMessage:
     """The live message of ``event``, read at ``partition``/``offset``; ``position`` is the
-    log position after it (its id). ``subject``: the unit a position moves (api.conflate)."""
+    log position after it (its id). ``subject``: the unit a position moves, ``row``: its
+    position as a frame's row (api.conflate), both from the parsed event."""
     redacted = without_reporter(event)
+    data = event.live_data()
     return build_message(
         event.event,
         format_position(position),
-        dumps(event.live_data()),
+        dumps(data),
         partition=partition,
         offset=offset,
         region=event.region,
         subject=getattr(event, "unit_id", None),
+        row=dumps(position_row(data)) if isinstance(event, UnitLocation) else None,
         redacted_json=None if redacted is None else dumps(redacted),
     )
 
@@ -148,6 +163,7 @@ def with_id(message: LiveMessage, id: str) -> LiveMessage:
         f'{{"event":{dumps(message.event)},"id":{dumps(id)},' + message.ws[len(ws_head) :],
         message.data,
         message.subject,
+        message.row,
         message.upto,
         None if message.redacted is None else with_id(message.redacted, id),
     )

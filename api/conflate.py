@@ -6,8 +6,14 @@ needs each unit's latest one, at a frame rate a map can show. So the hub does no
 ``unit_location`` to the clients; it keeps it in the pending frame of every *frame group*
 (the clients that share one filter, ``?region=`` and ``?events=``), latest per unit, and
 every ``1 / api_position_frames_per_s`` seconds each group with something pending gets one
-``unit_locations`` message, ``{"units": [<unit_location data>, ...]}``, encoded once and
-offered to every client of the group.
+``unit_locations`` message, encoded once and offered to every client of the group.
+
+Shape (``schemas.live``): columnar, ``{"fields": ["unit_id", "lat", "lon", "heading",
+"eta_s", "route_index", "version"], "rows": [[...], ...]}``, one row per unit, the values of
+its ``unit_location`` data. Each row is encoded once, with the position's live message
+(``LiveMessage.row``, from the parsed event), so a frame is a join of ready rows: nothing
+per unit is encoded per frame or per client. The key names of an object per unit were
+more than half of a frame's bytes, and the frames most of the API's writes.
 
 Ordering rule: facts are never conflated. A status event (anything but a position) that a
 group's clients want first flushes that group's pending frame, so a client sees the
@@ -30,14 +36,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
+from typing import cast
 
-from api.broadcast import Client, Hub, LiveMessage, build_message
-from schemas.live import UNIT_LOCATIONS
+from api.broadcast import UNIT_LOCATION, Client, Hub, LiveMessage, build_message
+from schemas.codec import dumps
+from schemas.live import POSITION_FIELDS, UNIT_LOCATIONS
 from schemas.position import Position
 
 log = logging.getLogger(__name__)
 
-UNIT_LOCATION = "unit_location"
+FRAME_HEAD = '{"fields":' + dumps(POSITION_FIELDS) + ',"rows":['
+FRAME_TAIL = "]}"
 
 
 def wants_positions(client: Client) -> bool:
@@ -51,10 +60,10 @@ def wants_position(client: Client, message: LiveMessage) -> bool:
     return wants_positions(client) and (client.regions is None or message.region in client.regions)
 
 
-def build_frame(units: dict[str, str], last: LiveMessage) -> LiveMessage:
-    """One ``unit_locations`` message of each unit's latest ``unit_location`` data (JSON),
+def build_frame(rows: dict[str, str], last: LiveMessage) -> LiveMessage:
+    """One ``unit_locations`` message of each unit's latest row (``LiveMessage.row``),
     with ``last``'s id and place in the log: the last position it holds."""
-    data = '{"units":[' + ",".join(units.values()) + "]}"
+    data = FRAME_HEAD + ",".join(rows.values()) + FRAME_TAIL
     upto = Position.parse_id(last.id)
     return build_message(
         UNIT_LOCATIONS,
@@ -71,17 +80,18 @@ class Conflation:
     """Positions folded into one frame until someone asks for it: ``add`` each
     ``unit_location`` (latest per unit wins, first place kept), ``take`` the frame."""
 
-    __slots__ = ("_last", "_units")
+    __slots__ = ("_last", "_rows")
 
     def __init__(self) -> None:
-        self._units: dict[str, str] = {}
+        self._rows: dict[str, str] = {}
         self._last: LiveMessage | None = None
 
     def __bool__(self) -> bool:
         return self._last is not None
 
     def add(self, message: LiveMessage) -> None:
-        self._units[message.subject or ""] = _without_event_id(message.data)
+        # every unit_location has its row (``build_message``)
+        self._rows[message.subject or ""] = cast(str, message.row)
         self._last = message
 
     def take(self) -> LiveMessage | None:
@@ -89,8 +99,8 @@ class Conflation:
         last = self._last
         if last is None:
             return None
-        frame = build_frame(self._units, last)
-        self._units, self._last = {}, None
+        frame = build_frame(self._rows, last)
+        self._rows, self._last = {}, None
         return frame
 
 
@@ -211,16 +221,6 @@ class PositionFrames:
         group.flushed_at = asyncio.get_running_loop().time()
         self.frames += 1
         self._send(group.clients, frame)
-
-
-def _without_event_id(data: str) -> str:
-    """A position's data without its ``event_id`` (the first key, ``EventBase``): a frame's
-    id names its place in the log, and the ids were a fifth of a frame's bytes."""
-    if data.startswith('{"event_id":"'):
-        end = data.find('",', 13)
-        if end > 0:
-            return "{" + data[end + 2 :]
-    return data
 
 
 def _as_locations(events: frozenset[str] | None) -> frozenset[str] | None:

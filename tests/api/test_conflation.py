@@ -15,6 +15,7 @@ from websockets.sync.client import connect as ws_connect
 
 from schemas.entities import UnitStatus
 from schemas.events import UnitLocation
+from schemas.live import frame_positions
 from tests.api.helpers import EventLog, SseClient, data, positions
 from tests.conftest import wait_for
 
@@ -34,7 +35,7 @@ def move(log: EventLog, unit_id: str, lat: float, region: str = "north") -> Unit
 
 def frame_units(event: ServerSentEvent) -> dict[str, float]:
     assert event.event == "unit_locations", (event.event, event.data[:200])
-    units = data(event)["units"]
+    units = frame_positions(data(event))
     ids = [u["unit_id"] for u in units]
     assert len(ids) == len(set(ids)), f"a unit twice in one frame: {ids}"
     return {u["unit_id"]: u["lat"] for u in units}

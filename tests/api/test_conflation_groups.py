@@ -4,25 +4,26 @@ for its whole group, and a status event flushes only the frames of the groups it
 from __future__ import annotations
 
 import asyncio
+import json
 
-from api.broadcast import Client, LiveMessage, build_message
+from api.broadcast import Client, LiveMessage, build_message, event_message
 from api.conflate import ConflatingHub
+from schemas.events import UnitLocation
+from schemas.live import frame_positions
 from schemas.position import format_position
 
 
 def location(offset: int, unit: str, region: str, lat: float) -> LiveMessage:
-    data = (
-        f'{{"event_id":"m{offset}:0","unit_id":"{unit}","lat":{lat},"lon":24.9,"version":{offset}}}'
-    )
-    return build_message(
-        "unit_location",
-        format_position([offset + 1]),
-        data,
-        partition=0,
-        offset=offset,
+    event = UnitLocation(
+        event_id=f"m{offset}:0",
+        command_id=f"m{offset}",
         region=region,
-        subject=unit,
+        unit_id=unit,
+        lat=lat,
+        lon=24.9,
+        version=offset + 1,
     )
+    return event_message(event, [offset + 1], 0, offset)
 
 
 def status(offset: int, region: str) -> LiveMessage:
@@ -65,10 +66,14 @@ def test_a_status_event_flushes_only_the_groups_it_goes_to() -> None:
     frame, fact = got["all"]
     assert frame.event == "unit_locations" and fact.event == "unit_status_update"
     assert frame.id == "3" and frame.upto == (3,)  # after its last position
-    assert '"n1"' in frame.data and '"s1"' in frame.data and "60.3" in frame.data
-    assert "60.1" not in frame.data and "event_id" not in frame.data
+    assert {p["unit_id"]: p["lat"] for p in frame_positions(json.loads(frame.data))} == {
+        "n1": 60.3,
+        "s1": 60.2,
+    }
+    assert "event_id" not in frame.data
     assert got["all2"][0] is frame  # built once, shared by the group
     north_frame, _ = got["north"]
-    assert north_frame.id == "3" and '"s1"' not in north_frame.data
+    assert north_frame.id == "3"
+    assert [p["unit_id"] for p in frame_positions(json.loads(north_frame.data))] == ["n1"]
     assert got["south"] == []  # not flushed by a north status event it does not receive
     assert [m.event for m in got["facts"]] == ["unit_status_update"]

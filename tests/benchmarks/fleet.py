@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 
 from dispatchwire.settings import Settings
+from schemas.live import frame_positions
 from tests.benchmarks import product
 from tests.benchmarks.e2e import Watch, hop_rows, report_load, wait_worker_ready
 from tests.benchmarks.fanout import drive
@@ -95,7 +96,7 @@ class Probe(threading.Thread):
 
     def _frame(self, block: bytes, received: float) -> None:
         data = block.split(b"\r\ndata: ", 1)[1]
-        for unit in json.loads(data)["units"]:
+        for unit in frame_positions(json.loads(data)):
             self.seen.setdefault((unit["unit_id"], unit["version"]), received)
 
 

@@ -1,5 +1,6 @@
 """Issue 16, part 2, in the browser: the units page applies a ``unit_locations`` frame
-(conflated unit positions), every unit in it moving on the board, from one message."""
+(conflated unit positions, columnar: ``schemas.live``), every unit in it moving on the
+board, from one message."""
 
 from __future__ import annotations
 
@@ -20,8 +21,13 @@ def test_the_units_page_moves_every_unit_of_a_frame(site: LiveSite, new_context)
     page.evaluate(
         """() => {
           window.seenEvents = [];
-          window.dispatchwire.state.addEventListener(
-            "change", (ev) => window.seenEvents.push(ev.detail.event));
+          window.frameKeys = [];
+          window.dispatchwire.state.addEventListener("change", (ev) => {
+            window.seenEvents.push(ev.detail.event);
+            if (ev.detail.event === "unit_locations") {
+              window.frameKeys.push(Object.keys(ev.detail.data).sort());
+            }
+          });
         }"""
     )
     units = site.state()["units"][:3]
@@ -47,3 +53,4 @@ def test_the_units_page_moves_every_unit_of_a_frame(site: LiveSite, new_context)
         expect(row.locator(".pos")).to_have_text(f"{lat:.4f}, {lon:.4f}", timeout=LIVE)
     seen = page.evaluate("window.seenEvents")
     assert "unit_locations" in seen and "unit_location" not in seen, seen
+    assert page.evaluate("window.frameKeys")[0] == ["fields", "rows"]

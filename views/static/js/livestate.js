@@ -131,9 +131,16 @@ export class LiveState extends EventTarget {
       case "unit_location":
         this._move(data, changes);
         break;
-      case "unit_locations": // a frame: each moved unit's latest position (api/conflate.py)
-        for (const position of data.units || []) this._move(position, changes);
+      case "unit_locations": { // a frame: each moved unit's latest position (api/conflate.py)
+        // columnar (schemas/live.py): the field names once, one array of values per unit
+        const fields = data.fields || [];
+        for (const row of data.rows || []) {
+          const position = {};
+          for (let i = 0; i < fields.length; i++) position[fields[i]] = row[i];
+          this._move(position, changes);
+        }
         break;
+      }
       case "command_rejected":
         changes.push({ kind: "rejected", reason: data.reason, data });
         break;

@@ -13,7 +13,7 @@ Shape (``schemas.live``): columnar, ``{"fields": ["unit_id", "lat", "lon", "head
 its ``unit_location`` data. Each row is encoded once, with the position's live message
 (``LiveMessage.row``, from the parsed event), so a frame is a join of ready rows: nothing
 per unit is encoded per frame or per client. The key names of an object per unit were
-more than half of a frame's bytes, and the frames most of the API's writes.
+more than half of a frame's bytes, and the frames most of the API's bytes.
 
 Ordering rule: facts are never conflated. A status event (anything but a position) that a
 group's clients want first flushes that group's pending frame, so a client sees the

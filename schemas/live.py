@@ -32,9 +32,9 @@ from schemas.events import EVENT_NAMES
 # position (the one after its last position). Columnar: the field names once, then one
 # array per unit, ``{"fields": ["unit_id", "lat", ...], "rows": [["u-1", 60.1699123, ...],
 # ...]}``; a row's values are the ``unit_location`` data's, unrounded (null where it has
-# none). A frame of 900 moving units is ~33 KB as objects (~130 bytes a unit, two thirds
-# of it key names) and about half of that as rows; 4 frames a second to 1,000 dashboards
-# are most of the API's writes (README, "A city's fleet").
+# none). A unit costs ~57 bytes as a row where it cost ~121 as an object (more than half
+# of it key names; tests/api/test_compact_position_frames.py), and the frames, 4 a second
+# to each of 1,000 dashboards, are most of the API's bytes (README, "A city's fleet").
 UNIT_LOCATIONS = "unit_locations"
 FRAME_EVENTS = (UNIT_LOCATIONS,)
 POSITION_FIELDS = ("unit_id", "lat", "lon", "heading", "eta_s", "route_index", "version")

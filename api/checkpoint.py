@@ -29,7 +29,6 @@ import logging
 import os
 import socket
 import zlib
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -150,13 +149,9 @@ class Checkpoint:
             units={u.id: u for u in self.units},
             archived={a.emergency_id: a for a in self.archived},
             archive_memory=archive_memory,
-            # the fold appends to both at once, so the order is the archived map's
-            _archive_order=deque((a.occurred_at, a.emergency_id) for a in self.archived),
         )
-        if archive_memory is not None and self.archived:
-            # a shorter memory than the writer's forgets what the fold would have by now
-            latest = max(a.occurred_at for a in self.archived)
-            projection.forget_archived(latest - archive_memory)
+        # the fold appends to both at once, so each region's order is the archived map's
+        projection.remember_archived()
         return projection
 
     def check_offsets(self, events_topic: str, begins: Position, ends: Position) -> None:

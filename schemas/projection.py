@@ -34,10 +34,16 @@ class Projection:
     # Archived emergencies (issue 16): they left current state; their archive events are
     # remembered (in archive order) so a re-published older event of theirs cannot bring
     # them back and a lookup can say where they went. ``archive_memory`` bounds how long
-    # (None: for ever, as a replay of a window wants).
+    # (None: for ever, as a replay of a window wants), by each region's own clock: a
+    # region's events are one partition's, in order, but a fold reads the partitions in
+    # whatever interleaving its fetches give (a whole-log fold may read one partition weeks
+    # ahead of another), so one queue for all regions kept a lagging partition's archive
+    # events behind a leading one's newer head: 57,747 remembered after a compressed year
+    # instead of about 8,000 (the year bench). Per region, what is remembered does not
+    # depend on the read order (``_archive_order``: region -> (occurred_at, id), in order).
     archived: dict[str, EmergencyArchived] = field(default_factory=dict)
     archive_memory: timedelta | None = None
-    _archive_order: deque[tuple[datetime, str]] = field(default_factory=deque, repr=False)
+    _archive_order: dict[str, deque[tuple[datetime, str]]] = field(default_factory=dict, repr=False)
 
     def _put_emergency(self, emergency: Emergency) -> bool:
         if emergency.id in self.archived:
@@ -92,16 +98,32 @@ class Projection:
         gone = self.emergencies.pop(event.emergency_id, None) is not None
         if event.emergency_id not in self.archived:
             self.archived[event.emergency_id] = event
-            self._archive_order.append((event.occurred_at, event.emergency_id))
+            order = self._archive_order.get(event.region)
+            if order is None:
+                order = self._archive_order[event.region] = deque()
+            order.append((event.occurred_at, event.emergency_id))
         if self.archive_memory is not None:
-            self.forget_archived(event.occurred_at - self.archive_memory)
+            self.forget_archived(event.region, event.occurred_at - self.archive_memory)
         return gone
 
-    def forget_archived(self, before: datetime) -> None:
-        """Forget archive events older than ``before``."""
-        order = self._archive_order
+    def forget_archived(self, region: str, before: datetime) -> None:
+        """Forget ``region``'s archive events older than ``before``."""
+        order = self._archive_order.get(region)
         while order and order[0][0] < before:
             self.archived.pop(order.popleft()[1], None)
+
+    def remember_archived(self) -> None:
+        """Rebuild the per-region archive order from ``archived`` (in archive order), as
+        a restored checkpoint holds it; with a memory, forget what each region's newest
+        archive event puts outside it (a shorter memory than the writer's)."""
+        self._archive_order = {}
+        for event in self.archived.values():
+            order = self._archive_order.setdefault(event.region, deque())
+            order.append((event.occurred_at, event.emergency_id))
+        if self.archive_memory is not None:
+            for region, order in self._archive_order.items():
+                latest = max(at for at, _ in order)
+                self.forget_archived(region, latest - self.archive_memory)
 
     def apply_all(self, events: Iterable[Event]) -> Projection:
         for event in events:

@@ -126,7 +126,10 @@ def model_state(api: RunningApi) -> dict[str, object]:
     return {
         **model.state_json(),
         "archived": [a.model_dump(mode="json") for a in model.projection.archived.values()],
-        "archive_order": [e for _, e in model.projection._archive_order],
+        "archive_order": {
+            region: [e for _, e in order]
+            for region, order in sorted(model.projection._archive_order.items())
+        },
     }
 
 

@@ -17,9 +17,8 @@ Writing without a task switch per client (SSE): waking 1,000 parked writers cost
 step each (about half of a broadcast's ~20 µs per client). A writer that is parked with an
 empty buffer may lend the hub its ``Client.flusher``; messages offered to such a client are
 then written by ``Hub.flush``, ONE callback scheduled (``call_soon``) when the first client
-of a round got something, which writes such clients' buffers in turn, ``FLUSH_CHUNK`` of
-them per callback (the loop polls its sockets between chunks). It runs where the first
-woken writer would have run, after the task that published (the read model's whole
+of a round got something, which writes every such client's buffer in turn. It runs where the
+first woken writer would have run, after the task that published (the read model's whole
 fetched batch), so a burst is still one write per client. The flusher drives the server's
 ``send`` synchronously; when the transport is paused (the client reads slowly) the send
 cannot finish at once, and the writer task finishes it (``Client.pending``) before anything
@@ -44,8 +43,6 @@ from schemas.position import format_position
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "snapshot"
-# clients ``Hub.flush`` writes per loop callback (~15-25 µs each on loopback, so ~2 ms)
-FLUSH_CHUNK = 100
 UNIT_LOCATION = "unit_location"
 
 
@@ -419,19 +416,9 @@ class Hub:
             self._flush_at = asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write the marked clients' buffers, one after another, at most ``FLUSH_CHUNK`` of
-        them in this callback; the rest in the next, after the loop has polled its sockets
-        (a burst to 1,000 clients would otherwise hold the loop for its whole length, and a
-        report's HTTP request or the next fetch with it). A client marked again meanwhile
-        (it was written and got more) goes to the end; one not yet written keeps its place
-        and takes the newer messages in the same write."""
+        """Write every marked client's buffer, one after another in this one callback."""
         self._flush_at = None
-        dirty = self._dirty
-        if len(dirty) > FLUSH_CHUNK:
-            dirty, self._dirty = dirty[:FLUSH_CHUNK], dirty[FLUSH_CHUNK:]
-            self._flush_at = asyncio.get_running_loop().call_soon(self.flush)
-        else:
-            self._dirty = []
+        dirty, self._dirty = self._dirty, []
         for client in dirty:
             try:
                 client.flush()

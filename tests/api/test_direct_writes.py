@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 
-from api.broadcast import FLUSH_CHUNK, Client, Hub, LiveMessage, build_message
+from api.broadcast import Client, Hub, LiveMessage, build_message
 from api.feed import Feed
 from api.metrics import ApiMetrics
 from api.readmodel import ReadModel
@@ -130,53 +129,5 @@ def test_signals_and_a_busy_writer_go_through_the_writer_task():
             assert b"".join(send.bodies).startswith(b": ping")
             assert b"".join(send.bodies).endswith(message(0).sse)
             assert client.backlog == 0
-
-    asyncio.run(run())
-
-
-def test_a_broadcast_to_many_clients_is_written_in_chunks_that_let_the_loop_poll():
-    """A burst to more than ``FLUSH_CHUNK`` parked writers is written ``FLUSH_CHUNK`` clients
-    per loop callback, so the loop gets to its sockets (a report's HTTP request, the next
-    fetch) between chunks; every client still gets everything once, in order, and a client
-    offered more in between takes it in its own turn's write."""
-
-    async def run() -> None:
-        hub = Hub()
-        count = 2 * FLUSH_CHUNK + 30
-        clients = [Client("sse", 16) for _ in range(count)]
-        sends = [PausableSend() for _ in clients]
-        tasks = [
-            asyncio.get_running_loop().create_task(writer_for(hub, c, s).live())
-            for c, s in zip(clients, sends, strict=True)
-        ]
-        await asyncio.sleep(0)
-        assert all(c.flusher is not None for c in clients)
-        polled: list[int] = []  # clients written when a socket callback of the loop ran
-
-        hub.publish(message(0))
-        reader, writer = socket.socketpair()
-        asyncio.get_running_loop().add_reader(
-            reader.fileno(), lambda: polled.append(sum(bool(s.bodies) for s in sends))
-        )
-        writer.send(b"x")  # ready at once: the loop sees it at its next poll
-        await asyncio.sleep(0)  # the first chunk
-        early = {n for n, s in enumerate(sends) if s.bodies}  # (the hub's clients are a set)
-        assert len(early) == FLUSH_CHUNK
-        hub.publish(message(1))  # the first chunk's clients are marked again, at the end
-        await turns_until(lambda: all(len(s.bodies) == 2 for s in sends))
-        asyncio.get_running_loop().remove_reader(reader.fileno())
-        reader.close()
-        writer.close()
-
-        assert polled and polled[0] < count  # the loop polled before the burst was written
-        first, second = message(0).sse, message(1).sse
-        for n, send in enumerate(sends):
-            if n in early:  # written, then given the next message: two writes
-                assert send.bodies == [first, second], n
-            else:  # both waiting by its turn: one write, in order
-                assert send.bodies == [first + second], n
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     asyncio.run(run())

@@ -29,7 +29,6 @@ through the writer.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,6 @@ from schemas.position import format_position
 log = logging.getLogger(__name__)
 
 SNAPSHOT = "snapshot"
-UNIT_LOCATION = "unit_location"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +87,8 @@ def build_message(
     redacted_json: str | None = None,
 ) -> LiveMessage:
     """``data_json`` is compact JSON (no raw newlines), so it fits one ``data:`` line;
-    ``redacted_json``, if given, the same without reporters (``LiveMessage.redacted``).
-    A ``unit_location`` always has its frame ``row``: given (``event_message`` encodes it
-    from the event), or else read from ``data_json``."""
-    if row is None and event == UNIT_LOCATION:
-        row = dumps(position_row(json.loads(data_json)))
+    ``redacted_json``, if given, the same without reporters (``LiveMessage.redacted``);
+    ``row``, a ``unit_location``'s frame row (``event_message`` encodes it from the event)."""
     sse = f"id: {id}\r\nevent: {event}\r\ndata: {data_json}\r\n\r\n".encode()
     ws = f'{{"event":{dumps(event)},"id":{dumps(id)},"data":{data_json}}}'
     redacted = (

@@ -38,12 +38,14 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import cast
 
-from api.broadcast import UNIT_LOCATION, Client, Hub, LiveMessage, build_message
+from api.broadcast import Client, Hub, LiveMessage, build_message
 from schemas.codec import dumps
 from schemas.live import POSITION_FIELDS, UNIT_LOCATIONS
 from schemas.position import Position
 
 log = logging.getLogger(__name__)
+
+UNIT_LOCATION = "unit_location"
 
 FRAME_HEAD = '{"fields":' + dumps(POSITION_FIELDS) + ',"rows":['
 FRAME_TAIL = "]}"

@@ -98,13 +98,14 @@ class Projection:
         gone = self.emergencies.pop(event.emergency_id, None) is not None
         if event.emergency_id not in self.archived:
             self.archived[event.emergency_id] = event
-            order = self._archive_order.get(event.region)
-            if order is None:
-                order = self._archive_order[event.region] = deque()
-            order.append((event.occurred_at, event.emergency_id))
+            self._queue_archived(event)
         if self.archive_memory is not None:
             self.forget_archived(event.region, event.occurred_at - self.archive_memory)
         return gone
+
+    def _queue_archived(self, event: EmergencyArchived) -> None:
+        order = self._archive_order.setdefault(event.region, deque())
+        order.append((event.occurred_at, event.emergency_id))
 
     def forget_archived(self, region: str, before: datetime) -> None:
         """Forget ``region``'s archive events older than ``before``."""
@@ -118,8 +119,7 @@ class Projection:
         archive event puts outside it (a shorter memory than the writer's)."""
         self._archive_order = {}
         for event in self.archived.values():
-            order = self._archive_order.setdefault(event.region, deque())
-            order.append((event.occurred_at, event.emergency_id))
+            self._queue_archived(event)
         if self.archive_memory is not None:
             for region, order in self._archive_order.items():
                 latest = max(at for at, _ in order)

@@ -92,7 +92,7 @@ class Conflation:
         return self._last is not None
 
     def add(self, message: LiveMessage) -> None:
-        # every unit_location has its row (``build_message``)
+        # every unit_location has its row (``event_message``)
         self._rows[message.subject or ""] = cast(str, message.row)
         self._last = message
 

@@ -101,6 +101,7 @@ class DispatchState:
         # (``streams.fleetview``); the reserve step on the unit's owner makes that safe.
         self.fleet_view = fleet_view
         self.dispatch_policy = policy or DispatchPolicy()
+        self._units: dict[str, tuple[Any, Unit]] = {}  # unit id -> (stored text, parsed)
 
     # -- reads (the ``decisions.State`` protocol) ----------------------------------------
     def emergency(self, emergency_id: str) -> Emergency | None:
@@ -109,7 +110,16 @@ class DispatchState:
 
     def unit(self, unit_id: str) -> Unit | None:
         raw = self.table.get(f"u:{unit_id}")
-        return Unit.model_validate_json(raw) if raw is not None else None
+        if raw is None:
+            return None
+        # a dispatch reads every unit of the city; most are as they were at the last one
+        # (units are frozen models, so one parsed copy serves every read of the same text)
+        known = self._units.get(unit_id)
+        if known is not None and known[0] == raw:
+            return known[1]
+        unit = Unit.model_validate_json(raw)
+        self._units[unit_id] = (raw, unit)
+        return unit
 
     def _list(self, key: str) -> list[str]:
         raw = self.table.get(key)

@@ -14,6 +14,8 @@ the client core. Beside them, a few probe SSE clients in this process read every
   the frame interval and the write: what conflation itself adds);
 - ``B/client/s``: the bytes a probe received per second (every client gets the same);
 - ``worker CPU %`` / ``API CPU %``: of one core, over the measured window (``/proc``);
+  ``simulator CPU %`` the same of the fleet's simulator (on the client core: it is the
+  traffic, not the system, but it shares the machine);
 - ``worker CPU wait %``: the time the worker's threads were runnable but waited for a CPU
   (``/proc/<pid>/task/*/schedstat``), over the window: a worker that falls behind with a
   low CPU % and a high wait % is starved of the core, not waiting on anything of its own;
@@ -203,7 +205,7 @@ def _run(
                 CLIENT_CORE,
                 env=product.env_for(settings),
                 log=product.LOG_DIR / "simulate-fleet.log",
-            ),
+            ) as simulate_proc,
         ):
             stream = f"http://127.0.0.1:{port}/api/stream?token={token}"
             probes = [Probe(stream) for _ in range(PROBES)]
@@ -211,7 +213,8 @@ def _run(
                 probe.start()
             _wait_fleet(port, token, units)
             batches0 = _batches(settings.worker_web_port)
-            cpu0 = (cpu_seconds(worker_proc.pid), cpu_seconds(api_proc.pid))
+            pids = (worker_proc.pid, api_proc.pid, simulate_proc.pid)
+            cpu0 = [cpu_seconds(pid) for pid in pids]
             waited0, wall0 = run_queue_seconds(worker_proc.pid), time.time()
             fanned0, t0 = _fanned_out(port), time.monotonic()
             for probe in probes:
@@ -226,7 +229,7 @@ def _run(
                 result, _ = drive(port, cfg, clients, phases, None, timeout_s=600.0)
             window = time.monotonic() - t0
             fanned = _fanned_out(port) - fanned0
-            cpu = (cpu_seconds(worker_proc.pid) - cpu0[0], cpu_seconds(api_proc.pid) - cpu0[1])
+            cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu0, strict=True)]
             waited, wall1 = run_queue_seconds(worker_proc.pid) - waited0, time.time()
             batches1 = _batches(settings.worker_web_port)
             for probe in probes:
@@ -270,6 +273,7 @@ def _run(
             "worker CPU %": round(100 * cpu[0] / window, 1),
             "worker CPU wait %": round(100 * waited / window, 1),
             "API CPU %": round(100 * cpu[1] / window, 1),
+            "simulator CPU %": round(100 * cpu[2] / window, 1),
             "deliveries/s": round(fanned / window),
             "B/client/s": round(sum(p.bytes for p in probes) / len(probes) / window),
             "fixes offered/s": round(offered / window),

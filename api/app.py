@@ -148,10 +148,11 @@ async def api_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
-async def get_state(request: Request) -> JSONResponse:
+async def get_state(request: Request) -> Response:
     services = _services(request)
     role = services.auth.require(request, READERS, cookie=True)
-    return JSONResponse(services.model.state_json(redact=role is not Role.AUTHORITY))
+    text = services.model.state_text(redact=role is not Role.AUTHORITY)
+    return Response(text, media_type="application/json")
 
 
 async def list_emergencies(request: Request) -> JSONResponse:

@@ -24,7 +24,7 @@ Who may do what:
   or unit (the dashboard and the units map see every emergency and unit and where they
   are, so a reporter token does not open them). A unit token reads them without the
   reporters' names and phones (``reporter`` is ``null``: ``LiveMessage.for_units``,
-  ``ReadModel.state_json(redact=True)``); only authority sees who called;
+  ``ReadModel.state_text(redact=True)``); only authority sees who called;
 - ``/api/emergencies/{id}``: anyone who knows the id (the reporter's tracking view, without
   the reporter's name and phone; ids are random 128-bit values); authority sees it whole.
 """

@@ -124,7 +124,7 @@ def model_state(api: RunningApi) -> dict[str, object]:
     """Everything the fold holds, comparable: the snapshot, the archive in its order."""
     model = api.services.model
     return {
-        **model.state_json(),
+        **json.loads(model.state_text()),
         "archived": [a.model_dump(mode="json") for a in model.projection.archived.values()],
         "archive_order": {
             region: [e for _, e in order]

@@ -36,7 +36,7 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from kafka import TopicPartition
@@ -51,6 +51,7 @@ from schemas import (
     EmergencyType,
     Event,
     ReportEmergency,
+    SchemaError,
     UnitStatus,
     UnitType,
     decode_event,
@@ -364,6 +365,18 @@ class Patrol:
                     self.cars[n] = self._car_at(car.unit, unit.lat, unit.lon)
 
 
+def readable_events(values: Iterable[bytes]) -> list[Event]:
+    """The events of ``values``; a record that is not one is skipped and said (as the API's
+    read model does), so one bad record does not stop the simulator's traffic."""
+    out = []
+    for value in values:
+        try:
+            out.append(decode_event(value))
+        except SchemaError as exc:
+            log.warning("simulator: skipping a record that is not an event: %s", exc)
+    return out
+
+
 class _Client:
     def __init__(self, settings: Settings, follow_events: bool) -> None:
         self.settings = settings
@@ -389,7 +402,7 @@ class _Client:
         out: list[Event] = []
         polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=1000)
         for batch in polled.values():
-            out.extend(decode_event(record.value) for record in batch)
+            out.extend(readable_events(record.value for record in batch))
         return out
 
     def close(self) -> None:

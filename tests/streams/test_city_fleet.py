@@ -59,3 +59,18 @@ def test_simulate_units_registers_and_moves_the_fleet(settings, running_worker):
         )
     finally:
         log.close()
+
+
+def test_a_record_that_is_not_an_event_does_not_stop_the_simulator(caplog):
+    # dispatchwire simulate follows dispatch.events; one bad record used to end its traffic
+    from schemas import encode
+    from schemas.events import UnitLocation
+    from streams.simulate import readable_events
+
+    moved = UnitLocation(
+        event_id="e1", command_id="c1", region="r", unit_id="u1", lat=60.17, lon=24.94, version=2
+    )
+    with caplog.at_level("WARNING", logger="streams.simulate"):
+        events = readable_events([b"not json", encode(moved), b'{"event": "no such"}'])
+    assert events == [moved]
+    assert sum("not an event" in r.getMessage() for r in caplog.records) == 2

@@ -78,6 +78,24 @@ class City:
         command_id = f"c{self.offset}"
         return event_id_for(command_id, 0), command_id
 
+    def move(self, unit_id: str, lat: float) -> None:
+        """A ``unit_location``: the unit at ``lat``, one version on."""
+        unit = self.units[unit_id]
+        moved = unit.model_copy(update={"lat": lat, "version": unit.version + 1})
+        self.units[unit_id] = moved
+        event_id, command_id = self._ids()
+        self.fold(
+            UnitLocation(
+                event_id=event_id,
+                command_id=command_id,
+                region=moved.region,
+                unit_id=moved.id,
+                lat=moved.lat,
+                lon=moved.lon,
+                version=moved.version,
+            )
+        )
+
     def step(self) -> None:
         event_id, command_id = self._ids()
         roll = self.rng.random()
@@ -106,19 +124,7 @@ class City:
             )
         elif roll < 0.7:
             unit = self.units[self.rng.choice(sorted(self.units))]
-            moved = unit.model_copy(update={"lat": unit.lat + 1e-4, "version": unit.version + 1})
-            self.units[unit.id] = moved
-            self.fold(
-                UnitLocation(
-                    event_id=event_id,
-                    command_id=command_id,
-                    region=moved.region,
-                    unit_id=moved.id,
-                    lat=moved.lat,
-                    lon=moved.lon,
-                    version=moved.version,
-                )
-            )
+            self.move(unit.id, unit.lat + 1e-4)
         elif roll < 0.9:
             emergency = self.open.pop(self.rng.choice(sorted(self.open)))
             done = emergency.model_copy(
@@ -192,20 +198,7 @@ def test_a_snapshot_encodes_only_the_entities_that_changed(monkeypatch):
 
     monkeypatch.setattr(city.model._texts["units"], "_encode", counting)
     monkeypatch.setattr(city.model._texts["emergencies"], "_encode", counting)
-    unit = city.units["u3"]
-    moved = unit.model_copy(update={"lat": 60.2, "version": unit.version + 1})
-    event_id, command_id = city._ids()
-    city.fold(
-        UnitLocation(
-            event_id=event_id,
-            command_id=command_id,
-            region=moved.region,
-            unit_id=moved.id,
-            lat=moved.lat,
-            lon=moved.lon,
-            version=moved.version,
-        )
-    )
+    city.move("u3", 60.2)
     snapshot = json.loads(city.model.snapshot().data)
     assert encoded == ["u3"]  # one position moved: one entity encoded, not the whole state
     assert [u["lat"] for u in snapshot["units"] if u["id"] == "u3"] == [60.2]

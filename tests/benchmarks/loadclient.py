@@ -246,7 +246,9 @@ class RawPost:
         ).encode() + body
 
     async def post(self, request: bytes, sent: Callable[[], None]) -> tuple[int, bytes]:
-        """Write ``request`` (``sent`` is called just before), return (status, body)."""
+        """Write ``request`` (``sent`` is called just before), return (status, body). The
+        answers it reads: a body of ``Content-Length`` bytes, or none (1xx, 204, 304: the
+        peers' ``/broadcast`` answers 204 with no length); anything else is an error."""
         if self._idle:
             reader, writer = self._idle.pop()
         else:
@@ -262,14 +264,12 @@ class RawPost:
                     line.partition(b":") for line in head.split(b"\r\n")[1:] if line
                 )
             }
-            if b"content-length" in fields:
+            if status < 200 or status in (204, 304):
+                body = b""
+            elif b"content-length" in fields:
                 body = await reader.readexactly(int(fields[b"content-length"]))
-            elif fields.get(b"transfer-encoding") == b"chunked":
-                body = await _chunked(reader)
             else:
-                body = await reader.read()  # to the end: the connection is not kept
-                writer.close()
-                return status, body
+                raise ValueError(f"a {status} answer without Content-Length")
         except BaseException:
             writer.close()
             raise
@@ -283,17 +283,6 @@ class RawPost:
         for _, writer in self._idle:
             writer.close()
         self._idle.clear()
-
-
-async def _chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
 
 
 class Trigger:

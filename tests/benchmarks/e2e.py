@@ -29,7 +29,7 @@ from typing import Any
 from dispatchwire.settings import Settings
 from tests.benchmarks import product
 from tests.benchmarks.fanout import drive
-from tests.benchmarks.loadclient import gc_note, percentile
+from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.procs import SERVER_CORE, cpu_seconds, wait_http
 from tests.benchmarks.report import Row
 
@@ -204,7 +204,6 @@ def _row(clients: int, rate: float, result: dict, partitions: int = 1) -> Row:
         )
     if reach["incomplete_broadcasts"]:
         notes.append(f"{reach['incomplete_broadcasts']} reports not seen by every client")
-    notes.append(gc_note(result))
     return Row(
         "e2e latency",
         SUBJECT,

@@ -55,7 +55,7 @@ from schemas.live import frame_positions
 from tests.benchmarks import product
 from tests.benchmarks.e2e import Watch, hop_rows, report_load, wait_worker_ready
 from tests.benchmarks.fanout import drive
-from tests.benchmarks.loadclient import gc_note, percentile
+from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, cpu_seconds, running
 from tests.benchmarks.report import Row
 from tests.conftest import wait_for
@@ -259,7 +259,6 @@ def _run(
     if reach["incomplete_broadcasts"]:
         notes.append(f"{reach['incomplete_broadcasts']} reports not seen by every client")
     notes += [f"probe: {p.error}" for p in probes if p.error]
-    notes.append(gc_note(result))
     row = Row(
         BENCH,
         SUBJECT,

@@ -431,45 +431,12 @@ async def run_phase(
     }
 
 
-def gc_note(result: dict[str, Any]) -> str:
-    """The load client's own collections, for a row's note (its pauses delay receipts)."""
-    gc_ = result.get("gc") or {}
-    return (
-        f"load client GC {gc_.get('count', 0)} collections, {gc_.get('total_ms', 0)} ms, "
-        f"longest {gc_.get('max_ms', 0)} ms"
-    )
-
-
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 2)
 
 
-class Collections:
-    """This process's garbage collections while it measures: a pause here delays every
-    receive time it takes, so the result says how long they were."""
-
-    def __init__(self) -> None:
-        self.pauses: list[float] = []
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = now()
-        else:
-            self.pauses.append(now() - self._started)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "count": len(self.pauses),
-            "total_ms": _ms(sum(self.pauses)),
-            "max_ms": _ms(max(self.pauses, default=0.0)),
-        }
-
-
 async def run(cfg: dict[str, Any], read_line: Callable[[], Any]) -> dict[str, Any]:
     tag = cfg.get("tag") or os.urandom(3).hex()
-    collections = Collections()
-    gc.callbacks.append(collections)
     recorder = Recorder(tag)
     conns, connect_s = await open_connections(cfg, recorder)
     print(f"READY {len(conns)}", flush=True)
@@ -485,7 +452,6 @@ async def run(cfg: dict[str, Any], read_line: Callable[[], Any]) -> dict[str, An
     # counting still frees what the phases drop; cycles wait for the end.
     gc.collect()
     gc.disable()
-    collections.pauses.clear()  # the result counts collections during the phases only
     try:
         for phase in cfg["phases"]:
             alive = sum(1 for c in conns if not c.lost)
@@ -507,7 +473,6 @@ async def run(cfg: dict[str, Any], read_line: Callable[[], Any]) -> dict[str, An
         "trigger_failures": trigger.failures[:5],
         "trigger_failure_count": len(trigger.failures),
         "phases": phases,
-        "gc": collections.summary(),
     }
 
 

@@ -29,7 +29,6 @@ from api import replay as replay_routes
 from api.auth import READERS, Role
 from api.http import ApiError
 from api.openapi import openapi_document
-from api.readmodel import without_reporters
 from api.services import Services
 from api.sse import PATH as STREAM_PATH
 from api.sse import LiveStream
@@ -155,22 +154,25 @@ async def get_state(request: Request) -> Response:
     return Response(text, media_type="application/json")
 
 
-async def list_emergencies(request: Request) -> JSONResponse:
+async def list_emergencies(request: Request) -> Response:
     services = _services(request)
     role = services.auth.require(request, READERS, cookie=True)
-    listed = services.model.projection.as_json()["emergencies"]
-    return JSONResponse(
-        listed if role is Role.AUTHORITY else without_reporters(listed),
-        headers={"X-Log-Position": services.model.position_id},
+    model = services.model
+    return Response(
+        model.emergencies_text(redact=role is not Role.AUTHORITY),
+        media_type="application/json",
+        headers={"X-Log-Position": model.position_id},
     )
 
 
-async def list_units(request: Request) -> JSONResponse:
+async def list_units(request: Request) -> Response:
     services = _services(request)
     services.auth.require(request, READERS, cookie=True)
-    return JSONResponse(
-        services.model.projection.as_json()["units"],
-        headers={"X-Log-Position": services.model.position_id},
+    model = services.model
+    return Response(
+        model.units_text(),
+        media_type="application/json",
+        headers={"X-Log-Position": model.position_id},
     )
 
 

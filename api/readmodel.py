@@ -93,11 +93,7 @@ def _entity_text(entity: Entity) -> str:
 
 
 def _redacted_text(emergency: Emergency) -> str:
-    """An emergency as a unit token reads it: its reporter left out (``without_reporters``)."""
-    data = emergency.model_dump(mode="json")
-    if data.get("reporter"):
-        data["reporter"] = None
-    return dumps(data)
+    return dumps(without_reporter(emergency.model_dump(mode="json")))
 
 
 def events_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
@@ -476,25 +472,32 @@ class ReadModel:
         key = (tuple(sorted(regions)) if regions is not None else None, reset, redact)
         cached = self._snapshots.get(key)
         if cached is None:
-            data = self.state_text(regions, redact)[:-1] + f',"reset":{dumps(reset)}}}'
+            data = self.state_text(regions, redact, reset=reset)
             cached = build_message(SNAPSHOT, self.position_id, data)
             self._snapshots[key] = cached
         return cached
 
-    def state_text(self, regions: frozenset[str] | None = None, redact: bool = False) -> str:
-        """The state as JSON text: ``{"emergencies": [...], "units": [...], "position": id}``,
-        each list sorted by id, those of ``regions`` only if given, reporters left out if
-        ``redact``; joined from each entity's kept text (``EntityTexts``)."""
-        keep = None if regions is None else (lambda entity: entity.region in regions)
-        texts = self._texts
-        emergencies = texts["redacted" if redact else "emergencies"].texts(
-            self.projection.emergencies, keep
-        )
-        units = texts["units"].texts(self.projection.units, keep)
+    def state_text(
+        self, regions: frozenset[str] | None = None, redact: bool = False, reset: bool | None = None
+    ) -> str:
+        """The state as JSON text: ``{"emergencies": [...], "units": [...], "position": id}``
+        (and ``"reset"`` if given), each list as ``emergencies_text`` and ``units_text``."""
+        tail = "" if reset is None else f',"reset":{dumps(reset)}'
         return (
-            f'{{"emergencies":[{",".join(emergencies)}],"units":[{",".join(units)}],'
-            f'"position":{dumps(self.position_id)}}}'
+            f'{{"emergencies":{self.emergencies_text(regions, redact)},'
+            f'"units":{self.units_text(regions)},"position":{dumps(self.position_id)}{tail}}}'
         )
+
+    def emergencies_text(self, regions: frozenset[str] | None = None, redact: bool = False) -> str:
+        """The emergencies as a JSON array sorted by id, those of ``regions`` only if given,
+        reporters left out if ``redact``; joined from each one's kept text (``EntityTexts``)."""
+        kind = "redacted" if redact else "emergencies"
+        texts = self._texts[kind].texts(self.projection.emergencies, _in(regions))
+        return f"[{','.join(texts)}]"
+
+    def units_text(self, regions: frozenset[str] | None = None) -> str:
+        """The units as a JSON array sorted by id (those of ``regions`` only, if given)."""
+        return f"[{','.join(self._texts['units'].texts(self.projection.units, _in(regions)))}]"
 
     async def kafka_reachable(self, timeout: float = 2.0) -> bool:
         consumer = self._consumer
@@ -508,6 +511,10 @@ class ReadModel:
             return False
 
 
-def without_reporters(emergencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Emergencies (JSON) with each reporter left out (``null``): what a unit token reads."""
-    return [{**e, "reporter": None} if e.get("reporter") else e for e in emergencies]
+def without_reporter(emergency: dict[str, Any]) -> dict[str, Any]:
+    """An emergency (JSON) with its reporter left out (``null``): what a unit token reads."""
+    return {**emergency, "reporter": None} if emergency.get("reporter") else emergency
+
+
+def _in(regions: frozenset[str] | None) -> Callable[[Any], bool] | None:
+    return None if regions is None else (lambda entity: entity.region in regions)

@@ -3,10 +3,10 @@
 A snapshot is cached until the log position moves, and with a city's fleet moving that is
 every few milliseconds, so a connecting dashboard cost a whole state's encoding on the
 event loop. The read model keeps each entity's JSON text while the entity is the same
-object (``EntityTexts``) and joins them. What must hold: the snapshot and ``/api/state``
-say exactly what the state says, for every filter and for a unit token (no reporters),
-after any sequence of folds, archives included; and an unchanged entity is not encoded
-again.
+object (``EntityTexts``) and joins them. What must hold: the snapshot, ``/api/state``,
+``/api/emergencies`` and ``/api/units`` say exactly what the state says, for every filter
+and for a unit token (no reporters), after any sequence of folds, archives included; and
+an unchanged entity is not encoded again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import api.readmodel as readmodel_module
 from api.broadcast import Hub
 from api.metrics import ApiMetrics
-from api.readmodel import ReadModel, without_reporters
+from api.readmodel import ReadModel, without_reporter
 from dispatchwire.settings import Settings
 from schemas import encode
 from schemas.entities import Emergency, EmergencyStatus, EmergencyType, Reporter, Unit, UnitType
@@ -161,7 +161,7 @@ def state_json(model: ReadModel, regions: frozenset[str] | None, redact: bool) -
         state["emergencies"] = [e for e in state["emergencies"] if e["region"] in regions]
         state["units"] = [u for u in state["units"] if u["region"] in regions]
     if redact:
-        state["emergencies"] = without_reporters(state["emergencies"])
+        state["emergencies"] = [without_reporter(e) for e in state["emergencies"]]
     return {**state, "position": model.position_id}
 
 
@@ -178,6 +178,9 @@ def test_the_snapshot_and_the_state_say_what_the_state_says_after_every_fold():
                 got = json.loads(model.snapshot(regions, reset=reset, redact=redact).data)
                 assert got == expected, (regions, redact)
         assert json.loads(model.state_text()) == state_json(model, None, False)
+        whole = state_json(model, None, True)  # /api/emergencies and /api/units, unit token
+        assert json.loads(model.emergencies_text(redact=True)) == whole["emergencies"]
+        assert json.loads(model.units_text()) == whole["units"]
     assert city.model.projection.archived  # archives were folded on the way
     assert len(city.model.projection.units) == 6
     reporters = [e for e in json.loads(city.model.state_text(redact=True))["emergencies"]]

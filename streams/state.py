@@ -116,8 +116,9 @@ class DispatchState:
 
     def unit(self, unit_id: str) -> Unit | None:
         raw = self.table.get(f"u:{unit_id}")
-        if raw is None:
-            return None
+        return None if raw is None else self._parsed_unit(unit_id, raw)
+
+    def _parsed_unit(self, unit_id: str, raw: Text) -> Unit:
         # a dispatch reads every unit of the city; most are as they were at the last one
         # (units are frozen models, so one parsed copy serves every read of the same text)
         known = self._units.get(unit_id)
@@ -192,8 +193,8 @@ class DispatchState:
                 raw = self.table.get(f"u:{unit_id}")
                 if raw is None or not any(tag in _text(raw) for tag in MOVING_TAGS):
                     continue
-                unit = self.unit(unit_id)
-                if unit is not None and unit.status in MOVING:
+                unit = self._parsed_unit(unit_id, raw)
+                if unit.status in MOVING:
                     yield unit
 
     # -- writes --------------------------------------------------------------------------

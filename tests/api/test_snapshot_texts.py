@@ -21,11 +21,19 @@ from api.metrics import ApiMetrics
 from api.readmodel import ReadModel, without_reporter
 from dispatchwire.settings import Settings
 from schemas import encode
-from schemas.entities import Emergency, EmergencyStatus, EmergencyType, Reporter, Unit, UnitType
+from schemas.entities import (
+    Emergency,
+    EmergencyStatus,
+    EmergencyType,
+    Reporter,
+    Unit,
+    UnitType,
+)
 from schemas.events import (
     EmergencyArchived,
     EmergencyCreated,
     EmergencyUpdated,
+    EventBase,
     UnitLocation,
     UnitStatusUpdate,
     event_id_for,
@@ -58,46 +66,32 @@ class City:
         self.open: dict[str, Emergency] = {}
         self.closed: list[Emergency] = []
         for unit in self.units.values():  # the fleet, as the worker's registrations say it
-            event_id, command_id = self._ids()
-            self.fold(
-                UnitStatusUpdate(
-                    event_id=event_id,
-                    command_id=command_id,
-                    region=unit.region,
-                    unit_id=unit.id,
-                    status=unit.status,
-                    unit=unit,
-                )
-            )
+            self.emit(UnitStatusUpdate, unit.region, unit_id=unit.id, status=unit.status, unit=unit)
 
-    def fold(self, event: object) -> None:
-        self.model._fold(0, self.offset, encode(event), 1_700_000_000_000 + self.offset)  # type: ignore[arg-type]
-        self.offset += 1
-
-    def _ids(self) -> tuple[str, str]:
+    def emit(self, kind: type[EventBase], region: str, **fields: object) -> None:
+        """An event of ``kind`` in ``region``, folded as the next record of the log."""
         command_id = f"c{self.offset}"
-        return event_id_for(command_id, 0), command_id
+        event = kind(
+            event_id=event_id_for(command_id, 0), command_id=command_id, region=region, **fields
+        )
+        self.model._fold(0, self.offset, encode(event), 1_700_000_000_000 + self.offset)
+        self.offset += 1
 
     def move(self, unit_id: str, lat: float) -> None:
         """A ``unit_location``: the unit at ``lat``, one version on."""
         unit = self.units[unit_id]
         moved = unit.model_copy(update={"lat": lat, "version": unit.version + 1})
         self.units[unit_id] = moved
-        event_id, command_id = self._ids()
-        self.fold(
-            UnitLocation(
-                event_id=event_id,
-                command_id=command_id,
-                region=moved.region,
-                unit_id=moved.id,
-                lat=moved.lat,
-                lon=moved.lon,
-                version=moved.version,
-            )
+        self.emit(
+            UnitLocation,
+            moved.region,
+            unit_id=moved.id,
+            lat=moved.lat,
+            lon=moved.lon,
+            version=moved.version,
         )
 
     def step(self) -> None:
-        event_id, command_id = self._ids()
         roll = self.rng.random()
         if roll < 0.3 or not self.open:
             n = self.offset
@@ -114,14 +108,7 @@ class City:
                 version=1,
             )
             self.open[emergency.id] = emergency
-            self.fold(
-                EmergencyCreated(
-                    event_id=event_id,
-                    command_id=command_id,
-                    region=emergency.region,
-                    emergency=emergency,
-                )
-            )
+            self.emit(EmergencyCreated, emergency.region, emergency=emergency)
         elif roll < 0.7:
             unit = self.units[self.rng.choice(sorted(self.units))]
             self.move(unit.id, unit.lat + 1e-4)
@@ -131,26 +118,15 @@ class City:
                 update={"status": EmergencyStatus.CANCELLED, "closed_at": AT, "version": 2}
             )
             self.closed.append(done)
-            self.fold(
-                EmergencyUpdated(
-                    event_id=event_id,
-                    command_id=command_id,
-                    region=done.region,
-                    action="cancelled",
-                    emergency=done,
-                )
-            )
+            self.emit(EmergencyUpdated, done.region, action="cancelled", emergency=done)
         elif self.closed:
             gone = self.closed.pop(0)
-            self.fold(
-                EmergencyArchived(
-                    event_id=event_id,
-                    command_id=command_id,
-                    region=gone.region,
-                    emergency_id=gone.id,
-                    status=gone.status,
-                    closed_at=AT,
-                )
+            self.emit(
+                EmergencyArchived,
+                gone.region,
+                emergency_id=gone.id,
+                status=gone.status,
+                closed_at=AT,
             )
 
 
@@ -195,7 +171,7 @@ def test_a_snapshot_encodes_only_the_entities_that_changed(monkeypatch):
     encoded: list[str] = []
     real = readmodel_module._entity_text
 
-    def counting(entity):  # type: ignore[no-untyped-def]
+    def counting(entity: Emergency | Unit) -> str:
         encoded.append(entity.id)
         return real(entity)
 

@@ -23,8 +23,10 @@ from tests.benchmarks.peers import encode_once_app, naive_sse_app
 
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[int]:
+    # log_config=None and no log_level: uvicorn leaves the process's logging as it is (a
+    # level set here outlived the test and hid uvicorn's lines from the log-secrets test)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

@@ -29,6 +29,7 @@ simulator started, so a unit dispatched before that gets fixes until its next st
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
@@ -36,14 +37,15 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from kafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from dispatchwire.settings import Settings
 from infra import clients
-from infra.topics import kafka_python_partitioner
+from infra.topics import region_partitioner
 from schemas import (
     FITTING_UNIT_TYPES,
     CompleteEmergency,
@@ -64,6 +66,7 @@ from streams.routing import GraphRouter, nearest_of
 from streams.seed import FLEET, SeedUnit, fleet, register_commands
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DESCRIPTIONS = {
     EmergencyType.MEDICAL: (
@@ -90,6 +93,16 @@ WORK_MIX: dict[UnitType, tuple[tuple[EmergencyType, float], ...]] = {
 TRAVEL_SAMPLES = 30  # road points per region to measure the drive from its station
 PATROL_SPEED_MS = 8.0  # a patrolling unit's speed on the road graph (about 30 km/h)
 GPS_HZ = 1.0  # GPS fixes per second of each patrolling unit
+FETCH_MIN_BYTES = 64 * 1024  # the simulator's fetches: 64 KiB or FETCH_WAIT_MS (_Client)
+FETCH_WAIT_MS = 50
+CLOSE_TIMEOUT_S = 10.0  # what is still batched at the end may take this long to leave
+# The loop's pace with a fleet: fixes leave at most this late, in small groups. With
+# kafka-python, the loop woke at every fetch the fleet's events brought: about 170 sends a
+# second of 5-6 fixes each at 1,000 units; this pace makes ~200 of ~5. It shapes the load
+# the worker sees (at a 10 ms pace, ~85 sends of ~12, the worker's batches grew from 7-9
+# to 11-17 commands in the fleet bench, and larger batches cost it less per fix), so it
+# stays near the old one.
+PACE_S = 0.004
 
 
 def _routable_edges(network: RoadNetwork) -> list[Edge]:
@@ -353,6 +366,12 @@ class Patrol:
             )
         return out
 
+    def next_due(self) -> float:
+        """When (monotonic) the next fix is due; now, before the first ``due``."""
+        if self.start is None or not self.cars:
+            return time.monotonic()
+        return self.start + (self.sent + 1) / (GPS_HZ * len(self.cars))
+
     def on_event(self, event: object) -> None:
         unit = getattr(event, "unit", None)
         if unit is None or not hasattr(unit, "status"):
@@ -378,38 +397,102 @@ def readable_events(values: Iterable[bytes]) -> list[Event]:
 
 
 class _Client:
+    """The simulator's Kafka side: aiokafka on a private event loop, which runs while the
+    simulator waits (``events``), as the sink drives its own (``analytics.sink``).
+
+    At 1,000 units kafka-python cost the simulator about 30 % of a core, on the core the
+    load shares with everything else (its poll and its producer's wake-ups, at the 100-200
+    turns a second the fixes are paced by, ``PACE_S``); aiokafka parses fetches in C and its
+    producer batches without a thread hand-off. The simulator acts on events seconds later,
+    so its fetches wait for 64 KiB or 50 ms (``FETCH_MIN_BYTES``) instead of answering at
+    the first byte. Commands are handed to the producer at once and leave as its linger
+    (5 ms) ends, while the loop runs."""
+
     def __init__(self, settings: Settings, follow_events: bool) -> None:
         self.settings = settings
-        with clients.kafka_errors(settings, "connecting the simulator"):
-            self.producer = clients.producer(
-                settings, acks="all", linger_ms=5, partitioner=kafka_python_partitioner(settings)
-            )
-            self.consumer = None
-            if follow_events:
-                self.consumer = clients.consumer(settings, enable_auto_commit=False, group_id=None)
-                parts = clients.partitions_of_sync(self.consumer, settings.events_topic)
-                tps = [TopicPartition(settings.events_topic, p) for p in parts]
-                self.consumer.assign(tps)
-                self.consumer.seek_to_end(*tps)
+        self.loop = asyncio.new_event_loop()
+        self.producer: AIOKafkaProducer | None = None  # made on the loop (aiokafka wants one)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.failed = 0  # commands the broker did not take
+        try:
+            with clients.kafka_errors(settings, "connecting the simulator"):
+                self._await(self._start(follow_events))
+        except BaseException:
+            self.close()
+            raise
+
+    def _await(self, awaitable: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(awaitable)
+
+    async def _start(self, follow_events: bool) -> None:
+        self.producer = clients.aio_producer(
+            self.settings, acks="all", linger_ms=5, partitioner=region_partitioner(self.settings)
+        )
+        await self.producer.start()
+        if not follow_events:
+            return
+        self.consumer = clients.aio_consumer(
+            self.settings,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_min_bytes=FETCH_MIN_BYTES,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+        )
+        await self.consumer.start()
+        topic = self.settings.events_topic
+        tps = [TopicPartition(topic, p) for p in await clients.partitions_of(self.consumer, topic)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
 
     def send(self, cmd: CommandBase) -> None:
-        self.producer.send(self.settings.commands_topic, key=cmd.region.encode(), value=encode(cmd))
+        self._await(self._send(cmd))
+
+    async def _send(self, cmd: CommandBase) -> None:
+        assert self.producer is not None
+        delivery = await self.producer.send(
+            self.settings.commands_topic, key=cmd.region.encode(), value=encode(cmd)
+        )
+        delivery.add_done_callback(self._delivered)
+
+    def _delivered(self, delivery: asyncio.Future) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            self.failed += 1
+            if self.failed == 1:  # the rest are counted, and the count said at the end
+                log.warning("simulator: a command was not written: %s", delivery.exception())
+
+    def flush(self) -> None:
+        assert self.producer is not None
+        self._await(self.producer.flush())
 
     def events(self, timeout_s: float) -> list[Event]:
+        """The events that arrived, waiting up to ``timeout_s`` for the first; the producer
+        sends meanwhile."""
         if self.consumer is None:
-            time.sleep(timeout_s)
+            self._await(asyncio.sleep(timeout_s))
             return []
         out: list[Event] = []
-        polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=1000)
+        polled = self._await(
+            self.consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=1000)
+        )
         for batch in polled.values():
             out.extend(readable_events(record.value for record in batch))
         return out
 
     def close(self) -> None:
-        self.producer.flush(10)
-        self.producer.close()
-        if self.consumer is not None:
-            self.consumer.close()
+        try:
+            self._await(asyncio.wait_for(self._stop(), CLOSE_TIMEOUT_S))
+        finally:
+            self.loop.close()
+        if self.failed:
+            log.warning("simulator: %d commands were not written", self.failed)
+
+    async def _stop(self) -> None:
+        try:
+            if self.producer is not None:
+                await self.producer.stop()  # sends what is still batched
+        finally:
+            if self.consumer is not None:
+                await self.consumer.stop()
 
 
 @dataclass
@@ -521,7 +604,7 @@ def simulate(
         city = city_fleet(network, units, rng)
         for register in register_commands(city):  # idempotent: the seeded ones are known
             client.send(register)
-        client.producer.flush(30)
+        client.flush()
         patrol = Patrol(network, city, rng)
         log.info("simulator drives %d units at %.0f Hz", len(city), GPS_HZ)
     start = time.monotonic()
@@ -548,12 +631,13 @@ def simulate(
             if patrol is not None:
                 for fix in patrol.due(now):
                     client.send(fix)
-            wait = max(0.01, min(next_report - time.monotonic(), 0.05 if patrol else 0.2))
+            # until the next report or fix, but at least PACE_S
+            due = min(next_report, patrol.next_due()) if patrol is not None else next_report
+            wait = max(PACE_S, min(due - time.monotonic(), 0.05 if patrol else 0.2))
             for event in client.events(wait):
                 dispatcher.on_event(event)
                 if patrol is not None:
                     patrol.on_event(event)
-            client.producer.flush(5)
     except KeyboardInterrupt:
         pass
     finally:

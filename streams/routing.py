@@ -18,6 +18,9 @@ from schemas.geo import RoadNetwork, haversine_m
 
 # Off-road legs (from a point to its nearest road node) are driven slowly.
 OFF_ROAD_SPEED_MS = 5.0
+# Points whose nearest road node GraphRouter remembers (then it forgets them all at once):
+# a few times a city's fleet, about 1 MB.
+NEAREST_MEMO = 8192
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +100,7 @@ class GraphRouter:
         self.network = network
         self._routable = sorted(network.routable)
         self._grid = NodeGrid(network, self._routable)
+        self._nearest: dict[tuple[float, float], int] = {}
         # reverse adjacency: node -> [(previous node, edge index, forward?)]
         self._into: dict[int, list[tuple[int, int, bool]]] = {}
         for i, e in enumerate(network.edges):
@@ -106,7 +110,17 @@ class GraphRouter:
                     self._into.setdefault(e.u, []).append((e.v, i, False))
 
     def nearest_node(self, lat: float, lon: float) -> int:
-        return self._grid.nearest(lat, lon)
+        """The routable node nearest to the point, remembered per point: a city-wide
+        dispatch asks for every candidate unit's node (~300 searches, ~4 ms), and between
+        two dispatches most units are where they were (a unit's position changes with its
+        GPS fix, once a second at most)."""
+        point = (lat, lon)
+        node = self._nearest.get(point)
+        if node is None:
+            if len(self._nearest) >= NEAREST_MEMO:
+                self._nearest.clear()  # a fleet's worth of points; older ones are stale
+            node = self._nearest[point] = self._grid.nearest(lat, lon)
+        return node
 
     def _towards(self, target: int) -> dict[int, tuple[float, float, int, bool]]:
         """For every node that reaches ``target``: (seconds, metres, next edge, forward)."""

@@ -56,3 +56,22 @@ def test_finding_a_units_road_node_looks_at_a_few_nodes_not_all():
     assert per_search < len(routable) / 10, (
         f"{per_search:.0f} of {len(routable)} nodes looked at per search"
     )
+
+
+def test_a_point_asked_again_is_answered_from_memory_which_stays_bounded(monkeypatch):
+    """Between two dispatches most units have not moved: their nodes are remembered."""
+    from streams import routing
+
+    counting = dataclasses.replace(NETWORK, nodes=CountingNodes(NETWORK.nodes))
+    router = GraphRouter(counting)
+    routable = sorted(NETWORK.routable)
+    points = random_points(250, seed=3)
+    first = [router.nearest_node(lat, lon) for lat, lon in points]
+    CountingNodes.looked = 0
+    again = [router.nearest_node(lat, lon) for lat, lon in points]
+    assert again == first
+    assert CountingNodes.looked == 0
+    monkeypatch.setattr(routing, "NEAREST_MEMO", 50)
+    for lat, lon in random_points(400, seed=4) + points:
+        assert router.nearest_node(lat, lon) == nearest_of(NETWORK, routable, lat, lon)
+        assert len(router._nearest) <= 50

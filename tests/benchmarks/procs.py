@@ -133,10 +133,24 @@ def settle_rss(pid: int, seconds: float = 1.0, step: float = 0.2) -> int:
     return last
 
 
-def own_broker(
-    prefix: str = "dispatchwire-bench-kafka-",
-) -> contextlib.AbstractContextManager[LocalBroker]:
-    """A fresh broker for one bench run (``infra.kafka.scratch_broker``)."""
+@contextlib.contextmanager
+def own_broker(prefix: str = "dispatchwire-bench-kafka-") -> Iterator[LocalBroker]:
+    """A fresh broker for one bench run (``infra.kafka.scratch_broker``). With
+    ``DISPATCHWIRE_BENCH_PIN_BROKER=1`` it runs on the clients' core, leaving the server
+    core to the worker and the API (README, "A city's fleet": the fleet's p99 met 100 ms in
+    two of three runs so, the e2e p50 was slower); unpinned by default."""
     from infra.kafka import scratch_broker
 
-    return scratch_broker(prefix)
+    with scratch_broker(prefix) as broker:
+        if os.environ.get("DISPATCHWIRE_BENCH_PIN_BROKER") == "1":
+            pin_all_threads(broker.running_pid(), CLIENT_CORE)
+        yield broker
+
+
+def pin_all_threads(pid: int | None, core: int) -> None:
+    """Every thread of ``pid`` (a JVM has dozens) on ``core``; threads made later inherit it."""
+    if pid is None or core not in os.sched_getaffinity(0):
+        return
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task), {core})

@@ -30,7 +30,9 @@ the client core. Beside them, a few probe SSE clients in this process read every
 Beside the row, ``fleet hops``: each measured report traced through its hops as the e2e
 bench does (``tests.benchmarks.e2e.Watch``, ``hop_rows``: the command's and the event's
 CreateTime, when a watching consumer got each, the first, median and last client), so the
-rows say which hop holds the p99 while the fleet moves.
+rows say which hop holds the p99 while the fleet moves; ``fleet slowest``: the three reports
+slowest to their median client, hop by hop (``e2e.slowest_rows``), since with 60 reports the
+p99 of the receipts falls inside the slowest report's own fan-out.
 
 Completions come ``ON_SCENE_S`` (60-150 s) after arrival, so only the later part of a
 minute-long window has them; dispatches start within seconds.
@@ -53,7 +55,7 @@ import httpx
 from dispatchwire.settings import Settings
 from schemas.live import frame_positions
 from tests.benchmarks import product
-from tests.benchmarks.e2e import Watch, hop_rows, report_load, wait_worker_ready
+from tests.benchmarks.e2e import Watch, hop_rows, report_load, slowest_rows, wait_worker_ready
 from tests.benchmarks.fanout import drive
 from tests.benchmarks.loadclient import percentile
 from tests.benchmarks.procs import CLIENT_CORE, SERVER_CORE, cpu_seconds, running
@@ -286,7 +288,8 @@ def _run(
         Row("fleet hops", hop.subject, params, hop.metrics, hop.note)
         for hop in hop_rows(clients, 1, result, watch.seen)
     ]
-    return [row, *hops]
+    slowest = slowest_rows("fleet slowest", params, result, watch.seen)
+    return [row, *hops, *slowest]
 
 
 def _batches(port: int) -> dict[str, Any]:

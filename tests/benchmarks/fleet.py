@@ -19,6 +19,7 @@ the client core. Beside them, a few probe SSE clients in this process read every
 - ``worker CPU wait %``: the time the worker's threads were runnable but waited for a CPU
   (``/proc/<pid>/task/*/schedstat``), over the window: a worker that falls behind with a
   low CPU % and a high wait % is starved of the core, not waiting on anything of its own;
+  ``API CPU wait %`` the same of the API (a report's HTTP-in and fold hops wait there);
 - ``fixes offered/s``: GPS fix commands in the log stamped within the window (what the
   simulator really sent), beside ``positions/s`` (what the worker made of them);
 - ``deliveries/s``: the API's ``dispatchwire_api_messages_fanned_out`` over the window;
@@ -218,6 +219,7 @@ def _run(
             pids = (worker_proc.pid, api_proc.pid, simulate_proc.pid)
             cpu0 = [cpu_seconds(pid) for pid in pids]
             waited0, wall0 = run_queue_seconds(worker_proc.pid), time.time()
+            api_waited0 = run_queue_seconds(api_proc.pid)
             fanned0, t0 = _fanned_out(port), time.monotonic()
             for probe in probes:
                 probe.counting = True
@@ -233,6 +235,7 @@ def _run(
             fanned = _fanned_out(port) - fanned0
             cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu0, strict=True)]
             waited, wall1 = run_queue_seconds(worker_proc.pid) - waited0, time.time()
+            api_waited = run_queue_seconds(api_proc.pid) - api_waited0
             batches1 = _batches(settings.worker_web_port)
             for probe in probes:
                 probe.counting = False
@@ -275,6 +278,7 @@ def _run(
             "worker CPU %": round(100 * cpu[0] / window, 1),
             "worker CPU wait %": round(100 * waited / window, 1),
             "API CPU %": round(100 * cpu[1] / window, 1),
+            "API CPU wait %": round(100 * api_waited / window, 1),
             "simulator CPU %": round(100 * cpu[2] / window, 1),
             "deliveries/s": round(fanned / window),
             "B/client/s": round(sum(p.bytes for p in probes) / len(probes) / window),

@@ -137,8 +137,9 @@ def settle_rss(pid: int, seconds: float = 1.0, step: float = 0.2) -> int:
 def own_broker(prefix: str = "dispatchwire-bench-kafka-") -> Iterator[LocalBroker]:
     """A fresh broker for one bench run (``infra.kafka.scratch_broker``). With
     ``DISPATCHWIRE_BENCH_PIN_BROKER=1`` it runs on the clients' core, leaving the server
-    core to the worker and the API (README, "A city's fleet": pinned, the fleet's p99 met
-    100 ms in two of three runs and the e2e p50 was slower); unpinned by default."""
+    core to the worker and the API (README, "A city's fleet": over seven alternating pairs
+    the pinned fleet p99 was lower in five and under 100 ms in three runs, against one
+    unpinned run; the e2e p50 was slower pinned); unpinned by default."""
     from infra.kafka import scratch_broker
 
     with scratch_broker(prefix) as broker:

@@ -256,17 +256,6 @@ def hop_rows(
     return rows
 
 
-# The hops a slow report is made of, short: the e2e HOPS but the last two (summaries).
-SLOW_HOPS = {
-    "HTTP in ms": ("sent", "command_ts"),
-    "command ms": ("command_ts", "command_seen"),
-    "worker ms": ("command_seen", "event_ts"),
-    "event ms": ("event_ts", "event_seen"),
-    "API fold ms": ("event_seen", "first"),
-    "to median client ms": ("first", "median"),
-}
-
-
 def slowest_rows(
     bench: str,
     params: dict[str, Any],
@@ -274,10 +263,10 @@ def slowest_rows(
     seen: dict[str, dict[str, float]],
     n: int = 3,
 ) -> list[Row]:
-    """The ``n`` reports slowest to their median client, each hop by hop, and when in the
-    measured phase they were sent: a p99 over a minute of reports is set by its few
-    slowest, and whether their time sits in one hop or is spread over all says whether
-    one stage stalls or the whole core is busy."""
+    """The ``n`` reports slowest to their median client, each through every hop (``HOPS``),
+    and when in the measured phase they were sent: a p99 over a minute of reports is set by
+    its few slowest, and whether their time sits in one hop or is spread over all says
+    whether one stage stalls or the whole core is busy."""
     reports = hop_times(result, seen)
     if not reports:
         return []
@@ -290,8 +279,7 @@ def slowest_rows(
             params,
             {
                 "sent at s": round(r["sent"] - start, 1),
-                "total ms": round(1000.0 * (r["median"] - r["sent"]), 1),
-                **{name: round(1000.0 * (r[b] - r[a]), 1) for name, (a, b) in SLOW_HOPS.items()},
+                **{f"{label} ms": round(1000.0 * (r[b] - r[a]), 1) for label, a, b in HOPS},
             },
         )
         for rank, r in enumerate(slowest, 1)

@@ -218,8 +218,7 @@ def _run(
             batches0 = _batches(settings.worker_web_port)
             pids = (worker_proc.pid, api_proc.pid, simulate_proc.pid)
             cpu0 = [cpu_seconds(pid) for pid in pids]
-            waited0, wall0 = run_queue_seconds(worker_proc.pid), time.time()
-            api_waited0 = run_queue_seconds(api_proc.pid)
+            waited0, wall0 = [run_queue_seconds(pid) for pid in pids[:2]], time.time()
             fanned0, t0 = _fanned_out(port), time.monotonic()
             for probe in probes:
                 probe.counting = True
@@ -234,8 +233,8 @@ def _run(
             window = time.monotonic() - t0
             fanned = _fanned_out(port) - fanned0
             cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu0, strict=True)]
-            waited, wall1 = run_queue_seconds(worker_proc.pid) - waited0, time.time()
-            api_waited = run_queue_seconds(api_proc.pid) - api_waited0
+            waited = [run_queue_seconds(pid) - w for pid, w in zip(pids[:2], waited0, strict=True)]
+            wall1 = time.time()
             batches1 = _batches(settings.worker_web_port)
             for probe in probes:
                 probe.counting = False
@@ -276,9 +275,9 @@ def _run(
             "worker lag p99 ms": percentile(lag, 0.99),
             "API staleness p99 ms": percentile(api_staleness, 0.99),
             "worker CPU %": round(100 * cpu[0] / window, 1),
-            "worker CPU wait %": round(100 * waited / window, 1),
+            "worker CPU wait %": round(100 * waited[0] / window, 1),
             "API CPU %": round(100 * cpu[1] / window, 1),
-            "API CPU wait %": round(100 * api_waited / window, 1),
+            "API CPU wait %": round(100 * waited[1] / window, 1),
             "simulator CPU %": round(100 * cpu[2] / window, 1),
             "deliveries/s": round(fanned / window),
             "B/client/s": round(sum(p.bytes for p in probes) / len(probes) / window),

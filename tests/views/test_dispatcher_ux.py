@@ -1,7 +1,8 @@
 """What a dispatcher sees besides the board, in real Chromium against the real stack
 (issue 12): rejections toast only for the dispatcher who sent the command (item 3); toasts
 are capped, collapse repeats and stay off the queue and the unit board (item 4); units
-sharing a station get one readable label, and no labels overlap (item 5).
+sharing a station get one readable label, and no labels overlap (item 5); and an incident
+worked from the keyboard alone, through ON_SCENE.
 """
 
 from __future__ import annotations
@@ -150,3 +151,58 @@ def test_units_sharing_a_station_get_one_label_and_no_labels_overlap(
     units.wait_for_function("() => window.dispatchwire.map.labels.length < 4", timeout=LIVE)
     check("zoomed out")
     units.screenshot(path=str(artifacts_dir / "views-units-labels-zoomed-out.png"))
+
+
+def select_with_keys(page: Page, emergency_id: str) -> None:
+    """Move the selection with j/k until ``emergency_id`` is selected (the queue's order is
+    the page's, so walk down, then up)."""
+    row = incident(page, emergency_id)
+    for key in ["j"] * 8 + ["k"] * 8:
+        if row.get_attribute("aria-selected") == "true":
+            return
+        page.keyboard.press(key)
+    expect(row).to_have_attribute("aria-selected", "true")
+
+
+def test_a_dispatcher_works_incidents_from_the_keyboard_through_on_scene(
+    site: LiveSite, new_context
+) -> None:
+    """j/k select, d dispatches, the crew's ON_SCENE shows on the board with its toast,
+    c completes, x cancels."""
+    dashboard = open_dashboard(new_context(), site)
+    first = site.report(type="fire", priority=1, description="smoke from a roof", **FIRE_AT)
+    second = site.report(type="medical", priority=3, description="sprained ankle")
+    for emergency_id in (first, second):
+        expect(incident(dashboard, emergency_id)).to_have_attribute(
+            "data-status", "PENDING", timeout=LIVE
+        )
+
+    select_with_keys(dashboard, first)
+    dashboard.keyboard.press("d")
+    row = incident(dashboard, first)
+    expect(row).to_have_attribute("data-status", "ASSIGNED", timeout=LIVE)
+    expect(incident(dashboard, second)).to_have_attribute("data-status", "PENDING")
+    unit_id = site.emergency(first)["assigned_unit_id"]
+    assert unit_id, site.emergency(first)
+
+    # The crew reports it is on scene (as its unit app would; here with the authority).
+    response = site.http.post(f"/api/units/{unit_id}/status", json={"status": "ON_SCENE"})
+    assert response.status_code == 200, response.text
+    expect(row).to_have_attribute("data-status", "ON_SCENE", timeout=LIVE)
+    expect(dashboard.locator(f'#unit-rows tr[data-unit="{unit_id}"]')).to_have_attribute(
+        "data-status", "ON_SCENE", timeout=LIVE
+    )
+    dashboard.wait_for_function(
+        "() => window.dispatchwire.toasts.some((x) => x.title.includes('Unit on scene'))",
+        timeout=LIVE,
+    )
+    assert toasts_shown(dashboard, "Unit on scene") == 1
+
+    select_with_keys(dashboard, first)  # still selected: it is still open
+    dashboard.keyboard.press("c")
+    expect(row).to_have_attribute("data-status", "COMPLETED", timeout=LIVE)
+
+    select_with_keys(dashboard, second)
+    dashboard.keyboard.press("x")
+    expect(incident(dashboard, second)).to_have_attribute("data-status", "CANCELLED", timeout=LIVE)
+    assert site.emergency(second)["status"] == "CANCELLED"

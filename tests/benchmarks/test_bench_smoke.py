@@ -72,7 +72,8 @@ def test_sink_and_replay(kafka_bootstrap: str) -> None:
     rows = throughput.run(
         kafka_bootstrap, replay_events=2_000, sink_events=1_000, rowwise_events=200, emit_cap=500
     )
-    assert [r.bench for r in rows] == ["sink ingest"] * 3 + ["replay"]
+    assert [r.bench for r in rows] == ["sink ingest"] * 4 + ["replay"]
+    assert "fleet's mix" in rows[3].subject
     for row in rows:
         assert_measured(row)
     assert rows[-1].params == {"events": 2_000, "re-emitted": 500}

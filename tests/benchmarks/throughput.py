@@ -366,8 +366,7 @@ def _sink_rows(bootstrap: str, n: int, n_rowwise: int) -> list[Row]:
 
     rows = []
     values = make_events(n)
-    settings = product.bench_settings(bootstrap)
-    batch = settings.sink_batch_size
+    batch = product.bench_settings(bootstrap).sink_batch_size
     try:
         rows.append(
             Row(
@@ -385,48 +384,30 @@ def _sink_rows(bootstrap: str, n: int, n_rowwise: int) -> list[Row]:
                 {"events/s": rowwise_executemany(values[:n_rowwise], batch)},
             )
         )
-        from infra.topics import ensure_topics
-
-        ensure_topics(settings)
-        produce_bulk(bootstrap, settings.events_topic, values)
-        floor = raw_read(settings)  # read floor and sink back to back, in this order
-        sink = sink_from_kafka(settings)
-        rows.append(
-            Row(
-                "sink ingest",
-                "dispatchwire sink, Kafka -> DuckDB file",
-                {
-                    "events": int(sink.pop("records")),
-                    "batch": batch,
-                    "load avg": round(os.getloadavg()[0], 1),
-                },
-                {**sink, "raw read floor events/s": floor},
-            )
-        )
     except Exception as exc:
         rows.append(Row.not_measured("sink ingest", "analytics sink", f"run failed: {exc!r}"))
-    finally:
-        _drop_topics(settings)
-    rows.append(_fleet_mix_row(bootstrap, n, batch))
+    rows.append(_kafka_row(bootstrap, "dispatchwire sink, Kafka -> DuckDB file", values))
+    # the same over a city fleet's mix (what 1,000 units at 1 Hz and 200 reports a minute
+    # put into the log); the target is judged on the bench's own mix, above
+    fleet = make_events(n, units=FLEET_UNITS, emergency_every=FLEET_EMERGENCY_EVERY)
+    rows.append(
+        _kafka_row(
+            bootstrap, "dispatchwire sink, a fleet's mix (1 emergency in 50, 1,000 units)", fleet
+        )
+    )
     return rows
 
 
-def _fleet_mix_row(bootstrap: str, n: int, batch: int) -> Row:
-    """The same sink over a city fleet's mix of events (one new emergency in 50, moves of
-    1,000 units between them: what 1,000 units at 1 Hz and 200 reports a minute put into
-    the log), beside its own read floor. The target is judged on the bench's own mix."""
+def _kafka_row(bootstrap: str, subject: str, values: list[bytes]) -> Row:
+    """The real sink over ``values`` produced to a topic of its own, beside the raw read
+    floor of the same records (read first, back to back)."""
     from infra.topics import ensure_topics
     from tests.benchmarks import product
 
-    subject = "dispatchwire sink, a fleet's mix (1 emergency in 50, 1,000 units)"
     settings = product.bench_settings(bootstrap)
     try:
         ensure_topics(settings)
-        produce_bulk(
-            bootstrap,
-            settings.events_topic,
-            make_events(n, units=FLEET_UNITS, emergency_every=FLEET_EMERGENCY_EVERY),
-        )
+        produce_bulk(bootstrap, settings.events_topic, values)
         floor = raw_read(settings)
         sink = sink_from_kafka(settings)
         return Row(
@@ -434,7 +415,7 @@ def _fleet_mix_row(bootstrap: str, n: int, batch: int) -> Row:
             subject,
             {
                 "events": int(sink.pop("records")),
-                "batch": batch,
+                "batch": settings.sink_batch_size,
                 "load avg": round(os.getloadavg()[0], 1),
             },
             {**sink, "raw read floor events/s": floor},

@@ -22,7 +22,8 @@ from tests.benchmarks.report import Row
 log = logging.getLogger(__name__)
 
 UNITS = 50
-FLEET_UNITS = 1_000  # _fleet_mix_row: a city's fleet
+# _sink_rows' second Kafka row: a city fleet's mix (1,000 units, one new emergency in 50)
+FLEET_UNITS = 1_000
 FLEET_EMERGENCY_EVERY = 50
 REGION = "bench"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -14,7 +14,13 @@ from playwright.sync_api import Page, expect
 
 from tests.views.conftest import LiveSite
 from tests.views.pixels import AVAILABLE, ROAD, assert_map_shows
-from tests.views.test_live_pages import LIVE, incident, open_dashboard, toasts_shown
+from tests.views.test_live_pages import (
+    LIVE,
+    expect_one_toast,
+    incident,
+    open_dashboard,
+    toasts_shown,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.kafka, pytest.mark.slow]
 
@@ -182,8 +188,9 @@ def test_a_dispatcher_works_incidents_from_the_keyboard_through_on_scene(
     row = incident(dashboard, first)
     expect(row).to_have_attribute("data-status", "ASSIGNED", timeout=LIVE)
     expect(incident(dashboard, second)).to_have_attribute("data-status", "PENDING")
-    unit_id = site.emergency(first)["assigned_unit_id"]
-    assert unit_id, site.emergency(first)
+    assigned = site.emergency(first)
+    unit_id = assigned["assigned_unit_id"]
+    assert unit_id, assigned
 
     # The crew reports it is on scene (as its unit app would; here with the authority).
     response = site.http.post(f"/api/units/{unit_id}/status", json={"status": "ON_SCENE"})
@@ -192,11 +199,7 @@ def test_a_dispatcher_works_incidents_from_the_keyboard_through_on_scene(
     expect(dashboard.locator(f'#unit-rows tr[data-unit="{unit_id}"]')).to_have_attribute(
         "data-status", "ON_SCENE", timeout=LIVE
     )
-    dashboard.wait_for_function(
-        "() => window.dispatchwire.toasts.some((x) => x.title.includes('Unit on scene'))",
-        timeout=LIVE,
-    )
-    assert toasts_shown(dashboard, "Unit on scene") == 1
+    expect_one_toast(dashboard, "Unit on scene")
 
     select_with_keys(dashboard, first)  # still selected: it is still open
     dashboard.keyboard.press("c")

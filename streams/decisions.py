@@ -305,8 +305,8 @@ def _dispatch(
     )
     if unit is not None and all(u.id != unit.id for u in available):
         available.append(unit)
-    routes = router.routes_to((em.lat, em.lon), [(u.lat, u.lon) for u in available])
-    ranked = ranking.rank(em, available, routes, policy)
+    search = router.search((em.lat, em.lon))
+    ranked = ranking.Ranking(em, available, search, policy)
     if not ranked and not city:
         busy = len(pool) - len(available)
         return out.reject(
@@ -325,7 +325,7 @@ def _dispatch(
             "the emergency stays PENDING",
             emergency_id=em.id,
         )
-    if override is not None and all(c.unit.id != override for c in ranked):
+    if unit is not None and search.route((unit.lat, unit.lon)) is None:
         return out.reject(
             f"no road route from unit {override} to the emergency",
             emergency_id=em.id,
@@ -342,14 +342,14 @@ def _dispatch(
             region=c.unit.region,
             cross_region=c.cross_region,
         )
-        for c in ranked[:MAX_CANDIDATES]
+        for c in ranked.first(MAX_CANDIDATES)
     ]
     explanation = choice.explanation
     if refusal:
         explanation += f"; tried first: {', '.join(tried)} ({refusal})"
     decision = DispatchDecision(
         chosen_unit_id=unit.id,
-        overridden=override is not None and ranked[0].unit.id != unit.id,
+        overridden=override is not None and ranked.first(1)[0].unit.id != unit.id,
         distance_m=route.distance_m,
         eta_s=route.duration_s,
         candidates=candidates,

@@ -10,15 +10,23 @@ sending it leaves that region without one. If another candidate within
 ``coverage_margin_s`` of the winner's ETA keeps coverage, it is recommended instead and
 the explanation says why; otherwise the winner stays and the explanation warns. A
 dispatcher's override (``unit_id``) is never second-guessed, only explained.
+
+Routing is lazy (issue 16: a city's fleet has ~300 fitting units to rank, and routing each
+held the region's other commands back): ``Ranking`` routes the units in the order of the
+least time each could take (``RouteSearch.min_duration_s``, a straight line at the top road
+speed) and only as far as the order is read; a dispatch reads the first few, more only when
+coverage asks for a later one. The order is the same as routing every unit and sorting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from schemas.entities import Emergency, Unit, UnitStatus, UnitType
-from streams.routing import Route
+from streams.routing import Route, RouteSearch
 
 
 @dataclass(frozen=True)
@@ -52,24 +60,65 @@ class Ranked:
 @dataclass(frozen=True)
 class Choice:
     chosen: Ranked
-    ranked: list[Ranked]
     explanation: str
     leaves_uncovered: str | None  # the region the chosen unit leaves without its type
 
 
-def rank(
-    emergency: Emergency,
-    units: Sequence[Unit],
-    routes: Sequence[Route | None],
-    policy: DispatchPolicy,
-) -> list[Ranked]:
-    """The units with a route, best first (ties by unit id, so the order is stable)."""
-    ranked = [
-        Ranked(unit=u, route=r, cross_region=u.region != emergency.region)
-        for u, r in zip(units, routes, strict=True)
-        if r is not None
-    ]
-    return sorted(ranked, key=lambda c: (c.score(policy), c.unit.id))
+class Ranking:
+    """The units with a route, best first (by score, ties by unit id, so the order is
+    stable), each routed only when the order reaches it. Before the next is taken, units
+    are routed (least possible score first) while the least score one could have is no
+    more than the best score routed and not taken yet; so when that best is taken, every
+    unit not routed would score more, and the order is that of all the units routed and
+    sorted."""
+
+    def __init__(
+        self,
+        emergency: Emergency,
+        units: Sequence[Unit],
+        search: RouteSearch,
+        policy: DispatchPolicy,
+    ) -> None:
+        self._search = search
+        self._policy = policy
+        self._region = emergency.region
+        bounded = []
+        for unit in units:
+            head_start = 0.0 if unit.region != emergency.region else policy.home_preference_s
+            least = search.min_duration_s((unit.lat, unit.lon)) - head_start
+            bounded.append((least, unit.id, unit))
+        bounded.sort(key=lambda b: (b[0], b[1]))
+        self._unrouted = deque(bounded)
+        self._routed: list[tuple[float, str, Ranked]] = []  # a heap
+        self._taken: list[Ranked] = []
+
+    def _take(self) -> Ranked | None:
+        routed, unrouted = self._routed, self._unrouted
+        while unrouted and (not routed or unrouted[0][0] <= routed[0][0]):
+            _, unit_id, unit = unrouted.popleft()
+            route = self._search.route((unit.lat, unit.lon))
+            if route is not None:
+                ranked = Ranked(unit=unit, route=route, cross_region=unit.region != self._region)
+                heapq.heappush(routed, (ranked.score(self._policy), unit_id, ranked))
+        if not routed:
+            return None
+        taken = heapq.heappop(routed)[2]
+        self._taken.append(taken)
+        return taken
+
+    def __iter__(self) -> Iterator[Ranked]:
+        i = 0
+        while i < len(self._taken) or self._take() is not None:
+            yield self._taken[i]
+            i += 1
+
+    def first(self, n: int) -> list[Ranked]:
+        while len(self._taken) < n and self._take() is not None:
+            pass
+        return self._taken[:n]
+
+    def __bool__(self) -> bool:
+        return bool(self.first(1))
 
 
 def type_name(unit_type: UnitType) -> str:
@@ -116,13 +165,13 @@ def _leaves(region: str, unit: Unit) -> str:
 
 def choose(
     emergency: Emergency,
-    ranked: list[Ranked],
+    ranked: Ranking,
     fleet: Sequence[Unit],
     policy: DispatchPolicy,
     override: str | None = None,
 ) -> Choice:
     """The recommended (or, with ``override``, the dispatcher's) unit and why."""
-    best = ranked[0]
+    best, *then = ranked.first(2)
     parts: list[str] = []
     if override is not None:
         chosen = next(c for c in ranked if c.unit.id == override)
@@ -135,11 +184,11 @@ def choose(
         gap = uncovered_region(chosen.unit, fleet)
         if gap is not None:
             parts.append(_leaves(gap, chosen.unit))
-        return Choice(chosen, ranked, "; ".join(parts), gap)
+        return Choice(chosen, "; ".join(parts), gap)
     chosen = best
     parts.append(f"closest by road: {_describe(best)}")
-    if len(ranked) > 1:
-        parts.append(f"next {_describe(ranked[1])}")
+    if then:
+        parts.append(f"next {_describe(then[0])}")
     if policy.home_preference_s > 0:
         parts.append(
             f"units of {emergency.region} ranked {policy.home_preference_s:g} s ahead "
@@ -147,15 +196,7 @@ def choose(
         )
     gap = uncovered_region(best.unit, fleet)
     if gap is not None:
-        keeper = next(
-            (
-                c
-                for c in ranked[1:]
-                if c.route.duration_s - best.route.duration_s <= policy.coverage_margin_s
-                and uncovered_region(c.unit, fleet) is None
-            ),
-            None,
-        )
+        keeper = _keeper(best, ranked, fleet, policy)
         if keeper is not None:
             later = keeper.route.duration_s - best.route.duration_s
             chosen = keeper
@@ -173,4 +214,26 @@ def choose(
             )
     if chosen.cross_region:
         parts.append(f"mutual aid: reserved on {chosen.unit.region} before it is assigned")
-    return Choice(chosen, ranked, "; ".join(parts), gap)
+    return Choice(chosen, "; ".join(parts), gap)
+
+
+def _keeper(
+    best: Ranked, ranked: Ranking, fleet: Sequence[Unit], policy: DispatchPolicy
+) -> Ranked | None:
+    """The first candidate after ``best`` within the coverage margin of its time that
+    leaves no region uncovered. A candidate's time is at least its score (less a negative
+    head start, which the settings do not allow), so the search stops at the first whose
+    score is beyond the margin: every later one is too."""
+    margin = policy.coverage_margin_s
+    for c in ranked:
+        if c is best:
+            continue
+        least = c.score(policy) + min(0.0, policy.home_preference_s)
+        if least - best.route.duration_s > margin + 1e-6:
+            return None
+        if (
+            c.route.duration_s - best.route.duration_s <= margin
+            and uncovered_region(c.unit, fleet) is None
+        ):
+            return c
+    return None

@@ -1,7 +1,8 @@
 """Routes and travel times over the road network.
 
 ``Router`` is the seam: dispatch only needs "how long from each of these points to that
-point, and by which way", so an OSRM ``table``/``route`` client could stand in for
+point, and by which way", and for ranking a city's units a time none of them can beat
+(``RouteSearch.min_duration_s``), so an OSRM ``table``/``route`` client could stand in for
 ``GraphRouter`` (Dijkstra over the committed OSM graph) without touching the decisions.
 """
 
@@ -34,14 +35,6 @@ class Route:
         """[lat, lon], origin first. Walked on first use: a city-wide dispatch ranks every
         candidate by its time and distance and keeps the route of one."""
         return self.walk()
-
-
-class Router(Protocol):
-    def routes_to(
-        self, destination: tuple[float, float], origins: Sequence[tuple[float, float]]
-    ) -> list[Route | None]:
-        """One route from each origin to ``destination`` (``None`` where there is none)."""
-        ...
 
 
 def nearest_of(network: RoadNetwork, candidates: Iterable[int], lat: float, lon: float) -> int:
@@ -93,6 +86,29 @@ class NodeGrid:
         return nearest_of(self.network, self.nodes, lat, lon)
 
 
+class RouteSearch(Protocol):
+    """Routes from any origin to one destination (``Router.search``)."""
+
+    def route(self, origin: tuple[float, float]) -> Route | None: ...
+
+    def min_duration_s(self, origin: tuple[float, float]) -> float:
+        """A time no route from ``origin`` can beat (its ``duration_s`` is never below it),
+        without searching: what lets a dispatch route the nearest units first and stop."""
+        ...
+
+
+class Router(Protocol):
+    def routes_to(
+        self, destination: tuple[float, float], origins: Sequence[tuple[float, float]]
+    ) -> list[Route | None]:
+        """One route from each origin to ``destination`` (``None`` where there is none)."""
+        ...
+
+    def search(self, destination: tuple[float, float]) -> RouteSearch:
+        """Routes to ``destination``, each found when asked for."""
+        ...
+
+
 class GraphRouter:
     """Fastest paths on a ``RoadNetwork`` (one reverse Dijkstra per destination)."""
 
@@ -103,11 +119,19 @@ class GraphRouter:
         self._nearest: dict[tuple[float, float], int] = {}
         # reverse adjacency: node -> [(previous node, edge index, forward?)]
         self._into: dict[int, list[tuple[int, int, bool]]] = {}
+        # The fastest any road is crossed, in straight-line metres a second (an edge's
+        # shape is never shorter than the line between its ends, though its rounded
+        # length may be), and the off-road legs' speed: no route covers the line from
+        # its origin to its destination faster (``GraphSearch.min_duration_s``).
+        self.top_speed_ms = OFF_ROAD_SPEED_MS
         for i, e in enumerate(network.edges):
             if e.u in network.routable and e.v in network.routable:
                 self._into.setdefault(e.v, []).append((e.u, i, True))
                 if not e.oneway:
                     self._into.setdefault(e.u, []).append((e.v, i, False))
+                line = haversine_m(*network.nodes[e.u], *network.nodes[e.v])
+                speed = line / e.travel_s if e.travel_s > 0 else math.inf if line > 0 else 0.0
+                self.top_speed_ms = max(self.top_speed_ms, speed)
 
     def nearest_node(self, lat: float, lon: float) -> int:
         """The routable node nearest to the point, remembered per point: a city-wide
@@ -122,76 +146,91 @@ class GraphRouter:
             node = self._nearest[point] = self._grid.nearest(lat, lon)
         return node
 
-    def _towards(self, target: int) -> dict[int, tuple[float, float, int, bool]]:
-        """For every node that reaches ``target``: (seconds, metres, next edge, forward)."""
-        best: dict[int, tuple[float, float, int, bool]] = {target: (0.0, 0.0, -1, True)}
-        heap = [(0.0, 0.0, target)]
-        done: set[int] = set()
-        edges = self.network.edges
-        while heap:
-            secs, metres, node = heapq.heappop(heap)
-            if node in done:
-                continue
-            done.add(node)
-            for prev, idx, forward in self._into.get(node, ()):
-                e = edges[idx]
-                cand = secs + e.travel_s
-                if prev not in best or cand < best[prev][0]:
-                    best[prev] = (cand, metres + e.length_m, idx, forward)
-                    heapq.heappush(heap, (cand, metres + e.length_m, prev))
-        return best
+    def search(self, destination: tuple[float, float]) -> GraphSearch:
+        return GraphSearch(self, destination)
 
     def routes_to(
         self, destination: tuple[float, float], origins: Sequence[tuple[float, float]]
     ) -> list[Route | None]:
         if not origins:
             return []
-        target = self.nearest_node(*destination)
-        tree = self._towards(target)
-        return [self._route(origin, target, destination, tree) for origin in origins]
+        search = self.search(destination)
+        return [search.route(origin) for origin in origins]
 
     def route(self, origin: tuple[float, float], destination: tuple[float, float]) -> Route | None:
         return self.routes_to(destination, [origin])[0]
 
-    def _route(
-        self,
-        origin: tuple[float, float],
-        target: int,
-        destination: tuple[float, float],
-        tree: dict[int, tuple[float, float, int, bool]],
-    ) -> Route | None:
-        nodes = self.network.nodes
-        start = self.nearest_node(*origin)
-        if start not in tree:
+
+class GraphSearch:
+    """Routes to one destination by a reverse Dijkstra from its road node, run only as far
+    as the origins asked for need (issue 16: a city-wide dispatch asks for its nearest units
+    first and stops once no other can rank among the first few; a unit's route home asks
+    for one origin). A node's entry is final once the node is settled (popped: road times
+    are never negative, and a later entry must be strictly faster), and the search pops the
+    same nodes in the same order however often it is resumed, so a route is the same as
+    from one search run to the end."""
+
+    def __init__(self, router: GraphRouter, destination: tuple[float, float]) -> None:
+        self.router = router
+        self.destination = destination
+        self.target = router.nearest_node(*destination)
+        # node -> (seconds, metres, next edge, forward) for every node reached so far
+        self.tree: dict[int, tuple[float, float, int, bool]] = {self.target: (0.0, 0.0, -1, True)}
+        self._heap = [(0.0, 0.0, self.target)]
+        self._done: set[int] = set()
+
+    def _settle(self, node: int) -> bool:
+        """Search on until ``node`` is settled; False if no road from it leads here."""
+        best, heap, done = self.tree, self._heap, self._done
+        into, edges = self.router._into, self.router.network.edges
+        while node not in done and heap:
+            secs, metres, reached = heapq.heappop(heap)
+            if reached in done:
+                continue
+            done.add(reached)
+            for prev, idx, forward in into.get(reached, ()):
+                e = edges[idx]
+                cand = secs + e.travel_s
+                if prev not in best or cand < best[prev][0]:
+                    best[prev] = (cand, metres + e.length_m, idx, forward)
+                    heapq.heappush(heap, (cand, metres + e.length_m, prev))
+        return node in done
+
+    def min_duration_s(self, origin: tuple[float, float]) -> float:
+        # A route's time is its road part plus its two off-road legs; none of the three is
+        # quicker than its straight line at the top speed, and the three lines together
+        # are no shorter than the one from origin to destination. The route's time is
+        # rounded to 0.1 s (so at most 0.05 less), less a hair for float error.
+        line = haversine_m(*origin, *self.destination)
+        return line / self.router.top_speed_ms * (1 - 1e-9) - 0.051
+
+    def route(self, origin: tuple[float, float]) -> Route | None:
+        router, destination = self.router, self.destination
+        nodes = router.network.nodes
+        start = router.nearest_node(*origin)
+        if not self._settle(start):
             return None
-        secs, metres = tree[start][0], tree[start][1]
-        lead = haversine_m(*origin, *nodes[start]) + haversine_m(*nodes[target], *destination)
+        secs, metres = self.tree[start][0], self.tree[start][1]
+        lead = haversine_m(*origin, *nodes[start]) + haversine_m(*nodes[self.target], *destination)
         return Route(
             distance_m=round(metres + lead, 1),
             duration_s=round(secs + lead / OFF_ROAD_SPEED_MS, 1),
-            walk=lambda: self._walk(origin, start, target, destination, tree),
+            walk=lambda: self._walk(origin, start),
         )
 
-    def _walk(
-        self,
-        origin: tuple[float, float],
-        start: int,
-        target: int,
-        destination: tuple[float, float],
-        tree: dict[int, tuple[float, float, int, bool]],
-    ) -> list[tuple[float, float]]:
-        """The points of the path ``tree`` leads along from ``start`` to ``target``."""
-        nodes, edges = self.network.nodes, self.network.edges
+    def _walk(self, origin: tuple[float, float], start: int) -> list[tuple[float, float]]:
+        """The points of the path the search leads along from ``start`` to the target."""
+        nodes, edges = self.router.network.nodes, self.router.network.edges
         points = [origin, nodes[start]]
         node = start
-        while node != target:
-            _, _, idx, forward = tree[node]
+        while node != self.target:
+            _, _, idx, forward = self.tree[node]
             e = edges[idx]
             shape = list(e.shape) if forward else list(reversed(e.shape))
             node = e.v if forward else e.u
             points.extend(shape)
             points.append(nodes[node])
-        points.append(destination)
+        points.append(self.destination)
         return [(round(a, 7), round(b, 7)) for a, b in _dedupe(points)]
 
 

@@ -269,7 +269,7 @@ class DispatchState:
         can cut a command's writes after ``u:`` and before ``r:``, and the redelivered
         record, whose unit is then not newer, must still finish the list (or the region's
         dispatch would never see the unit again)."""
-        self._put_if_newer(f"u:{unit.id}", unit.version, text or unit.model_dump_json())
+        self._put_unit_if_newer(unit, text or unit.model_dump_json())
         members = self._list(f"r:{unit.region}")
         if unit.id not in members:
             self.table[f"r:{unit.region}"] = json.dumps(sorted([*members, unit.id]))
@@ -279,7 +279,11 @@ class DispatchState:
 
     def put_moved_unit(self, unit: Unit, text: str) -> None:
         """A unit that only moved (a GPS fix): its region, and so ``r:``, is unchanged."""
-        self._put_if_newer(f"u:{unit.id}", unit.version, text)
+        self._put_unit_if_newer(unit, text)
+
+    def _put_unit_if_newer(self, unit: Unit, text: str) -> None:
+        if self._put_if_newer(f"u:{unit.id}", unit.version, text):
+            self._units[unit.id] = (text, unit)
 
     def apply(self, outcome: Outcome) -> None:
         """Store the entity states of an outcome; older versions never overwrite newer."""

@@ -73,3 +73,15 @@ def test_a_unit_read_from_the_table_is_its_latest_state_after_every_fix():
         assert unit is not None and unit.version == 1 + n
         assert unit.lat == round(first.lat + n * 1e-5, 7)
     assert [u.version for u in state.fleet()] == [6]
+
+
+def test_a_unit_the_worker_stored_is_read_back_without_a_parse():
+    """The worker has the unit it stores in hand: the next read of the same text (the next
+    fix of the unit, a dispatch reading the fleet) is that unit, not a parse of its text."""
+    state = registered()
+    first = fix(0)
+    for n in range(1, 4):
+        out = decide_command(state, ROUTER, 1.0, encode(fix(n, first)), AT + n, (0, 1 + n))
+        assert out is not None
+        assert state.unit("u1") is out.units[0]
+        assert state.fleet()[0] is out.units[0]

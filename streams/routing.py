@@ -119,10 +119,10 @@ class GraphRouter:
         self._nearest: dict[tuple[float, float], int] = {}
         # reverse adjacency: node -> [(previous node, edge index, forward?)]
         self._into: dict[int, list[tuple[int, int, bool]]] = {}
-        # The fastest any road is crossed, in straight-line metres a second (an edge's
-        # shape is never shorter than the line between its ends, though its rounded
-        # length may be), and the off-road legs' speed: no route covers the line from
-        # its origin to its destination faster (``GraphSearch.min_duration_s``).
+        # The fastest any edge is crossed, measured along the straight line between its
+        # ends (so whatever its shape or rounded length), or the off-road legs' speed if
+        # that is faster: no route covers the line from its origin to its destination
+        # faster (``GraphSearch.min_duration_s``).
         self.top_speed_ms = OFF_ROAD_SPEED_MS
         for i, e in enumerate(network.edges):
             if e.u in network.routable and e.v in network.routable:

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -145,7 +145,8 @@ class DispatchState:
         reservation, so a view copy there could give one unit version to two emergencies."""
         units = {u.id: u for region in self.regions() for u in self.units_in_region(region)}
         if self.fleet_view is not None:
-            for unit in self.fleet_view.units():
+            held = {unit_id: unit.version for unit_id, unit in units.items()}
+            for unit in self.fleet_view.units(known=held):
                 if unit.region == home:
                     continue
                 mine = units.get(unit.id)
@@ -383,7 +384,7 @@ class DispatchState:
 
 
 class FleetSource(Protocol):
-    def units(self) -> Iterable[Unit]: ...
+    def units(self, known: Mapping[str, int] | None = None) -> Iterable[Unit]: ...
 
 
 class Encoded:

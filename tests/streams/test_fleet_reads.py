@@ -85,3 +85,16 @@ def test_a_unit_the_worker_stored_is_read_back_without_a_parse():
         assert out is not None
         assert state.unit("u1") is out.units[0]
         assert state.fleet()[0] is out.units[0]
+
+
+def test_the_view_does_not_parse_what_the_table_already_holds_as_new():
+    """A dispatch reads the table's units and, from the view, only units it lacks or holds
+    older: a worker's own units (every one of them moving) are not parsed twice."""
+    view = FleetView(Settings())
+    for n, version in enumerate([3, 3, 5]):
+        view.put(state_text(f"u{n}", version), f"u{n}".encode())
+    # the table holds u0 at the view's version, u1 newer, u2 older; u3 is not in the view
+    newer = view.units(known={"u0": 3, "u1": 4, "u2": 4, "u3": 1})
+    assert [(u.id, u.version) for u in newer] == [("u2", 5)]
+    assert set(view._parsed) == {"u2"}  # u0 and u1 were never parsed
+    assert sorted((u.id, u.version) for u in view.units()) == [("u0", 3), ("u1", 3), ("u2", 5)]

@@ -39,6 +39,16 @@ class DispatchPolicy:
     # how much later a unit may arrive to be preferred for keeping a region covered
     coverage_margin_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        # a unit's time is then never below its score, which the lazy ranking relies on
+        if self.home_preference_s < 0:
+            raise ValueError("home_preference_s must not be negative")
+
+    def head_start(self, cross_region: bool) -> float:
+        """Seconds a unit is ranked ahead by: the home preference for the emergency's own
+        region's units, none for another region's."""
+        return 0.0 if cross_region else self.home_preference_s
+
     def area(self, region: str) -> Callable[[str], bool]:
         """Whether a unit's region may serve an emergency of ``region``."""
         if region in self.mutual_aid_regions:
@@ -54,7 +64,7 @@ class Ranked:
 
     def score(self, policy: DispatchPolicy) -> float:
         """What ranks: the ETA, less the home-region head start."""
-        return self.route.duration_s - (0.0 if self.cross_region else policy.home_preference_s)
+        return self.route.duration_s - policy.head_start(self.cross_region)
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,7 @@ class Ranking:
         self._region = emergency.region
         bounded = []
         for unit in units:
-            head_start = 0.0 if unit.region != emergency.region else policy.home_preference_s
+            head_start = policy.head_start(unit.region != emergency.region)
             least = search.min_duration_s((unit.lat, unit.lon)) - head_start
             bounded.append((least, unit.id, unit))
         bounded.sort(key=lambda b: (b[0], b[1]))
@@ -221,15 +231,14 @@ def _keeper(
     best: Ranked, ranked: Ranking, fleet: Sequence[Unit], policy: DispatchPolicy
 ) -> Ranked | None:
     """The first candidate after ``best`` within the coverage margin of its time that
-    leaves no region uncovered. A candidate's time is at least its score (less a negative
-    head start, which the settings do not allow), so the search stops at the first whose
-    score is beyond the margin: every later one is too."""
+    leaves no region uncovered. A candidate's time is at least its score (head starts are
+    not negative), so the search stops at the first whose score is beyond the margin:
+    every later one is too."""
     margin = policy.coverage_margin_s
     for c in ranked:
         if c is best:
             continue
-        least = c.score(policy) + min(0.0, policy.home_preference_s)
-        if least - best.route.duration_s > margin + 1e-6:
+        if c.score(policy) - best.route.duration_s > margin + 1e-6:
             return None
         if (
             c.route.duration_s - best.route.duration_s <= margin

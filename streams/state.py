@@ -146,11 +146,8 @@ class DispatchState:
         units = {u.id: u for region in self.regions() for u in self.units_in_region(region)}
         if self.fleet_view is not None:
             held = {unit_id: unit.version for unit_id, unit in units.items()}
-            for unit in self.fleet_view.units(known=held):
-                if unit.region == home:
-                    continue
-                mine = units.get(unit.id)
-                if mine is None or mine.version < unit.version:
+            for unit in self.fleet_view.units(known=held):  # only those newer than held
+                if unit.region != home:
                     units[unit.id] = unit
         return list(units.values())
 
@@ -384,7 +381,10 @@ class DispatchState:
 
 
 class FleetSource(Protocol):
-    def units(self, known: Mapping[str, int] | None = None) -> Iterable[Unit]: ...
+    def units(self, known: Mapping[str, int] | None = None) -> Iterable[Unit]:
+        """Every unit's latest state, except those ``known`` (id -> version) holds at the
+        same or a newer version."""
+        ...
 
 
 class Encoded:

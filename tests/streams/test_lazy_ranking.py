@@ -290,3 +290,8 @@ def test_coverage_reads_on_past_the_first_candidates_when_it_must():
         outcomes.append(out.commands[0].model_dump_json(exclude={"command_id", "issued_at"}))
     assert "keeps coverage" in outcomes[0], outcomes[0]
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_negative_head_start_is_refused_since_the_lazy_order_relies_on_it():
+    with pytest.raises(ValueError, match="home_preference_s"):
+        DispatchPolicy(home_preference_s=-1.0)

@@ -65,6 +65,9 @@ DUCKDB_THREADS = max(1, (os.cpu_count() or 2) - 1)
 # connection (an end_offsets behind a 64 MB fetch took ~0.16 s). Reading runs beside the
 # writes, so the extra round trips cost no time.
 FETCH_BYTES = 8 * 1024 * 1024
+# How often the consumer refreshes the topic's metadata, so how soon the sink reads a
+# partition added while it runs (a new region's, README "Regions and partitions").
+PARTITION_CHECK_S = 30.0
 
 
 def connect(path: Path, timeout: float = 30.0) -> duckdb.DuckDBPyConnection:
@@ -148,7 +151,7 @@ class Sink:
         ensure_topics(self.settings)
         self.loop = asyncio.new_event_loop()
         with clients.kafka_errors(self.settings, "starting the sink's consumer"):
-            self._await(self._start_consumer(stored))
+            self._await(self._start_consumer())
         log.info(
             "sink on %s -> %s, resuming at %s",
             self.topic,
@@ -156,7 +159,7 @@ class Sink:
             format_position(stored) or "the beginning",
         )
 
-    async def _start_consumer(self, stored: dict[int, int]) -> None:
+    async def _start_consumer(self) -> None:
         self.consumer = clients.aio_consumer(
             self.settings,
             group_id=f"{self.settings.app_id}-sink",
@@ -165,6 +168,7 @@ class Sink:
             auto_offset_reset="earliest",
             fetch_max_bytes=FETCH_BYTES,
             max_partition_fetch_bytes=FETCH_BYTES,
+            metadata_max_age_ms=int(PARTITION_CHECK_S * 1000),
         )
         await self.consumer.start()
         self.partitions = [
@@ -172,11 +176,44 @@ class Sink:
         ]
         self.consumer.assign(self.partitions)
         for tp in self.partitions:
-            if tp.partition in stored:
-                self.consumer.seek(tp, stored[tp.partition])
-            else:
-                await self.consumer.seek_to_beginning(tp)
-                self.written[tp.partition] = int(await self.consumer.position(tp))
+            await self._seek_start(tp)
+
+    async def _seek_start(self, tp: TopicPartition) -> None:
+        """Where a partition's reading starts: after its stored rows, else its log start."""
+        assert self.consumer is not None
+        if tp.partition in self.written:
+            self.consumer.seek(tp, self.written[tp.partition])
+        else:
+            await self.consumer.seek_to_beginning(tp)
+            self.written[tp.partition] = int(await self.consumer.position(tp))
+
+    def _added_partitions(self) -> list[int]:
+        """Partitions the topic has gained since the sink assigned its own, as the
+        consumer's metadata (refreshed every ``PARTITION_CHECK_S``) lists them."""
+        assert self.consumer is not None
+        listed = self.consumer.partitions_for_topic(self.topic) or set()
+        return sorted(set(listed) - {tp.partition for tp in self.partitions})
+
+    async def _add_partitions(self, added: list[int]) -> None:
+        """Read ``added`` partitions too, each from its log start (or its stored position).
+
+        Assigning replaces the whole assignment and forgets the positions, so each partition
+        read so far is sought back to its position: after the records already read (those
+        read ahead are written with the next batch), so nothing is read twice or skipped."""
+        assert self.consumer is not None
+        positions = {tp: int(await self.consumer.position(tp)) for tp in self.partitions}
+        new = [TopicPartition(self.topic, p) for p in added]
+        self.partitions = sorted([*self.partitions, *new])
+        self.consumer.assign(self.partitions)
+        for tp, offset in positions.items():
+            self.consumer.seek(tp, offset)
+        for tp in new:
+            await self._seek_start(tp)
+        log.warning(
+            "%s gained partitions; the sink reads them too: %s",
+            self.topic,
+            ", ".join(f"{tp.partition} from offset {self.written[tp.partition]}" for tp in new),
+        )
 
     async def _partition_ids(self, timeout: float = 30.0) -> set[int]:
         """The topic's partitions (aiokafka's consumer only learns them by subscribing)."""
@@ -284,6 +321,9 @@ class Sink:
         Records read ahead while the previous batch was written start the next batch;
         the stored position only ever moves with the rows of a committed write."""
         assert self.con is not None and self.consumer is not None
+        added = self._added_partitions()
+        if added:
+            self._await(self._add_partitions(added))
         pending, self._ahead = self._ahead or _Pending(), None
         self._await(self._collect(pending, enough=self.start_size))
         result = None

@@ -28,7 +28,7 @@ from api import commands
 from api import replay as replay_routes
 from api.auth import READERS, Role
 from api.http import ApiError
-from api.openapi import openapi_document
+from api.openapi import TRACKING_UNIT_FIELDS, openapi_document
 from api.services import Services
 from api.sse import PATH as STREAM_PATH
 from api.sse import LiveStream
@@ -40,19 +40,9 @@ from schemas.position import format_position
 log = logging.getLogger(__name__)
 
 # The tracking view (``GET /api/emergencies/{id}`` without an authority token) is what the
-# /track page draws; the reporter (name, phone) is for authority only.
+# /track page draws; the reporter (name, phone) is for authority only, and of the assigned
+# unit it shows ``api.openapi.TRACKING_UNIT_FIELDS`` (the schema it documents says the same).
 TRACKING_HIDDEN_FIELDS = {"reporter"}
-TRACKING_UNIT_FIELDS = {
-    "id",
-    "callsign",
-    "type",
-    "status",
-    "lat",
-    "lon",
-    "eta_s",
-    "heading",
-    "version",
-}
 
 # Pages load only our own scripts, styles and the pydeck bundle; the map draws into a
 # canvas (blob:/data: images and workers); live data comes from our own /api/stream.
@@ -194,7 +184,7 @@ async def get_emergency(request: Request) -> JSONResponse:
     body = emergency.model_dump(mode="json", exclude=hidden)
     unit = services.model.projection.units.get(emergency.assigned_unit_id or "")
     body["unit"] = (
-        unit.model_dump(mode="json", include=TRACKING_UNIT_FIELDS)
+        unit.model_dump(mode="json", include=set(TRACKING_UNIT_FIELDS))
         if unit is not None and emergency.status.is_open
         else None
     )

@@ -29,7 +29,8 @@ from schemas.requests import (
 REF = "#/components/schemas/{model}"
 REQUESTS = (ReportRequest, DispatchRequest, CompleteRequest, CancelRequest, UnitStatusRequest)
 ENTITIES = (Emergency, Unit)
-# The unit fields the tracking view shows (api.app.TRACKING_UNIT_FIELDS).
+# The unit fields the tracking view (``GET /api/emergencies/{id}`` without an authority
+# token, what the /track page draws) shows of the assigned unit; ``api.app`` applies them.
 TRACKING_UNIT_FIELDS = (
     "id",
     "callsign",

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dispatchwire.errors import BrokerStartError, KafkaDistributionError
 from dispatchwire.settings import Settings
@@ -320,12 +321,19 @@ class LocalBroker:
             f"Kafka did not answer at {self.bootstrap} in {timeout:.0f}s", self.log_tail()
         )
 
+    def _probe_options(self) -> dict[str, Any]:
+        """What the readiness probe's admin client logs in with (a node of a cluster that
+        takes logins only needs its credentials)."""
+        return {}
+
     def _metadata_answers(self) -> bool:
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError as _KafkaError
 
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap, request_timeout_ms=3000, **self._probe_options()
+            )
         except (_KafkaError, OSError, ValueError):
             return False
         try:

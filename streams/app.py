@@ -56,6 +56,16 @@ log = logging.getLogger(__name__)
 # rebalance but the ones the takeover runs caused). A worker stopped with SIGTERM leaves
 # the group at once (LeaveGroup) and waits for none of this (takeover 2.5 s).
 SESSION_TIMEOUT_S = 6.0
+# How long a rebalance may wait for the members to rejoin.
+REBALANCE_TIMEOUT_S = SESSION_TIMEOUT_S * 2
+# How long the consumer waits for any answer (heartbeat, commit, fetch, join). Faust's 90 s
+# default held a whole group still when one broker went silent (SIGSTOPped, as a frozen VM
+# or a network partition would be): the heartbeats and commits in flight to it, the group's
+# coordinator, waited out the 90 s while the group moved on without the members, and no
+# command was answered for 100-135 s (tests/faults/test_cluster_faults.py, the paused node).
+# A join is held by the broker up to the rebalance timeout, so this is that and 5 s more,
+# as the Java client does; Faust wants it no shorter than the session timeout.
+REQUEST_TIMEOUT_S = REBALANCE_TIMEOUT_S + 5.0
 # The survivor of a takeover starts the gained partitions at their last committed offset and
 # answers the dead worker's uncommitted tail again (its recorded events, no new decisions)
 # before anything newer: up to Faust's default 2.8 s of commands; 1 s of them instead.
@@ -104,6 +114,34 @@ def _shorten_fetch_wait() -> None:
 
     thread_cls._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
     thread_cls._dispatchwire_fetch_wait = True  # type: ignore[attr-defined]
+
+
+# Faust's producer waits up to ``producer_request_timeout`` (1,200 s) for the answer to a
+# request in flight, and aiokafka takes that one value as a batch's time to live too. A
+# broker that went silent with a request of ours in flight (SIGSTOPped; likewise a frozen
+# VM or a network that drops packets) held the worker for as long as it stayed silent: the
+# batch's writes were never acknowledged, the agent waited for them, and the group's
+# rebalance waited for the agent (tests/faults/test_cluster_faults.py, the paused node: no
+# command answered for 121 s). The Java client keeps the two apart (``request.timeout.ms``
+# 30 s, ``delivery.timeout.ms`` 120 s); so does this: a request not answered within
+# ``REQUEST_TIMEOUT_S`` fails, and its batch, still alive, goes back to the front of its
+# partition's queue and is sent again, in order, once the metadata names the new leader.
+def _bound_produce_waits() -> None:
+    """Patch Faust's aiokafka producer (once per process): see above."""
+    producer_cls = faust_aiokafka.Producer
+    if getattr(producer_cls, "_dispatchwire_produce_wait", False):
+        return
+    new_producer = producer_cls._new_producer
+
+    def bounded_new_producer(self: Any, transactional_id: str | None = None) -> Any:
+        producer = new_producer(self, transactional_id)
+        timeout_ms = int(REQUEST_TIMEOUT_S * 1000)
+        producer.client._request_timeout_ms = timeout_ms  # each connection's wait (made later)
+        producer._sender._request_timeout_ms = timeout_ms  # the broker's wait for acks=all
+        return producer
+
+    producer_cls._new_producer = bounded_new_producer  # type: ignore[method-assign]
+    producer_cls._dispatchwire_produce_wait = True  # type: ignore[attr-defined]
 
 
 # Faust's fetcher hands each fetched message to the streams through
@@ -251,6 +289,7 @@ def create_faust_app(
     """Build the worker's app: topics, the state table, the agent, the timer, the pages."""
     _shorten_fetch_wait()
     _deliver_eagerly()
+    _bound_produce_waits()
     offsets.install()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id
@@ -269,7 +308,8 @@ def create_faust_app(
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=SESSION_TIMEOUT_S * 2,
+        broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
+        broker_request_timeout=REQUEST_TIMEOUT_S,
         broker_commit_interval=COMMIT_INTERVAL_S,
         datadir=str(datadir),
         web_enabled=web_port > 0,

@@ -74,6 +74,9 @@ def kill_broker(broker: LocalBroker) -> None:
     broker.pid_file.unlink(missing_ok=True)
 
 
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
 class FaultCluster:
     """Three KRaft nodes of the cluster cases' own, on free loopback ports (never the shared
     broker): SIGKILL, restart, SIGSTOP and SIGCONT any one node."""
@@ -140,6 +143,23 @@ class FaultCluster:
             for p in described["partitions"]
             if p["partition_index"] == partition
         )
+
+    def group_coordinator(self, group_id: str) -> int:
+        """The node id coordinating consumer group ``group_id`` now: the leader of its
+        ``__consumer_offsets`` partition, which the broker picks by the group id's Java
+        ``String.hashCode`` (``Utils.abs(groupId.hashCode()) % partitions``)."""
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        try:
+            partitions = len(admin.describe_topics([OFFSETS_TOPIC])[0]["partitions"])
+        finally:
+            admin.close()
+        h = 0
+        for unit in group_id.encode("utf-16-be").hex(" ", 2).split():  # UTF-16 code units
+            h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+        signed = h - (1 << 32) if h >= 1 << 31 else h
+        return self.leader(OFFSETS_TOPIC, 0 if signed == -(1 << 31) else abs(signed) % partitions)
 
     def stop(self) -> None:
         for node in self.cluster.nodes:  # a paused node would never stop

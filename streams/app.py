@@ -62,7 +62,7 @@ REBALANCE_TIMEOUT_S = SESSION_TIMEOUT_S * 2
 # default held a whole group still when one broker went silent (SIGSTOPped, as a frozen VM
 # or a network partition would be): the heartbeats and commits in flight to it, the group's
 # coordinator, waited out the 90 s while the group moved on without the members, and no
-# command was answered for 100-135 s (tests/faults/test_cluster_faults.py, the paused node).
+# command was answered for 90-135 s (tests/faults/test_cluster_faults.py, the paused node).
 # A join is held by the broker up to the rebalance timeout, so this is that and 5 s more,
 # as the Java client does; Faust wants it no shorter than the session timeout.
 REQUEST_TIMEOUT_S = REBALANCE_TIMEOUT_S + 5.0

@@ -6,6 +6,7 @@ with two workers in one consumer group (``WorkerGroup``) and two API replicas.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+from aiokafka.client import AIOKafkaClient, CoordinationType
 
 from dispatchwire.settings import Settings
 from infra.cluster import ClusterNode, LocalCluster
@@ -74,9 +76,6 @@ def kill_broker(broker: LocalBroker) -> None:
     broker.pid_file.unlink(missing_ok=True)
 
 
-OFFSETS_TOPIC = "__consumer_offsets"
-
-
 class FaultCluster:
     """Three KRaft nodes of the cluster cases' own, on free loopback ports (never the shared
     broker): SIGKILL, restart, SIGSTOP and SIGCONT any one node."""
@@ -131,6 +130,10 @@ class FaultCluster:
 
     def leader(self, topic: str, partition: int) -> int:
         """The node id leading ``topic``'s ``partition`` now."""
+        return self.leaders(topic)[partition]
+
+    def leaders(self, topic: str) -> dict[int, int]:
+        """Partition -> the node id leading it now, for every partition of ``topic``."""
         from kafka import KafkaAdminClient
 
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
@@ -138,28 +141,20 @@ class FaultCluster:
             described = admin.describe_topics([topic])[0]
         finally:
             admin.close()
-        return next(
-            int(p["leader_id"])
-            for p in described["partitions"]
-            if p["partition_index"] == partition
-        )
+        return {int(p["partition_index"]): int(p["leader_id"]) for p in described["partitions"]}
 
     def group_coordinator(self, group_id: str) -> int:
-        """The node id coordinating consumer group ``group_id`` now: the leader of its
-        ``__consumer_offsets`` partition, which the broker picks by the group id's Java
-        ``String.hashCode`` (``Utils.abs(groupId.hashCode()) % partitions``)."""
-        from kafka import KafkaAdminClient
+        """The node id the broker names as coordinator of consumer group ``group_id`` now
+        (a FindCoordinator request, as the group's members send)."""
+        return asyncio.run(self._find_coordinator(group_id))
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+    async def _find_coordinator(self, group_id: str) -> int:
+        client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        await client.bootstrap()
         try:
-            partitions = len(admin.describe_topics([OFFSETS_TOPIC])[0]["partitions"])
+            return int(await client.coordinator_lookup(CoordinationType.GROUP, group_id))
         finally:
-            admin.close()
-        h = 0
-        for unit in group_id.encode("utf-16-be").hex(" ", 2).split():  # UTF-16 code units
-            h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
-        signed = h - (1 << 32) if h >= 1 << 31 else h
-        return self.leader(OFFSETS_TOPIC, 0 if signed == -(1 << 31) else abs(signed) % partitions)
+            await client.close()
 
     def stop(self) -> None:
         for node in self.cluster.nodes:  # a paused node would never stop

@@ -263,11 +263,8 @@ def test_cluster_broker_paused_past_session_timeout(cluster: ClusterStack, recor
         load_for(driver, phase_s(2.0))
         # the node the workers' group heartbeats and commits to: the worst one to lose
         node = cluster.cluster.group_coordinator(cluster.settings.app_id)
-        led = [
-            p
-            for p in range(cluster.settings.partitions)
-            if cluster.cluster.leader(cluster.settings.commands_topic, p) == node
-        ]
+        leaders = cluster.cluster.leaders(cluster.settings.commands_topic)
+        led = sorted(p for p, leader in leaders.items() if leader == node)
         cluster.cluster.signal(node, signal.SIGSTOP)
         paused_at = time.monotonic()
         try:

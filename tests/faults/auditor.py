@@ -232,6 +232,30 @@ class Auditor:
                         )
         return problems
 
+    def timeline(self, ids: Sequence[str]) -> list[str]:
+        """Every event naming one of ``ids`` (a unit or an emergency), in record time: what a
+        failed consistency check prints to show how the fold got there."""
+        wanted = [i.encode() for i in ids]
+        found = [e for e in self.events if any(w in e.raw for w in wanted)]
+        lines = []
+        for logged in sorted(found, key=lambda e: (e.timestamp, e.partition, e.offset)):
+            ev = logged.event
+            em = getattr(ev, "emergency", None)
+            unit = getattr(ev, "unit", None)
+            parts = [f"{logged.timestamp} @{logged.partition}:{logged.offset}", ev.event]
+            parts.append(f"cmd={ev.command_id}")
+            if em is not None:
+                parts.append(f"em={em.id} v{em.version} {em.status.value} {em.assigned_unit_id}")
+            if unit is not None:
+                parts.append(
+                    f"unit={unit.id} v{unit.version} {unit.status.value} em={unit.emergency_id}"
+                )
+            for name in ("action", "mutual_aid", "reason"):
+                if getattr(ev, name, None):
+                    parts.append(f"{name}={getattr(ev, name)}")
+            lines.append(" ".join(parts))
+        return lines
+
     def fold(self, upto: Position | None = None) -> Projection:
         """The fold of the log, or of the records below ``upto`` (per partition)."""
         fold = Projection()

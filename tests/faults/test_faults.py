@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,13 +126,43 @@ def settle_and_audit(
             api_diff,
             table_diff,
         )
-        fold = auditor.fold()
+        explain_if_inconsistent(auditor)
         events = [e.event for e in auditor.events]
     finally:
         auditor.close()
-    assert_consistent(fold)
     assert_no_divergent_duplicates(events)
     return audit
+
+
+def explain_if_inconsistent(auditor: Auditor, wait_s: float = 30.0) -> None:
+    """``assert_consistent`` on the fold of the log; if it fails, first print every event of
+    the entities it names (the timeline) and whether the log turns consistent within
+    ``wait_s`` (a late saga step) or stays so (two deciders: ``streams.lease``)."""
+    try:
+        assert_consistent(auditor.fold())
+    except AssertionError as exc:
+        ids = sorted(set(re.findall(r"\b(?:id|emergency_id)='([^']+)'", str(exc))))
+        print(f"\ninconsistent fold: {str(exc)[:300]}\nevents of {ids}:")
+        print("\n".join(auditor.timeline(ids)))
+
+        def consistent() -> bool:
+            auditor.catch_up()
+            try:
+                assert_consistent(auditor.fold())
+            except AssertionError:
+                return False
+            return True
+
+        started = time.monotonic()
+        came = False
+        with contextlib.suppress(AssertionError):
+            came = bool(wait_for(consistent, timeout=wait_s, interval=1, message="consistent"))
+        print(
+            f"consistent {time.monotonic() - started:.1f} s later"
+            if came
+            else f"still inconsistent {wait_s:.0f} s later"
+        )
+        raise
 
 
 def assert_green(audit: Audit) -> None:

@@ -40,6 +40,7 @@ from schemas.placement import partition_for
 from streams import offsets, progress, readiness
 from streams.decisions import archive_command_id, movement_command_id
 from streams.fleetview import FleetView
+from streams.lease import GroupLease, track_group_lease
 from streams.processing import BatchProcessor, ChangelogTable
 from streams.ranking import DispatchPolicy
 from streams.roadgraph import network_for
@@ -290,6 +291,7 @@ def create_faust_app(
     _shorten_fetch_wait()
     _deliver_eagerly()
     _bound_produce_waits()
+    track_group_lease()
     offsets.install()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id
@@ -361,6 +363,17 @@ def create_faust_app(
         home_preference_s=settings.mutual_aid_home_preference_s,
         coverage_margin_s=settings.mutual_aid_coverage_margin_s,
     )
+    lease = GroupLease(app, SESSION_TIMEOUT_S)
+    rejoin_asked = [-SESSION_TIMEOUT_S]
+
+    async def on_fenced() -> None:
+        # one rebalance per session timeout at most: the next batches of the old generation
+        # are let go without asking again (streams.processing, ``held``)
+        now = time.monotonic()
+        if now - rejoin_asked[0] >= SESSION_TIMEOUT_S:
+            rejoin_asked[0] = now
+            await progress.request_rejoin(app)
+
     processor = BatchProcessor(
         app,
         table,
@@ -372,6 +385,8 @@ def create_faust_app(
         commands_topic=settings.commands_topic,
         units_topic=settings.units_topic,
         state=DispatchState(table, fleet, policy),
+        holds=lease.holds,
+        on_fenced=on_fenced,
     )
     state = processor.state
 
@@ -432,7 +447,8 @@ def create_faust_app(
     async def batches_page(web: Any, request: Any) -> Any:
         """How the agent has batched the commands so far, and the collector's pauses
         (tests, ops and the fleet bench)."""
-        return web.json({**processor.counts(), **(gc_pauses or GcPauses()).as_json()})
+        counts = {**processor.counts(), "lease_age_s": lease.age()}
+        return web.json({**counts, **(gc_pauses or GcPauses()).as_json()})
 
     @app.page("/dispatch/records/")
     async def records_page(web: Any, request: Any) -> Any:

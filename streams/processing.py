@@ -95,6 +95,19 @@ We chose this over ``processing_guarantee="exactly_once"``: Faust's transactiona
 needs one producer per partition and fences on rebalance, adds a commit round-trip per
 transaction, and would still not cover a client retrying a command id. The record makes
 redelivery harmless whatever its cause, and consumers dedupe by event id anyway.
+
+One owner at a time. The record makes a second *run* of a command harmless, not a second
+worker deciding the same partition at the same time from a table of its own: their events
+diverge (the paused-node cluster case once ended with a unit ON_SCENE for an emergency that
+did not hold it). The group gives a partition one owner, but a member the group dropped
+goes on fetching until it hears so, and only transactions fence it on the broker's side. So
+the worker fences itself (``streams.lease``): a part's table writes are sent, and its
+events published, only while the worker surely still holds its group membership for the
+generation the commands were fetched in. When it does not, the batch is let go
+(``BatchProcessor._let_go``): nothing more of it is sent or published, the table is put
+back as it was before the writes whose events did not leave (``ChangelogTable.undo``), its
+messages and the rest of their partitions' messages of that generation go back unacked, and
+the group is asked to rebalance; the commands come again to whoever owns them then.
 """
 
 from __future__ import annotations
@@ -212,6 +225,14 @@ def repeated_outcome(
     return Outcome(events=[event])
 
 
+_ABSENT = object()  # a key the table did not hold before a write
+
+
+class Fenced(Exception):
+    """The worker no longer surely owns the partition of a command in the batch
+    (``streams.lease``): nothing more of the batch may leave."""
+
+
 class ChangelogTable(faust.Table):
     """A Faust table whose writes reach its changelog through ``send_unsent()``.
 
@@ -231,6 +252,9 @@ class ChangelogTable(faust.Table):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.unsent: list[tuple[int, str, Any]] = []
+        # (key, value before) of every write since ``take_undo``: what ``roll_back`` puts
+        # back if the writes' effects may not leave (``streams.lease``)
+        self.undo: list[tuple[str, Any]] = []
         # the partition of the command being processed, set by the agent (batches)
         self.partition: int | None = None
 
@@ -241,11 +265,27 @@ class ChangelogTable(faust.Table):
             if event is None:
                 raise RuntimeError(f"table {self.name} written outside the commands agent")
             partition = event.message.partition
+        self.undo.append((key, self.data.get(key, _ABSENT)))  # called before the write
         self.unsent.append((partition, key, value))
 
     def on_key_del(self, key: Any) -> None:
         # a tombstone (value None), sent like a write: the compacted changelog drops the key
         self.on_key_set(key, None)
+
+    def take_undo(self) -> list[tuple[str, Any]]:
+        """The undo entries of the writes since the last call (see ``roll_back``)."""
+        undo, self.undo = self.undo, []
+        return undo
+
+    def roll_back(self, undo: list[tuple[str, Any]]) -> None:
+        """Put back the values ``undo``'s writes replaced, latest first, in memory only: the
+        table as it was before them (their changelog records were never sent, or their
+        effects were not published and the commands come again)."""
+        for key, before in reversed(undo):
+            if before is _ABSENT:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = before
 
     async def send_unsent(self) -> list[Awaitable[Any]]:
         """Queue the kept writes in the producer, in write order; their acknowledgements.
@@ -290,17 +330,29 @@ class _Chain:
     """The parts of one batch, in order: each part's writes acknowledged, then its events
     published and its messages acked, never before the parts ahead of it have done the
     same (so events leave in command order, and every write ahead of an event is
-    acknowledged before it). ``wait`` until all have; a failure is raised there."""
+    acknowledged before it). ``wait`` until all have; a failure is raised there.
 
-    def __init__(self, phases: dict[str, float], clock: Callable[[], float]) -> None:
+    A part publishes only if ``holds()`` still says so once its writes are acknowledged
+    (``streams.lease``); else it raises ``Fenced``, and so does every part behind it. Each
+    part keeps the undo entries of its writes until it has published (``undos``)."""
+
+    def __init__(
+        self, phases: dict[str, float], clock: Callable[[], float], holds: Callable[[], bool]
+    ) -> None:
         self.phases = phases
         self.clock = clock
+        self.holds = holds
         self.last: asyncio.Future[None] | None = None
+        self.undos: list[list[tuple[str, Any]]] = []
 
     async def flush(
-        self, delivered: list[Awaitable[Any]], finish: Callable[[], Awaitable[None]]
+        self,
+        delivered: list[Awaitable[Any]],
+        finish: Callable[[], Awaitable[None]],
+        undo: list[tuple[str, Any]],
     ) -> None:
         ahead = self.last
+        self.undos.append(undo)
 
         async def part() -> None:
             if ahead is not None:
@@ -308,15 +360,28 @@ class _Chain:
             started = self.clock()
             await asyncio.gather(*delivered)
             written = self.clock()
+            if not self.holds():
+                raise Fenced("the group lease ran out while the writes were acknowledged")
             await finish()
+            undo.clear()  # its effects are out: nothing of it to take back
             self.phases["changelog_s"] += written - started
             self.phases["publish_s"] += self.clock() - written
 
         self.last = asyncio.ensure_future(part())
 
+    def failed(self) -> bool:
+        return self.last is not None and self.last.done() and self.last.exception() is not None
+
     async def wait(self) -> None:
         if self.last is not None:
             await self.last
+
+    async def settle(self) -> None:
+        """Wait until every part has published or failed; raise nothing."""
+        if self.last is not None:
+            await asyncio.wait([self.last])
+            if not self.last.cancelled():
+                self.last.exception()  # retrieved: the caller is handling it
 
     def cancel(self) -> None:
         # the last part awaits the one ahead of it, so cancelling it cancels them all
@@ -340,8 +405,14 @@ class BatchProcessor:
         commands_topic: str | None = None,
         units_topic: str | None = None,
         state: DispatchState | None = None,
+        holds: Callable[[int], bool] | None = None,
+        on_fenced: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
+        # Whether the worker surely still owns what it fetched in a generation, and what to
+        # do once it does not (``streams.lease``); without them (tools, tests) it always does.
+        self.holds = holds or (lambda generation: True)
+        self.on_fenced = on_fenced
         self.partition_of = partition_of  # a region's partition, for records that omit it
         self.table = table
         self.state = state or DispatchState(table)
@@ -361,6 +432,7 @@ class BatchProcessor:
         # them, its events and acks
         self.phases = {"decide_s": 0.0, "changelog_s": 0.0, "publish_s": 0.0}
         self.slowest_decide_s = 0.0  # the longest single command decision so far
+        self.fenced = 0  # batches let go because the lease ran out
 
     def counts(self) -> dict[str, Any]:
         return {
@@ -369,6 +441,7 @@ class BatchProcessor:
             "largest": self.largest,
             **{name: round(seconds, 6) for name, seconds in self.phases.items()},
             "slowest_decide_s": round(self.slowest_decide_s, 6),
+            "fenced": self.fenced,
         }
 
     async def process(
@@ -383,12 +456,40 @@ class BatchProcessor:
         self.batches += 1
         self.commands += len(batch)
         self.largest = max(self.largest, len(batch))
-        chain = _Chain(self.phases, time.perf_counter)
+        generation = batch[0].message.generation_id if batch else 0
+        chain = _Chain(self.phases, time.perf_counter, lambda: self.holds(generation))
         try:
-            await self._decide_in_parts(batch, ack, held, chain)
+            await self._decide_in_parts(batch, ack, held, chain, generation)
+        except Fenced as fenced:
+            await self._let_go(batch, held, chain, fenced)
         except BaseException:
             chain.cancel()  # unacked: those commands come again, and find their records
             raise
+
+    async def _let_go(
+        self, batch: list[Any], held: set[tuple[int, int]], chain: _Chain, why: Fenced
+    ) -> None:
+        """The lease ran out (``streams.lease``): once the parts ahead have published or
+        stopped, send and publish nothing more of the batch, put the table back as it was
+        before the writes whose events did not leave, give back the batch's messages
+        unacked (with the rest of their partitions' messages of this generation: ``held``),
+        and ask the group to rebalance. The commands come again, to whoever owns them."""
+        await chain.settle()
+        table = self.table
+        table.unsent = []
+        for undo in reversed([*chain.undos, table.take_undo()]):
+            table.roll_back(undo)
+        for message in batch:  # (an acked one is no longer held: releasing it does nothing)
+            held.add((message.message.partition, message.message.generation_id))
+            deadletters.release(self.app, message)
+        self.fenced += 1
+        log.warning(
+            "%s: %d commands let go unacked and the table put back; asking for a rebalance",
+            why,
+            len(batch),
+        )
+        if self.on_fenced is not None:
+            await self.on_fenced()
 
     async def _decide_in_parts(
         self,
@@ -396,6 +497,7 @@ class BatchProcessor:
         ack: Callable[[Any], Awaitable[Any]],
         held: set[tuple[int, int]],
         chain: _Chain,
+        generation: int,
     ) -> None:
         app, table, clock = self.app, self.table, time.perf_counter
         outcomes: list[Outcome] = []
@@ -407,6 +509,8 @@ class BatchProcessor:
             if source in held:
                 deadletters.release(app, message)
                 continue
+            if source[1] != generation or not self.holds(generation) or chain.failed():
+                raise Fenced(f"the group lease does not cover partition {source[0]} now")
             table.partition = message.message.partition
             before = clock()
             try:
@@ -427,14 +531,22 @@ class BatchProcessor:
             if deciding >= FLUSH_AFTER_S or len(done) >= FLUSH_MAX:
                 # Part of the batch decided: its writes go now and its events once they are
                 # acknowledged, while the rest of the batch is decided (``_Chain``).
-                await chain.flush(await table.send_unsent(), self._finish(outcomes, done, ack))
+                if not self.holds(generation):
+                    raise Fenced("the group lease ran out before the writes were sent")
+                await chain.flush(
+                    await table.send_unsent(), self._finish(outcomes, done, ack), table.take_undo()
+                )
                 outcomes, done, deciding = [], [], 0.0
             if clock() - turned >= TURN_EVERY_S:
                 # A turn of the event loop for the producer and the parts waiting on it: an
                 # acknowledgement takes several (response read, futures set, the part woken)
                 await asyncio.sleep(0)
                 turned = clock()
-        await chain.flush(await table.send_unsent(), self._finish(outcomes, done, ack))
+        if not self.holds(generation):
+            raise Fenced("the group lease ran out before the writes were sent")
+        await chain.flush(
+            await table.send_unsent(), self._finish(outcomes, done, ack), table.take_undo()
+        )
         await chain.wait()
 
     def _finish(

@@ -17,7 +17,8 @@ acked. ``_new_offset`` merges the hole into the acked list, and every offset of 
 there twice. A hole is also worse than slow: had those records still been waiting in the
 agent's queue, the commit could have skipped them (the restarted worker would never see them).
 
-The repairs, installed once per process like the fetch-wait patch in ``streams.app``:
+The repairs (a third, ``rewind_uncommitted``, below), installed once per process like the
+fetch-wait patch in ``streams.app``:
 
 1. ``perform_seek`` stops the consumer's flow before it seeks when the flow is still running,
    so no record of a fetch taken before the seek reaches a stream afterwards; the records
@@ -60,11 +61,13 @@ def install() -> None:
     async def seek_with_flow_stopped(self: Any) -> None:
         if not self.flow_active:
             await perform_seek(self)
+            await rewind_uncommitted(self)
             return
         rebalances = self.app.rebalancing_count
         self.stop_flow()
         try:
             await perform_seek(self)
+            await rewind_uncommitted(self)
         except BaseException:
             if self.app.rebalancing_count == rebalances:
                 self.resume_flow()
@@ -73,6 +76,23 @@ def install() -> None:
     consumer_cls.perform_seek = seek_with_flow_stopped  # type: ignore[method-assign]
     consumer_cls._new_offset = new_offset  # type: ignore[method-assign]
     consumer_cls._dispatchwire_offsets = True  # type: ignore[attr-defined]
+
+
+async def rewind_uncommitted(self: Any) -> None:
+    """Repair 3: a stream partition with nothing committed goes back to its start.
+
+    ``perform_seek`` is how a recovery takes the stream partitions back to where the group
+    committed, for the records the streams skipped while it ran; aiokafka's
+    ``seek_to_committed`` moves only partitions with a committed offset above 0. A partition
+    of a group that has committed nothing yet kept its position, past records fetched and
+    never applied: found when a worker let its first commands go unacked (``streams.lease``)
+    before its first commit got out, rejoined, and never saw them again (aiokafka had read to
+    offset 2, nothing committed; ``tests/streams/test_lease_fence.py``). The start is where
+    a new member of the group would begin (``consumer_auto_offset_reset="earliest"``);
+    records applied already come again and find their command records."""
+    for tp in self.assignment():
+        if self.app.topics.acks_enabled_for(tp.topic) and not self._committed_offset.get(tp):
+            await self.seek(tp, 0)
 
 
 def new_offset(self: Any, tp: Any) -> int | None:

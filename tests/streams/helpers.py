@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from dispatchwire.settings import Settings
 from infra.topics import kafka_python_partitioner
 from schemas import decode_event, encode
+from schemas.commands import ReportEmergency
+from schemas.entities import EmergencyType
 from schemas.events import Event
 from schemas.projection import Projection
 from streams.state import TABLE_NAME
-from tests.conftest import wait_for
+from tests.conftest import WorkerProcess, wait_for
 
 
 class Commands:
@@ -120,3 +124,31 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 30.0) -> list:
         return records
     finally:
         consumer.close()
+
+
+def scripted_worker(
+    settings: Settings, log_path: Path, script: str, env: dict[str, str]
+) -> WorkerProcess:
+    """``tests/streams/<script>`` (a worker with a fault built in) instead of ``dispatchwire
+    worker``, importing this checkout's code whatever the environment installed."""
+    path = Path(__file__).resolve().parent / script
+    return WorkerProcess(
+        settings,
+        log_path,
+        ready_timeout=120.0,
+        command=(sys.executable, str(path)),
+        extra_env={**env, "PYTHONPATH": str(path.parents[2])},
+    )
+
+
+def fire_report(
+    region: str, description: str = "Smoke from a third-floor window"
+) -> ReportEmergency:
+    return ReportEmergency(
+        region=region,
+        type=EmergencyType.FIRE,
+        priority=2,
+        lat=60.1699,
+        lon=24.9384,
+        description=description,
+    )

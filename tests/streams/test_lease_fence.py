@@ -14,7 +14,6 @@ group, exactly once.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import httpx
@@ -22,38 +21,16 @@ import pytest
 from kafka import KafkaAdminClient
 
 from dispatchwire.settings import Settings
-from schemas.commands import ReportEmergency
-from schemas.entities import EmergencyType
 from schemas.events import EmergencyCreated
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
-from tests.streams.helpers import Commands, EventLog
+from tests.streams.helpers import Commands, EventLog, fire_report, scripted_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def deaf_worker(settings: Settings, log_path: Path, marker: Path) -> WorkerProcess:
-    """``tests/streams/deaf_worker.py`` instead of ``dispatchwire worker``."""
-    script = Path(__file__).resolve().parent / "deaf_worker.py"
-    root = script.parents[2]  # this checkout's code, whatever the environment installed
-    return WorkerProcess(
-        settings,
-        log_path,
-        ready_timeout=120.0,
-        command=(sys.executable, str(script)),
-        extra_env={"DEAF_MARKER": str(marker), "PYTHONPATH": str(root)},
-    )
-
-
-def report(region: str, description: str) -> ReportEmergency:
-    return ReportEmergency(
-        region=region,
-        type=EmergencyType.FIRE,
-        priority=2,
-        lat=60.1699,
-        lon=24.9384,
-        description=description,
-    )
+    return scripted_worker(settings, log_path, "deaf_worker.py", {"DEAF_MARKER": str(marker)})
 
 
 def group_members(settings: Settings) -> int:
@@ -77,7 +54,7 @@ def test_a_worker_dropped_by_its_group_publishes_nothing_until_it_is_back(
     commands, events = Commands(settings), EventLog(settings)
     try:
         worker.start()
-        first = report(region, "before: answered as usual")
+        first = fire_report(region, "before: answered as usual")
         commands.send(first)
         events.wait_command(first.command_id, timeout=60)
         assert group_members(settings) == 1
@@ -89,7 +66,7 @@ def test_a_worker_dropped_by_its_group_publishes_nothing_until_it_is_back(
             interval=0.5,
             message="the group to drop the worker it no longer hears",
         )
-        dropped = report(region, "sent while the worker is out of its group")
+        dropped = fire_report(region, "sent while the worker is out of its group")
         commands.send(dropped)
 
         def published_or_let_go() -> str | None:
@@ -116,7 +93,7 @@ def test_a_worker_dropped_by_its_group_publishes_nothing_until_it_is_back(
         log = worker.log_tail(200_000)
         assert "commands let go unacked and the table put back" in log
         # once back, it decides as before, and the report it let go is in its table once
-        later = report(region, "after: answered as usual")
+        later = fire_report(region, "after: answered as usual")
         commands.send(later)
         events.wait_command(later.command_id, timeout=60)
         events.poll()

@@ -9,18 +9,15 @@ stall left it in: before the guard the page stayed 200 and the command stayed un
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from dispatchwire.settings import Settings
-from schemas.commands import ReportEmergency
-from schemas.entities import EmergencyType
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
-from tests.streams.helpers import Commands, EventLog
+from tests.streams.helpers import Commands, EventLog, fire_report, scripted_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -28,26 +25,7 @@ STALL_TIMEOUT_S = 3.0
 
 
 def stalling_worker(settings: Settings, log_path: Path, marker: Path) -> WorkerProcess:
-    """``tests/streams/stalling_worker.py`` instead of ``dispatchwire worker``."""
-    script = Path(__file__).resolve().parent / "stalling_worker.py"
-    return WorkerProcess(
-        settings,
-        log_path,
-        ready_timeout=120.0,
-        command=(sys.executable, str(script)),
-        extra_env={"STALL_MARKER": str(marker)},
-    )
-
-
-def report(region: str) -> ReportEmergency:
-    return ReportEmergency(
-        region=region,
-        type=EmergencyType.FIRE,
-        priority=2,
-        lat=60.1699,
-        lon=24.9384,
-        description="Smoke from a third-floor window",
-    )
+    return scripted_worker(settings, log_path, "stalling_worker.py", {"STALL_MARKER": str(marker)})
 
 
 def ready_page(worker: WorkerProcess) -> tuple[int, dict]:
@@ -67,13 +45,13 @@ def test_a_worker_whose_partitions_do_not_move_says_so_and_gets_them_moving(
     commands, events = Commands(settings), EventLog(settings)
     try:
         worker.start()
-        first = report(region)
+        first = fire_report(region)
         commands.send(first)
         events.wait_command(first.command_id, timeout=60)
 
         marker.touch()
         wait_for(lambda: "STALLED" in worker.log_tail(100_000), timeout=30, message="the stall")
-        stuck = report(region)
+        stuck = fire_report(region)
         commands.send(stuck)
 
         def says_stalled() -> dict | None:

@@ -542,11 +542,12 @@ class BatchProcessor:
                 # acknowledgement takes several (response read, futures set, the part woken)
                 await asyncio.sleep(0)
                 turned = clock()
-        if not self.holds(generation):
-            raise Fenced("the group lease ran out before the writes were sent")
-        await chain.flush(
-            await table.send_unsent(), self._finish(outcomes, done, ack), table.take_undo()
-        )
+        if done or table.unsent:  # (a batch of ``held`` messages only: nothing to send)
+            if not self.holds(generation):
+                raise Fenced("the group lease ran out before the writes were sent")
+            await chain.flush(
+                await table.send_unsent(), self._finish(outcomes, done, ack), table.take_undo()
+            )
         await chain.wait()
 
     def _finish(

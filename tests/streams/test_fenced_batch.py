@@ -152,3 +152,8 @@ def test_a_batch_after_the_lease_ran_out_is_not_decided() -> None:
     run(batches, reports(0, 2), acked, held)
     assert producer.sent == [] and acked == [] and dict(batches.table.data.items()) == {}
     assert held == {(0, GENERATION)} and rejoins == [1]
+    # the partition's later commands of that generation are let go quietly, undecided
+    run(batches, reports(2, 2), acked, held)
+    assert producer.sent == [] and acked == [] and dict(batches.table.data.items()) == {}
+    assert batches.fenced == 1 and rejoins == [1]
+    assert not batches.app.consumer.unacked

@@ -369,19 +369,27 @@ class _Chain:
 
         self.last = asyncio.ensure_future(part())
 
-    def failed(self) -> bool:
-        return self.last is not None and self.last.done() and self.last.exception() is not None
+    def fenced(self) -> bool:
+        """Whether a part has stopped for ``Fenced`` (so every part behind it will)."""
+        last = self.last
+        return (
+            last is not None
+            and last.done()
+            and not last.cancelled()
+            and isinstance(last.exception(), Fenced)
+        )
 
     async def wait(self) -> None:
         if self.last is not None:
             await self.last
 
-    async def settle(self) -> None:
-        """Wait until every part has published or failed; raise nothing."""
-        if self.last is not None:
-            await asyncio.wait([self.last])
-            if not self.last.cancelled():
-                self.last.exception()  # retrieved: the caller is handling it
+    async def settle(self) -> BaseException | None:
+        """Wait until every part has published or failed; the failure, if not ``Fenced``."""
+        if self.last is None:
+            return None
+        await asyncio.wait([self.last])
+        failure = None if self.last.cancelled() else self.last.exception()
+        return None if isinstance(failure, Fenced) else failure
 
     def cancel(self) -> None:
         # the last part awaits the one ahead of it, so cancelling it cancels them all
@@ -474,7 +482,7 @@ class BatchProcessor:
         before the writes whose events did not leave, give back the batch's messages
         unacked (with the rest of their partitions' messages of this generation: ``held``),
         and ask the group to rebalance. The commands come again, to whoever owns them."""
-        await chain.settle()
+        failure = await chain.settle()
         table = self.table
         table.unsent = []
         for undo in reversed([*chain.undos, table.take_undo()]):
@@ -490,6 +498,8 @@ class BatchProcessor:
         )
         if self.on_fenced is not None:
             await self.on_fenced()
+        if failure is not None:
+            raise failure  # a part failed otherwise: the agent fails, as it did before
 
     async def _decide_in_parts(
         self,
@@ -509,7 +519,7 @@ class BatchProcessor:
             if source in held:
                 deadletters.release(app, message)
                 continue
-            if source[1] != generation or not self.holds(generation) or chain.failed():
+            if source[1] != generation or not self.holds(generation) or chain.fenced():
                 raise Fenced(f"the group lease does not cover partition {source[0]} now")
             table.partition = message.message.partition
             before = clock()

@@ -12,8 +12,6 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from dispatchwire.settings import Settings
 from infra.topics import kafka_python_partitioner
 from schemas import decode_event, encode
-from schemas.commands import ReportEmergency
-from schemas.entities import EmergencyType
 from schemas.events import Event
 from schemas.projection import Projection
 from streams.state import TABLE_NAME
@@ -138,17 +136,4 @@ def scripted_worker(
         ready_timeout=120.0,
         command=(sys.executable, str(path)),
         extra_env={**env, "PYTHONPATH": str(path.parents[2])},
-    )
-
-
-def fire_report(
-    region: str, description: str = "Smoke from a third-floor window"
-) -> ReportEmergency:
-    return ReportEmergency(
-        region=region,
-        type=EmergencyType.FIRE,
-        priority=2,
-        lat=60.1699,
-        lon=24.9384,
-        description=description,
     )

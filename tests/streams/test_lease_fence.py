@@ -24,7 +24,8 @@ from dispatchwire.settings import Settings
 from schemas.events import EmergencyCreated
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
-from tests.streams.helpers import Commands, EventLog, fire_report, scripted_worker
+from tests.streams.helpers import Commands, EventLog, scripted_worker
+from tests.streams.world import medical_report
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -54,7 +55,7 @@ def test_a_worker_dropped_by_its_group_publishes_nothing_until_it_is_back(
     commands, events = Commands(settings), EventLog(settings)
     try:
         worker.start()
-        first = fire_report(region, "before: answered as usual")
+        first = medical_report(region=region, description="before: answered as usual")
         commands.send(first)
         events.wait_command(first.command_id, timeout=60)
         assert group_members(settings) == 1
@@ -66,7 +67,7 @@ def test_a_worker_dropped_by_its_group_publishes_nothing_until_it_is_back(
             interval=0.5,
             message="the group to drop the worker it no longer hears",
         )
-        dropped = fire_report(region, "sent while the worker is out of its group")
+        dropped = medical_report(region=region, description="sent while it is out of its group")
         commands.send(dropped)
 
         def published_or_let_go() -> str | None:
@@ -93,7 +94,7 @@ def test_a_worker_dropped_by_its_group_publishes_nothing_until_it_is_back(
         log = worker.log_tail(200_000)
         assert "commands let go unacked and the table put back" in log
         # once back, it decides as before, and the report it let go is in its table once
-        later = fire_report(region, "after: answered as usual")
+        later = medical_report(region=region, description="after: answered as usual")
         commands.send(later)
         events.wait_command(later.command_id, timeout=60)
         events.poll()

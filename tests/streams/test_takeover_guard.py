@@ -17,7 +17,8 @@ import pytest
 from dispatchwire.settings import Settings
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.conftest import fresh_settings
-from tests.streams.helpers import Commands, EventLog, fire_report, scripted_worker
+from tests.streams.helpers import Commands, EventLog, scripted_worker
+from tests.streams.world import medical_report
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -45,13 +46,13 @@ def test_a_worker_whose_partitions_do_not_move_says_so_and_gets_them_moving(
     commands, events = Commands(settings), EventLog(settings)
     try:
         worker.start()
-        first = fire_report(region)
+        first = medical_report(region=region)
         commands.send(first)
         events.wait_command(first.command_id, timeout=60)
 
         marker.touch()
         wait_for(lambda: "STALLED" in worker.log_tail(100_000), timeout=30, message="the stall")
-        stuck = fire_report(region)
+        stuck = medical_report(region=region)
         commands.send(stuck)
 
         def says_stalled() -> dict | None:

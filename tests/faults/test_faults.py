@@ -25,6 +25,7 @@ from schemas import RegisterUnit, ReportEmergency, UnitType
 from schemas.events import EmergencyUpdated
 from schemas.geo import load_network
 from schemas.position import Position
+from schemas.projection import Projection
 from tests.conftest import wait_for
 from tests.faults.auditor import Auditor, ClientStats, Outcomes, check_clients, table_differences
 from tests.faults.clients import LiveClients, first_message_on_resume
@@ -33,7 +34,11 @@ from tests.faults.driver import LoadDriver, new_command_id, random_report
 from tests.faults.report import CaseRow
 from tests.faults.stack import ChildProcess, Stack
 from tests.streams.helpers import Commands, EventLog
-from tests.streams.invariants import assert_consistent, assert_no_divergent_duplicates
+from tests.streams.invariants import (
+    assert_consistent,
+    assert_no_divergent_duplicates,
+    wait_consistent_fold,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -145,24 +150,17 @@ def explain_if_inconsistent(auditor: Auditor, wait_s: float = 30.0) -> None:
         print(f"\ninconsistent fold: {str(exc)[:300]}\nevents of {ids}:")
         print("\n".join(auditor.timeline(ids)))
 
-        def consistent() -> bool:
+        def read() -> Projection:
             auditor.catch_up()
-            try:
-                assert_consistent(auditor.fold())
-            except AssertionError:
-                return False
-            return True
+            return auditor.fold()
 
         started = time.monotonic()
-        came = False
-        with contextlib.suppress(AssertionError):
-            came = bool(wait_for(consistent, timeout=wait_s, interval=1, message="consistent"))
-        print(
-            f"consistent {time.monotonic() - started:.1f} s later"
-            if came
-            else f"still inconsistent {wait_s:.0f} s later"
-        )
-        raise
+        try:
+            wait_consistent_fold(read, wait_s)
+            print(f"consistent {time.monotonic() - started:.1f} s later")
+        except AssertionError:
+            print(f"still inconsistent {wait_s:.0f} s later")
+        raise exc  # the first finding, not the wait's
 
 
 def assert_green(audit: Audit) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from schemas import EmergencyStatus, UnitStatus
@@ -40,9 +41,19 @@ def wait_consistent(log: Any, timeout: float = 30.0) -> Projection:
     is freed by its own region after the emergency's region closed the emergency, so right
     after a close's outcome the release may still be on its way; it must arrive."""
 
-    def consistent() -> Projection | None:
+    def read() -> Projection:
         log.poll()
-        fold = log.projection()
+        return log.projection()
+
+    return wait_consistent_fold(read, timeout)
+
+
+def wait_consistent_fold(read: Callable[[], Projection], timeout: float = 30.0) -> Projection:
+    """``read()`` (a fold of the log read on) until ``assert_consistent`` holds; if it never
+    does within ``timeout``, its assertion is raised."""
+
+    def consistent() -> Projection | None:
+        fold = read()
         try:
             assert_consistent(fold)
         except AssertionError:
@@ -52,7 +63,7 @@ def wait_consistent(log: Any, timeout: float = 30.0) -> Projection:
     try:
         return wait_for(consistent, timeout=timeout, interval=0.2, message="a consistent fold")  # type: ignore[return-value]
     except AssertionError:
-        assert_consistent(log.projection())  # the real reason
+        assert_consistent(read())  # the real reason
         raise
 
 

@@ -364,16 +364,6 @@ def create_faust_app(
         coverage_margin_s=settings.mutual_aid_coverage_margin_s,
     )
     lease = GroupLease(app, SESSION_TIMEOUT_S)
-    rejoin_asked = [-SESSION_TIMEOUT_S]
-
-    async def on_fenced() -> None:
-        # one rebalance per session timeout at most: the next batches of the old generation
-        # are let go without asking again (streams.processing, ``held``)
-        now = time.monotonic()
-        if now - rejoin_asked[0] >= SESSION_TIMEOUT_S:
-            rejoin_asked[0] = now
-            await progress.request_rejoin(app)
-
     processor = BatchProcessor(
         app,
         table,
@@ -386,7 +376,9 @@ def create_faust_app(
         units_topic=settings.units_topic,
         state=DispatchState(table, fleet, policy),
         holds=lease.holds,
-        on_fenced=on_fenced,
+        # (aiokafka asks once until the rejoin it asked for has happened; later batches of
+        # the old generation are let go without asking: streams.processing, ``held``)
+        on_fenced=lambda: progress.request_rejoin(app),
     )
     state = processor.state
 

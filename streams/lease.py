@@ -19,12 +19,12 @@ seconds old, and our heartbeat was received after we *sent* it; so while less th
 join or sync that made the current generation), the group still counts us, and no other
 member can own our partitions yet. ``GroupLease.holds`` answers that, with
 ``LEASE_MARGIN_S`` to spare and for the generation a message was fetched in. The worker asks
-before a part of a batch sends its table writes and again before it publishes that part's
-events (``streams.processing.BatchProcessor``); a worker that no longer holds the lease
-sends and publishes nothing more, puts its table back as it was, lets the batch go unacked
-and asks the group to rebalance. Heartbeats go every second, so the lease is normally at
-most a second old; a worker that cannot heartbeat for ``session - margin`` seconds stops
-work it could not safely finish anyway.
+before it decides a batch, before a part of it sends its table writes, and again before it
+publishes that part's events (``streams.processing.BatchProcessor``); a worker that no
+longer holds the lease sends and publishes nothing more, puts its table back as it was, lets
+the batch go unacked and asks the group to rebalance. Heartbeats go every second, so the
+lease is normally at most a second old; a worker that cannot heartbeat for ``session -
+margin`` seconds stops work it could not safely finish anyway.
 
 What the rule leaves: table writes already sent when the lease ran out may reach the
 changelog after the partition's next owner has read it. That owner decides those commands
@@ -87,12 +87,16 @@ class GroupLease:
 
     def age(self) -> float | None:
         """Seconds since the last renewing request was sent, or None before the first."""
-        renewed = getattr(self._coordinator(), RENEWED_AT, None)
-        return None if renewed is None else time.monotonic() - renewed
+        return _age(self._coordinator())
 
     def holds(self, generation: int) -> bool:
         coordinator = self._coordinator()
         if coordinator is None or coordinator.generation != generation:
             return False  # dropped (generation reset to -1) or a rebalance since the fetch
-        age = self.age()
+        age = _age(coordinator)
         return age is not None and age < self.lease_s
+
+
+def _age(coordinator: Any) -> float | None:
+    renewed = getattr(coordinator, RENEWED_AT, None)
+    return None if renewed is None else time.monotonic() - renewed

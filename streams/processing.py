@@ -369,16 +369,6 @@ class _Chain:
 
         self.last = asyncio.ensure_future(part())
 
-    def fenced(self) -> bool:
-        """Whether a part has stopped for ``Fenced`` (so every part behind it will)."""
-        last = self.last
-        return (
-            last is not None
-            and last.done()
-            and not last.cancelled()
-            and isinstance(last.exception(), Fenced)
-        )
-
     async def wait(self) -> None:
         if self.last is not None:
             await self.last
@@ -519,8 +509,8 @@ class BatchProcessor:
             if source in held:
                 deadletters.release(app, message)
                 continue
-            if source[1] != generation or not self.holds(generation) or chain.fenced():
-                raise Fenced(f"the group lease does not cover partition {source[0]} now")
+            if not done and not self.holds(generation):  # a part's first command
+                raise Fenced("the group lease ran out before the commands were decided")
             table.partition = message.message.partition
             before = clock()
             try:

@@ -150,6 +150,7 @@ def test_a_batch_after_the_lease_ran_out_is_not_decided() -> None:
     acked: list[Event] = []
     held: set[tuple[int, int]] = set()
     run(batches, reports(0, 2), acked, held)
+    assert batches.phases["decide_s"] == 0.0, "a command was decided without the lease"
     assert producer.sent == [] and acked == [] and dict(batches.table.data.items()) == {}
     assert held == {(0, GENERATION)} and rejoins == [1]
     # the partition's later commands of that generation are let go quietly, undecided

@@ -1,4 +1,4 @@
-"""Two repairs to Faust's committed-offset bookkeeping (issue 10, item 2).
+"""Repairs to Faust's offset bookkeeping: the first two for issue 10, item 2; 3 and 4 since.
 
 Faust commits, per partition, the end of the first run of consecutive offsets in its acked
 list (``Consumer._new_offset``). After a worker restart under load the probe saw one commands
@@ -17,8 +17,8 @@ acked. ``_new_offset`` merges the hole into the acked list, and every offset of 
 there twice. A hole is also worse than slow: had those records still been waiting in the
 agent's queue, the commit could have skipped them (the restarted worker would never see them).
 
-The repairs (a third, ``rewind_uncommitted``, below), installed once per process like the
-fetch-wait patch in ``streams.app``:
+The repairs, installed once per process like the fetch-wait patch in ``streams.app`` (3 and
+4, found with the group lease's test, are argued where they are made below):
 
 1. ``perform_seek`` stops the consumer's flow before it seeks when the flow is still running,
    so no record of a fetch taken before the seek reaches a stream afterwards; the records
@@ -30,25 +30,30 @@ fetch-wait patch in ``streams.app``:
    keeps a duplicate from any other source (Faust's ``_add_gap`` also puts the record that
    revealed a real hole, e.g. a transaction marker, into the hole) from costing a commit
    interval each (robinhood/faust#625, #559).
+3. The seek takes the group's committed offsets as the whole truth (``seek_to_committed``),
+   and a commit that outlasts its generation records nothing (``forget_stale_commit``).
+4. What ``getmany`` fetched and did not hand on is fetched again (``give_back``).
 
 Looked at again for the takeover stall (issue 14): if a rebalance lands while repair 1 has
 the flow stopped, the seek is cancelled and the flow is left stopped, but every later
 recovery round resumes it (both of its branches call ``resume_flow``), so this is not a
-stall. It has one cost: at the end of a recovery the standby changelog partitions are
-already fetching, and stopping the flow drops the records of a fetch in hand (Faust's
-``getmany`` breaks off, the message callback is cancelled) while aiokafka has moved past
-them; ``seek_to_committed`` does not move changelog partitions back (nothing committed), so
-a standby copy can miss records. Harmless today, as a gained partition is replayed from
-offset 0 (README, Known gaps), but it must be solved before a takeover starts from a
-standby's offset.
+stall. Stopping the flow does drop the records of a fetch in hand (Faust's ``getmany``
+breaks off) while aiokafka has moved past them, and a changelog partition being recovered
+then waited for them until the stall guard stepped in: repair 4 takes such a partition
+back. (Records handed on whose message callback the stop cancels are still dropped; the
+seek after a recovery takes stream partitions back, not changelog ones.)
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from faust.transport import consumer as faust_consumer
 from faust.utils.functional import consecutive_numbers
+
+log = logging.getLogger(__name__)
 
 
 def install() -> None:
@@ -56,43 +61,153 @@ def install() -> None:
     consumer_cls = faust_consumer.Consumer
     if getattr(consumer_cls, "_dispatchwire_offsets", False):
         return
-    perform_seek = consumer_cls.perform_seek
+    commit_offsets = consumer_cls._commit_offsets
 
     async def seek_with_flow_stopped(self: Any) -> None:
         if not self.flow_active:
-            await perform_seek(self)
-            await rewind_uncommitted(self)
+            await seek_to_committed(self)
             return
         rebalances = self.app.rebalancing_count
         self.stop_flow()
         try:
-            await perform_seek(self)
-            await rewind_uncommitted(self)
+            await seek_to_committed(self)
         except BaseException:
             if self.app.rebalancing_count == rebalances:
                 self.resume_flow()
             raise
 
+    async def commit_within_generation(
+        self: Any, offsets: Mapping[Any, int], start_new_transaction: bool = True
+    ) -> bool:
+        generation = self.app.consumer_generation_id
+        try:
+            return bool(await commit_offsets(self, offsets, start_new_transaction))
+        finally:
+            if self.app.consumer_generation_id != generation:
+                forget_stale_commit(self, offsets)
+
+    wait_next_records = consumer_cls._wait_next_records
+    getmany = consumer_cls.getmany
+
+    async def wait_next_records_kept(self: Any, timeout: float) -> Any:
+        records, active = await wait_next_records(self, timeout)
+        self._dispatchwire_fetched = (records, positions(self, records)) if records else None
+        return records, active
+
+    async def getmany_giving_back(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        self._dispatchwire_fetched = None
+        handed: dict[Any, int] = {}
+        try:
+            async for tp, message in getmany(self, timeout):
+                handed[tp] = message.offset
+                yield tp, message
+        finally:
+            fetched, self._dispatchwire_fetched = self._dispatchwire_fetched, None
+            if fetched is not None:
+                records, fetched_to = fetched
+                await give_back(self, records, fetched_to, handed)
+
     consumer_cls.perform_seek = seek_with_flow_stopped  # type: ignore[method-assign]
+    consumer_cls._wait_next_records = wait_next_records_kept  # type: ignore[method-assign]
+    consumer_cls.getmany = getmany_giving_back  # type: ignore[method-assign]
+    consumer_cls._commit_offsets = commit_within_generation  # type: ignore[method-assign]
     consumer_cls._new_offset = new_offset  # type: ignore[method-assign]
     consumer_cls._dispatchwire_offsets = True  # type: ignore[attr-defined]
 
 
-async def rewind_uncommitted(self: Any) -> None:
-    """Repair 3: a stream partition with nothing committed goes back to its start.
+async def seek_to_committed(self: Any) -> None:
+    """Faust's ``perform_seek`` with the group's committed offsets *replacing* Faust's own
+    (repair 3), and a stream partition with nothing committed sent back to its start.
 
-    ``perform_seek`` is how a recovery takes the stream partitions back to where the group
-    committed, for the records the streams skipped while it ran; aiokafka's
-    ``seek_to_committed`` moves only partitions with a committed offset above 0. A partition
-    of a group that has committed nothing yet kept its position, past records fetched and
-    never applied: found when a worker let its first commands go unacked (``streams.lease``)
-    before its first commit got out, rejoined, and never saw them again (aiokafka had read to
-    offset 2, nothing committed; ``tests/streams/test_lease_fence.py``). The start is where
-    a new member of the group would begin (``consumer_auto_offset_reset="earliest"``);
-    records applied already come again and find their command records."""
-    for tp in self.assignment():
-        if self.app.topics.acks_enabled_for(tp.topic) and not self._committed_offset.get(tp):
+    Faust's ``perform_seek`` seeks every assigned partition to the offset the group
+    committed and copies the answer into its bookkeeping, but only where the group had one:
+    a partition with nothing committed keeps whatever ``_committed_offset`` held, and aiokafka's
+    ``seek_to_committed`` leaves such a partition (or one committed at 0) where it was. And
+    that bookkeeping can be ahead of the group: ``_commit_offsets`` records the offsets it
+    tried whether or not the commit took, and a commit held up past a rebalance records them
+    after the revocation cleared them. Found with ``tests/streams/test_lease_fence.py``: a worker
+    let its first commands go (``streams.lease``) while its first commit was held; the commit
+    failed, was recorded anyway after the revocation, and the rejoined worker believed offset 1
+    committed. aiokafka had already fetched to offset 2 (a fetch Faust dropped, its flow
+    stopped for the recovery), nothing moved it back, and the let-go command was never
+    delivered until the stall guard's rebalance 30 s later (3 of 3 traced runs).
+
+    So here the group's answer is the whole truth: each partition's read and committed
+    offsets are set from it, a partition without one forgets any it had, and a stream
+    partition without one goes back to its start, where a new member of the group would begin
+    (``consumer_auto_offset_reset="earliest"``); records applied already come again and find
+    their command records."""
+    committed = await self.seek_to_committed()  # {tp: offset or None}; moves those above 0
+    for any_tp, offset in committed.items():
+        tp = faust_consumer.ensure_TP(any_tp)
+        self._read_offset[tp] = offset if offset is not None and offset >= 0 else None
+        if offset:
+            self._committed_offset[tp] = offset
+            continue
+        self._committed_offset.pop(tp, None)
+        if self.app.topics.acks_enabled_for(tp.topic):
             await self.seek(tp, 0)
+    self._dispatchwire_committed = {faust_consumer.ensure_TP(tp): o for tp, o in committed.items()}
+
+
+def forget_stale_commit(self: Any, offsets: Mapping[Any, int]) -> None:
+    """A commit that began in an earlier generation leaves nothing in ``_committed_offset``:
+    Faust records the offsets it tried when the call returns, which may be after the
+    revocation cleared them and after the new generation's seek set them from the group.
+    Each goes back to what that seek found (or to unknown, until the next seek)."""
+    found = getattr(self, "_dispatchwire_committed", {})
+    for tp in offsets:
+        if found.get(tp):
+            self._committed_offset[tp] = found[tp]
+        else:
+            self._committed_offset.pop(tp, None)
+
+
+def positions(self: Any, tps: Iterable[Any]) -> dict[Any, int | None]:
+    """aiokafka's position of each of ``tps`` (``None``: not assigned, or none yet)."""
+    try:
+        assignment = self._thread._ensure_consumer()._subscription.subscription.assignment
+    except Exception:  # stopping, or not started: no positions
+        return {}
+    found: dict[Any, int | None] = {}
+    for tp in tps:
+        state = assignment.state_value(tp)
+        found[tp] = None if state is None else state._position
+    return found
+
+
+async def give_back(
+    self: Any,
+    fetched: Mapping[Any, Any],
+    fetched_to: Mapping[Any, int | None],
+    handed: Mapping[Any, int],
+) -> None:
+    """Repair 4: what ``getmany`` fetched and did not hand on is fetched again.
+
+    Faust's ``getmany`` drops the rest of a fetch without a trace when the flow stops while
+    it hands records on, when the generation changes, or when a partition is no longer
+    active, and it drops the whole fetch when the flow was stopped as it arrived; aiokafka's
+    position has moved past all of them. For a stream partition the seek after the recovery
+    takes it back; for a changelog partition being recovered nothing does, and the recovery
+    waits for those records until the stall guard's rebalance: seen in
+    ``tests/streams/test_lease_fence.py`` (1 of 6 runs, "no progress on changelog 0 for 30s
+    (recovering the table)": a fetch of the changelog and the commands arrived while the flow
+    was stopped for the seek after the rejoin). So each partition whose fetched records were
+    not all handed on goes back to the first of them, unless something has moved it since
+    the fetch (``fetched_to``: its position then): a later seek knows better."""
+    now = positions(self, fetched)
+    for tp, records in fetched.items():
+        last = handed.get(tp)
+        first = next((r.offset for r in records if last is None or r.offset > last), None)
+        if first is None or now.get(tp) is None or now.get(tp) != fetched_to.get(tp):
+            continue
+        log.info(
+            "%s[%s]: records from %d fetched and not handed on; fetching them again",
+            tp.topic,
+            tp.partition,
+            first,
+        )
+        await self.seek(faust_consumer.ensure_TP(tp), first)
 
 
 def new_offset(self: Any, tp: Any) -> int | None:

@@ -159,6 +159,53 @@ def test_units_sharing_a_station_get_one_label_and_no_labels_overlap(
     units.screenshot(path=str(artifacts_dir / "views-units-labels-zoomed-out.png"))
 
 
+def test_the_map_keeps_its_data_when_it_draws_before_its_waiting_frame(
+    site: LiveSite, new_context
+) -> None:
+    """The labels test above once waited 20 s in a whole ``make test`` for the labels to merge
+    after zooming out, and 2 runs in about 60 alone: the map had forgotten its data. An update
+    before deck.gl had its canvas left the data pending for the next frame; when a second
+    update drew first (the canvas ready by then) and took it, that frame drew ``null``: a
+    TypeError, and the map's ``last`` data gone, so zooming never decluttered its labels again
+    until the next live change. Here deck.gl is a stand-in that gets its canvas between the
+    two updates."""
+    page = new_context().new_page()
+    page.goto(site.base_url + "/units")
+    expect(page.locator("#unit-rows tr")).to_have_count(16, timeout=LIVE)
+    found = page.evaluate(
+        """async () => {
+          const { LiveMap } = await import("/static/js/map.js");
+          const errors = [];
+          window.addEventListener("error", (ev) => errors.push(String(ev.message)));
+          const real = { create: window.createDeck, update: window.updateDeck };
+          const deck = {
+            isInitialized: false, props: { layers: [] }, setProps() {},
+            getViewports: () => [{ zoom: 12, project: () => [0, 0] }],
+          };
+          window.createDeck = () => deck;
+          window.updateDeck = () => {};
+          try {
+            const host = document.createElement("div");
+            document.body.append(host);
+            const map = new LiveMap(host);
+            await map.ready;
+            const first = { labels: [], units: [] };
+            const at = [24.9, 60.1];
+            const second = { labels: [{ names: ["A-1"], position: at, at }] };
+            map.update(first);  // no canvas yet: pending for the next frame
+            deck.isInitialized = true;
+            map.update(second);  // the canvas is there: drawn now
+            await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+            return { errors, last: map.last === second, labels: map.labels.length };
+          } finally {
+            window.createDeck = real.create;
+            window.updateDeck = real.update;
+          }
+        }"""
+    )
+    assert found == {"errors": [], "last": True, "labels": 1}, found
+
+
 def select_with_keys(page: Page, emergency_id: str) -> None:
     """Move the selection with j/k until ``emergency_id`` is selected (the queue's order is
     the page's, so walk down, then up)."""

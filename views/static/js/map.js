@@ -161,7 +161,8 @@ export class LiveMap {
       // No viewport to declutter for until deck.gl has its canvas: try again next frame.
       this.pending = data;
       if (!this.waiting) {
-        this.waiting = requestAnimationFrame(() => { this.waiting = 0; this.update(this.pending); });
+        // (an update since may have drawn already and taken the pending data: nothing left)
+        this.waiting = requestAnimationFrame(() => { this.waiting = 0; if (this.pending) this.update(this.pending); });
       }
       return;
     }

@@ -112,6 +112,7 @@ def settle_and_audit(
             table_diff: list[str] = []
         except AssertionError:
             table_diff = worker_differences()
+            explain_table_differences(auditor, stack.worker.state(), table_diff)
         stats = None
         if clients is not None:
             position = auditor.live_position  # (a command_repeated reaches no client)
@@ -161,6 +162,19 @@ def explain_if_inconsistent(auditor: Auditor, wait_s: float = 30.0) -> None:
         except AssertionError:
             print(f"still inconsistent {wait_s:.0f} s later")
         raise exc  # the first finding, not the wait's
+
+
+def explain_table_differences(auditor: Auditor, table: dict, differences: list[str]) -> None:
+    """Print, for each entity where the worker's table differs from the fold of the log, both
+    versions and every event naming it: what a worker-table difference needs to be read."""
+    fold = auditor.fold().as_json()
+    for difference in differences[:5]:
+        part, key = difference.split(" ", 1)
+        part = "emergencies" if part.startswith("emergenc") else "units"
+        mine = next((e for e in fold[part] if e["id"] == key), None)
+        theirs = [e for e in table[part] if e["id"] == key]  # (twice if two workers own it)
+        print(f"\nworker table differs on {part} {key}:\n fold:  {mine}\n table: {theirs}")
+        print("\n".join(auditor.timeline([key])))
 
 
 def assert_green(audit: Audit) -> None:

@@ -195,11 +195,16 @@ async def give_back(
     was stopped for the seek after the rejoin). So each partition whose fetched records were
     not all handed on goes back to the first of them, unless something has moved it since
     the fetch (``fetched_to``: its position then): a later seek knows better."""
-    now = positions(self, fetched)
+    left: dict[Any, int] = {}  # partition: its first record not handed on
     for tp, records in fetched.items():
         last = handed.get(tp)
-        first = next((r.offset for r in records if last is None or r.offset > last), None)
-        if first is None or now.get(tp) is None or now.get(tp) != fetched_to.get(tp):
+        if records and (last is None or records[-1].offset > last):
+            left[tp] = next(r.offset for r in records if last is None or r.offset > last)
+    if not left:
+        return  # the usual case: every record handed on
+    now = positions(self, left)
+    for tp, first in left.items():
+        if now.get(tp) is None or now.get(tp) != fetched_to.get(tp):
             continue
         log.info(
             "%s[%s]: records from %d fetched and not handed on; fetching them again",

@@ -111,8 +111,10 @@ def settle_and_audit(
             )
             table_diff: list[str] = []
         except AssertionError:
-            table_diff = worker_differences()
-            explain_table_differences(auditor, stack.worker.state(), table_diff)
+            auditor.catch_up()
+            fold, table = auditor.fold(), stack.worker.state()  # (once: what differed is shown)
+            table_diff = table_differences(fold, table)
+            explain_table_differences(auditor, fold, table, table_diff)
         stats = None
         if clients is not None:
             position = auditor.live_position  # (a command_repeated reaches no client)
@@ -164,16 +166,18 @@ def explain_if_inconsistent(auditor: Auditor, wait_s: float = 30.0) -> None:
         raise exc  # the first finding, not the wait's
 
 
-def explain_table_differences(auditor: Auditor, table: dict, differences: list[str]) -> None:
+def explain_table_differences(
+    auditor: Auditor, fold: Projection, table: dict, differences: list[str]
+) -> None:
     """Print, for each entity where the worker's table differs from the fold of the log, both
-    versions and every event naming it: what a worker-table difference needs to be read."""
-    fold = auditor.fold().as_json()
+    versions and every event naming it: what a worker-table difference needs to be read.
+    (Entity ids are unique across emergencies and units, so a difference's id is enough.)"""
+    folded = fold.as_json()
     for difference in differences[:5]:
-        part, key = difference.split(" ", 1)
-        part = "emergencies" if part.startswith("emergenc") else "units"
-        mine = next((e for e in fold[part] if e["id"] == key), None)
-        theirs = [e for e in table[part] if e["id"] == key]  # (twice if two workers own it)
-        print(f"\nworker table differs on {part} {key}:\n fold:  {mine}\n table: {theirs}")
+        key = difference.split(" ", 1)[1]
+        mine = [e for part in ("emergencies", "units") for e in folded[part] if e["id"] == key]
+        theirs = [e for part in ("emergencies", "units") for e in table[part] if e["id"] == key]
+        print(f"\nworker table differs on {difference}:\n fold:  {mine}\n table: {theirs}")
         print("\n".join(auditor.timeline([key])))
 
 

@@ -439,7 +439,11 @@ def create_faust_app(
     async def batches_page(web: Any, request: Any) -> Any:
         """How the agent has batched the commands so far, and the collector's pauses
         (tests, ops and the fleet bench)."""
-        counts = {**processor.counts(), "lease_age_s": lease.age()}
+        counts = {
+            **processor.counts(),
+            "lease_age_s": lease.age(),
+            "late_writes_skipped": table.epochs.skipped,  # by restores (streams.epochs)
+        }
         return web.json({**counts, **(gc_pauses or GcPauses()).as_json()})
 
     @app.page("/dispatch/records/")

@@ -28,8 +28,8 @@ margin`` seconds stops work it could not safely finish anyway.
 
 What the rule leaves: table writes already sent when the lease ran out may reach the
 changelog after the partition's next owner has read it. That owner decides those commands
-again, and the late writes sit in the changelog after its own: a later restore of that
-partition (the next rebalance) reads them last (README, known gaps).
+again, and the late writes sit in the changelog after its own; a later restore of that
+partition skips them, as each write carries its owner's epoch (``streams.epochs``).
 """
 
 from __future__ import annotations

@@ -107,7 +107,10 @@ generation the commands were fetched in. When it does not, the batch is let go
 (``BatchProcessor._let_go``): nothing more of it is sent or published, the table is put
 back as it was before the writes whose events did not leave (``ChangelogTable.undo``), its
 messages and the rest of their partitions' messages of that generation go back unacked, and
-the group is asked to rebalance; the commands come again to whoever owns them then.
+the group is asked to rebalance; the commands come again to whoever owns them then. Table
+writes it had sent may still reach the changelog after the next owner has read it; each
+write carries its owner's epoch, and a restore skips a write below the epoch it has read
+before it on the partition (``streams.epochs``; the header costs ~0.05 µs a write).
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ from schemas.commands import ExpireRecords
 from schemas.events import CommandRepeated
 from streams import deadletters
 from streams.decisions import Outcome, decide
+from streams.epochs import EPOCH_HEADER, EPOCH_KEY, EpochFence, encode_epoch
 from streams.routing import Router
 from streams.state import DispatchState, command_fingerprint, encoded, reused_id_outcome
 
@@ -257,6 +261,9 @@ class ChangelogTable(faust.Table):
         self.undo: list[tuple[str, Any]] = []
         # the partition of the command being processed, set by the agent (batches)
         self.partition: int | None = None
+        # owner epochs (``streams.epochs``): what a restore skips, and each write's header
+        self.epochs = EpochFence()
+        self.owned: dict[int, list[tuple[str, bytes]]] = {}  # partition -> epoch header
 
     def on_key_set(self, key: Any, value: Any) -> None:
         partition = self.partition
@@ -287,6 +294,41 @@ class ChangelogTable(faust.Table):
             else:
                 self.data[key] = before
 
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        """A restore (or a standby's read) of the changelog, minus the late writes of an
+        earlier owner and the epoch markers (``streams.epochs``)."""
+        super().apply_changelog_batch(list(self.epochs.admit(batch)))
+
+    async def on_recovery_completed(self, active_tps: set[Any], standby_tps: set[Any]) -> None:
+        """Take an epoch for each changelog partition this worker now owns and queue its
+        marker ahead of the partition's writes (``streams.epochs``). Not awaited: a marker
+        to a silent leader must not hold up the partitions whose leaders answer."""
+        await super().on_recovery_completed(active_tps, standby_tps)
+        self.owned = {}
+        for tp in active_tps:
+            header = self.take_epoch(tp.partition)
+            try:
+                sent = await self.app.producer.send(
+                    tp.topic,
+                    json.dumps(EPOCH_KEY).encode(),
+                    header[0][1],
+                    tp.partition,
+                    None,
+                    header,
+                )
+            except Exception as exc:  # the epoch still rises; the generation breaks ties
+                log.warning(
+                    "epoch marker of changelog partition %d not sent: %r", tp.partition, exc
+                )
+                continue
+            asyncio.ensure_future(sent).add_done_callback(marker_sent)
+
+    def take_epoch(self, partition: int) -> list[tuple[str, bytes]]:
+        """A new epoch on ``partition`` for this owner: the header its writes carry."""
+        epoch = self.epochs.take(partition, self.app.consumer_generation_id)
+        header = self.owned[partition] = [(EPOCH_HEADER, encode_epoch(epoch))]
+        return header
+
     async def send_unsent(self) -> list[Awaitable[Any]]:
         """Queue the kept writes in the producer, in write order; their acknowledgements.
         The caller awaits them all before the events of the commands that made them leave
@@ -306,10 +348,15 @@ class ChangelogTable(faust.Table):
                     value if value is None or isinstance(value, bytes) else value.encode(),
                     partition,
                     None,
-                    None,
+                    self.owned.get(partition) or self.take_epoch(partition),
                 )
             )
         return delivered
+
+
+def marker_sent(sent: asyncio.Future[Any]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        log.warning("an epoch marker was not acknowledged: %r", sent.exception())
 
 
 # A batch is decided in parts (issue 16, the fleet bench's hops): once FLUSH_AFTER_S of

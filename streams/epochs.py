@@ -94,7 +94,7 @@ class EpochFence:
         self.highest: dict[int, Epoch] = {}  # the highest ever read or taken
         self.skipped = 0  # late writes skipped, over the worker's life
 
-    def admit(self, events: Iterable[Any], key_of: Any = lambda event: event.key) -> Iterator[Any]:
+    def admit(self, events: Iterable[Any]) -> Iterator[Any]:
         late: dict[int, int] = {}
         for event in events:
             message = event.message
@@ -110,7 +110,7 @@ class EpochFence:
             self.bar[partition] = epoch
             if epoch > self.highest.get(partition, NO_EPOCH):
                 self.highest[partition] = epoch
-            if key_of(event) != EPOCH_KEY:
+            if event.key != EPOCH_KEY:
                 yield event
         for partition, count in late.items():
             self.skipped += count

@@ -80,7 +80,7 @@ def epoch_of(headers: Any) -> Epoch:
 
 
 class EpochFence:
-    """Per changelog partition: the highest epoch read (``read``) or taken (``take``).
+    """Per changelog partition: the highest epoch read (``admit``) or taken (``take``).
 
     ``admit`` filters a batch of changelog events in log order: an event below the highest
     epoch read before it on its partition is skipped (a late write of an earlier owner),

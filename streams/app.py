@@ -443,6 +443,7 @@ def create_faust_app(
             **processor.counts(),
             "lease_age_s": lease.age(),
             "late_writes_skipped": table.epochs.skipped,  # by restores (streams.epochs)
+            "late_keys_rewritten": table.epochs.rewritten,  # by this owner, over them
         }
         return web.json({**counts, **(gc_pauses or GcPauses()).as_json()})
 

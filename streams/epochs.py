@@ -27,13 +27,28 @@ below it (``EpochFence``): the late write of a fenced worker whose batch was let
 events never left; its commands came again to the new owner). A write without the header
 (before this change) has epoch ``(0, 0)``. Markers are never put in the table.
 
+Compaction keeps only the last write of each key, so a late write that no later write of
+its key follows would outlive the value it was skipped for: once its segment is cleaned, a
+restore would skip it and have nothing for the key at all. So a restore notes the keys
+whose last record it read was a skipped late write (``late_keys``), and an owner, once its
+recovery of the partition completes, writes each of them again right after its marker
+(``ChangelogTable.on_recovery_completed``): the value the restore put in its table, or a
+tombstone if it holds none. Those writes carry the owner's epoch and come after the late
+ones, so the cleaner keeps them and drops the late ones.
+
 What it leaves: a late write that lands before the next owner's marker is read as that
 owner's predecessor's, as before; the marker is the next owner's first write, so that is a
-window of one round trip after its recovery. Compaction keeps the last write of each key: if
-an earlier owner's late write of a key was followed by no later write of it, the new owner's
-earlier value of it is compacted away and the restore, skipping the late one, no longer has
-the key at all (before, it had the late value); a compacted segment needs
-``changelog_segment_ms`` to close first, and any write of the key since puts it right.
+window of one round trip after its recovery. A late write that lands while an owner runs is
+noted by the partition's next restore. A rebalance restores every partition of the
+in-memory table; the worker that wrote late rejoins its group (which had dropped it) only
+after its revocation, which waits for the batch (let go once its writes are acknowledged or
+failed: ``BatchProcessor._let_go``) and flushes the producer (Faust's
+``_on_partitions_revoked``), so the rebalance of its rejoin normally follows every write it
+had in flight (argued from the code, not seen in a run).
+If none does (that worker dies first), and no restore of the partition or write of the key
+comes before the cleaner has closed and cleaned the segment (``changelog_segment_ms``, an
+hour, at the least), the owner's value of the key is gone from the changelog (before epochs,
+the late value would have been read).
 """
 
 from __future__ import annotations
@@ -93,6 +108,9 @@ class EpochFence:
         self.read_to: dict[int, int] = {}  # the offset it has reached
         self.highest: dict[int, Epoch] = {}  # the highest ever read or taken
         self.skipped = 0  # late writes skipped, over the worker's life
+        self.rewritten = 0  # keys an owner wrote again over them (``late_keys``)
+        # per partition, the keys whose last record in the current read was a late write
+        self.late_keys: dict[int, set[Any]] = {}
 
     def admit(self, events: Iterable[Any]) -> Iterator[Any]:
         late: dict[int, int] = {}
@@ -101,16 +119,21 @@ class EpochFence:
             partition, offset = message.partition, message.offset
             if offset <= self.read_to.get(partition, -1):
                 self.bar.pop(partition, None)  # read again from an earlier offset
+                self.late_keys.pop(partition, None)
             self.read_to[partition] = offset
             epoch = epoch_of(message.headers)
             bar = self.bar.get(partition, NO_EPOCH)
             if epoch < bar:
                 late[partition] = late.get(partition, 0) + 1
+                if event.key != EPOCH_KEY:  # the owner's own marker follows a late one
+                    self.late_keys.setdefault(partition, set()).add(event.key)
                 continue
             self.bar[partition] = epoch
             if epoch > self.highest.get(partition, NO_EPOCH):
                 self.highest[partition] = epoch
             if event.key != EPOCH_KEY:
+                if self.late_keys:
+                    self.late_keys.get(partition, set()).discard(event.key)
                 yield event
         for partition, count in late.items():
             self.skipped += count

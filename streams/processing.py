@@ -301,27 +301,43 @@ class ChangelogTable(faust.Table):
 
     async def on_recovery_completed(self, active_tps: set[Any], standby_tps: set[Any]) -> None:
         """Take an epoch for each changelog partition this worker now owns and queue its
-        marker ahead of the partition's writes (``streams.epochs``). Not awaited: a marker
-        to a silent leader must not hold up the partitions whose leaders answer."""
+        marker ahead of the partition's writes, then write again each key whose last
+        record the restore skipped as an earlier owner's late write, so compaction keeps
+        this owner's value of it (``streams.epochs``). Not awaited: a marker to a silent
+        leader must not hold up the partitions whose leaders answer."""
         await super().on_recovery_completed(active_tps, standby_tps)
         self.owned = {}
+        producer = self.app.producer
         for tp in active_tps:
             header = self.take_epoch(tp.partition)
+            late_keys = self.epochs.late_keys.pop(tp.partition, set())
+            writes: list[tuple[str, Any]] = [(EPOCH_KEY, header[0][1])]
+            writes += [(key, self.data.get(key)) for key in sorted(late_keys)]
             try:
-                sent = await self.app.producer.send(
-                    tp.topic,
-                    json.dumps(EPOCH_KEY).encode(),
-                    header[0][1],
-                    tp.partition,
-                    None,
-                    header,
-                )
+                for key, value in writes:
+                    sent = await producer.send(
+                        tp.topic,
+                        json.dumps(key).encode(),
+                        value if value is None or isinstance(value, bytes) else value.encode(),
+                        tp.partition,
+                        None,
+                        header,
+                    )
+                    asyncio.ensure_future(sent).add_done_callback(marker_sent)
             except Exception as exc:  # the epoch still rises; the generation breaks ties
                 log.warning(
-                    "epoch marker of changelog partition %d not sent: %r", tp.partition, exc
+                    "epoch marker (or a key written again) of changelog partition %d not sent: %r",
+                    tp.partition,
+                    exc,
                 )
                 continue
-            asyncio.ensure_future(sent).add_done_callback(marker_sent)
+            if late_keys:
+                self.epochs.rewritten += len(late_keys)
+                log.info(
+                    "changelog partition %d: wrote %d keys again over late writes",
+                    tp.partition,
+                    len(late_keys),
+                )
 
     def take_epoch(self, partition: int) -> list[tuple[str, bytes]]:
         """A new epoch on ``partition`` for this owner: the header its writes carry."""
@@ -356,7 +372,9 @@ class ChangelogTable(faust.Table):
 
 def marker_sent(sent: asyncio.Future[Any]) -> None:
     if not sent.cancelled() and sent.exception() is not None:
-        log.warning("an epoch marker was not acknowledged: %r", sent.exception())
+        log.warning(
+            "an epoch marker or a key written again was not acknowledged: %r", sent.exception()
+        )
 
 
 # A batch is decided in parts (issue 16, the fleet bench's hops): once FLUSH_AFTER_S of

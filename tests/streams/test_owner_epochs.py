@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -176,6 +177,46 @@ def test_the_owner_marks_its_epoch_then_stamps_every_write_with_it():
     ]
 
 
+def test_the_owner_writes_again_each_key_a_late_write_came_last_on():
+    """Compaction keeps a key's last record: without a write after it, a late write would
+    outlive the owner's value it was skipped for."""
+    log = Changelog()
+    log.write("e:1", b"owner's", (2, 5), partition=1)
+    log.write("c:a", b"late", (1, 3), partition=1)  # a late write the owner wrote after...
+    log.write("c:a", b"owner's record of a", (2, 5), partition=1)  # ...so it is not last
+    log.write("e:1", None, (1, 3), partition=1)  # a late delete, last: written again
+    log.write("c:b", b"late record of b", (1, 3), partition=1)  # no owner's value: tombstone
+    log.write(EPOCH_KEY, b"1.3", (1, 3), partition=1)  # a late marker: the owner's follows
+    log.write("e:9", b"owner's", (4, 8), partition=0)
+    log.write("e:9", None, (3, 7), partition=0)  # a partition it reads as a standby
+    t = table()
+    producer = Producer()
+    t.app.producer = producer  # type: ignore[assignment]
+    t.app.consumer_generation_id = 7
+    t.apply_changelog_batch(log.events)
+    assert dict(t.data) == {"e:1": b"owner's", "c:a": b"owner's record of a", "e:9": b"owner's"}
+    changelog = t.changelog_topic.get_topic_name()
+    asyncio.run(t.on_recovery_completed({TP(changelog, 1)}, {TP(changelog, 0)}))
+    header = [(EPOCH_HEADER, b"3.7")]
+    assert producer.sent == [
+        (changelog, json.dumps(EPOCH_KEY).encode(), b"3.7", 1, header),
+        (changelog, b'"c:b"', None, 1, header),
+        (changelog, b'"e:1"', b"owner's", 1, header),
+    ]
+    assert t.epochs.rewritten == 2 and t.epochs.late_keys == {0: {"e:9"}}
+    # what compaction keeps of the owned partition (each key's last record, in log order),
+    # read by a later restore, is the owner's table
+    written = log.events + [
+        Event(json.loads(key), value, Message(1, 100 + n, value, headers))
+        for n, (_, key, value, _, headers) in enumerate(producer.sent)
+    ]
+    last = {e.key: e for e in written if e.message.partition == 1}
+    later = table()
+    later.apply_changelog_batch(sorted(last.values(), key=lambda e: e.message.offset))
+    assert dict(later.data) == {"e:1": b"owner's", "c:a": b"owner's record of a"}
+    assert later.epochs.skipped == 0
+
+
 # -- the real worker, broker and recovery -------------------------------------------------
 
 
@@ -227,6 +268,7 @@ def test_a_restored_worker_skips_a_fenced_owners_late_deletes(
         assert worker.state() == log.projection().as_json()
         batches = httpx.get(f"{worker.url}/dispatch/batches/", timeout=10.0).json()
         assert batches["late_writes_skipped"] == 2
+        assert batches["late_keys_rewritten"] == 2
         # the record is there too: a retry is answered from it, not decided again
         commands.send(report.model_copy(update={"issued_at": datetime.now(UTC)}))
         repeat = log.wait_command(report.command_id, count=2)[1]
@@ -237,6 +279,20 @@ def test_a_restored_worker_skips_a_fenced_owners_late_deletes(
             if json.loads(r.key) == EPOCH_KEY and r.partition == partition
         ]
         assert markers[-1] > epoch  # the restarted worker took a higher epoch
+        # and wrote both keys again after the late deletes: the last record of each, which
+        # is what compaction keeps, is its value again
+        values = {json.loads(r.key): r.value for r in written}
+        deadline = time.monotonic() + 30.0
+        while True:
+            last = {
+                json.loads(r.key): r
+                for r in read_to_end(settings, topic)
+                if r.partition == partition
+            }
+            if all(epoch_of(last[key].headers) == markers[-1] for key in keys):
+                break
+            assert time.monotonic() < deadline, {k: epoch_of(last[k].headers) for k in keys}
+        assert {key: last[key].value for key in keys} == values
     finally:
         commands.close()
         log.close()

@@ -40,8 +40,17 @@ recovery round resumes it (both of its branches call ``resume_flow``), so this i
 stall. Stopping the flow does drop the records of a fetch in hand (Faust's ``getmany``
 breaks off) while aiokafka has moved past them, and a changelog partition being recovered
 then waited for them until the stall guard stepped in: repair 4 takes such a partition
-back. (Records handed on whose message callback the stop cancels are still dropped; the
-seek after a recovery takes stream partitions back, not changelog ones.)
+back. Records handed on whose message callback the stop cancels (a changelog record waiting
+for room in Faust's changelog queue, which the flow's resume also clears) are dropped too,
+and nothing fetches them again; looked at again (2026-12-01), that costs nothing today. A
+stream partition is taken back by the seek after the recovery. An active changelog
+partition is read only during its recovery, whose flow stops either with a rebalance, after
+which the next recovery reads every active partition from its start again (the in-memory
+store keeps no offsets, and ``EpochFence`` starts its bar again), or with the seek at its
+end (repair 1), when every active partition has been applied to its end. What is left are
+standby copies (off by default), which no command reads and which are read again from their
+start when they become active. A store that kept offsets (RocksDB) would need them fetched
+again.
 """
 
 from __future__ import annotations

@@ -134,12 +134,23 @@ def settle_and_audit(
             api_diff,
             table_diff,
         )
+        explain_double_holds(auditor, audit.double_holds)
         explain_if_inconsistent(auditor)
         events = [e.event for e in auditor.events]
     finally:
         auditor.close()
     assert_no_divergent_duplicates(events)
     return audit
+
+
+def explain_double_holds(auditor: Auditor, holds: list[str]) -> None:
+    """Print every event of the units and emergencies the first double holds name: what a
+    unit on two emergencies (or an emergency held by two units) needs to be read."""
+    for hold in holds[:3]:
+        named = re.search(r"(?:unit|emergency) (\S+) (?:on|held by) \[([^\]]*)\]", hold)
+        ids = [named.group(1), *re.findall(r"'([^']+)'", named.group(2))] if named else []
+        print(f"\ndouble hold {hold}; events of {ids}:")
+        print("\n".join(auditor.timeline(ids)))
 
 
 def explain_if_inconsistent(auditor: Auditor, wait_s: float = 30.0) -> None:

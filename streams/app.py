@@ -37,7 +37,7 @@ from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
 from schemas.commands import ArchiveClosed, ExpireRecords
 from schemas.placement import partition_for
-from streams import connections, offsets, progress, readiness
+from streams import connections, nodes, offsets, progress, readiness
 from streams.decisions import archive_command_id, movement_command_id
 from streams.fleetview import FleetView
 from streams.lease import GroupLease, track_group_lease
@@ -294,6 +294,7 @@ def create_faust_app(
     track_group_lease()
     offsets.install()
     connections.install()
+    nodes.install()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)

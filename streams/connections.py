@@ -1,8 +1,8 @@
 """A Kafka client's new connections wait only for their own node, not for a silent one.
 
 Found by the paused-node cluster case (``tests/faults/test_cluster_faults.py``): in 3 of 26
-runs, and 1 of 8 on 2026-12-01, no command was answered for (nearly) the whole 51 s the
-group's coordinator was SIGSTOPped. Both workers' logs of that run: each heartbeat to the
+runs, and 2 of 12 on 2026-12-01, no command was answered for (nearly) the whole 51 s the
+group's coordinator was SIGSTOPped. Both workers' logs of one of them: each heartbeat to the
 paused node timed out at 07:11:38 (17 s, ``streams.app.REQUEST_TIMEOUT_S``) and neither
 worker heard from its group again until 07:12:12, two request timeouts later, although the
 group had a new coordinator by then; in between only the fetcher spoke, trying to connect to
@@ -22,7 +22,8 @@ The lock is there so that two tasks do not open two connections to one node; one
 connection (node and connection group) keeps that and lets connections to other nodes go
 ahead. Installed once per process, in the worker (``streams.app``), for every aiokafka client
 of the process: ``_get_conn`` notes which connection it is making (a context variable, so
-each task sees its own) and ``_get_conn_lock`` answers that connection's lock.
+each task sees its own) and ``_get_conn_lock`` answers that connection's lock. The second
+cause the case showed once this was fixed is in ``streams.nodes``.
 """
 
 from __future__ import annotations

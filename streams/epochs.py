@@ -132,8 +132,9 @@ class EpochFence:
             if epoch > self.highest.get(partition, NO_EPOCH):
                 self.highest[partition] = epoch
             if event.key != EPOCH_KEY:
-                if self.late_keys:
-                    self.late_keys.get(partition, set()).discard(event.key)
+                keys = self.late_keys.get(partition) if self.late_keys else None
+                if keys:
+                    keys.discard(event.key)  # a later write of the key: not last any more
                 yield event
         for partition, count in late.items():
             self.skipped += count

@@ -40,10 +40,7 @@ SILENT = "_dispatchwire_silent"
 
 
 def silent_nodes(client: AIOKafkaClient) -> dict[Any, float]:
-    found: dict[Any, float] | None = client.__dict__.get(SILENT)
-    if found is None:
-        found = client.__dict__[SILENT] = {}
-    return found
+    return client.__dict__.setdefault(SILENT, {})
 
 
 def answering(nodes: list[Any], silent: dict[Any, float], now: float) -> list[Any]:

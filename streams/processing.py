@@ -307,7 +307,6 @@ class ChangelogTable(faust.Table):
         leader must not hold up the partitions whose leaders answer."""
         await super().on_recovery_completed(active_tps, standby_tps)
         self.owned = {}
-        producer = self.app.producer
         for tp in active_tps:
             header = self.take_epoch(tp.partition)
             late_keys = self.epochs.late_keys.pop(tp.partition, set())
@@ -315,14 +314,7 @@ class ChangelogTable(faust.Table):
             writes += [(key, self.data.get(key)) for key in sorted(late_keys)]
             try:
                 for key, value in writes:
-                    sent = await producer.send(
-                        tp.topic,
-                        json.dumps(key).encode(),
-                        value if value is None or isinstance(value, bytes) else value.encode(),
-                        tp.partition,
-                        None,
-                        header,
-                    )
+                    sent = await self._send(tp.topic, tp.partition, key, value, header)
                     asyncio.ensure_future(sent).add_done_callback(marker_sent)
             except Exception as exc:  # the epoch still rises; the generation breaks ties
                 log.warning(
@@ -352,22 +344,28 @@ class ChangelogTable(faust.Table):
         the changelog."""
         if not self.unsent:
             return []
-        producer = self.app.producer
         topic = self.changelog_topic.get_topic_name()
         unsent, self.unsent = self.unsent, []
-        delivered = []
-        for partition, key, value in unsent:
-            delivered.append(
-                await producer.send(
-                    topic,
-                    json.dumps(key).encode(),
-                    value if value is None or isinstance(value, bytes) else value.encode(),
-                    partition,
-                    None,
-                    self.owned.get(partition) or self.take_epoch(partition),
-                )
+        return [
+            await self._send(
+                topic,
+                partition,
+                key,
+                value,
+                self.owned.get(partition) or self.take_epoch(partition),
             )
-        return delivered
+            for partition, key, value in unsent
+        ]
+
+    async def _send(
+        self, topic: str, partition: int, key: str, value: Any, header: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]:
+        """Queue one changelog record, in the bytes Faust writes (JSON key, raw value; a
+        tombstone for ``None``); its acknowledgement."""
+        raw = value if value is None or isinstance(value, bytes) else value.encode()
+        return await self.app.producer.send(
+            topic, json.dumps(key).encode(), raw, partition, None, header
+        )
 
 
 def marker_sent(sent: asyncio.Future[Any]) -> None:

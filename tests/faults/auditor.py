@@ -46,6 +46,15 @@ HELD = (EmergencyStatus.ASSIGNED, EmergencyStatus.ON_SCENE)
 
 
 @dataclass(frozen=True)
+class DoubleHold:
+    """A unit on two open emergencies, or an emergency held by two units, at a point of the
+    log: what the check says, and the ids of the entities it names (for their timelines)."""
+
+    text: str
+    ids: list[str]
+
+
+@dataclass(frozen=True)
 class LoggedEvent:
     partition: int
     offset: int
@@ -178,7 +187,7 @@ class Auditor:
                 bad.append(logged.event.event_id)
         return bad
 
-    def double_holds(self) -> list[str]:
+    def double_holds(self) -> list[DoubleHold]:
         """Walk the log in order: after every event, no unit may be held by two open
         emergencies and no emergency by two engaged units. Each partition is walked in
         offset order, the partitions merged by record time: a unit lent to another region
@@ -213,8 +222,11 @@ class Auditor:
                     on = holders[em.assigned_unit_id]
                     if len(on) > 1:
                         problems.append(
-                            f"@{logged.partition}:{logged.offset} unit "
-                            f"{em.assigned_unit_id} on {sorted(on)}"
+                            DoubleHold(
+                                f"@{logged.partition}:{logged.offset} unit "
+                                f"{em.assigned_unit_id} on {sorted(on)}",
+                                [em.assigned_unit_id, *sorted(on)],
+                            )
                         )
             for uid in touched_u:
                 u = fold.units[uid]
@@ -227,8 +239,11 @@ class Auditor:
                     by = engaged[u.emergency_id]
                     if len(by) > 1:
                         problems.append(
-                            f"@{logged.partition}:{logged.offset} emergency "
-                            f"{u.emergency_id} held by {sorted(by)}"
+                            DoubleHold(
+                                f"@{logged.partition}:{logged.offset} emergency "
+                                f"{u.emergency_id} held by {sorted(by)}",
+                                [u.emergency_id, *sorted(by)],
+                            )
                         )
         return problems
 

@@ -128,6 +128,17 @@ class FaultCluster:
         assert pid is not None, f"node {node_id} is not running"
         os.killpg(pid, sig)
 
+    def pause(self, node_id: int) -> None:
+        """SIGSTOP a node and wait until the kernel shows its process stopped (a request sent
+        right after the signal could otherwise still be answered)."""
+        self.signal(node_id, signal.SIGSTOP)
+        status = Path(f"/proc/{self.node(node_id).running_pid()}/status")
+        wait_for(
+            lambda: "\nState:\tT" in status.read_text(),
+            timeout=10,
+            message=f"node {node_id} stopped",
+        )
+
     def leader(self, topic: str, partition: int) -> int:
         """The node id leading ``topic``'s ``partition`` now."""
         return self.leaders(topic)[partition]

@@ -121,7 +121,8 @@ def test_the_log_checks_find_their_violations(settings) -> None:
         assert len(outcomes.lost) == 1 and outcomes.two_outcomes == ["cmd-both"]
         assert outcomes.duplicated == 2  # two more records of cmd-both:0
         assert auditor.divergent_event_ids() == [created.event_id]
-        assert any("u-twice" in p for p in auditor.double_holds())
+        holds = auditor.double_holds()
+        assert any("u-twice" in hold.text and "u-twice" in hold.ids for hold in holds)
         state = {"position": ".".join(map(str, auditor.position)), **auditor.fold().as_json()}
         assert auditor.api_state_differences(state) == []
         state["units"] = [u for u in state["units"] if u["id"] != "u-free"]

@@ -27,7 +27,14 @@ from schemas.geo import load_network
 from schemas.position import Position
 from schemas.projection import Projection
 from tests.conftest import wait_for
-from tests.faults.auditor import Auditor, ClientStats, Outcomes, check_clients, table_differences
+from tests.faults.auditor import (
+    Auditor,
+    ClientStats,
+    DoubleHold,
+    Outcomes,
+    check_clients,
+    table_differences,
+)
 from tests.faults.clients import LiveClients, first_message_on_resume
 from tests.faults.conftest import soak_seconds
 from tests.faults.driver import LoadDriver, new_command_id, random_report
@@ -126,15 +133,16 @@ def settle_and_audit(
             )
             clients.stop()
             stats = check_clients(clients.recordings, auditor.silent_offsets())
+        holds = auditor.double_holds()
         audit = Audit(
             auditor.outcomes(driver.sent, also),
             stats,
             auditor.divergent_event_ids(),
-            auditor.double_holds(),
+            [hold.text for hold in holds],
             api_diff,
             table_diff,
         )
-        explain_double_holds(auditor, audit.double_holds)
+        explain_double_holds(auditor, holds)
         explain_if_inconsistent(auditor)
         events = [e.event for e in auditor.events]
     finally:
@@ -143,14 +151,12 @@ def settle_and_audit(
     return audit
 
 
-def explain_double_holds(auditor: Auditor, holds: list[str]) -> None:
+def explain_double_holds(auditor: Auditor, holds: list[DoubleHold]) -> None:
     """Print every event of the units and emergencies the first double holds name: what a
     unit on two emergencies (or an emergency held by two units) needs to be read."""
     for hold in holds[:3]:
-        named = re.search(r"(?:unit|emergency) (\S+) (?:on|held by) \[([^\]]*)\]", hold)
-        ids = [named.group(1), *re.findall(r"'([^']+)'", named.group(2))] if named else []
-        print(f"\ndouble hold {hold}; events of {ids}:")
-        print("\n".join(auditor.timeline(ids)))
+        print(f"\ndouble hold {hold.text}; events of {hold.ids}:")
+        print("\n".join(auditor.timeline(hold.ids)))
 
 
 def explain_if_inconsistent(auditor: Auditor, wait_s: float = 30.0) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,15 +55,14 @@ async def bootstrapped(cluster: FaultCluster) -> AIOKafkaClient:
     return client
 
 
-def pause(cluster: FaultCluster, node_id: int) -> None:
-    """SIGSTOP a node and wait until the kernel shows its process stopped."""
-    cluster.signal(node_id, signal.SIGSTOP)
-    status = Path(f"/proc/{cluster.node(node_id).running_pid()}/status")
-    wait_for(
-        lambda: "\nState:\tT" in status.read_text(),
-        timeout=10,
-        message=f"node {node_id} stopped",
-    )
+def coordinator_known(cluster: FaultCluster, group_id: str) -> bool:
+    """Whether the cluster names a coordinator for ``group_id`` now (its first lookup also
+    makes the group coordinators' topic)."""
+    try:
+        cluster.group_coordinator(group_id)
+    except KafkaError:
+        return False
+    return True
 
 
 def test_answering_leaves_out_nodes_silent_within_the_window_unless_all_are() -> None:
@@ -81,6 +79,13 @@ def test_coordinator_lookups_skip_a_node_that_just_left_a_request_unanswered(
     nodes.install()  # as the worker does (streams.app)
     asked: list[Any] = []
     answers: list[Any] = []
+    # the group coordinators' topic made before a node goes silent
+    wait_for(
+        lambda: coordinator_known(three_nodes, "silent-node-test"),
+        timeout=60,
+        interval=0.2,
+        message="a group coordinator",
+    )
 
     async def lookups() -> None:
         client = await bootstrapped(three_nodes)
@@ -89,16 +94,8 @@ def test_coordinator_lookups_skip_a_node_that_just_left_a_request_unanswered(
             assert len(ids) == 3
             for node_id in ids:  # a connection to each, while all answer
                 await client.send(node_id, MetadataRequest([]))
-            deadline = time.monotonic() + 60.0
-            while True:  # the group coordinators' topic made before a node goes silent
-                try:
-                    await client.coordinator_lookup(CoordinationType.GROUP, "silent-node-test")
-                    break
-                except KafkaError:
-                    assert time.monotonic() < deadline, "no group coordinator"
-                    await asyncio.sleep(0.2)
             quiet = ids[-1]
-            pause(three_nodes, quiet)
+            three_nodes.pause(quiet)
             try:
                 with pytest.raises(RequestTimedOutError):
                     await client.send(quiet, MetadataRequest([]))
@@ -143,7 +140,7 @@ def test_a_connection_to_a_silent_node_holds_up_no_other(three_nodes: FaultClust
         client = await bootstrapped(three_nodes)
         try:
             silent, healthy = sorted(b.nodeId for b in client.cluster.brokers())[:2]
-            pause(three_nodes, silent)
+            three_nodes.pause(silent)
             try:
                 waiting = asyncio.ensure_future(client.ready(silent))
                 for _ in range(100):  # until it holds a lock and waits for the node

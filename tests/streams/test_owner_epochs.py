@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from kafka import KafkaProducer
 from schemas.events import CommandRepeated, EmergencyCreated
 from streams.epochs import EPOCH_HEADER, EPOCH_KEY, NO_EPOCH, EpochFence, encode_epoch, epoch_of
 from streams.processing import ChangelogTable
+from tests.conftest import wait_for
 from tests.streams.conftest import fresh_settings
 from tests.streams.helpers import Commands, EventLog, changelog_topic, read_to_end
 from tests.streams.world import medical_report, new_id
@@ -282,17 +282,14 @@ def test_a_restored_worker_skips_a_fenced_owners_late_deletes(
         # and wrote both keys again after the late deletes: the last record of each, which
         # is what compaction keeps, is its value again
         values = {json.loads(r.key): r.value for r in written}
-        deadline = time.monotonic() + 30.0
-        while True:
-            last = {
-                json.loads(r.key): r
-                for r in read_to_end(settings, topic)
-                if r.partition == partition
-            }
-            if all(epoch_of(last[key].headers) == markers[-1] for key in keys):
-                break
-            assert time.monotonic() < deadline, {k: epoch_of(last[k].headers) for k in keys}
-        assert {key: last[key].value for key in keys} == values
+
+        def rewritten() -> dict[str, Any]:
+            last = {json.loads(r.key): r for r in read_to_end(settings, topic)}
+            owners = all(epoch_of(last[key].headers) == markers[-1] for key in keys)
+            return last if owners else {}
+
+        last = wait_for(rewritten, timeout=30, interval=0.2, message="the keys written again")
+        assert {key: last[key].value for key in keys} == values  # type: ignore[index]
     finally:
         commands.close()
         log.close()

@@ -25,7 +25,7 @@ probe_broker  # streams/app.py: a Faust timer (@app.timer)
 watch_progress  # streams/app.py: a Faust timer (@app.timer), the takeover guard
 _._fetch_max_wait_ms  # streams/app.py: read by aiokafka's consumer.start()
 _._request_timeout_ms  # streams/app.py: read by aiokafka's client (each connection) and sender
-_._get_conn_lock  # streams/connections.py: read by aiokafka's client as it connects
+_._get_conn_lock  # infra/connections.py: read by aiokafka's client as it connects
 _._new_offset  # streams/offsets.py: replaces Faust's Consumer._new_offset
 _.perform_seek  # streams/offsets.py: replaces Faust's Consumer.perform_seek
 _.data_received  # api/limits.py: an asyncio protocol callback (uvicorn)

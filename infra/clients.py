@@ -27,6 +27,7 @@ from kafka import errors as kp_errors
 
 from dispatchwire.errors import DispatchwireError, KafkaError, KafkaUnavailable
 from dispatchwire.settings import Settings
+from infra import connections, nodes
 from infra.credentials import broker_credentials, refused_credentials
 
 # Errors that mean "nothing (or not the right thing) answers at the bootstrap address".
@@ -79,13 +80,25 @@ def _options(settings: Settings, library: str, options: dict[str, Any]) -> dict[
     }
 
 
+def past_silent_nodes() -> None:
+    """Make every aiokafka client of this process go on past a broker that went silent
+    (a frozen VM, a SIGSTOPped process, a network dropping packets): a connection to it
+    holds up no other (``infra.connections``), and lookups and metadata refreshes ask the
+    other nodes first (``infra.nodes``). Called by every aiokafka client built here and by
+    the worker's Faust app (which builds its own)."""
+    connections.install()
+    nodes.install()
+
+
 def aio_consumer(settings: Settings, *topics: str, **options: Any) -> AIOKafkaConsumer:
     """An aiokafka consumer (not started); ``options`` are the caller's own."""
+    past_silent_nodes()
     return AIOKafkaConsumer(*topics, **_options(settings, "aiokafka", options))
 
 
 def aio_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     """An aiokafka producer (not started)."""
+    past_silent_nodes()
     return AIOKafkaProducer(**_options(settings, "aiokafka", options))
 
 

@@ -32,12 +32,12 @@ from mode.utils.aiter import aiter
 
 from dispatchwire.collector import tune_gc
 from dispatchwire.settings import Settings
-from infra.clients import faust_broker_options
+from infra.clients import faust_broker_options, past_silent_nodes
 from infra.topics import region_partitioner
 from schemas import UnitPosition, encode
 from schemas.commands import ArchiveClosed, ExpireRecords
 from schemas.placement import partition_for
-from streams import connections, nodes, offsets, progress, readiness
+from streams import offsets, progress, readiness
 from streams.decisions import archive_command_id, movement_command_id
 from streams.fleetview import FleetView
 from streams.lease import GroupLease, track_group_lease
@@ -293,8 +293,7 @@ def create_faust_app(
     _bound_produce_waits()
     track_group_lease()
     offsets.install()
-    connections.install()
-    nodes.install()
+    past_silent_nodes()
     web_port = settings.worker_web_port
     datadir = Path(settings.data_dir) / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)

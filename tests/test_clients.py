@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 
 import pytest
 from aiokafka import errors as aio_errors
@@ -109,3 +111,39 @@ def test_errors_of_our_own_and_others_pass_through(settings) -> None:
 def test_faust_gets_every_bootstrap_address(make_settings) -> None:
     s = make_settings(kafka_bootstrap="127.0.0.1:1, 127.0.0.2:2")
     assert clients.faust_broker_options(s) == {"broker": "kafka://127.0.0.1:1;kafka://127.0.0.2:2"}
+
+
+WIRED = """
+import asyncio
+from aiokafka.client import AIOKafkaClient
+from dispatchwire.settings import Settings
+from infra import clients
+
+def fixes():
+    return [getattr(AIOKafkaClient, name, False)
+            for name in ("_dispatchwire_conn_locks", "_dispatchwire_silent_nodes")]
+
+before = fixes()
+
+async def build():
+    clients.{builder}(Settings(kafka_bootstrap="127.0.0.1:1"))
+
+asyncio.run(build())
+print(before, fixes())
+"""
+
+
+@pytest.mark.parametrize("builder", ["aio_consumer", "aio_producer"])
+def test_every_aiokafka_client_built_here_goes_on_past_silent_nodes(builder: str) -> None:
+    """The API, the sink, the simulator and the log tools build their clients here; before,
+    only the worker's process had aiokafka's connection lock and node choice changed
+    (``infra.connections``, ``infra.nodes``; tests/faults/test_silent_node.py). A process of
+    its own, so that no other test's clients have changed aiokafka already."""
+    out = subprocess.run(
+        [sys.executable, "-c", WIRED.replace("{builder}", builder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out.split() == ["[False,", "False]", "[True,", "True]"], out

@@ -132,12 +132,12 @@ class FaultCluster:
         """SIGSTOP a node and wait until the kernel shows its process stopped (a request sent
         right after the signal could otherwise still be answered)."""
         self.signal(node_id, signal.SIGSTOP)
+        wait_for(lambda: self.paused(node_id), timeout=10, message=f"node {node_id} stopped")
+
+    def paused(self, node_id: int) -> bool:
+        """Whether the kernel shows the node's process stopped now."""
         status = Path(f"/proc/{self.node(node_id).running_pid()}/status")
-        wait_for(
-            lambda: "\nState:\tT" in status.read_text(),
-            timeout=10,
-            message=f"node {node_id} stopped",
-        )
+        return "\nState:\tT" in status.read_text()
 
     def leader(self, topic: str, partition: int) -> int:
         """The node id leading ``topic``'s ``partition`` now."""

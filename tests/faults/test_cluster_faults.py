@@ -265,7 +265,7 @@ def test_cluster_broker_paused_past_session_timeout(cluster: ClusterStack, recor
         node = cluster.cluster.group_coordinator(cluster.settings.app_id)
         leaders = cluster.cluster.leaders(cluster.settings.commands_topic)
         led = sorted(p for p, leader in leaders.items() if leader == node)
-        cluster.cluster.signal(node, signal.SIGSTOP)
+        cluster.cluster.pause(node)
         paused_at = time.monotonic()
         try:
             load_for(driver, pause_s)

@@ -1,5 +1,5 @@
-"""A worker's Kafka clients go on past a node that went silent (``streams.connections``,
-``streams.nodes``).
+"""Our Kafka clients go on past a node that went silent (``infra.connections``,
+``infra.nodes``, installed by ``infra.clients.past_silent_nodes``).
 
 The regression: in about one run in ten of the paused-node cluster case no command was
 answered for (nearly) the whole pause of the group's coordinator. Two causes, each worth a
@@ -7,8 +7,10 @@ request timeout (17 s) or more: aiokafka makes every new connection of a client 
 lock, and a connection to a SIGSTOPped broker waits out the timeout, so the workers'
 fetchers, trying to reconnect to the paused node, held up their group coordinators'
 connections to the group's new coordinator; and the coordinator lookup asks a random known
-broker, the paused one included. Here, on three real KRaft nodes of the tests' own, one
-node is SIGSTOPped at a time.
+broker, the paused one included. And a third, in the case's longest tail: a batch whose
+request to the paused leader timed out was sent to it again (a timeout did not refresh the
+producer's metadata), and a metadata refresh could ask the paused node first. Here, on three
+real KRaft nodes of the tests' own, one node is SIGSTOPped at a time.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiokafka.client
 import pytest
 from aiokafka.client import AIOKafkaClient, ConnectionGroup, CoordinationType
-from aiokafka.errors import KafkaError, RequestTimedOutError
+from aiokafka.errors import KafkaError, NodeNotReadyError, RequestTimedOutError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from streams import connections, nodes
+from infra import clients, connections, nodes
 from tests.conftest import _interrupt, wait_for
 from tests.faults.stack import FaultCluster
 
@@ -76,7 +79,7 @@ def test_answering_leaves_out_nodes_silent_within_the_window_unless_all_are() ->
 def test_coordinator_lookups_skip_a_node_that_just_left_a_request_unanswered(
     three_nodes: FaultCluster,
 ) -> None:
-    nodes.install()  # as the worker does (streams.app)
+    clients.past_silent_nodes()  # as every client of ours does
     asked: list[Any] = []
     answers: list[Any] = []
     # the group coordinators' topic made before a node goes silent
@@ -126,7 +129,7 @@ def test_coordinator_lookups_skip_a_node_that_just_left_a_request_unanswered(
 
 def connecting(client: AIOKafkaClient) -> bool:
     """Whether a connection of ``client`` is being made (its lock held): aiokafka's one
-    lock, or one of ``streams.connections``'."""
+    lock, or one of ``infra.connections``'."""
     locks = list(client.__dict__.get(connections.LOCKS, {}).values())
     if client._get_conn_lock_value is not None:
         locks.append(client._get_conn_lock_value)
@@ -134,7 +137,7 @@ def connecting(client: AIOKafkaClient) -> bool:
 
 
 def test_a_connection_to_a_silent_node_holds_up_no_other(three_nodes: FaultCluster) -> None:
-    connections.install()  # as the worker does (streams.app)
+    clients.past_silent_nodes()  # as every client of ours does
 
     async def connect() -> tuple[bool, bool, bool]:
         client = await bootstrapped(three_nodes)
@@ -163,3 +166,126 @@ def test_a_connection_to_a_silent_node_holds_up_no_other(three_nodes: FaultClust
     assert other, "the healthy node's connection was not made"
     assert still_waiting, "the healthy node's connection waited for the silent node's"
     assert not reached_silent  # the silent node's connection timed out, as before
+
+
+PRODUCE_TIMEOUT_MS = 8_000  # past the cluster's 3 s broker session: a new leader by then
+
+
+def worst_order(monkeypatch: pytest.MonkeyPatch, quiet: Any) -> None:
+    """aiokafka's metadata refresh shuffles the known nodes and asks each in turn: make its
+    shuffle pick the order that asks ``quiet`` first (one time in three on its own)."""
+
+    def quiet_first(ids: list[Any]) -> None:
+        ids.sort(key=lambda node_id: node_id != quiet)
+
+    monkeypatch.setattr(aiokafka.client.random, "shuffle", quiet_first)
+
+
+def recording_connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The addresses of the new connections aiokafka's clients make from now on."""
+    made: list[tuple[str, int]] = []
+    create_conn = aiokafka.client.create_conn
+
+    async def recorded(host: str, port: int, **options: Any) -> Any:
+        made.append((host, port))
+        return await create_conn(host, port, **options)
+
+    monkeypatch.setattr(aiokafka.client, "create_conn", recorded)
+    return made
+
+
+def test_a_batch_whose_request_to_a_silent_leader_timed_out_goes_to_the_new_leader(
+    three_nodes: FaultCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the metadata refresh that follows the timeout asked the paused node first
+    (one time in three; here always), a new connection to it waited out another timeout,
+    and the batch waited for the refresh."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from dispatchwire.settings import Settings
+
+    topic = "silent-leader"
+    admin = KafkaAdminClient(bootstrap_servers=three_nodes.bootstrap, request_timeout_ms=10_000)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 3, topic_configs={"min.insync.replicas": "2"})])
+    finally:
+        admin.close()
+    settings = Settings(kafka_bootstrap=three_nodes.bootstrap)  # type: ignore[call-arg]
+    asked: list[Any] = []
+
+    async def produce() -> tuple[Any, Any, list[tuple[str, int]], Any, bool]:
+        # idempotent: a batch lives until delivered (else it dies with its first timeout)
+        producer = clients.aio_producer(
+            settings, enable_idempotence=True, request_timeout_ms=PRODUCE_TIMEOUT_MS
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"before")
+            quiet = three_nodes.leader(topic, 0)
+            broker = producer.client.cluster.broker_metadata(quiet)
+            send = producer.client.send
+
+            async def noting(node_id: Any, request: Any, **options: Any) -> Any:
+                if type(request).__name__.startswith("ProduceRequest"):
+                    asked.append(node_id)
+                return await send(node_id, request, **options)
+
+            producer.client.send = noting  # type: ignore[method-assign]
+            worst_order(monkeypatch, quiet)
+            made = recording_connections(monkeypatch)
+            three_nodes.pause(quiet)
+            try:
+                # bounded; the node is resumed only after
+                delivered = await asyncio.wait_for(
+                    producer.send_and_wait(topic, b"during"), 5 * PRODUCE_TIMEOUT_MS / 1000
+                )
+                paused_still = three_nodes.paused(quiet)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    three_nodes.signal(quiet, signal.SIGCONT)
+            return quiet, (broker.host, broker.port), made, delivered, paused_still
+        finally:
+            await producer.stop()
+
+    quiet, quiet_address, made, delivered, paused_still = asyncio.run(produce())
+    assert delivered.offset == 1
+    assert paused_still, "the record was delivered only once the leader was back"
+    assert asked[0] == quiet and quiet not in asked[1:], (quiet, asked)
+    assert quiet_address not in made, (quiet_address, made)
+
+
+@pytest.mark.parametrize("found_by", ["a request", "a connection"])
+def test_a_metadata_refresh_asks_a_silent_node_only_if_no_other_answers(
+    three_nodes: FaultCluster, monkeypatch: pytest.MonkeyPatch, found_by: str
+) -> None:
+    """The refresh that follows finding a node silent, by a request on a connection made
+    before it went silent or by a new connection whose first request (ApiVersions) it never
+    answers. Before: it asked the silent node first one time in three (here always)."""
+    clients.past_silent_nodes()
+
+    async def refresh() -> tuple[tuple[str, int], list[tuple[str, int]], bool]:
+        client = await bootstrapped(three_nodes)
+        try:
+            quiet = max(b.nodeId for b in client.cluster.brokers())
+            broker = client.cluster.broker_metadata(quiet)
+            if found_by == "a request":
+                await client.send(quiet, MetadataRequest([]))  # connected while it answers
+            worst_order(monkeypatch, quiet)
+            three_nodes.pause(quiet)
+            try:
+                found = RequestTimedOutError if found_by == "a request" else NodeNotReadyError
+                with pytest.raises(found):  # aiokafka asks for a refresh as this fails
+                    await client.send(quiet, MetadataRequest([]))
+                made = recording_connections(monkeypatch)  # before the refresh runs
+                updated = await client.force_metadata_update()  # the refresh asked for
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    three_nodes.signal(quiet, signal.SIGCONT)
+            return (broker.host, broker.port), made, updated
+        finally:
+            await client.close()
+
+    quiet_address, made, updated = asyncio.run(refresh())
+    assert updated
+    assert quiet_address not in made, (quiet_address, made)

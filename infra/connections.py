@@ -20,10 +20,11 @@ failed.
 
 The lock is there so that two tasks do not open two connections to one node; one lock per
 connection (node and connection group) keeps that and lets connections to other nodes go
-ahead. Installed once per process, in the worker (``streams.app``), for every aiokafka client
-of the process: ``_get_conn`` notes which connection it is making (a context variable, so
+ahead. Installed once per process by ``infra.clients``, for every aiokafka client the
+project builds (the worker's Faust app, the API, the sink, the simulator, the log tools):
+``_get_conn`` notes which connection it is making (a context variable, so
 each task sees its own) and ``_get_conn_lock`` answers that connection's lock. The second
-cause the case showed once this was fixed is in ``streams.nodes``.
+cause the case showed once this was fixed is in ``infra.nodes``.
 """
 
 from __future__ import annotations

@@ -26,10 +26,13 @@ from dispatchwire.settings import Settings
 from infra.kafka import free_port
 from tests.conftest import wait_for
 
+HELLO_WAIT_S = 30
+
 
 @dataclass
 class Connection:
     token: str | None  # from ?token= or the first frame, whichever the page used
+    hello: bool  # whether the page's first frame came before the site closed
 
 
 @dataclass
@@ -63,14 +66,20 @@ class ClosingSite:
 
     async def _ws(self, websocket: WebSocket) -> None:
         token = websocket.query_params.get("token")
+        hello = False
         await websocket.accept()
         try:
-            with anyio.move_on_after(2):
+            # The page sends its hello as soon as the socket opens, but on a loaded two-core
+            # machine that can take seconds: a 2 s wait once closed before it came and
+            # recorded no token (CI, stop 30). The bound only keeps a broken page from
+            # holding the test.
+            with anyio.move_on_after(HELLO_WAIT_S):
                 first = json.loads(await websocket.receive_text())
+                hello = True
                 token = token or (first.get("token") if isinstance(first, dict) else None)
         except (WebSocketDisconnect, ValueError):
             pass
-        self.connections.append(Connection(token))
+        self.connections.append(Connection(token, hello))
         await websocket.close(code=self.close_code, reason="closed by the test")
 
     def start(self) -> ClosingSite:

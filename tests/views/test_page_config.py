@@ -117,7 +117,7 @@ def test_close_with_login_asks_for_a_token_and_reconnects_with_it(
     expect(page.locator("#token-dialog")).to_be_visible(timeout=15_000)
     expect(page.locator("#token-dialog .dialog-error")).to_contain_text("refused")
     expect(page.locator("#live-indicator")).to_have_attribute("data-phase", "unauthorized")
-    assert [c.token for c in site.connections] == ["a-stale-token"]
+    assert [(c.token, c.hello) for c in site.connections] == [("a-stale-token", True)]
     page.locator("#token-dialog input").fill("a-fresh-token")
     page.locator("#token-dialog button[type=submit]").click()
     wait_for(

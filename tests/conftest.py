@@ -7,6 +7,7 @@ and stops it at the end, pass or fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -45,15 +46,24 @@ def kafka_bootstrap() -> Iterator[str]:
         controller_port=controller,
         heap="768m",
     )
-    # A SIGTERM (CI timeout, `kill`) would end pytest without teardown and leave the
-    # broker running; turned into KeyboardInterrupt, pytest unwinds and this stops it.
+    with sigterm_unwinds():
+        try:
+            broker.start()
+            yield broker.bootstrap
+        finally:
+            broker.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """A SIGTERM (CI timeout, `kill`) would end pytest without teardown and leave a broker
+    running; inside this block it raises KeyboardInterrupt instead, so pytest unwinds and the
+    fixture's ``finally`` stops what it started."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        broker.start()
-        yield broker.bootstrap
+        yield
     finally:
-        broker.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
-from tests.conftest import _interrupt
+from tests.conftest import sigterm_unwinds
 from tests.faults.report import ROWS, CaseRow, table
 from tests.faults.stack import ClusterStack, FaultBroker, FaultCluster, Stack
 
@@ -42,15 +41,13 @@ def soak_seconds() -> float:
 def fault_broker() -> Iterator[FaultBroker]:
     data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-faults-kafka-"))
     broker = FaultBroker(data_dir)
-    # as in tests/conftest.py: a SIGTERM unwinds pytest, so the broker and the stack stop
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_unwinds():
+        try:
+            broker.start()
+            yield broker
+        finally:
+            broker.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def fault_settings(name: str, bootstrap: str, tmp: Path, **topology: Any) -> Settings:
@@ -111,31 +108,30 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterS
     two workers in one group, two API replicas; for tests/faults/test_cluster_faults.py."""
     tmp = tmp_path_factory.mktemp("cluster-faults")
     cluster = FaultCluster(tmp / "kafka")
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    stack = None
-    try:
-        cluster.start()
-        settings = fault_settings(
-            "cluster",
-            cluster.bootstrap,
-            tmp,
-            kafka_brokers=3,
-            replication_factor=3,
-            min_insync_replicas=2,
-            partitions=4,
-            workers=2,
-        )
-        ensure_topics(settings)
-        stack = ClusterStack(cluster, settings, tmp)
-        stack.seed()
-        stack.ensure_up()
-        yield stack
-    finally:
-        if stack is not None:
-            stack.close()
-        cluster.stop()
-        shutil.rmtree(tmp / "kafka", ignore_errors=True)
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_unwinds():
+        stack = None
+        try:
+            cluster.start()
+            settings = fault_settings(
+                "cluster",
+                cluster.bootstrap,
+                tmp,
+                kafka_brokers=3,
+                replication_factor=3,
+                min_insync_replicas=2,
+                partitions=4,
+                workers=2,
+            )
+            ensure_topics(settings)
+            stack = ClusterStack(cluster, settings, tmp)
+            stack.seed()
+            stack.ensure_up()
+            yield stack
+        finally:
+            if stack is not None:
+                stack.close()
+            cluster.stop()
+            shutil.rmtree(tmp / "kafka", ignore_errors=True)
 
 
 @pytest.fixture

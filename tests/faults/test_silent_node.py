@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError, NodeNotReadyError, RequestTimedOutError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from infra import clients, connections, nodes
-from tests.conftest import _interrupt, wait_for
+from tests.conftest import sigterm_unwinds, wait_for
 from tests.faults.stack import FaultCluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.faults]
@@ -41,13 +41,12 @@ LOOKUPS = 12  # with aiokafka's random choice, each would ask the silent node on
 @pytest.fixture(scope="module")
 def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
     cluster = FaultCluster(Path(tmp_path_factory.mktemp("silent-node")) / "kafka")
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()  # resumes a paused node first
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_unwinds():
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()  # resumes a paused node first
 
 
 async def bootstrapped(cluster: FaultCluster) -> AIOKafkaClient:

@@ -128,8 +128,12 @@ def site(settings: Settings, running_worker: Callable[[Settings], object]) -> It
 def browser() -> Iterator[object]:
     if not shutil.which(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # An `expect` retries until its condition holds; Playwright gives up after 5 s, which a
+    # page on a loaded two-core machine (the suite's brokers, workers and Chromium at once)
+    # can need. A passing check returns as soon as it holds, so a longer bound costs nothing.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -24,25 +24,19 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import views
-from api import commands
+from api import commands, tracking
 from api import replay as replay_routes
 from api.auth import READERS, Role
 from api.http import ApiError
-from api.openapi import TRACKING_UNIT_FIELDS, openapi_document
+from api.openapi import openapi_document
 from api.services import Services
 from api.sse import PATH as STREAM_PATH
 from api.sse import LiveStream
 from api.ws import ws_endpoint
 from dispatchwire.settings import Settings
-from schemas.events import EmergencyArchived
 from schemas.position import format_position
 
 log = logging.getLogger(__name__)
-
-# The tracking view (``GET /api/emergencies/{id}`` without an authority token) is what the
-# /track page draws; the reporter (name, phone) is for authority only, and of the assigned
-# unit it shows ``api.openapi.TRACKING_UNIT_FIELDS`` (the schema it documents says the same).
-TRACKING_HIDDEN_FIELDS = {"reporter"}
 
 # Pages load only our own scripts, styles and the pydeck bundle; the map draws into a
 # canvas (blob:/data: images and workers); live data comes from our own /api/stream.
@@ -166,57 +160,6 @@ async def list_units(request: Request) -> Response:
     )
 
 
-async def get_emergency(request: Request) -> JSONResponse:
-    services = _services(request)
-    role = services.auth.role(request, cookie=True)
-    emergency = services.model.projection.emergencies.get(request.path_params["id"])
-    if emergency is None:
-        archived = services.model.projection.archived.get(request.path_params["id"])
-        if archived is not None:
-            raise _moved_to_history(archived)
-        # a bootstrapping model may not have reached it yet: 503 + Retry-After, not 404
-        services.model.require_ready("this emergency")
-        raise ApiError(404, "no such emergency", [{"field": "id", "reason": "unknown emergency"}])
-    # Authority sees the whole emergency; anyone else holding the id gets the reporter's
-    # tracking view: what the /track page shows, never the reporter's name or phone.
-    # The unit on its way is added while it is open (callsign, position, ETA).
-    hidden = None if role is Role.AUTHORITY else TRACKING_HIDDEN_FIELDS
-    body = emergency.model_dump(mode="json", exclude=hidden)
-    unit = services.model.projection.units.get(emergency.assigned_unit_id or "")
-    body["unit"] = (
-        unit.model_dump(mode="json", include=set(TRACKING_UNIT_FIELDS))
-        if unit is not None and emergency.status.is_open
-        else None
-    )
-    return JSONResponse(
-        body, headers={"X-Log-Position": services.model.position_id, "Cache-Control": "no-store"}
-    )
-
-
-# Where an archived emergency's history is (issue 16): the log (replay), DuckDB snapshots.
-HISTORY_HINT = (
-    "its history is in the event log (the /replay page, `dispatchwire replay`) and in "
-    "DuckDB (`dispatchwire snapshot`, `dispatchwire query`)"
-)
-
-
-def _moved_to_history(archived: EmergencyArchived) -> ApiError:
-    """410 Gone for an emergency that left the live state: when it closed and moved."""
-    data = archived.live_data()
-    return ApiError(
-        410,
-        f"emergency {archived.emergency_id} is {archived.status.value} and moved to history at "
-        f"{data['archived_at']}; {HISTORY_HINT}",
-        [{"field": "id", "reason": "archived: closed and moved to history"}],
-        headers={"Cache-Control": "no-store"},
-        emergency_id=archived.emergency_id,
-        emergency_status=archived.status.value,
-        closed_at=data["closed_at"],
-        archived_at=data["archived_at"],
-        history=["replay", "duckdb"],
-    )
-
-
 async def emergencies(request: Request) -> Response:
     if request.method == "POST":
         return await commands.report_emergency(request)
@@ -287,7 +230,8 @@ def create_app(settings: Settings) -> ApiApp:
 
     routes: list[BaseRoute] = [
         Route("/api/emergencies", emergencies, methods=["GET", "POST"]),
-        Route("/api/emergencies/{id}", get_emergency, methods=["GET"]),
+        Route("/api/emergencies/{id}", tracking.get_emergency, methods=["GET"]),
+        Route("/api/emergencies/{id}/stream", tracking.stream_emergency, methods=["GET"]),
         Route("/api/emergencies/{id}/dispatch", commands.dispatch_emergency, methods=["POST"]),
         Route("/api/emergencies/{id}/complete", commands.complete_emergency, methods=["POST"]),
         Route("/api/emergencies/{id}/cancel", commands.cancel_emergency, methods=["POST"]),

@@ -392,6 +392,7 @@ class Hub:
         self.timeouts = 0
         self._dirty: list[Client] = []  # clients with something for ``flush`` to write
         self._flush_at: asyncio.Handle | None = None
+        self.closing = False  # set by ``close_all``: streams outside the hub end too
 
     def subscribe(self, client: Client) -> None:
         self.clients.add(client)
@@ -439,6 +440,7 @@ class Hub:
                 self._on_delivered(delivered)
 
     def close_all(self, reason: str) -> None:
+        self.closing = True
         for client in list(self.clients):
             client.close(reason)
 

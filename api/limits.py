@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httptools
+from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.http import ApiError
@@ -365,3 +367,18 @@ class LiveConnections:
                 del self._by_address[address]
 
         return release
+
+
+class HeldStream(EventSourceResponse):
+    """An sse-starlette stream that gives its connection slot (``LiveConnections.acquire``)
+    back when it ends, however it ends: the replay and tracking streams."""
+
+    def __init__(self, release: Callable[[], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()

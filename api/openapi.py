@@ -30,7 +30,7 @@ REF = "#/components/schemas/{model}"
 REQUESTS = (ReportRequest, DispatchRequest, CompleteRequest, CancelRequest, UnitStatusRequest)
 ENTITIES = (Emergency, Unit)
 # The unit fields the tracking view (``GET /api/emergencies/{id}`` without an authority
-# token, what the /track page draws) shows of the assigned unit; ``api.app`` applies them.
+# token, what the /track page draws) shows of the assigned unit; ``api.tracking`` applies them.
 TRACKING_UNIT_FIELDS = (
     "id",
     "callsign",
@@ -313,6 +313,28 @@ def openapi_document() -> dict[str, Any]:
                     "401": _json(ERROR, "a token that matches no role"),
                     "404": _json(ERROR, "unknown id"),
                     "410": _json(ERROR, "closed and moved to history (replay, DuckDB)"),
+                },
+            }
+        },
+        "/api/emergencies/{id}/stream": {
+            "get": {
+                "summary": "One emergency's tracking view as Server-Sent Events (the /track page)",
+                "description": "A `snapshot` message ({emergencies: [the view], units: [the "
+                "unit on its way, if any]}) each time the view changes; after the closed "
+                "emergency's view, or `emergency_archived`, the stream ends. The tracking view "
+                "for every caller; no ids, no resume. Holds a live connection slot.",
+                "security": OPTIONAL_BEARER,
+                "parameters": [ID_PARAM],
+                "responses": {
+                    "200": {
+                        "description": "text/event-stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "401": _json(ERROR, "a token that matches no role"),
+                    "404": _json(ERROR, "unknown id"),
+                    "410": _json(ERROR, "closed and moved to history (replay, DuckDB)"),
+                    "429": _json(ERROR, "too many live connections from this address"),
+                    "503": _json(ERROR, "live connection limit, or the read model bootstrapping"),
                 },
             }
         },

@@ -213,10 +213,17 @@ class ReadModel:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
-            if self._progress is None:
-                self._progress = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining)
+            await self.moved(remaining)
+        return True
+
+    async def moved(self, timeout: float) -> bool:
+        """Wait until the model folds its next batch; False after ``timeout``."""
+        if self._progress is None:
+            self._progress = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._progress.wait(), timeout)
+        except TimeoutError:
+            return False
         return True
 
     async def end_offsets(self, timeout: float = 5.0) -> Position | None:

@@ -28,24 +28,22 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from analytics.logio import LogWindow
 from analytics.replay import Pacer, fold_until, parse_replay_query
 from analytics.snapshot import take_snapshot
 from api.auth import Auth
 from api.http import ApiError
-from api.limits import LiveConnections
+from api.limits import HeldStream, LiveConnections
 from dispatchwire.errors import DispatchwireError
 from dispatchwire.settings import Settings
 from schemas import SchemaError, decode_event
@@ -55,20 +53,6 @@ from schemas.position import format_position
 log = logging.getLogger(__name__)
 
 CLOCK_EVERY_S = 0.1  # at most ten clock messages a second: a time bar needs no more
-
-
-class _HeldStream(EventSourceResponse):
-    """A replay stream that gives its connection slot back when it ends, however it ends."""
-
-    def __init__(self, release: Callable[[], None], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.release = release
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.release()
 
 
 def routes(settings: Settings, auth: Auth) -> list[Route]:
@@ -112,7 +96,7 @@ def routes(settings: Settings, auth: Auth) -> list[Route]:
             if isinstance(exc, DispatchwireError):
                 raise ApiError(503, str(exc)) from exc
             raise
-        return _HeldStream(
+        return HeldStream(
             release,
             _replay_messages(settings, resolved, speed, clock=clock == "1"),
             ping=settings.heartbeat_s,

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     api_max_headers: int = 100  # header lines per request; more is answered 431
     api_head_timeout_s: float = 10.0  # request line + headers must arrive in this, else 408
     api_body_timeout_s: float = 30.0  # the body must follow its headers in this, else 408
-    api_max_live_per_address: int = 100  # SSE + WebSocket per client address (429); 0: no cap
+    api_max_live_per_address: int = 100  # SSE (feed, tracking) + WS per address (429); 0: no cap
     api_max_live_total: int = 10_000  # SSE + WebSocket connections in all (503); 0: no cap
     # /api/replay/stream at once, in all (503): each reads the log with a consumer of its own
     api_max_replays: int = 4

@@ -88,14 +88,13 @@ class SseClient:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         last_event_id: str | None = None,
+        path: str = "/api/stream",
     ) -> None:
         hdrs = dict(AUTHORITY if headers is None else headers)
         if last_event_id is not None:
             hdrs["Last-Event-ID"] = last_event_id
         self._client = httpx.Client(timeout=httpx.Timeout(15.0))
-        self._cm = connect_sse(
-            self._client, "GET", api.url + "/api/stream", headers=hdrs, params=params
-        )
+        self._cm = connect_sse(self._client, "GET", api.url + path, headers=hdrs, params=params)
         self.source = self._cm.__enter__()
         self.response = self.source.response
         self._events: Iterator[ServerSentEvent] = self.source.iter_sse()
@@ -264,6 +263,28 @@ class EventLog:
             action="assigned",
             emergency=emergency,
             unit=moved,
+        )
+        self.write(event)
+        return event
+
+    def complete(self, created: EmergencyCreated, unit_id: str | None = None) -> EmergencyUpdated:
+        """``created``'s emergency COMPLETED now (by ``unit_id``, if one was assigned)."""
+        command_id = uuid.uuid4().hex
+        e = created.emergency
+        done = e.model_copy(
+            update={
+                "status": EmergencyStatus.COMPLETED,
+                "assigned_unit_id": unit_id,
+                "closed_at": datetime.now(UTC),
+                "version": self._version(e.id),
+            }
+        )
+        event = EmergencyUpdated(
+            event_id=event_id_for(command_id, 0),
+            command_id=command_id,
+            region=e.region,
+            action="completed",
+            emergency=done,
         )
         self.write(event)
         return event

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
 from schemas.entities import EmergencyStatus
-from schemas.events import EmergencyArchived, EmergencyUpdated, event_id_for
+from schemas.events import EmergencyArchived, event_id_for
 from tests.api.helpers import AUTHORITY, EventLog, RunningApi, SseClient, data
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.helpers import Commands
@@ -22,24 +22,8 @@ from tests.streams.world import STATION, World
 def close_and_archive(log: EventLog, region: str = "north") -> tuple[str, EmergencyArchived]:
     created = log.emergency(region=region)
     e = created.emergency
-    closed_at = datetime.now(UTC)
-    command_id = uuid.uuid4().hex
-    done = e.model_copy(
-        update={
-            "status": EmergencyStatus.COMPLETED,
-            "closed_at": closed_at,
-            "version": log._version(e.id),
-        }
-    )
-    log.write(
-        EmergencyUpdated(
-            event_id=event_id_for(command_id, 0),
-            command_id=command_id,
-            region=region,
-            action="completed",
-            emergency=done,
-        )
-    )
+    closed_at = log.complete(created).emergency.closed_at
+    assert closed_at is not None
     sweep = f"sweep-{uuid.uuid4().hex[:8]}"
     archived = EmergencyArchived(
         event_id=event_id_for(sweep, 0),

@@ -40,6 +40,12 @@ AUTHORITY_COMMAND = {
     "query": (401, 401, 401, 401, 401, 401, 401),
 }
 PUBLIC = {c: (200,) * 7 for c in CARRIERS}
+# anyone holding the id: the reporter's tracking view, once or as a stream
+TRACKING = {
+    "header": (200, 200, 200, 200, 200, 200, 401),
+    "cookie": (200, 200, 200, 200, 200, 200, 401),
+    "query": (200,) * 7,
+}
 MATRIX: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {
     ("POST", "/api/emergencies"): {
         "header": (422, 422, 422, 422, 422, 422, 401),
@@ -57,11 +63,8 @@ MATRIX: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {
     ("GET", "/api/state"): READERS_ANY_CARRIER_BUT_Q,
     ("GET", "/api/emergencies"): READERS_ANY_CARRIER_BUT_Q,
     ("GET", "/api/units"): READERS_ANY_CARRIER_BUT_Q,
-    ("GET", f"/api/emergencies/{KNOWN}"): {
-        "header": (200, 200, 200, 200, 200, 200, 401),
-        "cookie": (200, 200, 200, 200, 200, 200, 401),
-        "query": (200,) * 7,
-    },
+    ("GET", f"/api/emergencies/{KNOWN}"): TRACKING,
+    ("GET", f"/api/emergencies/{KNOWN}/stream"): TRACKING,
     ("GET", "/api/stream"): {c: (401, 403, 200, 200, 200, 200, 401) for c in CARRIERS},
     ("GET", "/api/snapshot"): {c: (401, 403, 403, 403, 403, 503, 401) for c in CARRIERS},
     ("GET", "/api/replay/stream"): {c: (401, 403, 403, 403, 403, 200, 401) for c in CARRIERS},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -168,11 +169,25 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
     site.command(emergency_id, "dispatch")
     unit_id = site.emergency(emergency_id)["assigned_unit_id"]
 
-    # The reporter follows it on the shareable page (no token: it polls its own report).
+    # The reporter follows it on the shareable page, without a token: by its own stream
+    # (/api/emergencies/{id}/stream), or by polling the GET where that stream is blocked.
+    reads: dict[str, list[str]] = {"stream": [], "blocked": []}
+    view = f"/api/emergencies/{emergency_id}"
     tracking = new_context(token=None).new_page()
+    tracking.on("request", lambda r: reads["stream"].append(urlsplit(r.url).path))
     tracking.goto(f"{site.base_url}/track/{emergency_id}")
     expect(tracking.locator("#status-badge")).to_have_text("ASSIGNED", timeout=LIVE)
     expect(tracking.locator("#fact-unit")).not_to_have_text("—")
+    expect(tracking.locator("#live-indicator")).to_have_attribute("data-transport", "sse")
+    blocked_context = new_context(token=None)
+    blocked_context.route("**/stream*", lambda route: route.abort())
+    blocked = blocked_context.new_page()
+    blocked.on("request", lambda r: reads["blocked"].append(urlsplit(r.url).path))
+    blocked.goto(f"{site.base_url}/track/{emergency_id}")
+    expect(blocked.locator("#live-indicator")).to_have_attribute(
+        "data-transport", "poll", timeout=LIVE
+    )
+    expect(blocked.locator("#status-badge")).to_have_text("ASSIGNED")
     assert_map_shows(
         tracking, path=str(artifacts_dir / "views-track-map.png"), road=ROAD, assigned=DISPATCHED
     )  # the incident (ASSIGNED) and its unit share a colour
@@ -196,9 +211,15 @@ def test_complete_frees_the_unit_stops_tracking_and_toasts(
     expect(unit_row).to_have_attribute("data-status", "AVAILABLE", timeout=4 * LIVE)
     expect_one_toast(dashboard, "Unit available")
 
-    expect(tracking.locator("#status-badge")).to_have_text("COMPLETED", timeout=LIVE)
-    expect(tracking.locator("#live-indicator")).to_have_attribute("data-phase", "closed")
-    expect(tracking.locator('#timeline li[data-step="COMPLETED"]')).to_have_class("done current")
+    for page in (tracking, blocked):
+        expect(page.locator("#status-badge")).to_have_text("COMPLETED", timeout=LIVE)
+        expect(page.locator("#live-indicator")).to_have_attribute("data-phase", "closed")
+        expect(page.locator('#timeline li[data-step="COMPLETED"]')).to_have_class("done current")
+    # The streaming page read its report once, on load (polling reads it every 2 s); the
+    # blocked one read it on load and polled it.
+    assert reads["stream"].count(view) == 1, reads["stream"]
+    assert reads["stream"].count(view + "/stream") >= 1
+    assert reads["blocked"].count(view) >= 2, reads["blocked"]
 
 
 def test_several_tabs_update_together(site: LiveSite, new_context, artifacts_dir: Path) -> None:

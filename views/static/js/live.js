@@ -34,6 +34,8 @@ function withQuery(path, params) {
 /**
  * Keep `state` current. Options:
  *   token      bearer token (query `token=` for SSE/WS, Authorization header for REST)
+ *   streamUrl  the SSE stream (default /api/stream)
+ *   wsUrl      the WebSocket fallback (default /ws); null: from SSE straight to polling
  *   pollUrl    REST fallback returning {emergencies, units} (default /api/state)
  *   toState    maps the REST body to {emergencies, units}
  *   onStatus   called with {transport, phase, detail} on every transport change
@@ -96,7 +98,7 @@ export function connectLive(state, options = {}) {
       errors += 1;
       // Never opened, or refused for good (HTTP error: readyState CLOSED): fall back.
       if (!es || es.readyState === EventSource.CLOSED || (!opened && errors >= 2) || errors >= 4) {
-        startWS();
+        afterSSE();
       } else {
         setStatus("sse", "reconnecting");
       }
@@ -107,7 +109,12 @@ export function connectLive(state, options = {}) {
       clearTimeout(watchdog);
       setStatus("sse", "live");
     });
-    watchdog = setTimeout(() => { if (!opened) startWS(); }, opts.sseOpenTimeoutMs);
+    watchdog = setTimeout(() => { if (!opened) afterSSE(); }, opts.sseOpenTimeoutMs);
+  }
+
+  function afterSSE() {
+    if (opts.wsUrl) startWS();
+    else startPolling();
   }
 
   // --- WebSocket

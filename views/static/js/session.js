@@ -38,14 +38,14 @@ export async function startSession({ connect = () => null, ask = true } = {}) {
 
 // A `connect` for startSession: the live connection (live.js) into `state`, shown in the
 // page's #live-indicator (mounted now, so it says "connecting" while the token is asked
-// for). `options` are connectLive's, or a function of the token returning them; a refused
-// token asks for another one.
+// for). `options` are connectLive's, or a function of the token returning them (they may
+// set `token` to null: a connection that needs none); a refused token asks for another one.
 export function liveConnection(state, options = {}) {
   const indicator = mountIndicator($("#live-indicator"), state);
   return (token, session) => connectLive(state, {
     onUnauthorized: () => session.relogin(REFUSED),
-    ...(typeof options === "function" ? options(token) : options),
     token,
+    ...(typeof options === "function" ? options(token) : options),
     onStatus: indicator,
   });
 }

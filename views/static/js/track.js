@@ -92,13 +92,17 @@ state.addEventListener("change", () => {
   if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); });
 });
 
-// The live stream is for dispatchers and units; a reporter (no token) polls this one
-// emergency, which anyone holding its id may read. No token dialog here: a refused token
-// only leaves the page polling.
-const connect = liveConnection(state, (token) => ({
-  start: token ? "sse" : "poll",
+// The live feed (/api/stream) is for dispatchers and units; this page follows its one
+// emergency's own stream, which anyone holding the id may read (the tracking view, as
+// snapshots), and polls the same view if that stream cannot be opened. No token: the view
+// is the same for every caller, so none goes into its URLs, and no token dialog.
+const path = `/api/emergencies/${encodeURIComponent(emergencyId)}`;
+const connect = liveConnection(state, () => ({
+  token: null,
+  streamUrl: `${path}/stream`,
+  wsUrl: null,
   onUnauthorized: () => {},
-  pollUrl: `/api/emergencies/${encodeURIComponent(emergencyId)}`,
+  pollUrl: path,
   toState: (body) => ({ emergencies: [body.emergency || body], units: body.unit ? [body.unit] : [] }),
 }));
 

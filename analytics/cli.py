@@ -180,8 +180,10 @@ def run_query(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_export_map(settings: Settings, args: argparse.Namespace) -> int:
     from analytics.maps import write_map
+    from schemas.geo import configured_network
 
-    out = write_map(args.snapshot, args.out)
+    network = configured_network(settings.osm_file, settings.data_dir)
+    out = write_map(args.snapshot, args.out, network)
     print(f"map written to {out} (opens offline in a browser)")
     return 0
 

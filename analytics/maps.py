@@ -78,7 +78,7 @@ def _bundle() -> str:
     return js.replace("</script", "<\\/script")
 
 
-def build_deck(db: Path) -> pdk.Deck:
+def build_deck(db: Path, network: geo.RoadNetwork | None = None) -> pdk.Deck:
     try:
         con = duckdb.connect(str(db), read_only=True)
     except duckdb.Error as exc:
@@ -104,7 +104,7 @@ def build_deck(db: Path) -> pdk.Deck:
     finally:
         con.close()
     points = [i["position"] for i in incidents] + [p for t in tracks for p in t["path"]]
-    network = geo.load_network()
+    network = network or geo.load_network()
     layers = [
         pdk.Layer(
             "PathLayer",
@@ -195,9 +195,10 @@ def fitted_view(points: list[list[float]]) -> pdk.ViewState:
     )
 
 
-def write_map(db: Path, out: Path) -> Path:
-    """Write an offline HTML map of snapshot ``db`` to ``out``."""
-    deck = build_deck(db)
+def write_map(db: Path, out: Path, network: geo.RoadNetwork | None = None) -> Path:
+    """Write an offline HTML map of snapshot ``db`` to ``out``, over ``network``'s streets
+    (default: Helsinki)."""
+    deck = build_deck(db, network)
     spec = json.dumps(json.loads(deck.to_json())).replace("</", "<\\/")
     legend = (
         "incidents: hexagons (darker = more) &middot; unit tracks: "

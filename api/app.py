@@ -217,7 +217,7 @@ def create_app(settings: Settings) -> ApiApp:
             services.hub.keep_alive(settings.heartbeat_s, settings.api_client_send_timeout_s),
             name="live-keep-alive",
         )
-        await asyncio.to_thread(commands.warm_region_lookup)
+        await asyncio.to_thread(commands.warm_region_lookup, settings)
         try:
             yield
         finally:
@@ -261,7 +261,7 @@ def create_app(settings: Settings) -> ApiApp:
     )
     app.live = live
     app.state.services = services
-    app.state.openapi = openapi_document()
+    app.state.openapi = openapi_document(settings)
     return app
 
 

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse
 from api.auth import AUTHORITY, RATE_EXEMPT, REPORTERS, Role
 from api.http import ApiError, read_model_body
 from dispatchwire.errors import KafkaUnavailable
+from dispatchwire.settings import Settings
 from schemas.commands import (
     CancelEmergency,
     Command,
@@ -43,7 +44,6 @@ from schemas.events import (
     Event,
     UnitStatusUpdate,
 )
-from schemas.geo import load_network
 from schemas.requests import (
     CancelRequest,
     CompleteRequest,
@@ -51,6 +51,7 @@ from schemas.requests import (
     ReportRequest,
     UnitStatusRequest,
 )
+from views.mapspec import road_network
 
 if TYPE_CHECKING:
     from api.services import Services
@@ -62,12 +63,15 @@ def _services(request: Request) -> Services:
     return request.app.state.services
 
 
-def region_for_report(body: ReportRequest, fallback: str) -> str:
-    """The region of the report's location (``schemas.geo``, the default network); 422 for
-    a point outside the served area; the configured fallback if the network is missing."""
+def region_for_report(body: ReportRequest, settings: Settings) -> str:
+    """The region of the report's location on the network every part routes on
+    (``views.mapspec.road_network``: ``DISPATCHWIRE_OSM_FILE``'s, else Helsinki); 422 for a
+    point outside the served area; ``DISPATCHWIRE_API_FALLBACK_REGION`` if there is no
+    network file."""
     try:
-        network = load_network()
+        network = road_network(settings)
     except (OSError, ValueError, LookupError):
+        fallback = settings.api_fallback_region
         log.warning("no road network for (%s, %s); using %s", body.lat, body.lon, fallback)
         return fallback
     if not network.in_service_area(body.lat, body.lon):
@@ -84,10 +88,10 @@ def region_for_report(body: ReportRequest, fallback: str) -> str:
     return network.region_for(body.lat, body.lon)
 
 
-def warm_region_lookup() -> None:
+def warm_region_lookup(settings: Settings) -> None:
     """Load the road network once, off the event loop, before the first report needs it."""
     try:
-        load_network()
+        road_network(settings)
     except (OSError, ValueError, LookupError):
         log.warning("no road network: reports go to DISPATCHWIRE_API_FALLBACK_REGION")
 
@@ -179,7 +183,7 @@ async def report_emergency(request: Request) -> JSONResponse:
     if body.command_id:
         fields["command_id"] = body.command_id
     command = ReportEmergency(
-        region=region_for_report(body, services.settings.api_fallback_region),
+        region=region_for_report(body, services.settings),
         issued_by=role.value,
         **fields,
     )

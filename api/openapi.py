@@ -16,8 +16,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from dispatchwire import __version__
+from dispatchwire.settings import Settings
 from schemas.entities import Emergency, Unit
-from schemas.geo import load_network
 from schemas.requests import (
     CancelRequest,
     CompleteRequest,
@@ -25,6 +25,7 @@ from schemas.requests import (
     ReportRequest,
     UnitStatusRequest,
 )
+from views.mapspec import road_network
 
 REF = "#/components/schemas/{model}"
 REQUESTS = (ReportRequest, DispatchRequest, CompleteRequest, CancelRequest, UnitStatusRequest)
@@ -232,11 +233,11 @@ def _tracking_view(components: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _served_area(report: dict[str, Any]) -> None:
+def _served_area(report: dict[str, Any], settings: Settings) -> None:
     """A report's lat/lon bounds: the served area (the road network's box), not the Earth;
     a point outside it is a 422."""
     try:
-        south, west, north, east = load_network().bbox
+        south, west, north, east = road_network(settings).bbox
     except (OSError, ValueError, LookupError):
         return
     for field, low, high in (("lat", south, north), ("lon", west, east)):
@@ -245,7 +246,7 @@ def _served_area(report: dict[str, Any]) -> None:
         prop["description"] = f"{prop.get('description', '')}, inside the served area".strip(", ")
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(settings: Settings) -> dict[str, Any]:
     _, requests = models_json_schema([(m, "validation") for m in REQUESTS], ref_template=REF)
     _, entities = models_json_schema([(m, "serialization") for m in ENTITIES], ref_template=REF)
     components = {**requests.get("$defs", {}), **entities.get("$defs", {})}
@@ -265,7 +266,7 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     components["TrackingView"] = _tracking_view(components)
-    _served_area(components["ReportRequest"])
+    _served_area(components["ReportRequest"], settings)
     state = {
         "type": "object",
         "required": ["emergencies", "units", "position"],

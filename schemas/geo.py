@@ -13,10 +13,13 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DEFAULT_NETWORK_FILE = Path(__file__).resolve().parent / "data" / "roads-helsinki.json.gz"
 ATTRIBUTION = "© OpenStreetMap contributors, ODbL 1.0 (https://www.openstreetmap.org/copyright)"
@@ -171,6 +174,27 @@ def _load(path: str) -> RoadNetwork:
         region_prefix=doc["region_prefix"],
         regions=_grid_regions(doc["name"], doc["region_prefix"], bbox),
     )
+
+
+def derived_network_file(pbf: Path, data_dir: Path) -> Path:
+    """Where the network built from OSM extract ``pbf`` is kept (the worker builds it)."""
+    return data_dir / f"roads-{pbf.name.split('.')[0].lower()}.json.gz"
+
+
+def configured_network(source: Path | None, data_dir: Path) -> RoadNetwork:
+    """The network of ``DISPATCHWIRE_OSM_FILE`` (``source``) as every part reads it: a
+    ``.json.gz`` network file as it is, an OSM extract by the network derived from it in
+    ``data_dir`` (``streams.roadgraph.network_for`` builds that; until it exists, the
+    default), nothing: the default (central Helsinki)."""
+    if source is None:
+        return load_network()
+    if source.name.endswith(".json.gz"):
+        return load_network(source)
+    derived = derived_network_file(source, data_dir)
+    if derived.exists():
+        return load_network(derived)
+    log.warning("no road network derived from %s yet; using the default one", source)
+    return load_network()
 
 
 def region_for(lat: float, lon: float) -> str:

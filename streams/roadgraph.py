@@ -19,7 +19,14 @@ import os
 from pathlib import Path
 
 from dispatchwire.settings import Settings
-from schemas.geo import ATTRIBUTION, DEFAULT_NETWORK_FILE, RoadNetwork, load_network
+from schemas.geo import (
+    ATTRIBUTION,
+    DEFAULT_NETWORK_FILE,
+    RoadNetwork,
+    configured_network,
+    derived_network_file,
+    load_network,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,22 +182,16 @@ def write_network(doc: dict, out: Path) -> Path:
 def network_for(settings: Settings) -> RoadNetwork:
     """The network every part routes on: ``DISPATCHWIRE_OSM_FILE`` if set, else Helsinki.
 
-    A ``.pbf`` is converted once into ``<data_dir>/roads-<name>.json.gz`` and reused.
+    A ``.pbf`` is converted once into ``<data_dir>/roads-<name>.json.gz`` and reused (every
+    other part reads that file: ``schemas.geo.configured_network``).
     """
     source = settings.osm_file
-    if source is None:
-        return load_network()
-    if source.name.endswith(".json.gz"):
-        return load_network(source)
-    derived = derived_path(settings, source)
-    if not derived.exists() or derived.stat().st_mtime < source.stat().st_mtime:
-        log.info("building road network from %s into %s", source, derived)
-        write_network(build_network(source), derived)
-    return load_network(derived)
-
-
-def derived_path(settings: Settings, pbf: Path) -> Path:
-    return settings.data_dir / f"roads-{pbf.name.split('.')[0].lower()}.json.gz"
+    if source is not None and not source.name.endswith(".json.gz"):
+        derived = derived_network_file(source, settings.data_dir)
+        if not derived.exists() or derived.stat().st_mtime < source.stat().st_mtime:
+            log.info("building road network from %s into %s", source, derived)
+            write_network(build_network(source), derived)
+    return configured_network(source, settings.data_dir)
 
 
 def main() -> None:

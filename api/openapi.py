@@ -321,9 +321,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "get": {
                 "summary": "One emergency's tracking view as Server-Sent Events (the /track page)",
                 "description": "A `snapshot` message ({emergencies: [the view], units: [the "
-                "unit on its way, if any]}) each time the view changes; after the closed "
-                "emergency's view, or `emergency_archived`, the stream ends. The tracking view "
-                "for every caller; no ids, no resume. Holds a live connection slot.",
+                "unit on its way, if any]}) each time the view changes, closed included; "
+                "it ends with `emergency_archived` when the emergency moves to history. The "
+                "tracking view for every caller; no ids, no resume. Holds a live connection slot.",
                 "security": OPTIONAL_BEARER,
                 "parameters": [ID_PARAM],
                 "responses": {

@@ -8,9 +8,10 @@
   page follows its report without polling. The live feed (``/api/stream``) is not for a
   reporter: it carries every emergency's location. This one carries only what the GET
   answers: a ``snapshot`` (``{"emergencies": [...], "units": [...]}``, the live feed's
-  snapshot shape, so the page's ``LiveState`` folds it) each time the view changes, and it
-  ends after the view of the closed emergency, or with ``emergency_archived`` (the live
-  message) once the emergency left the live state. The view is the tracking view for every
+  snapshot shape, so the page's ``LiveState`` folds it) each time the view changes, through
+  the window in which a closed emergency stays in the live state, and it ends with
+  ``emergency_archived`` (the live message) once the emergency left it, so the page can say
+  that it moved to history as it happens. The view is the tracking view for every
   caller (the page shows no more); a token that matches no role is refused, as on the GET.
   No ids and no resume: a reconnect starts with the current view. Each stream holds a
   live connection slot (``Services.live``: the caps per address and in total).
@@ -110,8 +111,8 @@ async def stream_emergency(request: Request) -> Response:
 async def tracking_messages(
     model: ReadModel, hub: Hub, emergency_id: str, wake_s: float = WAKE_S
 ) -> AsyncIterator[dict[str, str]]:
-    """The stream's messages: the view whenever it changes, until the emergency closes
-    (or the server shuts down)."""
+    """The stream's messages: the view whenever it changes, until the emergency leaves the
+    live state (or the server shuts down)."""
     sent: tuple[Emergency, Unit | None] | None = None
     while not hub.closing:
         emergency = model.projection.emergencies.get(emergency_id)
@@ -128,8 +129,6 @@ async def tracking_messages(
                 "units": [_unit_view(unit)] if unit is not None else [],
             }
             yield {"event": "snapshot", "data": dumps(state)}
-        if not emergency.status.is_open:
-            return
         await model.moved(wake_s)
 
 

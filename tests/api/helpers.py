@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from httpx_sse import ServerSentEvent, connect_sse
@@ -30,6 +30,7 @@ from schemas.entities import (
     UnitType,
 )
 from schemas.events import (
+    EmergencyArchived,
     EmergencyCreated,
     EmergencyUpdated,
     UnitLocation,
@@ -285,6 +286,23 @@ class EventLog:
             region=e.region,
             action="completed",
             emergency=done,
+        )
+        self.write(event)
+        return event
+
+    def archive(self, closed: EmergencyUpdated, hours: float = 1.0) -> EmergencyArchived:
+        """The sweep's ``emergency_archived`` for ``closed`` (a completion or a
+        cancellation), ``hours`` after it closed."""
+        e = closed.emergency
+        sweep = f"sweep-{uuid.uuid4().hex[:8]}"
+        event = EmergencyArchived(
+            event_id=event_id_for(sweep, 0),
+            command_id=sweep,
+            region=e.region,
+            emergency_id=e.id,
+            status=e.status,
+            closed_at=e.closed_at,
+            occurred_at=(e.closed_at or datetime.now(UTC)) + timedelta(hours=hours),
         )
         self.write(event)
         return event

@@ -4,14 +4,11 @@ does not bring one back."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from datetime import timedelta
 
 from dispatchwire.settings import Settings
 from infra.topics import ensure_topics
-from schemas.entities import EmergencyStatus
-from schemas.events import EmergencyArchived, event_id_for
+from schemas.events import EmergencyArchived
 from tests.api.helpers import AUTHORITY, EventLog, RunningApi, SseClient, data
 from tests.conftest import WorkerProcess, wait_for
 from tests.streams.helpers import Commands
@@ -21,21 +18,7 @@ from tests.streams.world import STATION, World
 
 def close_and_archive(log: EventLog, region: str = "north") -> tuple[str, EmergencyArchived]:
     created = log.emergency(region=region)
-    e = created.emergency
-    closed_at = log.complete(created).emergency.closed_at
-    assert closed_at is not None
-    sweep = f"sweep-{uuid.uuid4().hex[:8]}"
-    archived = EmergencyArchived(
-        event_id=event_id_for(sweep, 0),
-        command_id=sweep,
-        region=region,
-        emergency_id=e.id,
-        status=EmergencyStatus.COMPLETED,
-        closed_at=closed_at,
-        occurred_at=closed_at + timedelta(hours=1),
-    )
-    log.write(archived)
-    return e.id, archived
+    return created.emergency.id, log.archive(log.complete(created))
 
 
 def test_an_archived_emergency_is_410_gone_and_out_of_every_snapshot(

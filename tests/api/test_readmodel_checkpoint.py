@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from kafka import KafkaProducer, TopicPartition
@@ -21,7 +21,6 @@ from dispatchwire.settings import Settings
 from infra.topics import admin_client, ensure_readmodel_topic
 from schemas.entities import EmergencyStatus, UnitStatus
 from schemas.events import (
-    EmergencyArchived,
     EmergencyCreated,
     EmergencyUpdated,
     event_id_for,
@@ -63,22 +62,6 @@ def close(log: EventLog, update: EmergencyUpdated, action: str = "completed") ->
     return event
 
 
-def archive(log: EventLog, closed: EmergencyUpdated, hours: float = 1.0) -> EmergencyArchived:
-    e = closed.emergency
-    sweep = f"sweep-{uuid.uuid4().hex[:8]}"
-    event = EmergencyArchived(
-        event_id=event_id_for(sweep, 0),
-        command_id=sweep,
-        region=e.region,
-        emergency_id=e.id,
-        status=e.status,
-        closed_at=e.closed_at,
-        occurred_at=(e.closed_at or datetime.now(UTC)) + timedelta(hours=hours),
-    )
-    log.write(event)
-    return event
-
-
 def first_half(log: EventLog) -> dict[str, object]:
     """Creates, dispatches, moves, a completion and an archive, and duplicate copies."""
     u1 = log.unit(region="north", unit_id="u-north").unit
@@ -90,7 +73,7 @@ def first_half(log: EventLog) -> dict[str, object]:
     log.location("u-north", 60.171)
     moved = log.location("u-north", 60.172)
     closed1 = close(log, a1)
-    archived1 = archive(log, closed1)
+    archived1 = log.archive(closed1)
     log.write(e2)  # a redelivered copy
     log.write(a1)  # a copy of an older update of an archived emergency
     log.write(moved)
@@ -104,7 +87,7 @@ def second_half(log: EventLog, first: dict[str, object]) -> None:
     assert isinstance(e3, EmergencyCreated)
     a2 = log.assign(e2, first["u2"])  # type: ignore[arg-type]
     log.location("u-south", 59.9, region="south")
-    archive(log, close(log, a2))
+    log.archive(close(log, a2))
     log.write(e1)  # re-published report of an emergency archived before the checkpoint
     log.write(first["archived1"])  # and its archive again
     log.write(e2)  # an old copy of one archived after it
@@ -116,7 +99,7 @@ def second_half(log: EventLog, first: dict[str, object]) -> None:
         action="cancelled",
         emergency=e3.emergency,
     )
-    archive(log, close(log, cancelled, "cancelled"), hours=2.0)
+    log.archive(close(log, cancelled, "cancelled"), hours=2.0)
     log.unit(region="north", unit_id="u-late")
 
 

@@ -1,7 +1,8 @@
 """``GET /api/emergencies/{id}/stream``: the reporter's tracking view, live, against the real
 broker. It carries one emergency and its unit on the way, never the reporter's name or
-phone nor any other emergency or unit, sends only when the view changes, ends once the
-emergency has closed, refuses what the GET refuses, and holds a live connection slot."""
+phone nor any other emergency or unit, sends only when the view changes, follows a closed
+emergency until it moves to history, refuses what the GET refuses, and holds a live
+connection slot."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def started(
     return start
 
 
-def test_the_stream_follows_one_emergency_and_ends_when_it_closes(started) -> None:
+def test_the_stream_follows_one_emergency_until_it_moves_to_history(started) -> None:
     log, api = started()
     created = log.emergency(reporter=REPORTER, description="smoke on the third floor")
     unit = log.unit().unit
@@ -86,12 +87,13 @@ def test_the_stream_follows_one_emergency_and_ends_when_it_closes(started) -> No
         moved = data(stream.next())
         assert moved["units"][0]["lat"] == 60.18
 
-        log.complete(created, unit.id)
-        rest = views(stream)  # the closed view, then the stream ends
-    assert [event for event, _ in rest] == ["snapshot"]
-    closed = rest[0][1]
-    assert closed["emergencies"][0]["status"] == "COMPLETED" and closed["units"] == []
-    seen = {e["id"] for _, d in [("", assigned), ("", moved), *rest] for e in d["emergencies"]}
+        done = log.complete(created, unit.id)
+        closed = data(stream.next())  # followed on while it is recently closed
+        assert closed["emergencies"][0]["status"] == "COMPLETED" and closed["units"] == []
+        archived = log.archive(done)
+        rest = views(stream)  # it moved to history: that, then the stream ends
+    assert rest == [("emergency_archived", archived.live_data())]
+    seen = {e["id"] for d in (assigned, moved, closed) for e in d["emergencies"]}
     assert seen == {created.emergency.id} and other.emergency.id not in seen
     text = "".join(event.data for event in stream.seen)
     assert REPORTER.name not in text and REPORTER.phone not in text  # type: ignore[operator]

@@ -46,6 +46,11 @@ def test_a_closed_report_moves_to_history_and_the_pages_say_so(
     tracking.goto(f"{site.base_url}/track/{emergency_id}")
     expect(tracking.locator("#status-badge")).to_have_text("COMPLETED", timeout=LIVE)
     expect(tracking.locator("#status-text")).to_contain_text("then it moves to the history")
+    blocked = new_context(token=None)
+    blocked.route("**/stream*", lambda route: route.abort())
+    polled = blocked.new_page()  # the same page where its stream cannot be opened
+    polled.goto(f"{site.base_url}/track/{emergency_id}")
+    expect(polled.locator("#live-indicator")).to_have_attribute("data-transport", "poll")
 
     # Archived: gone from the dashboard by the live event, 410 for the page.
     expect(incident(dashboard, emergency_id)).to_have_count(0, timeout=LIVE + 10_000)
@@ -56,10 +61,14 @@ def test_a_closed_report_moves_to_history_and_the_pages_say_so(
     )
     later = new_context(token=None).new_page()
     later.goto(f"{site.base_url}/track/{emergency_id}")
-    expect(later.locator("body")).to_have_attribute("data-archived", "true", timeout=LIVE)
-    text = later.locator("#status-text")
-    expect(text).to_contain_text("moved to the history")
-    expect(text).to_contain_text("replay")
-    expect(text).to_contain_text("DuckDB")
-    expect(later.locator("#status-badge")).to_have_text("COMPLETED")
+    # The pages that followed it in the window say so as it happens (the stream ends with
+    # emergency_archived; the poll gets the 410); one opened later, from the 410.
+    for page in (tracking, polled, later):
+        expect(page.locator("body")).to_have_attribute("data-archived", "true", timeout=LIVE)
+        text = page.locator("#status-text")
+        expect(text).to_contain_text("moved to the history")
+        expect(text).to_contain_text("replay")
+        expect(text).to_contain_text("DuckDB")
+        expect(page.locator("#status-badge")).to_have_text("COMPLETED")
+    expect(tracking.locator("#live-indicator")).to_have_attribute("data-phase", "closed")
     later.screenshot(path=str(artifacts_dir / "views-track-archived.png"))

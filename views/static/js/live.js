@@ -36,6 +36,7 @@ function withQuery(path, params) {
  *   token      bearer token (query `token=` for SSE/WS, Authorization header for REST)
  *   streamUrl  the SSE stream (default /api/stream)
  *   wsUrl      the WebSocket fallback (default /ws); null: from SSE straight to polling
+ *   onGone     called with the body of a 410 from pollUrl (what it polls moved away)
  *   pollUrl    REST fallback returning {emergencies, units} (default /api/state)
  *   toState    maps the REST body to {emergencies, units}
  *   onStatus   called with {transport, phase, detail} on every transport change
@@ -189,6 +190,7 @@ export function connectLive(state, options = {}) {
         const headers = opts.token ? { Authorization: `Bearer ${opts.token}` } : {};
         const res = await fetch(opts.pollUrl, { headers, cache: "no-store" });
         if (res.status === 401 || res.status === 403) { opts.onUnauthorized(); }
+        if (res.status === 410 && opts.onGone) { opts.onGone(await res.json()); return; }
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         const body = await res.json();
         if (stopped || !pollTimer) return;

@@ -77,14 +77,9 @@ function render() {
     (e.assigned_unit_id || "—");
   $("#fact-eta").textContent = e.status === S.ASSIGNED && unit ? formatEta(unit.eta_s) : "—";
   $("#fact-description").textContent = e.description || "—";
-  const open = isOpen(e);
-  const units = unit && open ? [unit] : [];
+  const units = unit && isOpen(e) ? [unit] : [];
   map.update(layerData({ emergencies: [e], units }));
-  // A closed report needs no more updates: stop following it.
-  if (!open && !finished) {
-    finished = true;
-    session?.connection()?.close();
-  }
+  // A closed report is followed on until it moves to the history (renderArchived stops).
 }
 
 let frame = 0;
@@ -104,6 +99,7 @@ const connect = liveConnection(state, () => ({
   onUnauthorized: () => {},
   pollUrl: path,
   toState: (body) => ({ emergencies: [body.emergency || body], units: body.unit ? [body.unit] : [] }),
+  onGone: (body) => renderArchived(body), // 410: it moved to the history while polled
 }));
 
 try {

@@ -36,6 +36,13 @@ def test_a_closed_report_moves_to_history_and_the_pages_say_so(
     expect(dashboard.locator("#closed-note")).to_have_text(
         "kept 10 s, then in history (replay, DuckDB)"
     )
+    # The same page where its stream cannot be opened: polling, from before the completion
+    # (10 s of window after it would race the fallback to polling on a loaded machine).
+    blocked = new_context(token=None)
+    blocked.route("**/stream*", lambda route: route.abort())
+    polled = blocked.new_page()
+    polled.goto(f"{site.base_url}/track/{emergency_id}")
+    expect(polled.locator("#live-indicator")).to_have_attribute("data-transport", "poll")
     site.command(emergency_id, "complete")
 
     # In the window: the dashboard lists it as recently closed, the tracking page says
@@ -46,11 +53,6 @@ def test_a_closed_report_moves_to_history_and_the_pages_say_so(
     tracking.goto(f"{site.base_url}/track/{emergency_id}")
     expect(tracking.locator("#status-badge")).to_have_text("COMPLETED", timeout=LIVE)
     expect(tracking.locator("#status-text")).to_contain_text("then it moves to the history")
-    blocked = new_context(token=None)
-    blocked.route("**/stream*", lambda route: route.abort())
-    polled = blocked.new_page()  # the same page where its stream cannot be opened
-    polled.goto(f"{site.base_url}/track/{emergency_id}")
-    expect(polled.locator("#live-indicator")).to_have_attribute("data-transport", "poll")
 
     # Archived: gone from the dashboard by the live event, 410 for the page.
     expect(incident(dashboard, emergency_id)).to_have_count(0, timeout=LIVE + 10_000)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +21,7 @@ import httpx
 import pytest
 
 from dispatchwire.settings import Settings
-from infra.kafka import KafkaDistribution, LocalBroker, free_port
+from infra.kafka import free_port, scratch_broker
 from infra.topics import ensure_topics
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -35,24 +33,8 @@ def kafka_bootstrap() -> Iterator[str]:
     if configured:
         yield configured
         return
-    base = Settings()
-    data_dir = Path(tempfile.mkdtemp(prefix="dispatchwire-test-kafka-"))
-    port = free_port()
-    controller = free_port()
-    broker = LocalBroker(
-        distribution=KafkaDistribution(base.kafka_version, base.cache_dir),
-        data_dir=data_dir,
-        port=port,
-        controller_port=controller,
-        heap="768m",
-    )
-    with sigterm_unwinds():
-        try:
-            broker.start()
-            yield broker.bootstrap
-        finally:
-            broker.stop()
-            shutil.rmtree(data_dir, ignore_errors=True)
+    with sigterm_unwinds(), scratch_broker("dispatchwire-test-kafka-") as broker:
+        yield broker.bootstrap
 
 
 @contextlib.contextmanager

@@ -378,8 +378,9 @@ def create_faust_app(
         state=DispatchState(table, fleet, policy),
         holds=lease.holds,
         # (aiokafka asks once until the rejoin it asked for has happened; later batches of
-        # the old generation are let go without asking: streams.processing, ``held``)
-        on_fenced=lambda: progress.request_rejoin(app),
+        # the old generation are let go without asking: streams.processing, ``held``; and
+        # not at all once the worker has joined a later generation by itself)
+        on_fenced=lambda generation: progress.request_rejoin(app, past=generation),
     )
     state = processor.state
 

@@ -33,6 +33,8 @@ The repairs, installed once per process like the fetch-wait patch in ``streams.a
 3. The seek takes the group's committed offsets as the whole truth (``seek_to_committed``),
    and a commit that outlasts its generation records nothing (``forget_stale_commit``).
 4. What ``getmany`` fetched and did not hand on is fetched again (``give_back``).
+5. A revocation commits what was acked before it forgets it, and a commit asked for while
+   another is in flight commits once that one is done (``commit_before_revoking``).
 
 Looked at again for the takeover stall (issue 14): if a rebalance lands while repair 1 has
 the flow stopped, the seek is cancelled and the flow is left stopped, but every later
@@ -55,6 +57,7 @@ again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -116,12 +119,58 @@ def install() -> None:
                 records, fetched_to = fetched
                 await give_back(self, records, fetched_to, handed)
 
+    commit = consumer_cls.commit
+    on_partitions_revoked = consumer_cls.on_partitions_revoked
+
+    async def commit_after_the_one_in_flight(
+        self: Any, topics: Any = None, start_new_transaction: bool = True
+    ) -> bool:
+        while (in_flight := self._commit_fut) is not None:
+            await asyncio.wait([in_flight])  # (a cancelled one is done too)
+        return bool(await commit(self, topics, start_new_transaction))
+
+    async def commit_before_revoking(self: Any, revoked: Any) -> None:
+        await commit_revoked(self, revoked)
+        await on_partitions_revoked(self, revoked)
+
+    consumer_cls.commit = commit_after_the_one_in_flight  # type: ignore[method-assign]
+    consumer_cls.on_partitions_revoked = commit_before_revoking  # type: ignore[method-assign]
     consumer_cls.perform_seek = seek_with_flow_stopped  # type: ignore[method-assign]
     consumer_cls._wait_next_records = wait_next_records_kept  # type: ignore[method-assign]
     consumer_cls.getmany = getmany_giving_back  # type: ignore[method-assign]
     consumer_cls._commit_offsets = commit_within_generation  # type: ignore[method-assign]
     consumer_cls._new_offset = new_offset  # type: ignore[method-assign]
     consumer_cls._dispatchwire_offsets = True  # type: ignore[attr-defined]
+
+
+# How long a revocation waits for its commit (repair 5): a commit that cannot reach the
+# group's coordinator in this time will not reach it before the rebalance does either.
+REVOKE_COMMIT_S = 5.0
+
+
+async def commit_revoked(consumer: Any, revoked: Any) -> None:
+    """Repair 5: commit what was acked of the ``revoked`` partitions before Faust forgets it.
+
+    Faust commits on revocation (``App._on_partitions_revoked`` awaits
+    ``Consumer.wait_empty``, which commits), but ``Consumer.on_partitions_revoked`` first
+    drops the revoked partitions' acked offsets and only then calls it, so that commit had
+    nothing left to commit; and a commit asked for while another was in flight (the timer's,
+    every ``COMMIT_INTERVAL_S``) waited for that one and returned without committing. So
+    every rebalance left the commands acked since the last commit uncommitted, up to a
+    commit interval's, and the partition's next owner (often the same worker) took them
+    again and published their events a second time: the same events under the same ids
+    (``streams.processing``, crash safety), harmless to consumers that dedupe by id, but
+    copies on every scale-out, takeover and fence. Found with
+    ``tests/streams/test_commit_in_flight.py`` (a commit held while a report is acked and a
+    rebalance comes), which fails without it. A commit that cannot finish in
+    ``REVOKE_COMMIT_S`` (a silent coordinator) is given up: those commands come again, as
+    before."""
+    if not revoked or consumer.app.client_only:
+        return
+    try:
+        await asyncio.wait_for(consumer.commit(revoked), REVOKE_COMMIT_S)
+    except Exception as exc:  # (a timeout included: the rebalance goes on without it)
+        log.warning("the revoked partitions' acked offsets were not committed: %r", exc)
 
 
 async def seek_to_committed(self: Any) -> None:

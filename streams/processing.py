@@ -467,11 +467,12 @@ class BatchProcessor:
         units_topic: str | None = None,
         state: DispatchState | None = None,
         holds: Callable[[int], bool] | None = None,
-        on_fenced: Callable[[], Awaitable[None]] | None = None,
+        on_fenced: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
         # Whether the worker surely still owns what it fetched in a generation, and what to
-        # do once it does not (``streams.lease``); without them (tools, tests) it always does.
+        # do once it does not (given that generation; ``streams.lease``); without them
+        # (tools, tests) it always does.
         self.holds = holds or (lambda generation: True)
         self.on_fenced = on_fenced
         self.partition_of = partition_of  # a region's partition, for records that omit it
@@ -550,7 +551,7 @@ class BatchProcessor:
             len(batch),
         )
         if self.on_fenced is not None:
-            await self.on_fenced()
+            await self.on_fenced(batch[0].message.generation_id)
         if failure is not None:
             raise failure  # a part failed otherwise: the agent fails, as it did before
 

@@ -120,12 +120,28 @@ async def positions(app: Any, commands_topic: str) -> dict[Key, tuple[int | None
     return found
 
 
-async def request_rejoin(app: Any) -> None:
-    """Ask the group to rebalance, from the aiokafka consumer's own thread and loop."""
+async def request_rejoin(app: Any, past: int | None = None) -> None:
+    """Ask the group to rebalance, from the aiokafka consumer's own thread and loop.
+
+    With ``past`` (the generation a fenced batch was fetched in, ``streams.lease``), only
+    while the consumer has not joined a later generation since. A worker its group dropped
+    often hears so from a heartbeat and rejoins by itself; when the fence's request reaches
+    the consumer's thread after that rejoin (the hop waits for the thread's loop), asking
+    again would cost every partition one more revoke, recovery and seek for nothing: the
+    commands the fence let go come again with the later generation's seek anyway
+    (``tests/streams/test_lease_fence.py``: a third join before this check)."""
     thread = app.consumer._thread
 
     async def rejoin() -> None:
-        thread._ensure_consumer()._coordinator.request_rejoin()
+        coordinator = thread._ensure_consumer()._coordinator
+        if past is not None and coordinator.generation > past:
+            log.info(
+                "not asking for a rebalance: the fenced generation %d is past (now %d)",
+                past,
+                coordinator.generation,
+            )
+            return
+        coordinator.request_rejoin()
 
     await thread.call_thread(rejoin)
 

@@ -75,8 +75,8 @@ def processor(lease: dict[str, bool]) -> tuple[BatchProcessor, Producer, list[in
     table = ChangelogTable(app, name="state", partitions=2, value_type=bytes)
     rejoins: list[int] = []
 
-    async def on_fenced() -> None:
-        rejoins.append(1)
+    async def on_fenced(generation: int) -> None:
+        rejoins.append(generation)
 
     batches = BatchProcessor(
         app,
@@ -138,7 +138,7 @@ def test_a_batch_whose_lease_runs_out_leaves_nothing_and_the_table_as_it_was() -
     assert acked == [], "a fenced batch acked commands"
     assert not batches.app.consumer.unacked, "the batch's messages were not given back"
     assert held == {(0, GENERATION)}
-    assert rejoins == [1]
+    assert rejoins == [GENERATION]
     assert batches.fenced == 1
     assert dict(batches.table.data.items()) == before, "the table kept the fenced decisions"
     assert batches.table.unsent == [] and batches.table.undo == []
@@ -152,9 +152,9 @@ def test_a_batch_after_the_lease_ran_out_is_not_decided() -> None:
     run(batches, reports(0, 2), acked, held)
     assert batches.phases["decide_s"] == 0.0, "a command was decided without the lease"
     assert producer.sent == [] and acked == [] and dict(batches.table.data.items()) == {}
-    assert held == {(0, GENERATION)} and rejoins == [1]
+    assert held == {(0, GENERATION)} and rejoins == [GENERATION]
     # the partition's later commands of that generation are let go quietly, undecided
     run(batches, reports(2, 2), acked, held)
     assert producer.sent == [] and acked == [] and dict(batches.table.data.items()) == {}
-    assert batches.fenced == 1 and rejoins == [1]
+    assert batches.fenced == 1 and rejoins == [GENERATION]
     assert not batches.app.consumer.unacked

@@ -29,7 +29,7 @@ from api import replay as replay_routes
 from api.auth import READERS, Role
 from api.http import ApiError
 from api.openapi import openapi_document
-from api.services import Services
+from api.services import Services, services_of
 from api.sse import PATH as STREAM_PATH
 from api.sse import LiveStream
 from api.ws import ws_endpoint
@@ -122,24 +122,20 @@ class ApiApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def _services(request: Request) -> Services:
-    return request.app.state.services
-
-
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return exc.response()
 
 
 async def get_state(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     role = services.auth.require(request, READERS, cookie=True)
     text = services.model.state_text(redact=role is not Role.AUTHORITY)
     return Response(text, media_type="application/json")
 
 
 async def list_emergencies(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     role = services.auth.require(request, READERS, cookie=True)
     model = services.model
     return Response(
@@ -150,7 +146,7 @@ async def list_emergencies(request: Request) -> Response:
 
 
 async def list_units(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     services.auth.require(request, READERS, cookie=True)
     model = services.model
     return Response(
@@ -171,7 +167,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    model = _services(request).model
+    model = services_of(request).model
     reachable = await model.kafka_reachable()
     body: dict[str, Any] = {
         "kafka": "reachable" if reachable else "unreachable",
@@ -188,7 +184,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     if not services.settings.metrics_open:
         services.auth.require_metrics(request)
     m = services.metrics

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 
 from api.auth import AUTHORITY, RATE_EXEMPT, REPORTERS, Role
 from api.http import ApiError, read_model_body
+from api.services import Services, services_of
 from dispatchwire.errors import KafkaUnavailable
 from dispatchwire.settings import Settings
 from schemas.commands import (
@@ -53,14 +54,7 @@ from schemas.requests import (
 )
 from views.mapspec import road_network
 
-if TYPE_CHECKING:
-    from api.services import Services
-
 log = logging.getLogger(__name__)
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services
 
 
 def region_for_report(body: ReportRequest, settings: Settings) -> str:
@@ -166,7 +160,7 @@ def _late(command: Command, **extra: Any) -> JSONResponse:
 
 
 async def report_emergency(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     if services.settings.require_reporter_token:
         services.auth.require(request, REPORTERS)
     role = services.auth.role(request) or Role.REPORTER
@@ -213,7 +207,7 @@ def _known_emergency_region(services: Services, emergency_id: str) -> str:
 async def _emergency_command(
     request: Request, request_model: type[BaseModel], build: Any
 ) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     role = services.auth.require(request, AUTHORITY)
     emergency_id = request.path_params["id"]
     body = await read_model_body(
@@ -244,7 +238,7 @@ async def cancel_emergency(request: Request) -> JSONResponse:
 
 
 async def set_unit_status(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     unit_id = request.path_params["id"]
     role = services.auth.require_unit(request, unit_id)
     body = await read_model_body(request, UnitStatusRequest, services.settings.max_body_bytes)

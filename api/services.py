@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.requests import HTTPConnection
+
 from api.auth import Auth, RateLimiter
 from api.broadcast import Hub
 from api.bus import CommandBus
@@ -42,3 +44,9 @@ class Services:
                 lambda transport, cap: metrics.connections_refused.labels(transport, cap).inc(),
             ),
         )
+
+
+def services_of(request: HTTPConnection) -> Services:
+    """The services of the app a request (or WebSocket) came to."""
+    services: Services = request.app.state.services
+    return services

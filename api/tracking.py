@@ -35,7 +35,7 @@ from api.http import ApiError
 from api.limits import HeldStream
 from api.openapi import TRACKING_UNIT_FIELDS
 from api.readmodel import ReadModel
-from api.services import Services
+from api.services import services_of
 from schemas.codec import dumps
 from schemas.entities import Emergency, Unit
 from schemas.events import EmergencyArchived
@@ -50,10 +50,6 @@ HISTORY_HINT = (
 # A stream with nothing new looks again this often (a batch folded wakes it at once), so
 # it also ends within this long once the server shuts down (``Hub.closing``).
 WAKE_S = 1.0
-
-
-def _services(request: Request) -> Services:
-    return request.app.state.services
 
 
 def _find(model: ReadModel, emergency_id: str) -> Emergency:
@@ -80,7 +76,7 @@ def _unit_view(unit: Unit) -> dict[str, Any]:
 
 
 async def get_emergency(request: Request) -> JSONResponse:
-    services = _services(request)
+    services = services_of(request)
     role = services.auth.role(request, cookie=True)
     emergency = _find(services.model, request.path_params["id"])
     hidden = None if role is Role.AUTHORITY else TRACKING_HIDDEN_FIELDS
@@ -93,7 +89,7 @@ async def get_emergency(request: Request) -> JSONResponse:
 
 
 async def stream_emergency(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     services.auth.role(request, cookie=True)  # 401 for a token that matches no role
     emergency_id = request.path_params["id"]
     _find(services.model, emergency_id)

@@ -33,7 +33,7 @@ from api.auth import READERS, Role
 from api.broadcast import CLOSE, Client, LiveMessage
 from api.feed import Feed, PositionNotReached
 from api.http import ApiError
-from api.services import Services
+from api.services import Services, services_of
 from api.sse import stream_filters
 from schemas.live import (
     BAD_REQUEST,
@@ -71,7 +71,7 @@ def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> tuple[bool
 
 
 async def ws_endpoint(websocket: WebSocket) -> None:
-    services: Services = websocket.app.state.services
+    services = services_of(websocket)
     may_connect, cookie_ok = origin_allowed(websocket, services.settings.cors_origins)
     if not may_connect:
         await websocket.send_denial_response(

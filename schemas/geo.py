@@ -176,9 +176,16 @@ def _load(path: str) -> RoadNetwork:
     )
 
 
+def area_name(source: Path) -> str:
+    """The name an area's derived files are kept under: an OSM extract's or a network
+    file's name up to its first dot, lower case, without ``roads-`` (``Tampere.osm.pbf``
+    and ``roads-tampere.json.gz`` are both ``tampere``)."""
+    return source.name.split(".")[0].lower().removeprefix("roads-")
+
+
 def derived_network_file(pbf: Path, data_dir: Path) -> Path:
     """Where the network built from OSM extract ``pbf`` is kept (the worker builds it)."""
-    return data_dir / f"roads-{pbf.name.split('.')[0].lower()}.json.gz"
+    return data_dir / f"roads-{area_name(pbf)}.json.gz"
 
 
 def configured_network(source: Path | None, data_dir: Path) -> RoadNetwork:

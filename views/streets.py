@@ -102,8 +102,7 @@ def load_index_bytes(path: Path = DEFAULT_INDEX_FILE) -> bytes:
 def index_file_for(source: Path, data_dir: Path) -> Path:
     """Where the street index of ``DISPATCHWIRE_OSM_FILE`` (an OSM extract, or a network
     file ``roads-NAME.json.gz``) is kept: ``<data_dir>/streets-NAME.json``."""
-    name = source.name.split(".")[0].lower().removeprefix("roads-")
-    return data_dir / f"streets-{name}.json"
+    return data_dir / f"streets-{geo.area_name(source)}.json"
 
 
 def configured_index_bytes(settings: Settings) -> bytes:

@@ -11,32 +11,55 @@ decided.
 Here a backlog of 20 registrations, one report and 470 fixes waits before the worker
 starts, so it comes in one batch. The report's ``emergency_created`` must be in the log
 before the batch's last fix wrote its table entry (the producer stamps both records as it
-queues them); before the change it came after every write of the batch.
+queues them); before the change it came after every write of the batch. Each fix is made
+to take a millisecond longer (``tests/streams/slow_fix_worker.py``): at their own cost the
+rest of the batch was decided in about the time of one acknowledgement on a loaded machine,
+and the test failed twice in many runs (the report's event 1 and 6 ms after the last write).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
 
+from dispatchwire.settings import Settings
 from schemas.events import EmergencyCreated
+from tests.conftest import WorkerProcess
 from tests.streams.conftest import run_backlog
-from tests.streams.helpers import changelog_topic, read_to_end
+from tests.streams.helpers import changelog_topic, read_to_end, scripted_worker
 from tests.streams.world import fleet_backlog, medical_report
 
 pytestmark = pytest.mark.kafka
 
 UNITS = 20
 FIXES = 470
+SLOW_FIX_S = 0.001
+
+
+@pytest.fixture
+def slow_fix_worker(backlog_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    worker = scripted_worker(
+        backlog_settings,
+        tmp_path / "worker.log",
+        "slow_fix_worker.py",
+        {"SLOW_FIX_S": str(SLOW_FIX_S)},
+    )
+    try:
+        yield worker
+    finally:
+        worker.kill()
 
 
 def test_a_report_at_the_front_of_a_batch_leaves_before_the_batch_is_decided(
-    backlog_settings, late_worker
+    backlog_settings, slow_fix_worker
 ):
     units, fixes = fleet_backlog("p", UNITS, FIXES)
     report = medical_report(command_id="front-report")
     worker, records, events = run_backlog(
-        backlog_settings, late_worker, [*units, report, *fixes], fixes[-1].command_id
+        backlog_settings, slow_fix_worker, [*units, report, *fixes], fixes[-1].command_id
     )
     created = [
         (record, event)
@@ -46,6 +69,7 @@ def test_a_report_at_the_front_of_a_batch_leaves_before_the_batch_is_decided(
     counts = httpx.get(f"{worker.url}/dispatch/batches/", timeout=10).json()
     # the premise: the whole backlog came in one batch (a backlog of 1,000 takes 2 to a few)
     assert counts["largest"] >= UNITS + 1 + FIXES, counts
+    assert counts["decide_s"] >= FIXES * SLOW_FIX_S, counts  # and it took half a second
     assert len(created) == 1 and created[0][1].command_id == report.command_id
     report_at = created[0][0].timestamp
     last = (FIXES - 1) % UNITS  # the unit of the batch's last fix

@@ -81,20 +81,23 @@ class GroupLease:
         self.app = app
         self.lease_s = session_s - margin_s
 
-    def _coordinator(self) -> Any:
-        consumer = getattr(self.app.consumer._thread, "_consumer", None)
-        return getattr(consumer, "_coordinator", None)
-
     def age(self) -> float | None:
         """Seconds since the last renewing request was sent, or None before the first."""
-        return _age(self._coordinator())
+        return _age(group_coordinator(self.app))
 
     def holds(self, generation: int) -> bool:
-        coordinator = self._coordinator()
+        coordinator = group_coordinator(self.app)
         if coordinator is None or coordinator.generation != generation:
             return False  # dropped (generation reset to -1) or a rebalance since the fetch
         age = _age(coordinator)
         return age is not None and age < self.lease_s
+
+
+def group_coordinator(app: Any) -> Any:
+    """The worker's aiokafka group coordinator (None before its consumer is made); its plain
+    attributes (``generation``, ``RENEWED_AT``) may be read from the agent's loop."""
+    consumer = getattr(app.consumer._thread, "_consumer", None)
+    return getattr(consumer, "_coordinator", None)
 
 
 def _age(coordinator: Any) -> float | None:

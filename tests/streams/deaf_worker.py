@@ -36,6 +36,7 @@ from aiokafka.consumer.group_coordinator import GroupCoordinator
 from dispatchwire.settings import Settings
 from streams import progress
 from streams.app import create_faust_app
+from streams.lease import group_coordinator
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def request_rejoin_after_own_rejoin() -> None:
 
     async def late(app: Any, past: int | None = None) -> None:
         def generation() -> int:
-            return app.consumer._thread._consumer._coordinator.generation  # type: ignore[no-any-return]
+            return group_coordinator(app).generation  # type: ignore[no-any-return]
 
         if past is not None:
             deadline = time.monotonic() + 60
